@@ -1,0 +1,52 @@
+//! Connecting to a node and turning gRPC failures into one-line reasons.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use sms_proto::v1::admin_client::AdminClient;
+use tonic::transport::{Channel, Endpoint};
+
+/// Resolves the node address: `--node`, else `$SMS_NODE`.
+pub fn node_addr(node: &Option<String>) -> Result<String> {
+    match node {
+        Some(n) if !n.is_empty() => Ok(n.clone()),
+        _ => Err(anyhow!(
+            "no node given: pass --node HOST:PORT or set SMS_NODE"
+        )),
+    }
+}
+
+/// Opens a channel to `addr`.
+pub async fn channel(addr: &str) -> Result<Channel> {
+    let ep = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|_| anyhow!("{addr:?} is not a HOST:PORT address"))?
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(60));
+    ep.connect()
+        .await
+        .map_err(|e| anyhow!("cannot reach node {addr}: {}", chain(&e)))
+}
+
+/// An Admin client for `addr`.
+pub async fn admin(addr: &str) -> Result<AdminClient<Channel>> {
+    Ok(AdminClient::new(channel(addr).await?).max_decoding_message_size(64 * 1024 * 1024))
+}
+
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// A gRPC failure as the node explained it.
+pub fn status_err(what: &str, s: tonic::Status) -> anyhow::Error {
+    if s.code() == tonic::Code::Unavailable && s.message().contains("transport") {
+        return anyhow!("{what}: the node is unreachable ({})", s.message());
+    }
+    anyhow!("{what}: {}", s.message())
+}

@@ -1,0 +1,143 @@
+//! `controller create-secondary`
+
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use sms_proto::v1 as pb;
+
+use crate::client::{admin, node_addr, status_err};
+use crate::output::Out;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Code of the new site: 3 characters A-Z, 0-9.
+    #[arg(long)]
+    site_code: String,
+    /// HOST:PORT of the bare node that becomes the site server.
+    #[arg(long)]
+    server: String,
+    /// Site name (default: "<CODE> secondary site").
+    #[arg(long)]
+    site_name: Option<String>,
+    /// Sever the parent-child link the moment the bootstrap has started
+    /// (reproduces a secondary stuck at Pending).
+    #[arg(long)]
+    sever_link_mid_bootstrap: bool,
+    /// Follow the install live until the site is Active.
+    #[arg(long)]
+    wait: bool,
+    /// Seconds --wait gives the install before failing.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+}
+
+pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()> {
+    let addr = node_addr(node)?;
+    let reply = admin(&addr)
+        .await?
+        .create_secondary(pb::CreateSecondaryRequest {
+            site_code: a.site_code.clone(),
+            server: a.server.clone(),
+            sever_link_mid_bootstrap: a.sever_link_mid_bootstrap,
+            site_name: a.site_name.unwrap_or_default(),
+        })
+        .await
+        .map_err(|e| status_err("create-secondary", e))?
+        .into_inner();
+    let mut status = reply.status.clone();
+    if a.wait {
+        status = wait_active(
+            &addr,
+            &reply.site_code,
+            &a.server,
+            Duration::from_secs(a.timeout),
+            !out.json,
+        )
+        .await?;
+    }
+    out.print(
+        &json!({"site_code": reply.site_code, "status": status}),
+        || {
+            if !a.wait {
+                println!(
+                    "site {} created on {}: {}. Follow it with `controller --node {addr} sites`.",
+                    reply.site_code, a.server, status
+                );
+            }
+        },
+    );
+    Ok(())
+}
+
+/// Follows a site's status at its parent until `Active`; shows each phase.
+/// Fails with what is known when the site stops progressing in time.
+pub async fn wait_active(
+    parent: &str,
+    code: &str,
+    server: &str,
+    timeout: Duration,
+    show: bool,
+) -> anyhow::Result<String> {
+    let mut client = admin(parent).await?;
+    let bar = if show {
+        let b = ProgressBar::new_spinner();
+        b.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").expect("template"),
+        );
+        b.enable_steady_tick(Duration::from_millis(100));
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let start = Instant::now();
+    let mut last = String::new();
+    loop {
+        let sites = client
+            .list_sites(pb::ListSitesRequest {})
+            .await
+            .map_err(|e| status_err("sites", e))?
+            .into_inner()
+            .sites;
+        let Some(site) = sites.into_iter().find(|s| s.site_code == code) else {
+            bail!("site {code} is not in the site list of {parent}");
+        };
+        if site.status != last {
+            bar.println(format!(
+                "{:>7.2}s  {code}: {}",
+                start.elapsed().as_secs_f64(),
+                site.status
+            ));
+            last = site.status.clone();
+            bar.set_message(format!("site {code}: {last}"));
+        }
+        match site.status.as_str() {
+            "Active" => {
+                bar.finish_and_clear();
+                if show {
+                    println!(
+                        "site {code} is Active after {:.2}s",
+                        start.elapsed().as_secs_f64()
+                    );
+                }
+                return Ok(last);
+            }
+            "Failed" => {
+                bar.finish_and_clear();
+                bail!("site {code} failed to install; read `controller --node {server} bootstrap-log`");
+            }
+            _ => {}
+        }
+        if start.elapsed() > timeout {
+            bar.finish_and_clear();
+            bail!(
+                "site {code} is still {last} after {}s; the parent has heard nothing further. \
+                 Read the child's log with `controller --node {server} bootstrap-log` \
+                 and the link with `controller --node {parent} status`",
+                timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

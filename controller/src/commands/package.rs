@@ -1,0 +1,107 @@
+//! `controller package send|list`: chunked file packages.
+
+use serde_json::json;
+use sms_proto::v1 as pb;
+use uuid::Uuid;
+
+use crate::client::{admin, node_addr, status_err};
+use crate::output::{table, Out};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Cmd {
+    /// Send a file package to a site (a file on the node's host, or random bytes).
+    Send {
+        /// Destination site.
+        #[arg(long)]
+        to: String,
+        /// File to send, read on the node's host.
+        #[arg(long, conflicts_with = "size")]
+        path: Option<String>,
+        /// Generate this many random bytes instead.
+        #[arg(long)]
+        size: Option<u64>,
+        #[arg(long, default_value = "package")]
+        name: String,
+        /// Chunk size in bytes (default 1 MiB).
+        #[arg(long)]
+        chunk_bytes: Option<u32>,
+    },
+    /// Packages received (or being received) at this node.
+    List,
+}
+
+pub async fn run(node: &Option<String>, out: &Out, cmd: Cmd) -> anyhow::Result<()> {
+    let addr = node_addr(node)?;
+    let mut c = admin(&addr).await?;
+    match cmd {
+        Cmd::Send {
+            to,
+            path,
+            size,
+            name,
+            chunk_bytes,
+        } => {
+            if path.is_none() && size.is_none() {
+                anyhow::bail!("give --path FILE or --size BYTES");
+            }
+            let r = c
+                .send_package(pb::SendPackageRequest {
+                    to: to.clone(),
+                    name,
+                    source_path: path.unwrap_or_default(),
+                    size_bytes: size.unwrap_or(0),
+                    chunk_bytes: chunk_bytes.unwrap_or(0),
+                })
+                .await
+                .map_err(|e| status_err("package send", e))?
+                .into_inner();
+            let id = Uuid::from_slice(&r.job_id)
+                .map(|u| u.to_string())
+                .unwrap_or_default();
+            out.print(
+                &json!({"to": to, "job_id": id, "size_bytes": r.size_bytes, "chunk_count": r.chunk_count, "sha256": r.sha256}),
+                || println!("queued package {id} for {to}: {} bytes in {} chunks, sha256 {}", r.size_bytes, r.chunk_count, r.sha256),
+            );
+        }
+        Cmd::List => {
+            let pk = c
+                .list_packages(pb::ListPackagesRequest {})
+                .await
+                .map_err(|e| status_err("package list", e))?
+                .into_inner()
+                .packages;
+            let v = json!({"packages": pk.iter().map(|p| json!({
+                "job_id": Uuid::from_slice(&p.job_id).map(|u| u.to_string()).unwrap_or_default(),
+                "name": p.name,
+                "source_site": p.source_site,
+                "size_bytes": p.size_bytes,
+                "sha256": p.sha256,
+                "chunks_received": p.chunks_received,
+                "chunk_count": p.chunk_count,
+                "complete": p.complete,
+            })).collect::<Vec<_>>()});
+            out.print(&v, || {
+                let mut t = table(&[
+                    "name",
+                    "from",
+                    "bytes",
+                    "chunks",
+                    "complete",
+                    "sha256 (verified)",
+                ]);
+                for p in &pk {
+                    t.add_row(vec![
+                        p.name.clone(),
+                        p.source_site.clone(),
+                        p.size_bytes.to_string(),
+                        format!("{}/{}", p.chunks_received, p.chunk_count),
+                        p.complete.to_string(),
+                        p.sha256.clone(),
+                    ]);
+                }
+                println!("{t}");
+            });
+        }
+    }
+    Ok(())
+}

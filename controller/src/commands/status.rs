@@ -1,0 +1,76 @@
+//! `controller status`
+
+use serde_json::json;
+use sms_proto::v1 as pb;
+
+use super::link_json;
+use crate::client::{admin, node_addr, status_err};
+use crate::output::{table, Out};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub async fn run(node: &Option<String>, out: &Out, _: Args) -> anyhow::Result<()> {
+    let addr = node_addr(node)?;
+    let s = admin(&addr)
+        .await?
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .map_err(|e| status_err("status", e))?
+        .into_inner();
+    let v = json!({
+        "role": s.role,
+        "site_code": s.site_code,
+        "parent_site_code": s.parent_site_code,
+        "site_name": s.site_name,
+        "kind": s.kind,
+        "address": s.address,
+        "version": s.version,
+        "node_id": s.node_id,
+        "serial": s.serial,
+        "bootstrap": {"state": s.bootstrap_state, "detail": s.bootstrap_detail},
+        "duplicates_dropped": s.duplicates_dropped,
+        "components": s.components.iter().map(|c| json!({"name": c.name, "state": c.state})).collect::<Vec<_>>(),
+        "links": s.links.iter().map(link_json).collect::<Vec<_>>(),
+    });
+    out.print(&v, || {
+        if s.role == "bare" {
+            println!("{} is a bare node (node id {})", s.address, s.node_id);
+        } else {
+            let parent = if s.parent_site_code.is_empty() {
+                "none (central site)".to_string()
+            } else {
+                s.parent_site_code.clone()
+            };
+            println!(
+                "{} is site {} \"{}\" ({}), parent {}, site control serial {}",
+                s.address, s.site_code, s.site_name, s.kind, parent, s.serial
+            );
+        }
+        if s.bootstrap_state != "none" {
+            println!("bootstrap: {} {}", s.bootstrap_state, s.bootstrap_detail);
+        }
+        if !s.components.is_empty() {
+            let mut t = table(&["component", "state"]);
+            for c in &s.components {
+                t.add_row(vec![c.name.clone(), c.state.clone()]);
+            }
+            println!("{t}");
+        }
+        if !s.links.is_empty() {
+            let mut t = table(&["link to", "state", "queued", "failed", "server", "detail"]);
+            for l in &s.links {
+                t.add_row(vec![
+                    l.to.clone(),
+                    l.state.clone(),
+                    l.queued_jobs.to_string(),
+                    l.failed_jobs.to_string(),
+                    l.server.clone(),
+                    l.detail.clone(),
+                ]);
+            }
+            println!("{t}");
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,18 @@
+//! `controller`: the administrator's CLI.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use sms_controller::Cli;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("controller: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! The status message catalogue: every message id, its severity, the
+//! component that reports it and its text template, in one place.
+//!
+//! Templates use `%1`, `%2`, ... for insertion strings, as SMS did.
+
+use crate::model::Severity;
+
+/// One entry of the catalogue.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageDef {
+    pub id: u32,
+    pub severity: Severity,
+    pub component: &'static str,
+    pub template: &'static str,
+}
+
+macro_rules! catalogue {
+    ($($name:ident = $id:literal, $sev:ident, $comp:literal, $text:literal;)*) => {
+        $(
+            #[doc = $text]
+            pub const $name: MessageDef = MessageDef {
+                id: $id,
+                severity: Severity::$sev,
+                component: $comp,
+                template: $text,
+            };
+        )*
+        /// Every catalogue entry.
+        pub const ALL: &[MessageDef] = &[$($name),*];
+    };
+}
+
+catalogue! {
+    SITE_INSTALLED = 1000, Informational, "SMS_SITE_COMPONENT_MANAGER",
+        "Site %1 (%2) was installed on this server as a central primary site.";
+    COMPONENTS_INSTALLED = 1001, Informational, "SMS_SITE_COMPONENT_MANAGER",
+        "Components installed and running on this site server: %1.";
+    CT1_APPLIED = 2800, Informational, "SMS_SITE_CONFIG_MANAGER",
+        "Site control of site %1 was updated from serial %2 to serial %3 (proposed by %4).";
+    CT1_REJECTED = 2801, Error, "SMS_SITE_CONFIG_MANAGER",
+        "A site control proposal for site %1 was rejected and kept in the bad box: %2.";
+    HM_SITE_CREATED = 3100, Informational, "SMS_HIERARCHY_MANAGER",
+        "Secondary site %1 is being created on server %2. Its status is Pending until it reports.";
+    HM_SITE_STATUS = 3101, Informational, "SMS_HIERARCHY_MANAGER",
+        "The status of site %1 changed from %2 to %3.";
+    HM_UNKNOWN_CT2 = 3102, Warning, "SMS_HIERARCHY_MANAGER",
+        "A site control report (CT2) arrived for site %1, which is not in this site's hierarchy; it was set aside.";
+    BOOTSTRAP_PHASE1 = 3300, Informational, "SMS_BOOTSTRAP",
+        "Site %1 install phase 1 complete: package verified (%2 bytes), store and identity created, scheduler, sender and despooler installed.";
+    BOOTSTRAP_PHASE2 = 3301, Informational, "SMS_BOOTSTRAP",
+        "Site %1 install phase 2 complete: the remaining site components are installed.";
+    BOOTSTRAP_PHASE3 = 3302, Informational, "SMS_BOOTSTRAP",
+        "Site %1 install phase 3 complete: the initial site control was processed into serial %2.";
+    BOOTSTRAP_PHASE4 = 3303, Informational, "SMS_BOOTSTRAP",
+        "Site %1 install phase 4 complete: the first site control report (CT2) is queued for parent site %2; the bootstrap has removed itself.";
+    JOB_FAILED = 4400, Error, "SMS_SENDER",
+        "Job %1 (%2) for site %3 failed after %4 attempts and was kept in the failed box: %5.";
+    LINK_SEVERED = 4401, Warning, "SMS_SENDER",
+        "The link to site %1 was severed by an administrator; jobs for it stay queued.";
+    LINK_RESTORED = 4402, Informational, "SMS_SENDER",
+        "The link to site %1 was restored; queued jobs flow again.";
+    JOBS_RETRIED = 4403, Informational, "SMS_SENDER",
+        "%1 failed jobs for site %2 were put back in the outbox.";
+    DESPOOL_REFUSED = 4600, Warning, "SMS_DESPOOLER",
+        "Refused a connection from site %1: %2.";
+    DESPOOL_UNROUTABLE = 4601, Warning, "SMS_DESPOOLER",
+        "Refused job %1 from site %2 for site %3: %4.";
+}
+
+/// Looks up an id.
+pub fn lookup(id: u32) -> Option<&'static MessageDef> {
+    ALL.iter().find(|d| d.id == id)
+}
+
+/// Fills a template's `%N` placeholders (highest first, so `%1` never eats `%10`).
+pub fn render(def: &MessageDef, args: &[String]) -> String {
+    let mut text = def.template.to_string();
+    for (i, a) in args.iter().enumerate().rev() {
+        text = text.replace(&format!("%{}", i + 1), a);
+    }
+    text
+}
+
+/// The bootstrap phase an id reports, if it is a phase report.
+pub fn bootstrap_phase(id: u32) -> Option<u8> {
+    match id {
+        3300 => Some(1),
+        3301 => Some(2),
+        3302 => Some(3),
+        3303 => Some(4),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_render() {
+        let mut ids: Vec<u32> = ALL.iter().map(|d| d.id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), ALL.len());
+        let t = render(
+            &HM_SITE_STATUS,
+            &["S01".into(), "Pending".into(), "Active".into()],
+        );
+        assert_eq!(t, "The status of site S01 changed from Pending to Active.");
+        assert_eq!(bootstrap_phase(BOOTSTRAP_PHASE4.id), Some(4));
+    }
+}

@@ -1,0 +1,292 @@
+//! Despooler: accepts a neighbour's link, then for every received frame
+//! persists it, deduplicates it by job id and delivers it (to a local inbox
+//! or one hop on) in one transaction, and only then lets the edge
+//! acknowledge it.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::catalog;
+use crate::model::*;
+use crate::node::Ctx;
+use crate::rpc::client::LinkHello;
+use crate::scheduler::{self, Route};
+use crate::site_component;
+use crate::store::{Delivery, Despooled, Inbox};
+
+/// Why a link is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Cut by an administrator; the peer should wait without giving up.
+    Severed(String),
+    /// The peer is not a neighbour, or presented the wrong secret.
+    NotNeighbour(String),
+    /// This node cannot receive jobs (bare, or the despooler is not installed).
+    Unavailable(String),
+}
+
+impl Refusal {
+    pub fn message(&self) -> &str {
+        match self {
+            Refusal::Severed(m) | Refusal::NotNeighbour(m) | Refusal::Unavailable(m) => m,
+        }
+    }
+}
+
+/// Accepts a link only from this site's parent or one of its direct
+/// children, with the secret of that link, and not while it is severed.
+pub async fn accept_link(ctx: &Arc<Ctx>, hello: &LinkHello) -> Result<SiteCode, Refusal> {
+    let Some(id) = ctx.identity() else {
+        return Err(Refusal::Unavailable(
+            "this node is bare: no site is installed here yet".into(),
+        ));
+    };
+    if !ctx.components.is_running(site_component::DESPOOLER) {
+        return Err(Refusal::Unavailable(format!(
+            "the despooler of site {} is not installed",
+            id.site_code
+        )));
+    }
+    let from = &hello.source_site;
+    if hello.dest_site != id.site_code {
+        return Err(refuse(
+            ctx,
+            from,
+            format!(
+                "this is site {}, not site {}",
+                id.site_code, hello.dest_site
+            ),
+        )
+        .await);
+    }
+    let parent = id.parent.as_ref().filter(|p| &p.site_code == from);
+    let child = match ctx.store.site(from) {
+        Ok(Some(rec)) if rec.parent_site_code.as_ref() == Some(&id.site_code) => Some(rec),
+        _ => None,
+    };
+    let secret_ok = match (&parent, &child) {
+        (Some(p), _) => p.link_secret == hello.link_secret,
+        (None, Some(c)) => c.link_secret == hello.link_secret,
+        (None, None) => {
+            return Err(refuse(
+                ctx,
+                from,
+                format!(
+                    "site {from} is not a neighbour of site {} (only its parent and direct children may send to it)",
+                    id.site_code
+                ),
+            )
+            .await)
+        }
+    };
+    if !secret_ok {
+        return Err(refuse(
+            ctx,
+            from,
+            format!("site {from} presented the wrong link secret"),
+        )
+        .await);
+    }
+    if let Ok(Some(f)) = ctx.store.link_fault(from) {
+        return Err(Refusal::Severed(format!(
+            "site {} severed its link to site {from} at {} (unix ms); waiting for restore-link",
+            id.site_code, f.severed_unix_ms
+        )));
+    }
+    follow_move(ctx, from, &hello.source_address, child);
+    Ok(from.clone())
+}
+
+/// A neighbour that restarted on another address tells us in its Hello.
+fn follow_move(ctx: &Arc<Ctx>, from: &SiteCode, addr: &str, child: Option<SiteRecord>) {
+    let usable = addr
+        .parse::<std::net::SocketAddr>()
+        .map(|a| !a.ip().is_unspecified())
+        .unwrap_or(!addr.is_empty());
+    if !usable {
+        return;
+    }
+    if let Some(mut rec) = child {
+        if rec.server != addr {
+            tracing::info!(site = %from, old = %rec.server, new = %addr, "child site moved");
+            rec.server = addr.to_string();
+            let _ = ctx.store.put_site(&rec);
+        }
+    } else if let Some(mut id) = ctx.identity() {
+        if let Some(p) = id
+            .parent
+            .as_mut()
+            .filter(|p| &p.site_code == from && p.address != addr)
+        {
+            tracing::info!(site = %from, old = %p.address, new = %addr, "parent site moved");
+            p.address = addr.to_string();
+            let _ = ctx.set_identity(id);
+        }
+    }
+}
+
+async fn refuse(ctx: &Arc<Ctx>, from: &SiteCode, reason: String) -> Refusal {
+    ctx.scheduler
+        .refused_strangers
+        .fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(from = %from, "refused a link: {reason}");
+    if ctx.scheduler.should_report(&format!("link:{from}")) {
+        let _ = crate::status_manager::emit(
+            ctx,
+            &catalog::DESPOOL_REFUSED,
+            &[from.to_string(), reason.clone()],
+        );
+    }
+    Refusal::NotNeighbour(reason)
+}
+
+/// A received frame: the job and, for file packages, its chunk.
+pub type Frame = (Job, Option<(u32, Vec<u8>)>);
+
+/// Despools a batch of frames from `from`; the result is durable on return.
+/// Returns, per frame, (job id, chunk index, outcome).
+pub async fn despool(
+    ctx: &Arc<Ctx>,
+    from: &SiteCode,
+    frames: Vec<Frame>,
+) -> anyhow::Result<Vec<(Uuid, u32, Despooled)>> {
+    let mut batch = Vec::with_capacity(frames.len());
+    let mut pre: Vec<Option<String>> = Vec::with_capacity(frames.len());
+    for (job, chunk) in frames {
+        match delivery_for(ctx, from, &job, chunk) {
+            Ok(d) => {
+                pre.push(None);
+                batch.push((job, d));
+            }
+            Err(reason) => {
+                pre.push(Some(reason));
+                batch.push((job, Delivery::Probe));
+            }
+        }
+    }
+    let to_store: Vec<(Job, Delivery)> = batch
+        .iter()
+        .zip(&pre)
+        .filter(|(_, r)| r.is_none())
+        .map(|(b, _)| b.clone())
+        .collect();
+    let stored = if to_store.is_empty() {
+        vec![]
+    } else {
+        ctx.store.despool(&to_store)?
+    };
+    ctx.store.durable().await?;
+
+    let mut stored = stored.into_iter();
+    let mut out = Vec::with_capacity(batch.len());
+    let (mut scm, mut hm, mut st) = (false, false, false);
+    for ((job, delivery), rejected) in batch.into_iter().zip(pre) {
+        let chunk = match &delivery {
+            Delivery::Chunk { index, .. } => *index,
+            _ => 0,
+        };
+        let outcome = match rejected {
+            Some(reason) => Despooled::Rejected(reason),
+            None => stored.next().expect("one outcome per stored frame"),
+        };
+        match (&outcome, &delivery) {
+            (Despooled::Stored, Delivery::Inbox(Inbox::SiteControl)) => scm = true,
+            (Despooled::Stored, Delivery::Inbox(Inbox::Hierarchy)) => hm = true,
+            (Despooled::Stored, Delivery::Inbox(Inbox::Status)) => st = true,
+            (Despooled::Stored, Delivery::Forward(hop))
+            | (
+                Despooled::Stored,
+                Delivery::Chunk {
+                    forward: Some(hop), ..
+                },
+            ) => {
+                scheduler::ensure_link(ctx, hop).wake.notify_one();
+            }
+            (Despooled::Rejected(reason), _) => {
+                if let Some(l) = ctx.scheduler.link(from) {
+                    l.refused.fetch_add(1, Ordering::Relaxed);
+                }
+                tracing::warn!(job = %job.id, from = %from, dest = %job.dest, "refused a job: {reason}");
+                if ctx
+                    .scheduler
+                    .should_report(&format!("job:{from}:{}", job.dest))
+                {
+                    let _ = crate::status_manager::emit(
+                        ctx,
+                        &catalog::DESPOOL_UNROUTABLE,
+                        &[
+                            job.id.to_string(),
+                            from.to_string(),
+                            job.dest.to_string(),
+                            reason.clone(),
+                        ],
+                    );
+                }
+            }
+            _ => {}
+        }
+        out.push((job.id, chunk, outcome));
+    }
+    if scm {
+        ctx.scm_wake.notify_one();
+    }
+    if hm {
+        ctx.hm_wake.notify_one();
+    }
+    if st {
+        ctx.status_wake.notify_one();
+    }
+    Ok(out)
+}
+
+/// Decides where a received job goes, or why it cannot be accepted.
+fn delivery_for(
+    ctx: &Ctx,
+    from: &SiteCode,
+    job: &Job,
+    chunk: Option<(u32, Vec<u8>)>,
+) -> Result<Delivery, String> {
+    let route = scheduler::route(ctx, &job.dest).map_err(|e| e.to_string())?;
+    if let Some((index, data)) = chunk {
+        if !matches!(job.payload, Payload::File(_)) {
+            return Err("a chunk frame must carry a file package".into());
+        }
+        let forward = match route {
+            Route::Local => None,
+            Route::Hop(h) if &h == from => {
+                return Err(format!("site {} routes back to {from}", job.dest))
+            }
+            Route::Hop(h) => Some(h),
+        };
+        return Ok(Delivery::Chunk {
+            index,
+            data,
+            forward,
+        });
+    }
+    match route {
+        Route::Hop(h) if &h == from => Err(format!(
+            "no route to site {} except back through {from}",
+            job.dest
+        )),
+        Route::Hop(h) => Ok(Delivery::Forward(h)),
+        Route::Local => match &job.payload {
+            Payload::Ct1(_) => Ok(Delivery::Inbox(Inbox::SiteControl)),
+            Payload::Ct2(_) => {
+                if ctx.identity().map(|i| i.kind) == Some(SiteKind::Primary) {
+                    Ok(Delivery::Inbox(Inbox::Hierarchy))
+                } else {
+                    Err("a secondary site has no Hierarchy Manager to take a CT2".into())
+                }
+            }
+            Payload::Status(_) => Ok(Delivery::Inbox(Inbox::Status)),
+            Payload::Probe(_) => Ok(Delivery::Probe),
+            Payload::File(_) => Err("a file package must arrive as chunks".into()),
+            Payload::Bootstrap(_) => {
+                Err("bootstrap packages go to a bare node's bootstrap service".into())
+            }
+        },
+    }
+}

@@ -1,0 +1,110 @@
+//! One log file per SMS component under `DIR/logs/`, plus readable stderr.
+//!
+//! A component's file is chosen by the module its events come from, so
+//! components just use `tracing` macros.
+
+use std::path::Path;
+
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::filter::{filter_fn, EnvFilter};
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::{fmt, Layer};
+
+/// Module → log file. Events from other `sms_node` modules go to `node.log`.
+pub const COMPONENT_LOGS: &[(&str, &str)] = &[
+    ("sms_node::site_config", "sitectrl"),
+    ("sms_node::hierarchy", "hman"),
+    ("sms_node::scheduler", "sched"),
+    ("sms_node::sender", "sender"),
+    ("sms_node::despooler", "despool"),
+    ("sms_node::site_component", "sitecomp"),
+    ("sms_node::status_manager", "statmgr"),
+    ("sms_node::bootstrap", "bootstrap"),
+];
+
+/// Keeps the log writers alive; drop it last so buffered lines are written.
+pub struct LogGuards(#[allow(dead_code)] Vec<WorkerGuard>);
+
+/// Installs the global subscriber. `RUST_LOG` tunes stderr only; files always
+/// get `info` and above from their component.
+pub fn init(log_dir: &Path) -> std::io::Result<LogGuards> {
+    std::fs::create_dir_all(log_dir)?;
+    let mut guards = Vec::new();
+    let mut layers: Vec<Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>> = Vec::new();
+    let mut open = |file: &str| -> std::io::Result<_> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_dir.join(format!("{file}.log")))?;
+        // Never drop lines: the logs are how an operator diagnoses a site.
+        let (w, g) = NonBlockingBuilder::default().lossy(false).finish(f);
+        guards.push(g);
+        Ok(w)
+    };
+    for (module, file) in COMPONENT_LOGS {
+        let w = open(file)?;
+        let module = *module;
+        layers.push(
+            fmt::layer()
+                .with_ansi(false)
+                .with_target(false)
+                .with_writer(w)
+                .with_filter(filter_fn(move |m| {
+                    m.target().starts_with(module) && *m.level() <= tracing::Level::INFO
+                }))
+                .boxed(),
+        );
+    }
+    let w = open("node")?;
+    layers.push(
+        fmt::layer()
+            .with_ansi(false)
+            .with_writer(w)
+            .with_filter(filter_fn(|m| {
+                m.target().starts_with("sms_node")
+                    && !COMPONENT_LOGS
+                        .iter()
+                        .any(|(p, _)| m.target().starts_with(p))
+                    && *m.level() <= tracing::Level::INFO
+            }))
+            .boxed(),
+    );
+    let env = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sled=warn,h2=warn,tower=warn"));
+    layers.push(
+        fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(env)
+            .boxed(),
+    );
+    tracing_subscriber::registry().with(layers).init();
+    Ok(LogGuards(guards))
+}
+
+/// Reads a component log (last `tail` lines, or all when 0).
+pub fn read(log_dir: &Path, name: &str, tail: usize) -> Result<Vec<String>, String> {
+    let known = COMPONENT_LOGS.iter().any(|(_, f)| *f == name) || name == "node";
+    if !known {
+        let names: Vec<&str> = COMPONENT_LOGS
+            .iter()
+            .map(|(_, f)| *f)
+            .chain(["node"])
+            .collect();
+        return Err(format!(
+            "unknown log {name:?}; logs are: {}",
+            names.join(", ")
+        ));
+    }
+    let text = match std::fs::read_to_string(log_dir.join(format!("{name}.log"))) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(format!("cannot read {name}.log: {e}")),
+    };
+    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let skip = if tail == 0 {
+        0
+    } else {
+        lines.len().saturating_sub(tail)
+    };
+    Ok(lines.into_iter().skip(skip).collect())
+}

@@ -1,0 +1,298 @@
+//! The node: its shared context, startup from the store, and clean shutdown.
+//!
+//! Every background component is a task spawned on [`Ctx::tasks`] that stops
+//! when [`Ctx::cancel`] fires; shutdown cancels, waits a bounded time for the
+//! tasks, then flushes the store.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::model::*;
+use crate::rpc::Connector;
+use crate::scheduler::Scheduler;
+use crate::site_component::Components;
+use crate::store::Store;
+
+/// How a node is started (from the command line or a test).
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    /// Address other nodes use to reach this one; defaults to the bound address.
+    pub advertise: Option<String>,
+    /// Install the central primary site with this code on first start.
+    pub install_primary: Option<SiteCode>,
+    pub site_name: Option<String>,
+    /// Mark this node a member server of a domain.
+    pub domain: Option<String>,
+    /// How long shutdown waits for components before giving up.
+    pub shutdown_grace: Duration,
+}
+
+/// State shared by every component of one node.
+pub struct Ctx {
+    pub store: Store,
+    pub data_dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub advertise: String,
+    pub node_id: Uuid,
+    identity: RwLock<Option<Identity>>,
+    /// The working configuration: the current CT0, read by every component.
+    config: watch::Sender<Option<SiteControl>>,
+    pub cancel: CancellationToken,
+    pub tasks: TaskTracker,
+    pub connector: Connector,
+    pub components: Components,
+    pub scheduler: Scheduler,
+    /// Wakes the Site Configuration Manager (a CT1 arrived, or a forced cycle).
+    pub scm_wake: Notify,
+    /// Wakes the Hierarchy Manager (a CT2 arrived).
+    pub hm_wake: Notify,
+    /// Wakes the Status Manager (messages to store or replicate).
+    pub status_wake: Notify,
+    /// Signals bootstrap progress changes to anyone waiting on them.
+    pub bootstrap_changed: Notify,
+}
+
+impl Ctx {
+    /// This site's identity, or None on a bare node.
+    pub fn identity(&self) -> Option<Identity> {
+        self.identity.read().expect("identity lock").clone()
+    }
+
+    pub fn site_code(&self) -> Option<SiteCode> {
+        self.identity
+            .read()
+            .expect("identity lock")
+            .as_ref()
+            .map(|i| i.site_code.clone())
+    }
+
+    /// Records a new or updated identity, in the store and in memory.
+    pub fn set_identity(&self, id: Identity) -> crate::store::Result<()> {
+        self.store.set_identity(&id)?;
+        *self.identity.write().expect("identity lock") = Some(id);
+        Ok(())
+    }
+
+    /// The current working configuration (CT0).
+    pub fn config(&self) -> Option<SiteControl> {
+        self.config.borrow().clone()
+    }
+
+    /// Watches the working configuration for changes.
+    pub fn watch_config(&self) -> watch::Receiver<Option<SiteControl>> {
+        self.config.subscribe()
+    }
+
+    /// Publishes a newly applied CT0 to every component.
+    pub fn publish_config(&self, ct0: SiteControl) {
+        self.config.send_replace(Some(ct0));
+    }
+
+    /// The address settings for a neighbour: from site control when present,
+    /// otherwise defaults.
+    pub fn address_for(&self, to: &SiteCode, server: String) -> Address {
+        let configured = self
+            .config()
+            .and_then(|c| c.addresses.into_iter().find(|a| &a.site_code == to));
+        match configured {
+            Some(mut a) => {
+                a.server = server;
+                a
+            }
+            None => Address::new(to.clone(), server),
+        }
+    }
+
+    /// A machine name for status messages.
+    pub fn machine(&self) -> String {
+        self.advertise.clone()
+    }
+}
+
+/// A running node.
+pub struct Node {
+    pub ctx: Arc<Ctx>,
+    pub local_addr: std::net::SocketAddr,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    grace: Duration,
+}
+
+impl Node {
+    /// Opens the store, installs the central site if asked, starts what the
+    /// store says this node is, and serves gRPC on `listener`.
+    pub async fn start(
+        cfg: NodeConfig,
+        listener: TcpListener,
+        connector: Connector,
+    ) -> anyhow::Result<Node> {
+        let local_addr = listener.local_addr()?;
+        std::fs::create_dir_all(&cfg.data_dir)
+            .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
+        let store = Store::open(&cfg.data_dir.join("db"))
+            .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?;
+        let node_id = store.node_id()?;
+        let advertise = cfg
+            .advertise
+            .clone()
+            .unwrap_or_else(|| local_addr.to_string());
+
+        let mut identity = store.identity()?;
+        let mut installed_now = false;
+        if let Some(code) = &cfg.install_primary {
+            match &identity {
+                Some(id) if &id.site_code == code && id.kind == SiteKind::Primary => {}
+                Some(id) => bail!(
+                    "data dir {} already holds site {} ({}); refusing to install {} over it",
+                    cfg.data_dir.display(),
+                    id.site_code,
+                    id.kind.as_str(),
+                    code
+                ),
+                None => {
+                    if let Some(b) = store.bootstrap_package()? {
+                        bail!(
+                            "data dir {} holds a bootstrap for site {}; refusing to install {} over it",
+                            cfg.data_dir.display(),
+                            b.package.site_code,
+                            code
+                        );
+                    }
+                    let id = install_central(&store, code, cfg.site_name.clone(), &advertise)?;
+                    store.durable().await?;
+                    identity = Some(id);
+                    installed_now = true;
+                }
+            }
+        }
+        if let Some(domain) = &cfg.domain {
+            store.set_member_domain(domain)?;
+            store.durable().await?;
+        }
+        let ct0 = store.ct0()?;
+        let (config, _) = watch::channel(ct0);
+        let ctx = Arc::new(Ctx {
+            log_dir: cfg.data_dir.join("logs"),
+            data_dir: cfg.data_dir.clone(),
+            advertise,
+            node_id,
+            identity: RwLock::new(identity.clone()),
+            config,
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            connector,
+            components: Components::default(),
+            scheduler: Scheduler::default(),
+            scm_wake: Notify::new(),
+            hm_wake: Notify::new(),
+            status_wake: Notify::new(),
+            bootstrap_changed: Notify::new(),
+            store,
+        });
+
+        if identity.is_some() {
+            crate::site_component::start_site(&ctx)?;
+            if installed_now {
+                let id = ctx.identity().expect("just installed");
+                crate::status_manager::emit(
+                    &ctx,
+                    &crate::catalog::SITE_INSTALLED,
+                    &[id.site_code.to_string(), id.site_name.clone()],
+                )?;
+            }
+        } else {
+            tracing::info!(node_id = %ctx.node_id, "bare node: waiting for a site install");
+        }
+        crate::bootstrap::resume(&ctx)?;
+
+        let server = tokio::spawn(crate::rpc::serve(ctx.clone(), listener));
+        write_addr_file(&cfg.data_dir, &local_addr.to_string())?;
+        Ok(Node {
+            ctx,
+            local_addr,
+            server,
+            grace: cfg.shutdown_grace,
+        })
+    }
+
+    /// Stops every component (bounded by the grace period) and flushes.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        tracing::info!("shutting down");
+        self.ctx.cancel.cancel();
+        self.ctx.tasks.close();
+        if tokio::time::timeout(self.grace, self.ctx.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(grace = ?self.grace, "components did not stop in time");
+        }
+        match tokio::time::timeout(self.grace, self.server).await {
+            Ok(Ok(Err(e))) => tracing::warn!("gRPC server ended with an error: {e:#}"),
+            Ok(_) => {}
+            Err(_) => tracing::warn!("gRPC server did not stop in time"),
+        }
+        self.ctx.store.flush_now()?;
+        Ok(())
+    }
+}
+
+fn install_central(
+    store: &Store,
+    code: &SiteCode,
+    name: Option<String>,
+    advertise: &str,
+) -> anyhow::Result<Identity> {
+    let site_name = name.unwrap_or_else(|| format!("{code} central site"));
+    let id = Identity {
+        site_code: code.clone(),
+        site_name: site_name.clone(),
+        kind: SiteKind::Primary,
+        parent: None,
+        installed_unix_ms: now_ms(),
+        version: SOFTWARE_VERSION.to_string(),
+    };
+    let ct0 = SiteControl {
+        site_code: code.clone(),
+        site_name,
+        serial: 1,
+        parent_site_code: None,
+        polling_interval_ms: DEFAULT_POLLING_INTERVAL_MS,
+        domains: vec![],
+        addresses: vec![],
+        version: SOFTWARE_VERSION.to_string(),
+        next_unique_id: 1,
+    };
+    store.install_site(&id, &ct0)?;
+    store.put_site(&SiteRecord {
+        site_code: code.clone(),
+        parent_site_code: None,
+        kind: SiteKind::Primary,
+        server: advertise.to_string(),
+        status: SiteStatus::Active,
+        status_changed_unix_ms: now_ms(),
+        serial: 1,
+        link_secret: String::new(),
+        sever_link_mid_bootstrap: false,
+    })?;
+    tracing::info!(site = %code, "installed the central primary site");
+    Ok(id)
+}
+
+/// Name of the file in the data dir that holds the bound address.
+pub const ADDR_FILE: &str = "node.addr";
+
+/// Writes the bound address atomically (write + rename) so a reader never
+/// sees half of it.
+fn write_addr_file(dir: &Path, addr: &str) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{ADDR_FILE}.tmp"));
+    std::fs::write(&tmp, format!("{addr}\n"))?;
+    std::fs::rename(tmp, dir.join(ADDR_FILE))
+}

@@ -1,0 +1,513 @@
+//! The administration service the `controller` calls.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use sms_proto::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use super::convert;
+use crate::catalog;
+use crate::hierarchy::{self, CreateError, CreateSecondary};
+use crate::model::*;
+use crate::node::Ctx;
+use crate::scheduler::{self, Route};
+
+pub struct AdminSvc {
+    pub ctx: Arc<Ctx>,
+}
+
+type R<T> = Result<Response<T>, Status>;
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(e.to_string())
+}
+
+impl AdminSvc {
+    fn installed(&self) -> Result<Identity, Status> {
+        self.ctx.identity().ok_or_else(|| {
+            Status::failed_precondition("this node is bare: no site is installed here")
+        })
+    }
+
+    fn link_state(&self, to: &SiteCode) -> pb::LinkState {
+        let ctx = &self.ctx;
+        let (state, detail, refused) = match ctx.scheduler.link(to) {
+            Some(l) => {
+                let (s, d) = l.state();
+                (s.as_str().to_string(), d, l.refused.load(Ordering::Relaxed))
+            }
+            None => ("idle".to_string(), "no sender started".to_string(), 0),
+        };
+        let state = if ctx.store.link_fault(to).ok().flatten().is_some() {
+            "severed".to_string()
+        } else {
+            state
+        };
+        let server = match ctx.identity().and_then(|i| i.parent) {
+            Some(p) if &p.site_code == to => p.address,
+            _ => ctx
+                .store
+                .site(to)
+                .ok()
+                .flatten()
+                .map(|r| r.server)
+                .unwrap_or_default(),
+        };
+        pb::LinkState {
+            to: to.to_string(),
+            state,
+            queued_jobs: ctx.store.outbox_len(to) as u64,
+            failed_jobs: ctx.store.failed_len(to) as u64,
+            server,
+            detail,
+            refused_frames: refused,
+        }
+    }
+
+    /// A neighbour of this site (its parent or a direct child).
+    fn neighbour(&self, to: &str) -> Result<SiteCode, Status> {
+        let id = self.installed()?;
+        let to = convert::code(to, "to")?;
+        let is_parent = id.parent.as_ref().is_some_and(|p| p.site_code == to);
+        let is_child = self
+            .ctx
+            .store
+            .site(&to)
+            .map_err(internal)?
+            .is_some_and(|r| r.parent_site_code.as_ref() == Some(&id.site_code));
+        if !is_parent && !is_child {
+            return Err(Status::not_found(format!(
+                "site {to} is not a neighbour of site {} (links exist only to the parent and direct children)",
+                id.site_code
+            )));
+        }
+        Ok(to)
+    }
+
+    fn faults(&self) -> R<pb::FaultList> {
+        let faults = self.ctx.store.faults().map_err(internal)?;
+        Ok(Response::new(pb::FaultList {
+            faults: faults
+                .iter()
+                .map(|f| pb::Fault {
+                    name: f.name().to_string(),
+                    phase: match f {
+                        Fault::BootstrapFailure { phase } => *phase as u32,
+                        Fault::Ct2JobFailure => 0,
+                    },
+                })
+                .collect(),
+        }))
+    }
+
+    fn hop(&self, to: &str) -> Result<(Identity, SiteCode, SiteCode), Status> {
+        let id = self.installed()?;
+        let dest = convert::code(to, "to")?;
+        match scheduler::route(&self.ctx, &dest) {
+            Ok(Route::Hop(h)) => Ok((id, dest, h)),
+            Ok(Route::Local) => Err(Status::invalid_argument(
+                "jobs cannot be sent to this site itself",
+            )),
+            Err(e) => Err(Status::not_found(e.to_string())),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::admin_server::Admin for AdminSvc {
+    async fn get_status(&self, _: Request<pb::GetStatusRequest>) -> R<pb::NodeStatus> {
+        let ctx = &self.ctx;
+        let id = ctx.identity();
+        let (bs, bd) = crate::bootstrap::describe(ctx);
+        let links = ctx
+            .scheduler
+            .links()
+            .iter()
+            .map(|l| self.link_state(&l.to))
+            .collect();
+        Ok(Response::new(pb::NodeStatus {
+            role: if id.is_some() { "site-server" } else { "bare" }.into(),
+            site_code: id
+                .as_ref()
+                .map(|i| i.site_code.to_string())
+                .unwrap_or_default(),
+            parent_site_code: id
+                .as_ref()
+                .and_then(|i| i.parent.as_ref())
+                .map(|p| p.site_code.to_string())
+                .unwrap_or_default(),
+            components: convert::components_to(&ctx.components.list()),
+            links,
+            site_name: id.as_ref().map(|i| i.site_name.clone()).unwrap_or_default(),
+            kind: id
+                .as_ref()
+                .map(|i| i.kind.as_str().to_string())
+                .unwrap_or_default(),
+            address: ctx.advertise.clone(),
+            version: SOFTWARE_VERSION.into(),
+            node_id: ctx.node_id.to_string(),
+            serial: ctx.config().map(|c| c.serial).unwrap_or(0),
+            bootstrap_state: bs,
+            bootstrap_detail: bd,
+            duplicates_dropped: ctx.scheduler.duplicates.load(Ordering::Relaxed),
+        }))
+    }
+
+    async fn list_sites(&self, _: Request<pb::ListSitesRequest>) -> R<pb::SiteList> {
+        let id = self.installed()?;
+        if id.kind == SiteKind::Secondary {
+            let p = id.parent.expect("a secondary has a parent");
+            return Err(Status::failed_precondition(format!(
+                "site {} is a secondary site and keeps no site list; ask its parent {} at {}",
+                id.site_code, p.site_code, p.address
+            )));
+        }
+        let mut sites = self.ctx.store.sites().map_err(internal)?;
+        if !sites.iter().any(|s| s.site_code == id.site_code) {
+            sites.insert(
+                0,
+                SiteRecord {
+                    site_code: id.site_code.clone(),
+                    parent_site_code: id.parent.as_ref().map(|p| p.site_code.clone()),
+                    kind: id.kind,
+                    server: self.ctx.advertise.clone(),
+                    status: SiteStatus::Active,
+                    status_changed_unix_ms: id.installed_unix_ms,
+                    serial: self.ctx.config().map(|c| c.serial).unwrap_or(0),
+                    link_secret: String::new(),
+                    sever_link_mid_bootstrap: false,
+                },
+            );
+        }
+        Ok(Response::new(pb::SiteList {
+            sites: sites.iter().map(convert::site_to).collect(),
+        }))
+    }
+
+    async fn get_site_control(
+        &self,
+        req: Request<pb::GetSiteControlRequest>,
+    ) -> R<pb::SiteControl> {
+        let id = self.installed()?;
+        let req = req.into_inner();
+        let site = convert::opt_code(&req.site, "site")?;
+        let ctx = &self.ctx;
+        match site {
+            Some(s) if s != id.site_code => {
+                let ct2 = ctx.store.child_ct2(&s).map_err(internal)?.ok_or_else(|| {
+                    Status::not_found(format!(
+                        "site {} holds no site control report (CT2) from site {s}",
+                        id.site_code
+                    ))
+                })?;
+                if req.serial != 0 && req.serial != ct2.serial {
+                    return Err(Status::not_found(format!(
+                        "site {} holds only serial {} of site {s}'s control (its last CT2)",
+                        id.site_code, ct2.serial
+                    )));
+                }
+                Ok(Response::new(convert::control_to(&ct2.control)))
+            }
+            _ => {
+                let ct0 = if req.serial == 0 {
+                    ctx.store.ct0().map_err(internal)?
+                } else {
+                    ctx.store.ct0_at(req.serial).map_err(internal)?
+                };
+                let ct0 = ct0.ok_or_else(|| {
+                    let serials = ctx.store.ct0_serials().unwrap_or_default();
+                    match (serials.first(), serials.last()) {
+                        (Some(a), Some(b)) => Status::not_found(format!(
+                            "site {} has no site control serial {}; it keeps serials {a}..{b}",
+                            id.site_code, req.serial
+                        )),
+                        _ => Status::not_found(format!(
+                            "site {} has no site control yet",
+                            id.site_code
+                        )),
+                    }
+                })?;
+                Ok(Response::new(convert::control_to(&ct0)))
+            }
+        }
+    }
+
+    async fn list_status_messages(
+        &self,
+        req: Request<pb::ListStatusMessagesRequest>,
+    ) -> R<pb::StatusMessageList> {
+        let req = req.into_inner();
+        let site = convert::opt_code(&req.site, "site")?;
+        let id = (req.id != 0).then_some(req.id);
+        let limit = if req.limit == 0 {
+            1000
+        } else {
+            req.limit as usize
+        };
+        let msgs = self
+            .ctx
+            .store
+            .status_messages(site.as_ref(), id, limit)
+            .map_err(internal)?;
+        Ok(Response::new(pb::StatusMessageList {
+            messages: msgs.iter().map(convert::status_to).collect(),
+        }))
+    }
+
+    async fn create_secondary(
+        &self,
+        req: Request<pb::CreateSecondaryRequest>,
+    ) -> R<pb::CreateSecondaryReply> {
+        let req = req.into_inner();
+        let rec = hierarchy::create_secondary(
+            &self.ctx,
+            CreateSecondary {
+                site_code: req.site_code,
+                server: req.server,
+                site_name: (!req.site_name.is_empty()).then_some(req.site_name),
+                sever_link_mid_bootstrap: req.sever_link_mid_bootstrap,
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            CreateError::Invalid(m) => Status::invalid_argument(m),
+            CreateError::Exists(m) => Status::already_exists(m),
+            CreateError::Precondition(m) => Status::failed_precondition(m),
+            CreateError::Unreachable(m) => Status::unavailable(m),
+            CreateError::Internal(m) => Status::internal(m),
+        })?;
+        Ok(Response::new(pb::CreateSecondaryReply {
+            site_code: rec.site_code.to_string(),
+            status: rec.status.to_string(),
+        }))
+    }
+
+    async fn sever_link(&self, req: Request<pb::LinkRequest>) -> R<pb::LinkState> {
+        let to = self.neighbour(&req.into_inner().to)?;
+        if self.ctx.store.link_fault(&to).map_err(internal)?.is_none() {
+            crate::sender::sever(&self.ctx, &to)
+                .await
+                .map_err(internal)?;
+        }
+        Ok(Response::new(self.link_state(&to)))
+    }
+
+    async fn restore_link(&self, req: Request<pb::LinkRequest>) -> R<pb::LinkState> {
+        let to = self.neighbour(&req.into_inner().to)?;
+        let ctx = &self.ctx;
+        if ctx.store.link_fault(&to).map_err(internal)?.is_some() {
+            ctx.store.set_link_fault(&to, None).map_err(internal)?;
+            ctx.store.durable().await.map_err(internal)?;
+            tracing::info!(to = %to, "link restored by an administrator");
+            crate::status_manager::emit(ctx, &catalog::LINK_RESTORED, &[to.to_string()])
+                .map_err(internal)?;
+            scheduler::ensure_link(ctx, &to).wake.notify_one();
+        }
+        Ok(Response::new(self.link_state(&to)))
+    }
+
+    async fn read_log(&self, req: Request<pb::ReadLogRequest>) -> R<pb::LogLines> {
+        let req = req.into_inner();
+        let lines = crate::logging::read(&self.ctx.log_dir, &req.name, req.tail as usize)
+            .map_err(Status::invalid_argument)?;
+        Ok(Response::new(pb::LogLines { lines }))
+    }
+
+    async fn inject_fault(&self, req: Request<pb::FaultRequest>) -> R<pb::FaultList> {
+        let req = req.into_inner();
+        let fault = match req.name.as_str() {
+            "ct2-job-failure" => Fault::Ct2JobFailure,
+            "bootstrap-failure" => match req.phase {
+                1..=4 => Fault::BootstrapFailure {
+                    phase: req.phase as u8,
+                },
+                p => {
+                    return Err(Status::invalid_argument(format!(
+                        "bootstrap-failure needs a phase from 1 to 4, not {p}"
+                    )))
+                }
+            },
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown fault {other:?}; faults are ct2-job-failure and bootstrap-failure"
+                )))
+            }
+        };
+        self.ctx.store.set_fault(&fault).map_err(internal)?;
+        self.ctx.store.durable().await.map_err(internal)?;
+        tracing::warn!(fault = fault.name(), "fault injected");
+        self.faults()
+    }
+
+    async fn clear_fault(&self, req: Request<pb::FaultRequest>) -> R<pb::FaultList> {
+        let name = req.into_inner().name;
+        if !["ct2-job-failure", "bootstrap-failure"].contains(&name.as_str()) {
+            return Err(Status::invalid_argument(format!(
+                "unknown fault {name:?}; faults are ct2-job-failure and bootstrap-failure"
+            )));
+        }
+        if self.ctx.store.clear_fault(&name).map_err(internal)? {
+            self.ctx.store.durable().await.map_err(internal)?;
+            tracing::info!(fault = %name, "fault cleared");
+            for l in self.ctx.scheduler.links() {
+                l.wake.notify_one();
+            }
+        }
+        self.faults()
+    }
+
+    async fn retry_failed_jobs(&self, req: Request<pb::LinkRequest>) -> R<pb::LinkState> {
+        let id = self.installed()?;
+        let to = convert::code(&req.into_inner().to, "to")?;
+        let n = self.ctx.store.retry_failed(&to).map_err(internal)?;
+        self.ctx.store.durable().await.map_err(internal)?;
+        if n > 0 {
+            tracing::info!(to = %to, jobs = n, site = %id.site_code, "failed jobs put back in the outbox");
+            crate::status_manager::emit(
+                &self.ctx,
+                &catalog::JOBS_RETRIED,
+                &[n.to_string(), to.to_string()],
+            )
+            .map_err(internal)?;
+            scheduler::ensure_link(&self.ctx, &to).wake.notify_one();
+        }
+        Ok(Response::new(self.link_state(&to)))
+    }
+
+    async fn send_probes(&self, req: Request<pb::SendProbesRequest>) -> R<pb::SendProbesReply> {
+        let req = req.into_inner();
+        if req.count == 0 || req.count > 1_000_000 {
+            return Err(Status::invalid_argument(
+                "count must be between 1 and 1000000",
+            ));
+        }
+        if req.bytes > 1024 * 1024 {
+            return Err(Status::invalid_argument("a probe carries at most 1 MiB"));
+        }
+        let priority = if req.priority == 0 {
+            Priority::Medium
+        } else {
+            convert::priority_from(req.priority)?
+        };
+        let (id, dest, hop) = self.hop(&req.to)?;
+        let data = vec![0x5a_u8; req.bytes as usize];
+        let mut ids = Vec::with_capacity(req.count as usize);
+        for _ in 0..req.count {
+            let job = Job::new(
+                id.site_code.clone(),
+                dest.clone(),
+                priority,
+                Payload::Probe(data.clone()),
+            );
+            self.ctx.store.enqueue(&hop, &job).map_err(internal)?;
+            ids.push(job.id.as_bytes().to_vec());
+        }
+        self.ctx.store.durable().await.map_err(internal)?;
+        scheduler::ensure_link(&self.ctx, &hop).wake.notify_one();
+        Ok(Response::new(pb::SendProbesReply { job_ids: ids }))
+    }
+
+    async fn list_probes(&self, _: Request<pb::ListProbesRequest>) -> R<pb::ProbeList> {
+        let probes = self.ctx.store.probes().map_err(internal)?;
+        Ok(Response::new(pb::ProbeList {
+            probes: probes
+                .iter()
+                .map(|p| pb::ReceivedProbe {
+                    job_id: p.job_id.as_bytes().to_vec(),
+                    source_site: p.source.to_string(),
+                    priority: convert::priority_to(p.priority),
+                    arrival: p.arrival,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn send_package(&self, req: Request<pb::SendPackageRequest>) -> R<pb::SendPackageReply> {
+        let req = req.into_inner();
+        let chunk_bytes = if req.chunk_bytes == 0 {
+            1024 * 1024
+        } else {
+            req.chunk_bytes as usize
+        };
+        if chunk_bytes > 3 * 1024 * 1024 {
+            return Err(Status::invalid_argument("chunk size is at most 3 MiB"));
+        }
+        let (id, dest, hop) = self.hop(&req.to)?;
+        let content = if !req.source_path.is_empty() {
+            std::fs::read(&req.source_path).map_err(|e| {
+                Status::invalid_argument(format!("cannot read {}: {e}", req.source_path))
+            })?
+        } else if req.size_bytes > 0 && req.size_bytes <= 4 * 1024 * 1024 * 1024 {
+            let mut v = vec![0u8; req.size_bytes as usize];
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut v);
+            v
+        } else {
+            return Err(Status::invalid_argument(
+                "give a source path or a size between 1 byte and 4 GiB",
+            ));
+        };
+        let sha = Sha256::digest(&content).to_vec();
+        let chunks: Vec<Vec<u8>> = content.chunks(chunk_bytes).map(|c| c.to_vec()).collect();
+        let name = if req.name.is_empty() {
+            "package".to_string()
+        } else {
+            req.name
+        };
+        let pkg = FilePackage {
+            name,
+            total_size: content.len() as u64,
+            chunk_count: chunks.len() as u32,
+            sha256: sha.clone(),
+        };
+        let count = pkg.chunk_count;
+        let job = Job::new(id.site_code, dest, Priority::Low, Payload::File(pkg));
+        self.ctx
+            .store
+            .enqueue_file(&hop, &job, chunks)
+            .map_err(internal)?;
+        self.ctx.store.durable().await.map_err(internal)?;
+        scheduler::ensure_link(&self.ctx, &hop).wake.notify_one();
+        Ok(Response::new(pb::SendPackageReply {
+            job_id: job.id.as_bytes().to_vec(),
+            size_bytes: content.len() as u64,
+            chunk_count: count,
+            sha256: hex::encode(sha),
+        }))
+    }
+
+    async fn list_packages(&self, _: Request<pb::ListPackagesRequest>) -> R<pb::PackageList> {
+        let me = self.ctx.site_code();
+        let mut out = Vec::new();
+        for p in self.ctx.store.packages().map_err(internal)? {
+            // Verify what actually landed: hash the stored chunks.
+            let sha = if p.complete && Some(&p.dest) == me.as_ref() {
+                let mut h = Sha256::new();
+                for i in 0..p.package.chunk_count {
+                    let c = self
+                        .ctx
+                        .store
+                        .chunk(&p.job_id, i)
+                        .map_err(internal)?
+                        .unwrap_or_default();
+                    h.update(&c);
+                }
+                hex::encode(h.finalize())
+            } else {
+                String::new()
+            };
+            out.push(pb::ReceivedPackage {
+                job_id: p.job_id.as_bytes().to_vec(),
+                name: p.package.name.clone(),
+                source_site: p.source.to_string(),
+                size_bytes: p.package.total_size,
+                sha256: sha,
+                chunks_received: p.chunks_received,
+                chunk_count: p.package.chunk_count,
+                complete: p.complete,
+            });
+        }
+        Ok(Response::new(pb::PackageList { packages: out }))
+    }
+}

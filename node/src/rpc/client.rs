@@ -1,0 +1,255 @@
+//! Outgoing gRPC: how a node reaches its neighbours. The [`Connector`] is
+//! handed to the node from outside, so TLS or a simulated network can be
+//! swapped in without touching components.
+
+use std::time::Duration;
+
+use sms_proto::v1 as pb;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Code;
+use uuid::Uuid;
+
+use super::convert;
+use crate::model::{Job, SiteCode};
+
+/// Largest frame a node sends or accepts (a file chunk plus headers).
+pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
+
+/// Opens channels to other nodes.
+#[derive(Clone, Debug)]
+pub struct Connector {
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+impl Default for Connector {
+    fn default() -> Self {
+        Connector {
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Connector {
+    /// A channel to `addr` (`host:port`).
+    pub async fn connect(&self, addr: &str) -> Result<Channel, String> {
+        let ep = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| format!("{addr:?} is not a valid address: {e}"))?
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_adaptive_window(true);
+        ep.connect()
+            .await
+            .map_err(|e| format!("cannot reach {addr}: {}", error_chain(&e)))
+    }
+}
+
+/// Flattens an error and its sources into one line.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Why a link session ended.
+#[derive(Debug, Clone)]
+pub enum LinkError {
+    /// The peer severed the link on purpose: pause, charge nothing.
+    Severed(String),
+    /// The peer refuses us (not a neighbour, bad secret, not installed).
+    Refused(String),
+    /// Network or peer failure.
+    Failed(String),
+}
+
+impl From<tonic::Status> for LinkError {
+    fn from(s: tonic::Status) -> Self {
+        match s.code() {
+            Code::FailedPrecondition => LinkError::Severed(s.message().to_string()),
+            Code::PermissionDenied | Code::Unauthenticated => {
+                LinkError::Refused(s.message().to_string())
+            }
+            _ => LinkError::Failed(format!("{:?}: {}", s.code(), s.message())),
+        }
+    }
+}
+
+/// Who opens a link, sent as the first frame.
+#[derive(Debug, Clone)]
+pub struct LinkHello {
+    pub source_site: SiteCode,
+    pub dest_site: SiteCode,
+    pub source_address: String,
+    pub link_secret: String,
+}
+
+/// What the despooler answered.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// (job id, chunk index, duplicate)
+    Acks(Vec<(Uuid, u32, bool)>),
+    Refused {
+        job_id: Uuid,
+        reason: String,
+    },
+}
+
+/// An open link stream to a neighbour's despooler.
+pub struct LinkConn {
+    tx: mpsc::Sender<pb::LinkFrame>,
+    rx: tonic::Streaming<pb::LinkReply>,
+}
+
+impl LinkConn {
+    /// Connects, sends the Hello, and waits for the Welcome.
+    pub async fn open(
+        connector: &Connector,
+        server: &str,
+        hello: &LinkHello,
+        window: usize,
+    ) -> Result<LinkConn, LinkError> {
+        let channel = connector.connect(server).await.map_err(LinkError::Failed)?;
+        let mut client = pb::transfer_client::TransferClient::new(channel)
+            .max_decoding_message_size(MAX_FRAME_BYTES)
+            .max_encoding_message_size(MAX_FRAME_BYTES);
+        let (tx, rx) = mpsc::channel(window.max(1) + 8);
+        let hello = pb::LinkFrame {
+            kind: Some(pb::link_frame::Kind::Hello(pb::Hello {
+                source_site: hello.source_site.to_string(),
+                dest_site: hello.dest_site.to_string(),
+                source_address: hello.source_address.clone(),
+                link_secret: hello.link_secret.clone(),
+            })),
+        };
+        tx.send(hello)
+            .await
+            .map_err(|_| LinkError::Failed("stream closed".into()))?;
+        let resp = tokio::time::timeout(
+            connector.request_timeout,
+            client.link(ReceiverStream::new(rx)),
+        )
+        .await
+        .map_err(|_| LinkError::Failed(format!("{server} did not answer the link request")))??;
+        let mut rx = resp.into_inner();
+        let first = tokio::time::timeout(connector.request_timeout, rx.message())
+            .await
+            .map_err(|_| LinkError::Failed(format!("{server} did not welcome the link")))??;
+        match first.and_then(|r| r.kind) {
+            Some(pb::link_reply::Kind::Welcome(_)) => Ok(LinkConn { tx, rx }),
+            other => Err(LinkError::Failed(format!(
+                "expected a welcome from {server}, got {other:?}"
+            ))),
+        }
+    }
+
+    /// Queues one frame on the stream.
+    pub async fn send(&self, job: &Job, chunk: Option<(u32, Vec<u8>)>) -> Result<(), LinkError> {
+        let frame = pb::LinkFrame {
+            kind: Some(pb::link_frame::Kind::Job(convert::job_to(job, chunk))),
+        };
+        self.tx
+            .send(frame)
+            .await
+            .map_err(|_| LinkError::Failed("stream closed while sending".into()))
+    }
+
+    /// The next answer from the despooler.
+    pub async fn next(&mut self) -> Result<LinkEvent, LinkError> {
+        loop {
+            let reply = self
+                .rx
+                .message()
+                .await?
+                .ok_or_else(|| LinkError::Failed("the peer closed the stream".into()))?;
+            match reply.kind {
+                Some(pb::link_reply::Kind::Acks(a)) => {
+                    let mut out = Vec::with_capacity(a.acks.len());
+                    for ack in a.acks {
+                        if let Ok(id) = Uuid::from_slice(&ack.job_id) {
+                            out.push((id, ack.chunk_index, ack.duplicate));
+                        }
+                    }
+                    return Ok(LinkEvent::Acks(out));
+                }
+                Some(pb::link_reply::Kind::Refusal(r)) => {
+                    let job_id = Uuid::from_slice(&r.job_id)
+                        .map_err(|_| LinkError::Failed("refusal without a job id".into()))?;
+                    return Ok(LinkEvent::Refused {
+                        job_id,
+                        reason: r.reason,
+                    });
+                }
+                Some(pb::link_reply::Kind::Welcome(_)) | None => continue,
+            }
+        }
+    }
+}
+
+/// A failed bootstrap delivery.
+#[derive(Debug)]
+pub struct BootstrapError {
+    pub message: String,
+    /// The node will never take this install (e.g. already installed).
+    pub permanent: bool,
+}
+
+/// Delivers a bootstrap package to a bare node's bootstrap service.
+pub async fn install_bootstrap(
+    connector: &Connector,
+    server: &str,
+    job: &Job,
+) -> Result<(), BootstrapError> {
+    let crate::model::Payload::Bootstrap(pkg) = &job.payload else {
+        return Err(BootstrapError {
+            message: "not a bootstrap job".into(),
+            permanent: true,
+        });
+    };
+    let channel = connector
+        .connect(server)
+        .await
+        .map_err(|m| BootstrapError {
+            message: m,
+            permanent: false,
+        })?;
+    let mut c = pb::bootstrap_client::BootstrapClient::new(channel)
+        .max_encoding_message_size(MAX_FRAME_BYTES);
+    let req = pb::InstallRequest {
+        job_id: job.id.as_bytes().to_vec(),
+        package: Some(convert::bootstrap_to(pkg)),
+    };
+    match tokio::time::timeout(connector.request_timeout, c.install(req)).await {
+        Err(_) => Err(BootstrapError {
+            message: format!("{server} did not answer the install"),
+            permanent: false,
+        }),
+        Ok(Err(s)) => Err(BootstrapError {
+            message: s.message().to_string(),
+            permanent: matches!(s.code(), Code::AlreadyExists | Code::InvalidArgument),
+        }),
+        Ok(Ok(r)) if r.get_ref().started => Ok(()),
+        Ok(Ok(r)) => Err(BootstrapError {
+            message: r.into_inner().detail,
+            permanent: false,
+        }),
+    }
+}
+
+/// What a node says it is, via its bootstrap service.
+pub async fn probe(connector: &Connector, server: &str) -> Result<pb::ProbeReply, String> {
+    let channel = connector.connect(server).await?;
+    let mut c = pb::bootstrap_client::BootstrapClient::new(channel);
+    tokio::time::timeout(connector.request_timeout, c.probe(pb::ProbeRequest {}))
+        .await
+        .map_err(|_| format!("{server} did not answer"))?
+        .map(|r| r.into_inner())
+        .map_err(|s| format!("{server}: {}", s.message()))
+}

@@ -1,0 +1,66 @@
+//! The gRPC edge: services that translate wire types to domain calls, and
+//! the clients components use to reach other nodes. Nothing below this
+//! module's boundary sees a prost or tonic type.
+
+mod admin;
+mod bootstrap;
+pub mod client;
+pub mod convert;
+mod transfer;
+
+use std::sync::Arc;
+
+use sms_proto::v1 as pb;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+pub use client::Connector;
+
+use crate::node::Ctx;
+
+/// Serves every service of the node on `listener` until the node is
+/// cancelled. Also serves gRPC health and reflection, so generic tools can
+/// inspect a node with nothing but the `.proto` files.
+pub async fn serve(ctx: Arc<Ctx>, listener: TcpListener) -> anyhow::Result<()> {
+    let (health, health_svc) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<pb::transfer_server::TransferServer<transfer::TransferSvc>>()
+        .await;
+    health
+        .set_serving::<pb::bootstrap_server::BootstrapServer<bootstrap::BootstrapSvc>>()
+        .await;
+    health
+        .set_serving::<pb::admin_server::AdminServer<admin::AdminSvc>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(sms_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let max = client::MAX_FRAME_BYTES;
+    let cancel = ctx.cancel.clone();
+    Server::builder()
+        .tcp_nodelay(true)
+        .http2_adaptive_window(Some(true))
+        .add_service(health_svc)
+        .add_service(reflection)
+        .add_service(
+            pb::transfer_server::TransferServer::new(transfer::TransferSvc { ctx: ctx.clone() })
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            pb::bootstrap_server::BootstrapServer::new(bootstrap::BootstrapSvc {
+                ctx: ctx.clone(),
+            })
+            .max_decoding_message_size(max),
+        )
+        .add_service(
+            pb::admin_server::AdminServer::new(admin::AdminSvc { ctx })
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(64 * 1024 * 1024),
+        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), cancel.cancelled_owned())
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! Site Component Manager: installs the site's components (as tasks of this
+//! process) and keeps the record of what runs, which stage 3 of the watchdog
+//! cycle verifies and CT2s report.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use crate::model::{ComponentState, SiteKind};
+use crate::node::Ctx;
+
+pub const SCHEDULER: &str = "SMS_SCHEDULER";
+pub const SENDER: &str = "SMS_SENDER";
+pub const DESPOOLER: &str = "SMS_DESPOOLER";
+pub const SITE_CONFIG_MANAGER: &str = "SMS_SITE_CONFIG_MANAGER";
+pub const HIERARCHY_MANAGER: &str = "SMS_HIERARCHY_MANAGER";
+pub const STATUS_MANAGER: &str = "SMS_STATUS_MANAGER";
+pub const SITE_COMPONENT_MANAGER: &str = "SMS_SITE_COMPONENT_MANAGER";
+pub const BOOTSTRAP: &str = "SMS_BOOTSTRAP";
+
+/// Component name → state (`running`, `stopped`, `failed: ...`).
+#[derive(Default)]
+pub struct Components {
+    states: Mutex<BTreeMap<&'static str, String>>,
+}
+
+impl Components {
+    pub fn set(&self, name: &'static str, state: impl Into<String>) {
+        self.states
+            .lock()
+            .expect("components lock")
+            .insert(name, state.into());
+    }
+
+    pub fn remove(&self, name: &'static str) {
+        self.states.lock().expect("components lock").remove(name);
+    }
+
+    pub fn state(&self, name: &str) -> Option<String> {
+        self.states
+            .lock()
+            .expect("components lock")
+            .get(name)
+            .cloned()
+    }
+
+    pub fn is_running(&self, name: &str) -> bool {
+        self.state(name).as_deref() == Some("running")
+    }
+
+    pub fn list(&self) -> Vec<ComponentState> {
+        self.states
+            .lock()
+            .expect("components lock")
+            .iter()
+            .map(|(n, s)| ComponentState {
+                name: n.to_string(),
+                state: s.clone(),
+            })
+            .collect()
+    }
+}
+
+/// Runs a component loop as a tracked task and records its state; a loop
+/// that ends with an error is recorded as failed (stage 3 reports it).
+pub fn spawn<F>(ctx: &Arc<Ctx>, name: &'static str, fut: F)
+where
+    F: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    if ctx.components.is_running(name) {
+        return;
+    }
+    ctx.components.set(name, "running");
+    let c = ctx.clone();
+    ctx.tasks.spawn(async move {
+        let result = fut.await;
+        match result {
+            Ok(()) => c.components.set(name, "stopped"),
+            Err(e) => {
+                tracing::error!(component = name, "component failed: {e:#}");
+                c.components.set(name, format!("failed: {e:#}"));
+            }
+        }
+    });
+}
+
+/// Phase 1 of an install: the transport (scheduler, sender, despooler).
+/// From here on a path to the parent exists.
+pub fn install_transport(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
+    ctx.components.set(SCHEDULER, "running");
+    ctx.components.set(DESPOOLER, "running");
+    ctx.components.set(SENDER, "running");
+    crate::scheduler::start_links(ctx)?;
+    tracing::info!("installed {SCHEDULER}, {SENDER} and {DESPOOLER}");
+    Ok(())
+}
+
+/// Phase 2 of an install: every other component of the site.
+pub fn install_components(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
+    let kind = ctx.identity().map(|i| i.kind);
+    spawn(ctx, STATUS_MANAGER, crate::status_manager::run(ctx.clone()));
+    spawn(
+        ctx,
+        SITE_CONFIG_MANAGER,
+        crate::site_config::run(ctx.clone()),
+    );
+    if kind == Some(SiteKind::Primary) {
+        spawn(ctx, HIERARCHY_MANAGER, crate::hierarchy::run(ctx.clone()));
+    }
+    ctx.components.set(SITE_COMPONENT_MANAGER, "running");
+    let names: Vec<String> = ctx.components.list().into_iter().map(|c| c.name).collect();
+    tracing::info!("components running: {}", names.join(", "));
+    Ok(())
+}
+
+/// Starts an installed site from its store.
+pub fn start_site(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
+    install_transport(ctx)?;
+    install_components(ctx)
+}

@@ -1,0 +1,1162 @@
+//! The node's only access to sled.
+//!
+//! Every tree is reached through a typed accessor here. Writes that another
+//! node relies on are followed by [`Store::durable`], which joins a group
+//! commit: one background task flushes sled for every waiter that registered
+//! before the flush began (sled's concurrent `flush_async` can deadlock, so
+//! nothing else ever flushes).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::{Transactional, Tree};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::model::*;
+
+/// Store failures. Any of them means the operation did not take effect.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("store record could not be decoded: {0}")]
+    Codec(#[from] postcard::Error),
+    #[error("store flush failed: {0}")]
+    Flush(String),
+    #[error("{0}")]
+    Rejected(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    postcard::to_stdvec(v).expect("domain types always serialise")
+}
+
+fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
+    Ok(postcard::from_bytes(b)?)
+}
+
+fn abort<T>(e: StoreError) -> std::result::Result<T, ConflictableTransactionError<StoreError>> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+fn txn_err(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => StoreError::Sled(e),
+    }
+}
+
+/// Key of a job in an outbox: next hop, priority, then arrival order, so a
+/// prefix scan yields high before medium before low, oldest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OutboxKey {
+    pub hop: [u8; 3],
+    pub priority: u8,
+    pub seq: u64,
+}
+
+impl OutboxKey {
+    fn to_bytes(self) -> [u8; 12] {
+        let mut k = [0u8; 12];
+        k[..3].copy_from_slice(&self.hop);
+        k[3] = self.priority;
+        k[4..].copy_from_slice(&self.seq.to_be_bytes());
+        k
+    }
+
+    fn from_bytes(b: &[u8]) -> Self {
+        let mut hop = [0u8; 3];
+        hop.copy_from_slice(&b[..3]);
+        let mut seq = [0u8; 8];
+        seq.copy_from_slice(&b[4..12]);
+        OutboxKey {
+            hop,
+            priority: b[3],
+            seq: u64::from_be_bytes(seq),
+        }
+    }
+}
+
+fn hop_bytes(site: &SiteCode) -> [u8; 3] {
+    let mut h = [0u8; 3];
+    h.copy_from_slice(site.as_bytes());
+    h
+}
+
+/// The inboxes components read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inbox {
+    /// CT1s for the Site Configuration Manager.
+    SiteControl,
+    /// CT2s for the Hierarchy Manager.
+    Hierarchy,
+    /// Status batches for the Status Manager.
+    Status,
+}
+
+/// Where the despooler puts a received job.
+#[derive(Clone, Debug)]
+pub enum Delivery {
+    Inbox(Inbox),
+    /// Route one hop on, keeping the job id.
+    Forward(SiteCode),
+    /// Test traffic addressed to this site.
+    Probe,
+    /// A chunk of a file package (destined here when `forward` is None).
+    Chunk {
+        index: u32,
+        data: Vec<u8>,
+        forward: Option<SiteCode>,
+    },
+}
+
+/// What the despooler did with one received frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Despooled {
+    Stored,
+    Duplicate,
+    Rejected(String),
+}
+
+/// A probe job recorded at its destination.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceivedProbe {
+    pub job_id: Uuid,
+    pub source: SiteCode,
+    pub priority: Priority,
+    pub arrival: u64,
+}
+
+/// A file package being received (or received) at this node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceivedPackage {
+    pub job_id: Uuid,
+    pub package: FilePackage,
+    pub source: SiteCode,
+    pub dest: SiteCode,
+    pub priority: Priority,
+    pub created_unix_ms: u64,
+    pub chunks_received: u32,
+    pub complete: bool,
+}
+
+/// A CT1 that failed validation, kept rather than dropped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BadCt1 {
+    pub ct1: Ct1,
+    pub reason: String,
+    pub rejected_unix_ms: u64,
+}
+
+/// A severed link: persisted so it survives restarts until restored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkFault {
+    pub severed_unix_ms: u64,
+}
+
+/// The bootstrap package as received, with the id of the job that brought it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceivedBootstrap {
+    pub job_id: Uuid,
+    pub package: BootstrapPackage,
+    pub received_unix_ms: u64,
+}
+
+type FlushWaiter = oneshot::Sender<std::result::Result<(), String>>;
+
+struct Inner {
+    db: sled::Db,
+    meta: Tree,
+    ct0: Tree,
+    sitectrl_inbox: Tree,
+    hman_inbox: Tree,
+    status_inbox: Tree,
+    bad: Tree,
+    status: Tree,
+    status_outq: Tree,
+    outbox: Tree,
+    failed: Tree,
+    seen: Tree,
+    chunks: Tree,
+    packages: Tree,
+    probes: Tree,
+    sites: Tree,
+    child_control: Tree,
+    links: Tree,
+    faults: Tree,
+    flush_tx: mpsc::UnboundedSender<FlushWaiter>,
+    flushes: AtomicU64,
+}
+
+/// Handle to the node's database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+const META_IDENTITY: &[u8] = b"identity";
+const META_NODE_ID: &[u8] = b"node_id";
+const META_BOOTSTRAP: &[u8] = b"bootstrap_package";
+const META_BOOTSTRAP_STATE: &[u8] = b"bootstrap_state";
+const META_DOMAIN: &[u8] = b"member_domain";
+const META_FORMAT: &[u8] = b"format";
+const STORE_FORMAT: u32 = 1;
+
+impl Store {
+    /// Opens (or creates) the database under `dir` and starts its group-commit
+    /// task on the current tokio runtime.
+    pub fn open(dir: &Path) -> Result<Store> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(64 * 1024 * 1024)
+            // Only the group-commit task flushes (see module docs).
+            .flush_every_ms(None)
+            .open()?;
+        let format: Option<u32> = match db.get(META_FORMAT)? {
+            Some(v) => Some(dec(&v)?),
+            None => None,
+        };
+        match format {
+            None => {
+                db.insert(META_FORMAT, enc(&STORE_FORMAT))?;
+            }
+            Some(STORE_FORMAT) => {}
+            Some(other) => {
+                return Err(StoreError::Rejected(format!(
+                    "data dir holds store format {other}; this build reads format {STORE_FORMAT}"
+                )))
+            }
+        }
+        let t = |name: &str| db.open_tree(name);
+        let (flush_tx, flush_rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            meta: t("meta")?,
+            ct0: t("ct0")?,
+            sitectrl_inbox: t("inbox.sitectrl")?,
+            hman_inbox: t("inbox.hman")?,
+            status_inbox: t("inbox.status")?,
+            bad: t("bad")?,
+            status: t("status")?,
+            status_outq: t("status.outq")?,
+            outbox: t("outbox")?,
+            failed: t("failed")?,
+            seen: t("despool.seen")?,
+            chunks: t("chunks")?,
+            packages: t("packages")?,
+            probes: t("probes")?,
+            sites: t("hman.sites")?,
+            child_control: t("hman.control")?,
+            links: t("link_faults")?,
+            faults: t("faults")?,
+            db,
+            flush_tx,
+            flushes: AtomicU64::new(0),
+        });
+        tokio::spawn(group_commit(Arc::downgrade(&inner), flush_rx));
+        Ok(Store { inner })
+    }
+
+    /// Waits until every write made before this call is on disk. Many callers
+    /// share one flush.
+    pub async fn durable(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .flush_tx
+            .send(tx)
+            .map_err(|_| StoreError::Flush("group commit stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Flush("group commit stopped".into()))?
+            .map_err(StoreError::Flush)
+    }
+
+    /// Number of flushes performed (one per group commit batch).
+    pub fn flush_count(&self) -> u64 {
+        self.inner.flushes.load(Ordering::Relaxed)
+    }
+
+    /// Synchronous final flush for shutdown.
+    pub fn flush_now(&self) -> Result<()> {
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
+    fn next_seq(&self) -> Result<u64> {
+        Ok(self.inner.db.generate_id()?)
+    }
+
+    fn get<T: DeserializeOwned>(tree: &Tree, key: &[u8]) -> Result<Option<T>> {
+        match tree.get(key)? {
+            Some(v) => Ok(Some(dec(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    // ---- identity -------------------------------------------------------
+
+    /// This node's permanent id, created on first use.
+    pub fn node_id(&self) -> Result<Uuid> {
+        if let Some(id) = Self::get(&self.inner.meta, META_NODE_ID)? {
+            return Ok(id);
+        }
+        let id = Uuid::now_v7();
+        self.inner.meta.insert(META_NODE_ID, enc(&id))?;
+        Ok(id)
+    }
+
+    pub fn identity(&self) -> Result<Option<Identity>> {
+        Self::get(&self.inner.meta, META_IDENTITY)
+    }
+
+    pub fn set_identity(&self, id: &Identity) -> Result<()> {
+        self.inner.meta.insert(META_IDENTITY, enc(id))?;
+        Ok(())
+    }
+
+    /// Installs the central primary: identity and CT0 serial 1 in one step.
+    pub fn install_site(&self, id: &Identity, ct0: &SiteControl) -> Result<()> {
+        (&self.inner.meta, &self.inner.ct0)
+            .transaction(|(meta, ct0t)| {
+                if meta.get(META_IDENTITY)?.is_some() {
+                    return abort(StoreError::Rejected(
+                        "this node is already installed".into(),
+                    ));
+                }
+                meta.insert(META_IDENTITY, enc(id))?;
+                ct0t.insert(&ct0.serial.to_be_bytes(), enc(ct0))?;
+                Ok(())
+            })
+            .map_err(txn_err)
+    }
+
+    pub fn member_domain(&self) -> Result<Option<String>> {
+        Self::get(&self.inner.meta, META_DOMAIN)
+    }
+
+    pub fn set_member_domain(&self, domain: &str) -> Result<()> {
+        self.inner
+            .meta
+            .insert(META_DOMAIN, enc(&domain.to_string()))?;
+        Ok(())
+    }
+
+    // ---- bootstrap ------------------------------------------------------
+
+    pub fn bootstrap_package(&self) -> Result<Option<ReceivedBootstrap>> {
+        Self::get(&self.inner.meta, META_BOOTSTRAP)
+    }
+
+    /// Records a received package; refuses a second one.
+    pub fn accept_bootstrap(&self, pkg: &ReceivedBootstrap) -> Result<()> {
+        self.inner
+            .meta
+            .transaction(|meta| {
+                if meta.get(META_IDENTITY)?.is_some() {
+                    return abort(StoreError::Rejected(
+                        "this node is already installed".into(),
+                    ));
+                }
+                if let Some(existing) = meta.get(META_BOOTSTRAP)? {
+                    let existing: ReceivedBootstrap =
+                        dec(&existing).map_err(ConflictableTransactionError::Abort)?;
+                    if existing.job_id == pkg.job_id {
+                        // A resend of the same job: accept idempotently.
+                        return Ok(());
+                    }
+                    let failed = match meta.get(META_BOOTSTRAP_STATE)? {
+                        Some(s) => matches!(
+                            dec::<BootstrapState>(&s)
+                                .map_err(ConflictableTransactionError::Abort)?,
+                            BootstrapState::Failed { .. }
+                        ),
+                        None => false,
+                    };
+                    // A failed install may be replaced by a new one.
+                    if !failed {
+                        return abort(StoreError::Rejected(format!(
+                            "this node is already installing site {}",
+                            existing.package.site_code
+                        )));
+                    }
+                }
+                meta.insert(META_BOOTSTRAP, enc(pkg))?;
+                meta.insert(
+                    META_BOOTSTRAP_STATE,
+                    enc(&BootstrapState::Running { completed_phase: 0 }),
+                )?;
+                Ok(())
+            })
+            .map_err(txn_err)
+    }
+
+    pub fn bootstrap_state(&self) -> Result<Option<BootstrapState>> {
+        Self::get(&self.inner.meta, META_BOOTSTRAP_STATE)
+    }
+
+    pub fn set_bootstrap_state(&self, s: &BootstrapState) -> Result<()> {
+        self.inner.meta.insert(META_BOOTSTRAP_STATE, enc(s))?;
+        Ok(())
+    }
+
+    // ---- site control ---------------------------------------------------
+
+    /// The current site control image (highest serial).
+    pub fn ct0(&self) -> Result<Option<SiteControl>> {
+        match self.inner.ct0.last()? {
+            Some((_, v)) => Ok(Some(dec(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn ct0_at(&self, serial: u64) -> Result<Option<SiteControl>> {
+        Self::get(&self.inner.ct0, &serial.to_be_bytes())
+    }
+
+    /// Serials kept in the CT0 history, oldest first.
+    pub fn ct0_serials(&self) -> Result<Vec<u64>> {
+        self.inner
+            .ct0
+            .iter()
+            .keys()
+            .map(|k| {
+                let k = k?;
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&k);
+                Ok(u64::from_be_bytes(b))
+            })
+            .collect()
+    }
+
+    /// Applies a CT1 taken from the inbox: the new CT0 and the inbox removal
+    /// happen together, and only if `new_ct0.serial` is exactly one past the
+    /// current serial. The Site Configuration Manager is the only writer of
+    /// CT0, so the check cannot race.
+    pub fn apply_ct1(&self, inbox_key: u64, new_ct0: &SiteControl) -> Result<()> {
+        let current = self.ct0()?.map(|c| c.serial).unwrap_or(0);
+        if new_ct0.serial != current + 1 {
+            return Err(StoreError::Rejected(format!(
+                "serial {} does not follow the current serial {current}",
+                new_ct0.serial
+            )));
+        }
+        (&self.inner.ct0, &self.inner.sitectrl_inbox)
+            .transaction(|(ct0t, inbox)| {
+                ct0t.insert(&new_ct0.serial.to_be_bytes(), enc(new_ct0))?;
+                inbox.remove(&inbox_key.to_be_bytes())?;
+                Ok(())
+            })
+            .map_err(txn_err)
+    }
+
+    /// Moves a CT1 from the inbox to the bad box with its reason.
+    pub fn reject_ct1(&self, inbox_key: u64, bad: &BadCt1) -> Result<()> {
+        (&self.inner.sitectrl_inbox, &self.inner.bad)
+            .transaction(|(inbox, badt)| {
+                inbox.remove(&inbox_key.to_be_bytes())?;
+                badt.insert(&inbox_key.to_be_bytes(), enc(bad))?;
+                Ok(())
+            })
+            .map_err(txn_err)
+    }
+
+    pub fn bad_ct1s(&self) -> Result<Vec<BadCt1>> {
+        self.inner.bad.iter().values().map(|v| dec(&v?)).collect()
+    }
+
+    // ---- inboxes --------------------------------------------------------
+
+    fn inbox_tree(&self, inbox: Inbox) -> &Tree {
+        match inbox {
+            Inbox::SiteControl => &self.inner.sitectrl_inbox,
+            Inbox::Hierarchy => &self.inner.hman_inbox,
+            Inbox::Status => &self.inner.status_inbox,
+        }
+    }
+
+    /// Drops a job into a local inbox (no transfer), e.g. the central site's
+    /// own CT2 to its own Hierarchy Manager.
+    pub fn put_inbox(&self, inbox: Inbox, job: &Job) -> Result<u64> {
+        let seq = self.next_seq()?;
+        self.inbox_tree(inbox).insert(seq.to_be_bytes(), enc(job))?;
+        Ok(seq)
+    }
+
+    /// Jobs waiting in an inbox, oldest first.
+    pub fn inbox_items(&self, inbox: Inbox, limit: usize) -> Result<Vec<(u64, Job)>> {
+        self.inbox_tree(inbox)
+            .iter()
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&k);
+                Ok((u64::from_be_bytes(b), dec(&v)?))
+            })
+            .collect()
+    }
+
+    pub fn inbox_remove(&self, inbox: Inbox, key: u64) -> Result<()> {
+        self.inbox_tree(inbox).remove(key.to_be_bytes())?;
+        Ok(())
+    }
+
+    pub fn inbox_len(&self, inbox: Inbox) -> usize {
+        self.inbox_tree(inbox).len()
+    }
+
+    // ---- outboxes -------------------------------------------------------
+
+    /// Queues a job for its next hop. Call [`Store::durable`] before telling
+    /// anyone it is queued.
+    pub fn enqueue(&self, hop: &SiteCode, job: &Job) -> Result<OutboxKey> {
+        let key = OutboxKey {
+            hop: hop_bytes(hop),
+            priority: job.priority as u8,
+            seq: self.next_seq()?,
+        };
+        self.inner.outbox.insert(key.to_bytes(), enc(job))?;
+        Ok(key)
+    }
+
+    /// Jobs for `hop` at `priority` queued after `after`, oldest first.
+    pub fn outbox_scan(
+        &self,
+        hop: &SiteCode,
+        priority: Priority,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(OutboxKey, Job)>> {
+        let start = OutboxKey {
+            hop: hop_bytes(hop),
+            priority: priority as u8,
+            seq: after.map(|s| s.saturating_add(1)).unwrap_or(0),
+        };
+        let end = OutboxKey {
+            hop: hop_bytes(hop),
+            priority: priority as u8,
+            seq: u64::MAX,
+        };
+        self.inner
+            .outbox
+            .range(start.to_bytes()..=end.to_bytes())
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((OutboxKey::from_bytes(&k), dec(&v)?))
+            })
+            .collect()
+    }
+
+    /// Removes acknowledged jobs. Not flushed on purpose: if the removal is
+    /// lost in a crash the job is resent and the receiver drops the duplicate.
+    pub fn outbox_remove(&self, keys: &[OutboxKey]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for k in keys {
+            batch.remove(&k.to_bytes());
+        }
+        self.inner.outbox.apply_batch(batch)?;
+        Ok(())
+    }
+
+    pub fn outbox_update(&self, key: OutboxKey, job: &Job) -> Result<()> {
+        self.inner.outbox.insert(key.to_bytes(), enc(job))?;
+        Ok(())
+    }
+
+    /// Moves a job whose retries are exhausted to the failed box.
+    pub fn outbox_fail(&self, key: OutboxKey, failed: &FailedJob) -> Result<()> {
+        (&self.inner.outbox, &self.inner.failed)
+            .transaction(|(ob, fb)| {
+                ob.remove(&key.to_bytes())?;
+                fb.insert(&key.to_bytes(), enc(failed))?;
+                Ok(())
+            })
+            .map_err(txn_err)
+    }
+
+    pub fn outbox_len(&self, hop: &SiteCode) -> usize {
+        self.inner.outbox.scan_prefix(hop.as_bytes()).count()
+    }
+
+    pub fn failed_len(&self, hop: &SiteCode) -> usize {
+        self.inner.failed.scan_prefix(hop.as_bytes()).count()
+    }
+
+    pub fn failed_jobs(&self, hop: &SiteCode) -> Result<Vec<FailedJob>> {
+        self.inner
+            .failed
+            .scan_prefix(hop.as_bytes())
+            .values()
+            .map(|v| dec(&v?))
+            .collect()
+    }
+
+    /// Puts every failed job for `hop` back in its outbox with fresh retries.
+    pub fn retry_failed(&self, hop: &SiteCode) -> Result<usize> {
+        let keys: Vec<sled::IVec> = self
+            .inner
+            .failed
+            .scan_prefix(hop.as_bytes())
+            .keys()
+            .collect::<std::result::Result<_, _>>()?;
+        for k in &keys {
+            (&self.inner.outbox, &self.inner.failed)
+                .transaction(|(ob, fb)| {
+                    if let Some(v) = fb.remove(k)? {
+                        let mut f: FailedJob =
+                            dec(&v).map_err(ConflictableTransactionError::Abort)?;
+                        f.job.attempts = 0;
+                        ob.insert(k, enc(&f.job))?;
+                    }
+                    Ok(())
+                })
+                .map_err(txn_err)?;
+        }
+        Ok(keys.len())
+    }
+
+    /// Hops that have queued or failed jobs (so their senders are started).
+    pub fn outbox_hops(&self) -> Result<Vec<SiteCode>> {
+        let mut hops = std::collections::BTreeSet::new();
+        for tree in [&self.inner.outbox, &self.inner.failed] {
+            let mut cursor: Option<Vec<u8>> = None;
+            loop {
+                let next = match &cursor {
+                    None => tree.first()?,
+                    Some(c) => tree.range(c.clone()..).next().transpose()?,
+                };
+                let Some((k, _)) = next else { break };
+                let code = String::from_utf8_lossy(&k[..3]).to_string();
+                if let Ok(c) = code.parse::<SiteCode>() {
+                    hops.insert(c);
+                }
+                // Skip to the first key after this hop's prefix.
+                let mut after = k[..3].to_vec();
+                after.push(0xff);
+                after.extend_from_slice(&[0xff; 9]);
+                cursor = Some(after);
+            }
+        }
+        Ok(hops.into_iter().collect())
+    }
+
+    // ---- file package chunks ----------------------------------------------
+
+    fn chunk_key(id: &Uuid, index: u32) -> [u8; 20] {
+        let mut k = [0u8; 20];
+        k[..16].copy_from_slice(id.as_bytes());
+        k[16..].copy_from_slice(&index.to_be_bytes());
+        k
+    }
+
+    /// Stores the chunks of a package this node originates, and its job.
+    pub fn enqueue_file(&self, hop: &SiteCode, job: &Job, chunks: Vec<Vec<u8>>) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (i, c) in chunks.into_iter().enumerate() {
+            batch.insert(&Self::chunk_key(&job.id, i as u32), c);
+        }
+        self.inner.chunks.apply_batch(batch)?;
+        self.enqueue(hop, job)?;
+        Ok(())
+    }
+
+    pub fn chunk(&self, id: &Uuid, index: u32) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .inner
+            .chunks
+            .get(Self::chunk_key(id, index))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Frees the chunks of a package once it has left this node for good.
+    pub fn drop_chunks(&self, id: &Uuid) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for k in self.inner.chunks.scan_prefix(id.as_bytes()).keys() {
+            batch.remove(k?);
+        }
+        self.inner.chunks.apply_batch(batch)?;
+        Ok(())
+    }
+
+    pub fn packages(&self) -> Result<Vec<ReceivedPackage>> {
+        self.inner
+            .packages
+            .iter()
+            .values()
+            .map(|v| dec(&v?))
+            .collect()
+    }
+
+    pub fn package(&self, id: &Uuid) -> Result<Option<ReceivedPackage>> {
+        Self::get(&self.inner.packages, id.as_bytes())
+    }
+
+    // ---- despooler --------------------------------------------------------
+
+    /// Persists, deduplicates and delivers a batch of received jobs in one
+    /// transaction: a job is either fully delivered and remembered, or not
+    /// at all. The caller acknowledges after [`Store::durable`].
+    pub fn despool(&self, batch: &[(Job, Delivery)]) -> Result<Vec<Despooled>> {
+        let i = &self.inner;
+        let trees = (
+            &i.seen,
+            &i.sitectrl_inbox,
+            &i.hman_inbox,
+            &i.status_inbox,
+            &i.outbox,
+            &i.probes,
+            &i.chunks,
+            &i.packages,
+        );
+        trees
+            .transaction(|(seen, sc, hm, st, ob, pr, ch, pk)| {
+                let mut out = Vec::with_capacity(batch.len());
+                for (job, delivery) in batch {
+                    let outcome = despool_one(job, delivery, seen, [sc, hm, st], ob, pr, ch, pk)?;
+                    out.push(outcome);
+                }
+                Ok(out)
+            })
+            .map_err(txn_err)
+    }
+
+    pub fn probes(&self) -> Result<Vec<ReceivedProbe>> {
+        self.inner
+            .probes
+            .iter()
+            .values()
+            .map(|v| dec(&v?))
+            .collect()
+    }
+
+    /// Number of job ids the despooler remembers.
+    pub fn seen_len(&self) -> usize {
+        self.inner.seen.len()
+    }
+
+    // ---- status messages ----------------------------------------------------
+
+    /// Stores messages at this site and, when `replicate`, queues them for
+    /// the parent; keyed by uid, so a repeat is harmless.
+    pub fn store_status(&self, msgs: &[StatusMessage], replicate: bool) -> Result<()> {
+        (&self.inner.status, &self.inner.status_outq)
+            .transaction(|(st, oq)| {
+                for m in msgs {
+                    let fresh = st.insert(m.uid.as_bytes(), enc(m))?.is_none();
+                    if replicate && fresh {
+                        oq.insert(m.uid.as_bytes(), enc(m))?;
+                    }
+                }
+                Ok(())
+            })
+            .map_err(txn_err)
+    }
+
+    /// Takes a received status batch out of the inbox and stores it.
+    pub fn despool_status(
+        &self,
+        inbox_key: u64,
+        msgs: &[StatusMessage],
+        replicate: bool,
+    ) -> Result<()> {
+        (
+            &self.inner.status,
+            &self.inner.status_outq,
+            &self.inner.status_inbox,
+        )
+            .transaction(|(st, oq, inbox)| {
+                for m in msgs {
+                    let fresh = st.insert(m.uid.as_bytes(), enc(m))?.is_none();
+                    if replicate && fresh {
+                        oq.insert(m.uid.as_bytes(), enc(m))?;
+                    }
+                }
+                inbox.remove(&inbox_key.to_be_bytes())?;
+                Ok(())
+            })
+            .map_err(txn_err)
+    }
+
+    /// Messages waiting to be replicated to the parent, oldest first.
+    pub fn status_outq(&self, limit: usize) -> Result<Vec<StatusMessage>> {
+        self.inner
+            .status_outq
+            .iter()
+            .values()
+            .take(limit)
+            .map(|v| dec(&v?))
+            .collect()
+    }
+
+    /// Turns queued messages into one job for the parent, atomically.
+    pub fn replicate_status(
+        &self,
+        hop: &SiteCode,
+        job: &Job,
+        msgs: &[StatusMessage],
+    ) -> Result<()> {
+        let seq = self.next_seq()?;
+        let key = OutboxKey {
+            hop: hop_bytes(hop),
+            priority: job.priority as u8,
+            seq,
+        };
+        (&self.inner.outbox, &self.inner.status_outq)
+            .transaction(|(ob, oq)| {
+                ob.insert(&key.to_bytes(), enc(job))?;
+                for m in msgs {
+                    oq.remove(m.uid.as_bytes())?;
+                }
+                Ok(())
+            })
+            .map_err(txn_err)
+    }
+
+    /// Status messages, newest last, filtered.
+    pub fn status_messages(
+        &self,
+        site: Option<&SiteCode>,
+        id: Option<u32>,
+        limit: usize,
+    ) -> Result<Vec<StatusMessage>> {
+        let mut out = Vec::new();
+        for v in self.inner.status.iter().values().rev() {
+            let m: StatusMessage = dec(&v?)?;
+            if site.is_some_and(|s| &m.site_code != s) || id.is_some_and(|i| m.id != i) {
+                continue;
+            }
+            out.push(m);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    // ---- hierarchy manager --------------------------------------------------
+
+    pub fn sites(&self) -> Result<Vec<SiteRecord>> {
+        self.inner.sites.iter().values().map(|v| dec(&v?)).collect()
+    }
+
+    pub fn site(&self, code: &SiteCode) -> Result<Option<SiteRecord>> {
+        Self::get(&self.inner.sites, code.as_bytes())
+    }
+
+    pub fn put_site(&self, rec: &SiteRecord) -> Result<()> {
+        self.inner
+            .sites
+            .insert(rec.site_code.as_bytes(), enc(rec))?;
+        Ok(())
+    }
+
+    /// Records a new child site and queues its bootstrap job together: either
+    /// both exist after a crash or neither does.
+    pub fn create_child(&self, rec: &SiteRecord, bootstrap_job: &Job) -> Result<()> {
+        let key = OutboxKey {
+            hop: hop_bytes(&rec.site_code),
+            priority: bootstrap_job.priority as u8,
+            seq: self.next_seq()?,
+        };
+        (&self.inner.sites, &self.inner.outbox)
+            .transaction(|(sites, ob)| {
+                if sites.get(rec.site_code.as_bytes())?.is_some() {
+                    return abort(StoreError::Rejected(format!(
+                        "site {} already exists in the hierarchy",
+                        rec.site_code
+                    )));
+                }
+                sites.insert(rec.site_code.as_bytes(), enc(rec))?;
+                ob.insert(&key.to_bytes(), enc(bootstrap_job))?;
+                Ok(())
+            })
+            .map_err(txn_err)
+    }
+
+    /// Applies a child's CT2: its control copy and its site record together,
+    /// and takes the CT2 out of the Hierarchy Manager's inbox.
+    pub fn accept_ct2(&self, inbox_key: u64, rec: &SiteRecord, ct2: &Ct2) -> Result<()> {
+        (
+            &self.inner.sites,
+            &self.inner.child_control,
+            &self.inner.hman_inbox,
+        )
+            .transaction(|(sites, cc, inbox)| {
+                sites.insert(rec.site_code.as_bytes(), enc(rec))?;
+                cc.insert(ct2.site_code.as_bytes(), enc(ct2))?;
+                inbox.remove(&inbox_key.to_be_bytes())?;
+                Ok(())
+            })
+            .map_err(txn_err)
+    }
+
+    /// The last CT2 a descendant (or this central site) reported.
+    pub fn child_ct2(&self, code: &SiteCode) -> Result<Option<Ct2>> {
+        Self::get(&self.inner.child_control, code.as_bytes())
+    }
+
+    // ---- link faults and injected faults --------------------------------------
+
+    pub fn link_fault(&self, to: &SiteCode) -> Result<Option<LinkFault>> {
+        Self::get(&self.inner.links, to.as_bytes())
+    }
+
+    pub fn set_link_fault(&self, to: &SiteCode, fault: Option<&LinkFault>) -> Result<()> {
+        match fault {
+            Some(f) => self.inner.links.insert(to.as_bytes(), enc(f))?,
+            None => self.inner.links.remove(to.as_bytes())?,
+        };
+        Ok(())
+    }
+
+    pub fn faults(&self) -> Result<Vec<Fault>> {
+        self.inner
+            .faults
+            .iter()
+            .values()
+            .map(|v| dec(&v?))
+            .collect()
+    }
+
+    pub fn set_fault(&self, fault: &Fault) -> Result<()> {
+        self.inner.faults.insert(fault.name(), enc(fault))?;
+        Ok(())
+    }
+
+    pub fn clear_fault(&self, name: &str) -> Result<bool> {
+        Ok(self.inner.faults.remove(name)?.is_some())
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn despool_one(
+    job: &Job,
+    delivery: &Delivery,
+    seen: &TransactionalTree,
+    inboxes: [&TransactionalTree; 3],
+    outbox: &TransactionalTree,
+    probes: &TransactionalTree,
+    chunks: &TransactionalTree,
+    packages: &TransactionalTree,
+) -> std::result::Result<Despooled, ConflictableTransactionError<StoreError>> {
+    let id = job.id.as_bytes();
+    if let Delivery::Chunk {
+        index,
+        data,
+        forward,
+    } = delivery
+    {
+        let Payload::File(pkg) = &job.payload else {
+            return Ok(Despooled::Rejected(
+                "chunk frame without a file package".into(),
+            ));
+        };
+        let mut rec: ReceivedPackage = match packages.get(id)? {
+            Some(v) => dec(&v).map_err(ConflictableTransactionError::Abort)?,
+            None => ReceivedPackage {
+                job_id: job.id,
+                package: pkg.clone(),
+                source: job.source.clone(),
+                dest: job.dest.clone(),
+                priority: job.priority,
+                created_unix_ms: job.created_unix_ms,
+                chunks_received: 0,
+                complete: false,
+            },
+        };
+        if *index < rec.chunks_received {
+            return Ok(Despooled::Duplicate);
+        }
+        if *index > rec.chunks_received {
+            return Ok(Despooled::Rejected(format!(
+                "chunk {index} of package {} arrived before chunk {}",
+                job.id, rec.chunks_received
+            )));
+        }
+        chunks.insert(&Store::chunk_key(&job.id, *index), data.as_slice())?;
+        rec.chunks_received += 1;
+        if rec.chunks_received == pkg.chunk_count {
+            rec.complete = true;
+            if let Some(hop) = forward {
+                let key = OutboxKey {
+                    hop: hop_bytes(hop),
+                    priority: job.priority as u8,
+                    seq: outbox.generate_id()?,
+                };
+                outbox.insert(&key.to_bytes(), enc(job))?;
+            }
+        }
+        packages.insert(id, enc(&rec))?;
+        return Ok(Despooled::Stored);
+    }
+    if seen.get(id)?.is_some() {
+        return Ok(Despooled::Duplicate);
+    }
+    seen.insert(id, &now_ms().to_be_bytes())?;
+    match delivery {
+        Delivery::Inbox(inbox) => {
+            let tree = match inbox {
+                Inbox::SiteControl => inboxes[0],
+                Inbox::Hierarchy => inboxes[1],
+                Inbox::Status => inboxes[2],
+            };
+            let seq = tree.generate_id()?;
+            tree.insert(&seq.to_be_bytes(), enc(job))?;
+        }
+        Delivery::Forward(hop) => {
+            let key = OutboxKey {
+                hop: hop_bytes(hop),
+                priority: job.priority as u8,
+                seq: outbox.generate_id()?,
+            };
+            outbox.insert(&key.to_bytes(), enc(job))?;
+        }
+        Delivery::Probe => {
+            let arrival = probes.generate_id()?;
+            let rec = ReceivedProbe {
+                job_id: job.id,
+                source: job.source.clone(),
+                priority: job.priority,
+                arrival,
+            };
+            probes.insert(&arrival.to_be_bytes(), enc(&rec))?;
+        }
+        Delivery::Chunk { .. } => unreachable!("handled above"),
+    }
+    Ok(Despooled::Stored)
+}
+
+/// The group-commit loop: waits for one request, gathers every request that
+/// queued up meanwhile, flushes once, and releases them all.
+async fn group_commit(inner: std::sync::Weak<Inner>, mut rx: mpsc::UnboundedReceiver<FlushWaiter>) {
+    while let Some(first) = rx.recv().await {
+        let mut waiters = vec![first];
+        while let Ok(w) = rx.try_recv() {
+            waiters.push(w);
+        }
+        let Some(inner) = inner.upgrade() else { break };
+        let db = inner.db.clone();
+        let res = tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string()));
+        inner.flushes.fetch_add(1, Ordering::Relaxed);
+        drop(inner);
+        for w in waiters {
+            let _ = w.send(res.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(s: &str) -> SiteCode {
+        s.parse().unwrap()
+    }
+
+    fn probe_job(p: Priority) -> Job {
+        Job::new(code("S01"), code("PRI"), p, Payload::Probe(vec![1, 2, 3]))
+    }
+
+    #[tokio::test]
+    async fn outbox_orders_by_priority_then_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let hop = code("PRI");
+        let low = probe_job(Priority::Low);
+        let high = probe_job(Priority::High);
+        let med = probe_job(Priority::Medium);
+        store.enqueue(&hop, &low).unwrap();
+        store.enqueue(&hop, &high).unwrap();
+        store.enqueue(&hop, &med).unwrap();
+        store.durable().await.unwrap();
+        let mut order = vec![];
+        for p in Priority::ALL {
+            for (_, j) in store.outbox_scan(&hop, p, None, 10).unwrap() {
+                order.push(j.id);
+            }
+        }
+        assert_eq!(order, vec![high.id, med.id, low.id]);
+        assert_eq!(store.outbox_hops().unwrap(), vec![hop.clone()]);
+        assert_eq!(store.outbox_len(&hop), 3);
+    }
+
+    #[tokio::test]
+    async fn despool_deduplicates_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = probe_job(Priority::Medium);
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let out = store.despool(&[(job.clone(), Delivery::Probe)]).unwrap();
+            assert_eq!(out, vec![Despooled::Stored]);
+            let out = store.despool(&[(job.clone(), Delivery::Probe)]).unwrap();
+            assert_eq!(out, vec![Despooled::Duplicate]);
+            store.durable().await.unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let out = store.despool(&[(job.clone(), Delivery::Probe)]).unwrap();
+        assert_eq!(out, vec![Despooled::Duplicate]);
+        assert_eq!(store.probes().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn many_waiters_share_flushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut tasks = vec![];
+        for _ in 0..200 {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move {
+                s.enqueue(&code("PRI"), &probe_job(Priority::Low)).unwrap();
+                s.durable().await.unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert!(store.flush_count() >= 1);
+        assert!(store.flush_count() <= 200);
+        assert_eq!(store.outbox_len(&code("PRI")), 200);
+    }
+
+    #[tokio::test]
+    async fn chunks_must_arrive_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let pkg = FilePackage {
+            name: "p".into(),
+            total_size: 2,
+            chunk_count: 2,
+            sha256: vec![],
+        };
+        let job = Job::new(code("S01"), code("PRI"), Priority::Low, Payload::File(pkg));
+        let chunk = |i: u32| Delivery::Chunk {
+            index: i,
+            data: vec![i as u8],
+            forward: None,
+        };
+        let r = store.despool(&[(job.clone(), chunk(1))]).unwrap();
+        assert!(matches!(r[0], Despooled::Rejected(_)));
+        let r = store
+            .despool(&[
+                (job.clone(), chunk(0)),
+                (job.clone(), chunk(0)),
+                (job.clone(), chunk(1)),
+            ])
+            .unwrap();
+        assert_eq!(
+            r,
+            vec![Despooled::Stored, Despooled::Duplicate, Despooled::Stored]
+        );
+        assert!(store.package(&job.id).unwrap().unwrap().complete);
+    }
+}

@@ -1,0 +1,15 @@
+//! The gRPC wire contract of the SMS site hierarchy.
+//!
+//! Generated from `proto/protos/sms/v1/*.proto`. Only the gRPC edge of the node
+//! and the controller use these types; components work on domain types.
+
+#![allow(clippy::all, missing_docs)]
+
+/// Version 1 of the contract.
+pub mod v1 {
+    tonic::include_proto!("sms.v1");
+}
+
+/// Encoded `FileDescriptorSet` of every service, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/sms_descriptor.bin"));
