@@ -225,25 +225,22 @@ async fn phase1(ctx: &Arc<Ctx>, pkg: &BootstrapPackage) -> Result<(), String> {
         tracing::info!(site = %pkg.site_code, "site identity created");
     }
     site_component::install_transport(ctx).map_err(|e| e.to_string())?;
-    mark(ctx, 1).await?;
+    // Report, then record the phase: a crash in between repeats the report
+    // (harmless at the parent) instead of losing it.
     report(
         ctx,
         &catalog::BOOTSTRAP_PHASE1,
         &[pkg.site_code.to_string(), pkg.content.len().to_string()],
     )
-    .await
+    .await?;
+    mark(ctx, 1).await
 }
 
 /// Phase 2: the remaining components.
 async fn phase2(ctx: &Arc<Ctx>, pkg: &BootstrapPackage) -> Result<(), String> {
     site_component::install_components(ctx).map_err(|e| e.to_string())?;
-    mark(ctx, 2).await?;
-    report(
-        ctx,
-        &catalog::BOOTSTRAP_PHASE2,
-        &[pkg.site_code.to_string()],
-    )
-    .await
+    report(ctx, &catalog::BOOTSTRAP_PHASE2, &[pkg.site_code.to_string()]).await?;
+    mark(ctx, 2).await
 }
 
 /// Phase 3: the SCM processes `_INIT.CT1` into CT0 serial 1.
@@ -287,13 +284,13 @@ async fn phase3(ctx: &Arc<Ctx>, pkg: &BootstrapPackage) -> Result<(), String> {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     };
-    mark(ctx, 3).await?;
     report(
         ctx,
         &catalog::BOOTSTRAP_PHASE3,
         &[pkg.site_code.to_string(), serial.to_string()],
     )
     .await?;
+    mark(ctx, 3).await?;
     ctx.scm_wake.notify_one();
     Ok(())
 }

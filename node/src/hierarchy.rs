@@ -236,6 +236,8 @@ pub async fn run(ctx: Arc<Ctx>) -> anyhow::Result<()> {
             if items.is_empty() {
                 break;
             }
+            crate::status_manager::despool_inbox(&ctx).await?;
+            let _records = ctx.site_lock.lock().await;
             for (key, job) in items {
                 process(&ctx, key, job).await?;
             }

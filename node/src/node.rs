@@ -59,6 +59,9 @@ pub struct Ctx {
     pub status_wake: Notify,
     /// Signals bootstrap progress changes to anyone waiting on them.
     pub bootstrap_changed: Notify,
+    /// Serialises read-modify-write of the Hierarchy Manager's site records
+    /// (phase reports and CT2s arrive on different inboxes).
+    pub site_lock: tokio::sync::Mutex<()>,
 }
 
 impl Ctx {
@@ -195,6 +198,7 @@ impl Node {
             hm_wake: Notify::new(),
             status_wake: Notify::new(),
             bootstrap_changed: Notify::new(),
+            site_lock: tokio::sync::Mutex::new(()),
             store,
         });
 

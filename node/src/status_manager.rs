@@ -81,7 +81,11 @@ pub async fn run(ctx: Arc<Ctx>) -> anyhow::Result<()> {
     }
 }
 
-async fn despool_inbox(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
+/// Stores received status batches. Also called by the Hierarchy Manager
+/// before it processes CT2s, so a child's phase reports are applied before a
+/// CT2 that arrived after them.
+pub async fn despool_inbox(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
+    let _records = ctx.site_lock.lock().await;
     let replicate = ctx.identity().is_some_and(|i| i.parent.is_some());
     loop {
         let items = ctx.store.inbox_items(Inbox::Status, 64)?;

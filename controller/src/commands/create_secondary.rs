@@ -8,7 +8,10 @@ use serde_json::json;
 use sms_proto::v1 as pb;
 
 use crate::client::{admin, node_addr, status_err};
-use crate::output::Out;
+use crate::output::{time, Out};
+
+/// Status message id the Hierarchy Manager reports a site status change with.
+const STATUS_CHANGED: u32 = 3101;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -93,6 +96,7 @@ pub async fn wait_active(
     };
     let start = Instant::now();
     let mut last = String::new();
+    let mut seen = std::collections::HashSet::new();
     loop {
         let sites = client
             .list_sites(pb::ListSitesRequest {})
@@ -100,15 +104,34 @@ pub async fn wait_active(
             .map_err(|e| status_err("sites", e))?
             .into_inner()
             .sites;
+        // Fetched after the site list: a change is recorded before the
+        // site record moves, so this sees every change up to that status.
+        // The parent records every status change as message 3101; replaying
+        // them shows each phase even when the install outpaces this poll.
+        let changes = client
+            .list_status_messages(pb::ListStatusMessagesRequest {
+                site: String::new(),
+                id: STATUS_CHANGED,
+                limit: 500,
+            })
+            .await
+            .map_err(|e| status_err("status-messages", e))?
+            .into_inner()
+            .messages;
+        for m in changes {
+            if m.insertion_strings.first().map(String::as_str) == Some(code) && seen.insert(m.uid.clone()) {
+                let to = m.insertion_strings.get(2).cloned().unwrap_or_default();
+                let from = m.insertion_strings.get(1).cloned().unwrap_or_default();
+                if show {
+                    // Printed through the bar so it also shows when stdout is not a terminal.
+                    bar.suspend(|| println!("{}  {code}: {from} -> {to}", time(m.time_unix_ms)));
+                }
+            }
+        }
         let Some(site) = sites.into_iter().find(|s| s.site_code == code) else {
             bail!("site {code} is not in the site list of {parent}");
         };
         if site.status != last {
-            bar.println(format!(
-                "{:>7.2}s  {code}: {}",
-                start.elapsed().as_secs_f64(),
-                site.status
-            ));
             last = site.status.clone();
             bar.set_message(format!("site {code}: {last}"));
         }
