@@ -8,7 +8,13 @@ use std::time::Duration;
 use support::*;
 
 fn start_create(p: &Pair) {
-    let v = p.parent.json(&["create-secondary", "--site-code", "S01", "--server", &p.child.addr]);
+    let v = p.parent.json(&[
+        "create-secondary",
+        "--site-code",
+        "S01",
+        "--server",
+        &p.child.addr,
+    ]);
     assert_eq!(v["status"], "Pending");
 }
 
@@ -21,13 +27,22 @@ fn assert_converged(p: &Pair) {
     let sc = p.child.json(&["site-control"]);
     assert_eq!(sc["serial"], 1, "exactly one CT1 applied: {sc}");
     let sites = p.parent.json(&["sites"]);
-    let s01: Vec<_> = sites["sites"].as_array().unwrap().iter().filter(|s| s["site_code"] == "S01").collect();
+    let s01: Vec<_> = sites["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["site_code"] == "S01")
+        .collect();
     assert_eq!(s01.len(), 1);
     // Every phase report made it, whatever the crash point.
     let msgs = p.parent.json(&["status-messages", "--site", "S01"]);
     for id in [3300, 3301, 3302, 3303] {
         assert!(
-            msgs["messages"].as_array().unwrap().iter().any(|m| m["id"] == id),
+            msgs["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["id"] == id),
             "phase message {id} lost"
         );
     }
@@ -55,7 +70,10 @@ fn parent_killed_during_create_converges_after_restart() {
         p.parent.kill9();
         // The create was acknowledged, so the site must survive the crash.
         p.parent.restart();
-        assert!(p.parent.site_status("S01").is_some(), "acknowledged create lost");
+        assert!(
+            p.parent.site_status("S01").is_some(),
+            "acknowledged create lost"
+        );
         assert_converged(&p);
     }
 }

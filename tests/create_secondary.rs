@@ -9,7 +9,12 @@ use serde_json::Value;
 use support::*;
 
 fn message_ids(v: &Value) -> BTreeSet<u64> {
-    v["messages"].as_array().unwrap().iter().map(|m| m["id"].as_u64().unwrap()).collect()
+    v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect()
 }
 
 #[test]
@@ -22,13 +27,32 @@ fn secondary_goes_active_and_reports_every_phase() {
     assert_eq!(st["role"], "site-server");
     assert_eq!(st["site_code"], "S01");
     assert_eq!(st["parent_site_code"], "PRI");
-    let parent_link = st["links"].as_array().unwrap().iter().find(|l| l["to"] == "PRI").expect("link to PRI");
+    let parent_link = st["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["to"] == "PRI")
+        .expect("link to PRI");
     assert_eq!(parent_link["failed_jobs"], 0);
-    let names: BTreeSet<&str> = st["components"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-    for c in ["SMS_SCHEDULER", "SMS_SENDER", "SMS_DESPOOLER", "SMS_SITE_CONFIG_MANAGER", "SMS_STATUS_MANAGER"] {
+    let names: BTreeSet<&str> = st["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    for c in [
+        "SMS_SCHEDULER",
+        "SMS_SENDER",
+        "SMS_DESPOOLER",
+        "SMS_SITE_CONFIG_MANAGER",
+        "SMS_STATUS_MANAGER",
+    ] {
         assert!(names.contains(c), "{c} missing from {names:?}");
     }
-    assert!(!names.contains("SMS_BOOTSTRAP"), "the bootstrap should have removed itself");
+    assert!(
+        !names.contains("SMS_BOOTSTRAP"),
+        "the bootstrap should have removed itself"
+    );
 
     let sc = p.child.json(&["site-control"]);
     assert_eq!(sc["site_code"], "S01");
@@ -44,7 +68,10 @@ fn secondary_goes_active_and_reports_every_phase() {
     let msgs = p.parent.json(&["status-messages", "--site", "S01"]);
     let ids = message_ids(&msgs);
     for id in [3300, 3301, 3302, 3303] {
-        assert!(ids.contains(&id), "phase message {id} missing at the parent: {ids:?}");
+        assert!(
+            ids.contains(&id),
+            "phase message {id} missing at the parent: {ids:?}"
+        );
     }
     // The parent recorded each step of the status, in order.
     let changes = p.parent.json(&["status-messages", "--id", "3101"]);
@@ -55,17 +82,47 @@ fn secondary_goes_active_and_reports_every_phase() {
         .map(|m| m["text"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(seq.len(), 5, "{seq:?}");
-    assert!(seq[0].contains("from Pending to Phase 1 Complete"), "{seq:?}");
-    assert!(seq[4].contains("from Phase 4 Complete to Active"), "{seq:?}");
+    assert!(
+        seq[0].contains("from Pending to Phase 1 Complete"),
+        "{seq:?}"
+    );
+    assert!(
+        seq[4].contains("from Phase 4 Complete to Active"),
+        "{seq:?}"
+    );
 
     // The child's bootstrap log tells the story, and the controller reads it over gRPC.
     let log = p.child.json(&["bootstrap-log"]);
-    let lines: Vec<&str> = log["lines"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
-    assert!(lines.iter().any(|l| l.contains("package integrity verified")), "{lines:?}");
-    assert!(lines.iter().any(|l| l.contains("bootstrap removed itself")), "{lines:?}");
+    let lines: Vec<&str> = log["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("package integrity verified")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("bootstrap removed itself")),
+        "{lines:?}"
+    );
     // One log file per component.
-    for f in ["sitectrl", "hman", "sched", "sender", "despool", "statmgr", "bootstrap"] {
-        assert!(p.parent.data.join("logs").join(format!("{f}.log")).exists(), "{f}.log missing");
+    for f in [
+        "sitectrl",
+        "hman",
+        "sched",
+        "sender",
+        "despool",
+        "statmgr",
+        "bootstrap",
+    ] {
+        assert!(
+            p.parent.data.join("logs").join(format!("{f}.log")).exists(),
+            "{f}.log missing"
+        );
     }
     assert!(p.parent.log("sitectrl").contains("stage 4 begins"));
 }
@@ -108,8 +165,10 @@ fn restart_keeps_sites_serials_and_messages() {
     assert_eq!(p.child.json(&["status"])["site_code"], "S01");
 
     // And the restarted pair still works: traffic flows both ways.
-    p.child.json(&["probe", "send", "--to", "PRI", "--count", "3"]);
-    p.parent.json(&["probe", "send", "--to", "S01", "--count", "2"]);
+    p.child
+        .json(&["probe", "send", "--to", "PRI", "--count", "3"]);
+    p.parent
+        .json(&["probe", "send", "--to", "S01", "--count", "2"]);
     wait_for("probes to arrive", Duration::from_secs(30), || {
         p.parent.json(&["probe", "received", "--summary"])["count"] == 3
             && p.child.json(&["probe", "received", "--summary"])["count"] == 2
@@ -122,7 +181,8 @@ fn bad_create_requests_are_refused_and_change_nothing() {
     let before_sites = p.parent.json(&["sites"]);
     let before_msgs = p.parent.json(&["status-messages"]);
     let create = |code: &str, server: &str| {
-        p.parent.fails(&["create-secondary", "--site-code", code, "--server", server])
+        p.parent
+            .fails(&["create-secondary", "--site-code", code, "--server", server])
     };
     assert!(create("s01", &p.child.addr).contains("may only contain A-Z and 0-9"));
     assert!(create("S0", &p.child.addr).contains("exactly 3 characters"));
@@ -133,7 +193,16 @@ fn bad_create_requests_are_refused_and_change_nothing() {
     // Nothing listens on port 1.
     assert!(create("S01", "127.0.0.1:1").contains("cannot reach 127.0.0.1:1"));
     // A bare node cannot create sites.
-    assert!(p.child.fails(&["create-secondary", "--site-code", "S02", "--server", &p.parent.addr]).contains("bare"));
+    assert!(p
+        .child
+        .fails(&[
+            "create-secondary",
+            "--site-code",
+            "S02",
+            "--server",
+            &p.parent.addr
+        ])
+        .contains("bare"));
     assert_eq!(p.parent.json(&["sites"]), before_sites);
     assert_eq!(p.parent.json(&["status-messages"]), before_msgs);
     assert_eq!(p.child.json(&["status"])["role"], "bare");
@@ -151,7 +220,14 @@ fn bad_create_requests_are_refused_and_change_nothing() {
     let mut p = p;
     p.child.stop();
     let out = std::process::Command::new(SMS_NODE)
-        .args(["--data", p.child.data.to_str().unwrap(), "--listen", "127.0.0.1:0", "--install-primary", "PRX"])
+        .args([
+            "--data",
+            p.child.data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--install-primary",
+            "PRX",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

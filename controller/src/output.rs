@@ -56,6 +56,8 @@ mod tests {
     #[test]
     fn formats_utc_times() {
         assert_eq!(super::time(0), "1970-01-01 00:00:00.000");
-        assert_eq!(super::time(1_795_305_600_123), "2026-11-21 00:00:00.123");
+        assert_eq!(super::time(1_795_219_200_123), "2026-11-21 00:00:00.123");
+        // A leap day.
+        assert_eq!(super::time(951_782_400_000), "2000-02-29 00:00:00.000");
     }
 }

@@ -239,7 +239,12 @@ async fn phase1(ctx: &Arc<Ctx>, pkg: &BootstrapPackage) -> Result<(), String> {
 /// Phase 2: the remaining components.
 async fn phase2(ctx: &Arc<Ctx>, pkg: &BootstrapPackage) -> Result<(), String> {
     site_component::install_components(ctx).map_err(|e| e.to_string())?;
-    report(ctx, &catalog::BOOTSTRAP_PHASE2, &[pkg.site_code.to_string()]).await?;
+    report(
+        ctx,
+        &catalog::BOOTSTRAP_PHASE2,
+        &[pkg.site_code.to_string()],
+    )
+    .await?;
     mark(ctx, 2).await
 }
 

@@ -143,7 +143,7 @@ async fn refuse(ctx: &Arc<Ctx>, from: &SiteCode, reason: String) -> Refusal {
 }
 
 /// A received frame: the job and, for file packages, its chunk.
-pub type Frame = (Job, Option<(u32, Vec<u8>)>);
+pub type Frame = (Job, Option<Chunk>);
 
 /// Despools a batch of frames from `from`; the result is durable on return.
 /// Returns, per frame, (job id, chunk index, outcome).
@@ -246,7 +246,7 @@ fn delivery_for(
     ctx: &Ctx,
     from: &SiteCode,
     job: &Job,
-    chunk: Option<(u32, Vec<u8>)>,
+    chunk: Option<Chunk>,
 ) -> Result<Delivery, String> {
     let route = scheduler::route(ctx, &job.dest).map_err(|e| e.to_string())?;
     if let Some((index, data)) = chunk {

@@ -336,6 +336,9 @@ pub struct FilePackage {
     pub sha256: Vec<u8>,
 }
 
+/// One chunk of a file package on the wire: (index, bytes).
+pub type Chunk = (u32, Vec<u8>);
+
 /// What a job carries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Payload {

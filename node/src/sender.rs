@@ -77,14 +77,7 @@ pub async fn run(ctx: Arc<Ctx>, link: Arc<Link>) -> anyhow::Result<()> {
         if ctx.cancel.is_cancelled() {
             return Ok(());
         }
-        if let Some(f) = ctx.store.link_fault(&link.to)? {
-            link.set_state(
-                LinkStatus::Severed,
-                format!("severed by an administrator at {}", f.severed_unix_ms),
-            );
-            pause(&ctx, &link, Duration::from_secs(5)).await;
-            continue;
-        }
+        let severed = ctx.store.link_fault(&link.to)?;
         let (server, secret, child) = match neighbour(&ctx, &link.to)? {
             Neighbour::Parent { server, secret } => (server, secret, None),
             Neighbour::Child(rec) => (rec.server.clone(), rec.link_secret.clone(), Some(rec)),
@@ -96,17 +89,29 @@ pub async fn run(ctx: Arc<Ctx>, link: Arc<Link>) -> anyhow::Result<()> {
         };
         let addr = ctx.address_for(&link.to, server.clone());
 
-        // A child site is first reached through its bootstrap service.
+        // A child site is first reached through its bootstrap service. With
+        // --sever-link-mid-bootstrap the link is cut durably just before the
+        // handover, so nothing the child sends once started can get through.
         if let Some(rec) = &child {
-            if let Some((key, job)) = queued_bootstrap(&ctx, &link.to)? {
+            let boot = queued_bootstrap(&ctx, &link.to)?;
+            if let Some((key, job)) =
+                boot.filter(|_| severed.is_none() || rec.sever_link_mid_bootstrap)
+            {
+                if rec.sever_link_mid_bootstrap && severed.is_none() {
+                    sever(&ctx, &link.to).await?;
+                }
                 match client::install_bootstrap(&ctx.connector, &server, &job).await {
                     Ok(()) => {
                         ctx.store.outbox_remove(&[key])?;
+                        if rec.sever_link_mid_bootstrap {
+                            // One-shot: a later bootstrap is not severed again.
+                            let mut r = rec.clone();
+                            r.sever_link_mid_bootstrap = false;
+                            ctx.store.put_site(&r)?;
+                        }
+                        ctx.store.durable().await?;
                         backoff = None;
                         tracing::info!(to = %link.to, %server, "bootstrap started on the child; the link stays closed until the child reports");
-                        if rec.sever_link_mid_bootstrap {
-                            sever(&ctx, &link.to).await?;
-                        }
                         continue;
                     }
                     Err(e) => {
@@ -118,6 +123,19 @@ pub async fn run(ctx: Arc<Ctx>, link: Arc<Link>) -> anyhow::Result<()> {
                     }
                 }
             }
+        }
+        if let Some(f) = severed {
+            link.set_state(
+                LinkStatus::Severed,
+                format!(
+                    "severed by an administrator at {} (unix ms)",
+                    f.severed_unix_ms
+                ),
+            );
+            pause(&ctx, &link, Duration::from_secs(5)).await;
+            continue;
+        }
+        if let Some(rec) = &child {
             if rec.status == SiteStatus::Pending {
                 link.set_state(
                     LinkStatus::AwaitingChild,

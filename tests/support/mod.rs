@@ -68,7 +68,10 @@ impl NodeProc {
                 let log = std::fs::read_to_string(self.data.join("stderr.log")).unwrap_or_default();
                 panic!("sms-node exited with {status} at start:\n{log}");
             }
-            assert!(Instant::now() < deadline, "sms-node did not report its address");
+            assert!(
+                Instant::now() < deadline,
+                "sms-node did not report its address"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -136,7 +139,10 @@ impl NodeProc {
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!("controller {args:?} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+            panic!(
+                "controller {args:?} printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
         })
     }
 
@@ -166,7 +172,8 @@ impl NodeProc {
     }
 
     pub fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.data.join("logs").join(format!("{name}.log"))).unwrap_or_default()
+        std::fs::read_to_string(self.data.join("logs").join(format!("{name}.log")))
+            .unwrap_or_default()
     }
 }
 
@@ -190,7 +197,10 @@ pub fn controller(node: &str, args: &[&str]) -> Output {
 pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(25));
     }
 }
@@ -212,7 +222,14 @@ impl Pair {
 
     /// Creates S01 on the bare node and waits until the parent shows it Active.
     pub fn create_s01(&self) {
-        let v = self.parent.json(&["create-secondary", "--site-code", "S01", "--server", &self.child.addr, "--wait"]);
+        let v = self.parent.json(&[
+            "create-secondary",
+            "--site-code",
+            "S01",
+            "--server",
+            &self.child.addr,
+            "--wait",
+        ]);
         assert_eq!(v["site_code"], "S01");
         assert_eq!(v["status"], "Active");
     }

@@ -119,7 +119,9 @@ pub async fn wait_active(
             .into_inner()
             .messages;
         for m in changes {
-            if m.insertion_strings.first().map(String::as_str) == Some(code) && seen.insert(m.uid.clone()) {
+            if m.insertion_strings.first().map(String::as_str) == Some(code)
+                && seen.insert(m.uid.clone())
+            {
                 let to = m.insertion_strings.get(2).cloned().unwrap_or_default();
                 let from = m.insertion_strings.get(1).cloned().unwrap_or_default();
                 if show {

@@ -303,7 +303,9 @@ impl pb::admin_server::Admin for AdminSvc {
             tracing::info!(to = %to, "link restored by an administrator");
             crate::status_manager::emit(ctx, &catalog::LINK_RESTORED, &[to.to_string()])
                 .map_err(internal)?;
-            scheduler::ensure_link(ctx, &to).wake.notify_one();
+            let link = scheduler::ensure_link(ctx, &to);
+            link.set_state(scheduler::LinkStatus::Idle, "restored by an administrator");
+            link.wake.notify_one();
         }
         Ok(Response::new(self.link_state(&to)))
     }

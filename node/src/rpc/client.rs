@@ -12,7 +12,7 @@ use tonic::Code;
 use uuid::Uuid;
 
 use super::convert;
-use crate::model::{Job, SiteCode};
+use crate::model::{Chunk, Job, SiteCode};
 
 /// Largest frame a node sends or accepts (a file chunk plus headers).
 pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
@@ -151,7 +151,7 @@ impl LinkConn {
     }
 
     /// Queues one frame on the stream.
-    pub async fn send(&self, job: &Job, chunk: Option<(u32, Vec<u8>)>) -> Result<(), LinkError> {
+    pub async fn send(&self, job: &Job, chunk: Option<Chunk>) -> Result<(), LinkError> {
         let frame = pb::LinkFrame {
             kind: Some(pb::link_frame::Kind::Job(convert::job_to(job, chunk))),
         };

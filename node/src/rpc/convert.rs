@@ -263,7 +263,7 @@ pub fn bootstrap_from(b: &pb::BootstrapPackage) -> R<BootstrapPackage> {
 }
 
 /// A job on the wire. File packages travel as one frame per chunk.
-pub fn job_to(job: &Job, chunk: Option<(u32, Vec<u8>)>) -> pb::Job {
+pub fn job_to(job: &Job, chunk: Option<Chunk>) -> pb::Job {
     use pb::job_payload::Kind;
     let kind = match (&job.payload, chunk) {
         (Payload::Ct1(c), _) => Kind::Ct1(pb::Ct1 {
@@ -300,7 +300,7 @@ pub fn job_to(job: &Job, chunk: Option<(u32, Vec<u8>)>) -> pb::Job {
 }
 
 /// A job from the wire, with its chunk (index, data) for file packages.
-pub fn job_from(j: pb::Job) -> R<(Job, Option<(u32, Vec<u8>)>)> {
+pub fn job_from(j: pb::Job) -> R<(Job, Option<Chunk>)> {
     use pb::job_payload::Kind;
     let kind = j
         .payload
