@@ -156,3 +156,56 @@ fn sever_and_restore_refuse_non_neighbours_and_survive_restarts() {
         p.parent.json(&["probe", "received", "--summary"])["count"] == 5
     });
 }
+
+#[test]
+fn ct2_job_failure_leaves_phase_4_complete_and_the_failed_job_is_retryable() {
+    let p = Pair::start();
+    p.child.json(&["inject-fault", "ct2-job-failure"]);
+    p.parent.json(&[
+        "create-secondary",
+        "--site-code",
+        "S01",
+        "--server",
+        &p.child.addr,
+    ]);
+    wait_for(
+        "Phase 4 Complete at the parent",
+        Duration::from_secs(30),
+        || p.parent.site_status("S01").as_deref() == Some("Phase 4 Complete"),
+    );
+    // The CT2 job exhausts its retries (default address: 20 attempts, at most 2 s apart).
+    wait_for("the CT2 job to fail", Duration::from_secs(120), || {
+        p.child.json(&["status"])["links"][0]["failed_jobs"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    });
+    assert_eq!(
+        p.parent.site_status("S01").as_deref(),
+        Some("Phase 4 Complete")
+    );
+    let failed = p.child.json(&["status-messages", "--id", "4400"]);
+    let text = failed["messages"][0]["text"].as_str().unwrap().to_string();
+    assert!(
+        text.contains("(ct2)") && text.contains("injected fault"),
+        "{text}"
+    );
+    // The failure report itself reached the parent: the link works, only the CT2 failed.
+    wait_for(
+        "the failure report at the parent",
+        Duration::from_secs(30),
+        || {
+            !p.parent
+                .json(&["status-messages", "--site", "S01", "--id", "4400"])["messages"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        },
+    );
+
+    // Unlike SMS, the job was kept: clear the fault, retry it, and the site goes Active.
+    p.child.json(&["clear-fault", "ct2-job-failure"]);
+    let link = p.child.json(&["retry-jobs", "--to", "PRI"]);
+    assert_eq!(link["failed_jobs"], 0);
+    p.wait_active("S01", Duration::from_secs(30));
+}

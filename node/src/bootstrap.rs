@@ -37,6 +37,16 @@ pub async fn accept(
     job_id: Uuid,
     pkg: BootstrapPackage,
 ) -> Result<(), InstallRefused> {
+    let stored = ctx
+        .store
+        .bootstrap_package()
+        .map_err(|e| InstallRefused::Internal(e.to_string()))?;
+    if stored.is_some_and(|b| b.job_id == job_id) {
+        // The parent resends a job we already took (its acknowledgement was
+        // lost): make sure it runs, whatever phase it has reached.
+        ensure_running(ctx).map_err(|e| InstallRefused::Internal(e.to_string()))?;
+        return Ok(());
+    }
     if let Some(id) = ctx.identity() {
         return Err(InstallRefused::AlreadyInstalled(format!(
             "this node is already installed as site {}",
@@ -59,13 +69,7 @@ pub async fn accept(
         package: pkg,
         received_unix_ms: now_ms(),
     };
-    let fresh = ctx
-        .store
-        .bootstrap_package()
-        .ok()
-        .flatten()
-        .is_none_or(|b| b.job_id != job_id);
-    ctx.store.accept_bootstrap(&rec).map_err(|e| match e {
+    let fresh = ctx.store.accept_bootstrap(&rec).map_err(|e| match e {
         StoreError::Rejected(m) => InstallRefused::AlreadyInstalled(m),
         other => InstallRefused::Internal(other.to_string()),
     })?;
@@ -75,8 +79,8 @@ pub async fn accept(
         .map_err(|e| InstallRefused::Internal(e.to_string()))?;
     if fresh {
         tracing::info!(site = %rec.package.site_code, parent = %rec.package.parent_site_code, parent_address = %rec.package.parent_address, job = %job_id, "bootstrap package received; install started");
-        spawn(ctx);
     }
+    ensure_running(ctx).map_err(|e| InstallRefused::Internal(e.to_string()))?;
     Ok(())
 }
 
@@ -84,20 +88,37 @@ pub async fn accept(
 pub fn resume(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
     if let Some(BootstrapState::Running { completed_phase }) = ctx.store.bootstrap_state()? {
         tracing::info!(completed_phase, "resuming the bootstrap after a restart");
-        spawn(ctx);
+        ensure_running(ctx)?;
     }
     Ok(())
 }
 
-fn spawn(ctx: &Arc<Ctx>) {
+/// Starts the bootstrap task if the store says an install is running and no
+/// task runs it yet (exactly one task per node ever runs the phases).
+fn ensure_running(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
+    if !matches!(
+        ctx.store.bootstrap_state()?,
+        Some(BootstrapState::Running { .. })
+    ) {
+        return Ok(());
+    }
+    if ctx
+        .bootstrap_task
+        .swap(true, std::sync::atomic::Ordering::SeqCst)
+    {
+        return Ok(());
+    }
     ctx.components.set(site_component::BOOTSTRAP, "running");
     let c = ctx.clone();
     ctx.tasks.spawn(async move {
         if let Err(e) = run(&c).await {
-            // Store or cancellation trouble, not an install failure.
+            // Store or shutdown trouble, not an install failure.
             tracing::error!("bootstrap interrupted: {e:#}");
         }
+        c.bootstrap_task
+            .store(false, std::sync::atomic::Ordering::SeqCst);
     });
+    Ok(())
 }
 
 /// (state, detail) for status displays.
@@ -175,8 +196,24 @@ async fn mark(ctx: &Arc<Ctx>, phase: u8) -> Result<(), String> {
     Ok(())
 }
 
+/// The id of the report of `phase`: the same on every attempt, so a report
+/// repeated after a crash is stored once. Time-ordered like any status
+/// message (the bootstrap's start, plus the phase).
+fn report_uid(rb: &ReceivedBootstrap, phase: u8) -> Uuid {
+    let digest = Sha256::digest([rb.job_id.as_bytes().as_slice(), &[phase]].concat());
+    let mut rand = [0u8; 10];
+    rand.copy_from_slice(&digest[..10]);
+    uuid::Builder::from_unix_timestamp_millis(rb.received_unix_ms + phase as u64, &rand).into_uuid()
+}
+
 async fn report(ctx: &Arc<Ctx>, def: &catalog::MessageDef, args: &[String]) -> Result<(), String> {
-    crate::status_manager::emit_now(ctx, def, args)
+    let phase = catalog::bootstrap_phase(def.id).unwrap_or(0);
+    let uid = ctx
+        .store
+        .bootstrap_package()
+        .map_err(|e| e.to_string())?
+        .map(|rb| report_uid(&rb, phase));
+    crate::status_manager::emit_now(ctx, def, args, uid)
         .await
         .map_err(|e| format!("could not queue the phase report: {e:#}"))
 }
@@ -340,6 +377,7 @@ pub async fn report_phase4(ctx: &Arc<Ctx>) -> anyhow::Result<bool> {
             rb.package.site_code.to_string(),
             rb.package.parent_site_code.to_string(),
         ],
+        Some(report_uid(&rb, 4)),
     )
     .await?;
     ctx.store.set_bootstrap_state(&BootstrapState::Complete)?;

@@ -91,8 +91,9 @@ pub async fn accept_link(ctx: &Arc<Ctx>, hello: &LinkHello) -> Result<SiteCode, 
     }
     if let Ok(Some(f)) = ctx.store.link_fault(from) {
         return Err(Refusal::Severed(format!(
-            "site {} severed its link to site {from} at {} (unix ms); waiting for restore-link",
-            id.site_code, f.severed_unix_ms
+            "site {} severed its link to site {from} at {}; waiting for restore-link",
+            id.site_code,
+            fmt_ms(f.severed_unix_ms)
         )));
     }
     follow_move(ctx, from, &hello.source_address, child);
@@ -175,7 +176,9 @@ pub async fn despool(
     let stored = if to_store.is_empty() {
         vec![]
     } else {
-        ctx.store.despool(&to_store)?
+        // A multi-tree transaction can wait on sled's global lock while a
+        // flush runs: keep that wait off the async worker threads.
+        tokio::task::block_in_place(|| ctx.store.despool(&to_store))?
     };
     ctx.store.durable().await?;
 

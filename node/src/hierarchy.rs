@@ -267,21 +267,26 @@ async fn process(ctx: &Arc<Ctx>, key: u64, job: Job) -> anyhow::Result<()> {
     if !ct2.server.is_empty() && rec.parent_site_code.is_some() {
         rec.server = ct2.server.clone();
     }
+    // Pass a child's report on up the tree first: if we crash before the
+    // inbox removal below, the CT2 is processed (and passed up) again, which
+    // is harmless; the other order could lose it.
+    let me = ctx.site_code().expect("installed");
+    if let Some(parent) = ctx.identity().and_then(|i| i.parent) {
+        if ct2.site_code != parent.site_code && ct2.site_code != me {
+            let up = Job::new(
+                me,
+                parent.site_code,
+                Priority::High,
+                Payload::Ct2(ct2.clone()),
+            );
+            crate::scheduler::submit(ctx, &up).await?;
+        }
+    }
     let changed = advance(ctx, &mut rec, SiteStatus::Active).await?;
     ctx.store.accept_ct2(key, &rec, &ct2)?;
     tracing::info!(site = %ct2.site_code, serial = ct2.serial, "processed CT2");
     if changed {
         ctx.scheduler.wake(&rec.site_code);
-    }
-    // Pass a child's report on up the tree.
-    if let Some(parent) = ctx.identity().and_then(|i| i.parent) {
-        if ct2.site_code != parent.site_code {
-            let me = ctx.site_code().expect("installed");
-            if ct2.site_code != me {
-                let up = Job::new(me, parent.site_code, Priority::High, Payload::Ct2(ct2));
-                crate::scheduler::submit(ctx, &up).await?;
-            }
-        }
     }
     Ok(())
 }

@@ -16,6 +16,11 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Milliseconds since the epoch as an RFC 3339 UTC time, for messages.
+pub fn fmt_ms(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
+}
+
 /// Version of the site software this build installs and reports in CT2s.
 pub const SOFTWARE_VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -62,6 +62,8 @@ pub struct Ctx {
     /// Serialises read-modify-write of the Hierarchy Manager's site records
     /// (phase reports and CT2s arrive on different inboxes).
     pub site_lock: tokio::sync::Mutex<()>,
+    /// Set while a task runs the bootstrap phases.
+    pub bootstrap_task: std::sync::atomic::AtomicBool,
 }
 
 impl Ctx {
@@ -180,6 +182,13 @@ impl Node {
             store.set_member_domain(domain)?;
             store.durable().await?;
         }
+        let orphans = store.drop_orphan_chunks()?;
+        if orphans > 0 {
+            tracing::info!(
+                orphans,
+                "freed the chunks of packages that were never queued"
+            );
+        }
         let ct0 = store.ct0()?;
         let (config, _) = watch::channel(ct0);
         let ctx = Arc::new(Ctx {
@@ -199,6 +208,7 @@ impl Node {
             status_wake: Notify::new(),
             bootstrap_changed: Notify::new(),
             site_lock: tokio::sync::Mutex::new(()),
+            bootstrap_task: std::sync::atomic::AtomicBool::new(false),
             store,
         });
 

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -193,9 +194,25 @@ pub fn ensure_link(ctx: &Arc<Ctx>, to: &SiteCode) -> Arc<Link> {
     tracing::info!(to = %to, "link created; sender started");
     let (c, l) = (ctx.clone(), link.clone());
     ctx.tasks.spawn(async move {
-        if let Err(e) = crate::sender::run(c, l.clone()).await {
-            tracing::error!(to = %l.to, "sender stopped: {e:#}");
-            l.set_state(LinkStatus::Retrying, format!("sender stopped: {e:#}"));
+        // Supervised: a sender that hits an error (say, a full disk) logs it
+        // and starts over after a pause; only shutdown ends it.
+        let mut pause = Duration::from_millis(500);
+        loop {
+            match crate::sender::run(c.clone(), l.clone()).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::error!(to = %l.to, "sender error, restarting in {pause:?}: {e:#}");
+                    l.set_state(
+                        LinkStatus::Retrying,
+                        format!("sender error, restarting: {e:#}"),
+                    );
+                }
+            }
+            tokio::select! {
+                _ = c.cancel.cancelled() => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(Duration::from_secs(30));
         }
     });
     link

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use backoff::backoff::Backoff;
 use backoff::ExponentialBackoff;
@@ -128,8 +128,8 @@ pub async fn run(ctx: Arc<Ctx>, link: Arc<Link>) -> anyhow::Result<()> {
             link.set_state(
                 LinkStatus::Severed,
                 format!(
-                    "severed by an administrator at {} (unix ms)",
-                    f.severed_unix_ms
+                    "severed by an administrator at {}",
+                    fmt_ms(f.severed_unix_ms)
                 ),
             );
             pause(&ctx, &link, Duration::from_secs(5)).await;
@@ -159,10 +159,12 @@ pub async fn run(ctx: Arc<Ctx>, link: Arc<Link>) -> anyhow::Result<()> {
             link_secret: secret,
         };
         let mut session = Session::new(&addr);
-        match session
-            .run(&ctx, &link, &server, &hello, &mut backoff)
-            .await
-        {
+        let result = session.run(&ctx, &link, &server, &hello).await;
+        if session.progress {
+            // The link delivered something: start the backoff over.
+            backoff = None;
+        }
+        match result {
             Ok(()) => {}
             Err(LinkError::Severed(msg)) => {
                 // The peer cut the link: wait, charging nothing.
@@ -223,6 +225,10 @@ pub async fn sever(ctx: &Arc<Ctx>, to: &SiteCode) -> anyhow::Result<()> {
     )?;
     ctx.store.durable().await?;
     tracing::warn!(to = %to, "link severed by an administrator");
+    crate::scheduler::ensure_link(ctx, to).set_state(
+        LinkStatus::Severed,
+        format!("severed by an administrator at {}", fmt_ms(now_ms())),
+    );
     crate::status_manager::emit(ctx, &catalog::LINK_SEVERED, &[to.to_string()])?;
     ctx.scheduler.wake(to);
     Ok(())
@@ -289,34 +295,69 @@ struct FileSend {
 
 /// One connected stream's bookkeeping.
 struct Session {
+    addr: Address,
     window: usize,
     inflight: HashMap<(Uuid, u32), InFlight>,
+    /// Frames in flight per outbox entry (a file has one per chunk).
+    inflight_keys: HashMap<OutboxKey, u32>,
     inflight_bytes: usize,
-    /// Per priority: seq of the last job handed to the stream.
+    /// Per priority: seq of the last job looked at. Reset on every wake-up,
+    /// so a job inserted behind the cursor (a concurrent writer, a retried
+    /// failed job) is found on the next fill.
     cursors: [Option<u64>; 3],
     /// Per priority: the file package being chunked out.
     files: [Option<FileSend>; 3],
     /// Acknowledged-chunk progress of file packages, by job id.
     file_acked: HashMap<Uuid, (OutboxKey, Job)>,
-    /// The job an injected fault stopped; only it is charged.
-    faulted: Option<(OutboxKey, Job)>,
+    /// The receiver acknowledged something: the link works (resets backoff).
+    progress: bool,
+    /// Spacing of attempts on a CT2 held back by the injected fault.
+    fault_backoff: ExponentialBackoff,
+    fault_next: Option<Instant>,
 }
 
 impl Session {
     fn new(addr: &Address) -> Self {
         Session {
+            addr: addr.clone(),
             window: addr.concurrent_sendings.clamp(1, 4096) as usize,
             inflight: HashMap::new(),
+            inflight_keys: HashMap::new(),
             inflight_bytes: 0,
             cursors: [None; 3],
             files: [None, None, None],
             file_acked: HashMap::new(),
-            faulted: None,
+            progress: false,
+            fault_backoff: new_backoff(addr),
+            fault_next: None,
         }
     }
 
     fn room(&self) -> bool {
         self.inflight.len() < self.window && self.inflight_bytes < MAX_INFLIGHT_BYTES
+    }
+
+    fn track(&mut self, id: Uuid, chunk: u32, key: OutboxKey, bytes: usize) {
+        self.inflight.insert((id, chunk), InFlight { key, bytes });
+        *self.inflight_keys.entry(key).or_default() += 1;
+        self.inflight_bytes += bytes;
+    }
+
+    fn untrack(&mut self, id: Uuid, chunk: u32) -> Option<InFlight> {
+        let f = self.inflight.remove(&(id, chunk))?;
+        self.inflight_bytes -= f.bytes;
+        if let Some(n) = self.inflight_keys.get_mut(&f.key) {
+            *n -= 1;
+            if *n == 0 {
+                self.inflight_keys.remove(&f.key);
+            }
+        }
+        Some(f)
+    }
+
+    /// Already handed to the stream (or being chunked out): skip on a rescan.
+    fn busy(&self, key: &OutboxKey) -> bool {
+        self.inflight_keys.contains_key(key) || self.files.iter().flatten().any(|f| &f.key == key)
     }
 
     async fn run(
@@ -325,12 +366,10 @@ impl Session {
         link: &Arc<Link>,
         server: &str,
         hello: &LinkHello,
-        backoff: &mut Option<ExponentialBackoff>,
     ) -> Result<(), LinkError> {
         link.set_state(LinkStatus::Connecting, format!("connecting to {server}"));
         let mut conn = LinkConn::open(&ctx.connector, server, hello, self.window).await?;
         link.set_state(LinkStatus::Up, server.to_string());
-        *backoff = None;
         tracing::info!(to = %link.to, %server, "link up");
         loop {
             self.fill(ctx, link, &conn).await?;
@@ -343,6 +382,7 @@ impl Session {
                     if ctx.store.link_fault(&link.to).map_err(fail)?.is_some() {
                         return Ok(());
                     }
+                    self.cursors = [None; 3];
                 }
                 ev = conn.next() => match ev? {
                     LinkEvent::Acks(acks) => self.acked(ctx, link, acks)?,
@@ -357,7 +397,7 @@ impl Session {
     async fn fill(
         &mut self,
         ctx: &Arc<Ctx>,
-        link: &Link,
+        link: &Arc<Link>,
         conn: &LinkConn,
     ) -> Result<(), LinkError> {
         let ct2_fault = ctx
@@ -369,54 +409,49 @@ impl Session {
             let pi = p as usize;
             while self.room() {
                 if let Some(f) = &mut self.files[pi] {
-                    let idx = f.next_chunk;
-                    let data = ctx
-                        .store
-                        .chunk(&f.job.id, idx)
-                        .map_err(fail)?
-                        .ok_or_else(|| {
-                            LinkError::Failed(format!(
-                                "chunk {idx} of package {} is missing",
-                                f.job.id
-                            ))
-                        })?;
+                    let (id, idx, key) = (f.job.id, f.next_chunk, f.key);
+                    let data = ctx.store.chunk(&id, idx).map_err(fail)?.ok_or_else(|| {
+                        LinkError::Failed(format!("chunk {idx} of package {id} is missing"))
+                    })?;
                     let bytes = data.len();
                     conn.send(&f.job, Some((idx, data))).await?;
-                    self.inflight
-                        .insert((f.job.id, idx), InFlight { key: f.key, bytes });
-                    self.inflight_bytes += bytes;
                     f.next_chunk += 1;
                     if f.next_chunk >= f.chunk_count {
-                        self.cursors[pi] = Some(f.key.seq);
+                        self.cursors[pi] = Some(key.seq);
                         self.files[pi] = None;
                     }
+                    self.track(id, idx, key, bytes);
                     continue;
                 }
-                let budget = self.window - self.inflight.len();
+                let budget = self.window - self.inflight.len() + self.inflight_keys.len();
                 let batch = ctx
                     .store
-                    .outbox_scan(&link.to, p, self.cursors[pi], budget.min(256))
+                    .outbox_scan(&link.to, p, self.cursors[pi], budget.min(1024))
                     .map_err(fail)?;
                 if batch.is_empty() {
                     continue 'prio;
                 }
                 for (key, job) in batch {
-                    if matches!(job.payload, Payload::Bootstrap(_)) {
+                    self.cursors[pi] = Some(key.seq);
+                    if self.busy(&key) || matches!(job.payload, Payload::Bootstrap(_)) {
                         // Bootstraps go to the bootstrap service, never the stream.
-                        self.cursors[pi] = Some(key.seq);
                         continue;
                     }
                     if ct2_fault && matches!(job.payload, Payload::Ct2(_)) {
-                        self.faulted = Some((key, job));
-                        return Err(LinkError::Failed(
-                            "injected fault ct2-job-failure: the CT2 job could not be delivered"
-                                .into(),
-                        ));
+                        self.fault_ct2(ctx, link, key, job).await?;
+                        continue;
                     }
                     if let Payload::File(pkg) = &job.payload {
-                        let start = job.acked_chunks;
+                        let start = self
+                            .file_acked
+                            .get(&job.id)
+                            .map_or(job.acked_chunks, |(_, j)| {
+                                j.acked_chunks.max(job.acked_chunks)
+                            });
                         if start >= pkg.chunk_count {
-                            self.cursors[pi] = Some(key.seq);
+                            // Fully acknowledged before a restart removed it.
+                            ctx.store.outbox_remove(&[key]).map_err(fail)?;
+                            ctx.store.drop_chunks(&job.id).map_err(fail)?;
                             continue;
                         }
                         self.files[pi] = Some(FileSend {
@@ -425,13 +460,11 @@ impl Session {
                             chunk_count: pkg.chunk_count,
                             job: job.clone(),
                         });
-                        self.file_acked.insert(job.id, (key, job));
+                        self.file_acked.entry(job.id).or_insert((key, job));
                         break;
                     }
                     conn.send(&job, None).await?;
-                    self.inflight
-                        .insert((job.id, 0), InFlight { key, bytes: 0 });
-                    self.cursors[pi] = Some(key.seq);
+                    self.track(job.id, 0, key, 0);
                     if !self.room() {
                         break;
                     }
@@ -439,6 +472,39 @@ impl Session {
             }
             break;
         }
+        Ok(())
+    }
+
+    /// The injected ct2-job-failure: the CT2 job fails one attempt per retry
+    /// interval, without disturbing the rest of the stream, until its
+    /// retries are exhausted (or the fault is cleared).
+    async fn fault_ct2(
+        &mut self,
+        ctx: &Arc<Ctx>,
+        link: &Arc<Link>,
+        key: OutboxKey,
+        job: Job,
+    ) -> Result<(), LinkError> {
+        let now = Instant::now();
+        if self.fault_next.is_some_and(|t| now < t) {
+            return Ok(());
+        }
+        let reason = "injected fault ct2-job-failure: the CT2 job could not be delivered";
+        charge(ctx, link, &self.addr, vec![(key, job)], reason, false)
+            .await
+            .map_err(fail)?;
+        let delay = self
+            .fault_backoff
+            .next_backoff()
+            .unwrap_or(Duration::from_millis(self.addr.retry_delay_ms));
+        self.fault_next = Some(now + delay);
+        let (c, l) = (ctx.clone(), link.clone());
+        ctx.tasks.spawn(async move {
+            tokio::select! {
+                _ = c.cancel.cancelled() => {}
+                _ = tokio::time::sleep(delay) => l.wake.notify_one(),
+            }
+        });
         Ok(())
     }
 
@@ -451,12 +517,12 @@ impl Session {
         let mut done = Vec::with_capacity(acks.len());
         let mut files_done = Vec::new();
         for (id, chunk, _dup) in acks {
-            let Some(f) = self.inflight.remove(&(id, chunk)) else {
+            let Some(f) = self.untrack(id, chunk) else {
                 continue;
             };
-            self.inflight_bytes -= f.bytes;
+            self.progress = true;
             if let Some((key, job)) = self.file_acked.get_mut(&id) {
-                job.acked_chunks = chunk + 1;
+                job.acked_chunks = job.acked_chunks.max(chunk + 1);
                 let count = match &job.payload {
                     Payload::File(p) => p.chunk_count,
                     _ => 0,
@@ -488,41 +554,32 @@ impl Session {
         id: Uuid,
         reason: String,
     ) -> Result<(), LinkError> {
-        let keys: Vec<(Uuid, u32)> = self
+        let frames: Vec<(Uuid, u32)> = self
             .inflight
             .keys()
             .filter(|(j, _)| *j == id)
             .copied()
             .collect();
         let mut key = None;
-        for k in keys {
-            if let Some(f) = self.inflight.remove(&k) {
-                self.inflight_bytes -= f.bytes;
+        for (j, c) in frames {
+            if let Some(f) = self.untrack(j, c) {
                 key = Some(f.key);
             }
         }
         let Some(key) = key else { return Ok(()) };
-        let Some(job) = ctx
-            .store
-            .outbox_scan(&link.to, prio_of(key), Some(key.seq.saturating_sub(1)), 1)
-            .map_err(fail)?
-            .into_iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, j)| j)
-        else {
-            return Ok(());
-        };
         self.file_acked.remove(&id);
         for f in self.files.iter_mut() {
             if f.as_ref().is_some_and(|f| f.job.id == id) {
                 *f = None;
             }
         }
-        let addr = ctx.address_for(&link.to, String::new());
+        let Some(job) = ctx.store.outbox_get(key).map_err(fail)? else {
+            return Ok(());
+        };
         charge(
             ctx,
             link,
-            &addr,
+            &self.addr,
             vec![(key, job)],
             &format!("refused by the receiver: {reason}"),
             true,
@@ -534,41 +591,27 @@ impl Session {
     /// Jobs to charge an attempt after a failure: those in flight, or the job
     /// that would have gone first when nothing got out.
     fn charge_list(&self, ctx: &Ctx, to: &SiteCode) -> anyhow::Result<Vec<(OutboxKey, Job)>> {
-        if let Some(f) = &self.faulted {
-            return Ok(vec![f.clone()]);
-        }
-        let mut keys: Vec<OutboxKey> = self.inflight.values().map(|f| f.key).collect();
-        keys.sort();
-        keys.dedup();
         let mut out = Vec::new();
-        if keys.is_empty() {
+        if self.inflight_keys.is_empty() {
             for p in Priority::ALL {
-                if let Some(first) = ctx.store.outbox_scan(to, p, None, 1)?.into_iter().next() {
+                let head = ctx
+                    .store
+                    .outbox_scan(to, p, None, 16)?
+                    .into_iter()
+                    .find(|(_, j)| !matches!(j.payload, Payload::Bootstrap(_)));
+                if let Some(first) = head {
                     out.push(first);
                     break;
                 }
             }
             return Ok(out);
         }
-        for k in keys {
-            if let Some(j) = ctx
-                .store
-                .outbox_scan(to, prio_of(k), Some(k.seq.saturating_sub(1)), 1)?
-                .into_iter()
-                .find(|(kk, _)| *kk == k)
-            {
-                out.push(j);
+        for k in self.inflight_keys.keys() {
+            if let Some(j) = ctx.store.outbox_get(*k)? {
+                out.push((*k, j));
             }
         }
         Ok(out)
-    }
-}
-
-fn prio_of(k: OutboxKey) -> Priority {
-    match k.priority {
-        0 => Priority::High,
-        1 => Priority::Medium,
-        _ => Priority::Low,
     }
 }
 

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::model::{ComponentState, SiteKind};
 use crate::node::Ctx;
@@ -61,11 +62,13 @@ impl Components {
     }
 }
 
-/// Runs a component loop as a tracked task and records its state; a loop
-/// that ends with an error is recorded as failed (stage 3 reports it).
-pub fn spawn<F>(ctx: &Arc<Ctx>, name: &'static str, fut: F)
+/// Runs a component loop as a tracked, supervised task and records its
+/// state: a loop that fails is logged, shown as restarting, and started
+/// again after a growing pause. Only shutdown ends it.
+pub fn spawn<F, Fut>(ctx: &Arc<Ctx>, name: &'static str, start: F)
 where
-    F: Future<Output = anyhow::Result<()>> + Send + 'static,
+    F: Fn(Arc<Ctx>) -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
     if ctx.components.is_running(name) {
         return;
@@ -73,13 +76,28 @@ where
     ctx.components.set(name, "running");
     let c = ctx.clone();
     ctx.tasks.spawn(async move {
-        let result = fut.await;
-        match result {
-            Ok(()) => c.components.set(name, "stopped"),
-            Err(e) => {
-                tracing::error!(component = name, "component failed: {e:#}");
-                c.components.set(name, format!("failed: {e:#}"));
+        let mut pause = Duration::from_millis(500);
+        loop {
+            match start(c.clone()).await {
+                Ok(()) => {
+                    c.components.set(name, "stopped");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(
+                        component = name,
+                        "component failed, restarting in {pause:?}: {e:#}"
+                    );
+                    c.components
+                        .set(name, format!("restarting after error: {e:#}"));
+                }
             }
+            tokio::select! {
+                _ = c.cancel.cancelled() => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+            c.components.set(name, "running");
+            pause = (pause * 2).min(Duration::from_secs(30));
         }
     });
 }
@@ -98,14 +116,10 @@ pub fn install_transport(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
 /// Phase 2 of an install: every other component of the site.
 pub fn install_components(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
     let kind = ctx.identity().map(|i| i.kind);
-    spawn(ctx, STATUS_MANAGER, crate::status_manager::run(ctx.clone()));
-    spawn(
-        ctx,
-        SITE_CONFIG_MANAGER,
-        crate::site_config::run(ctx.clone()),
-    );
+    spawn(ctx, STATUS_MANAGER, crate::status_manager::run);
+    spawn(ctx, SITE_CONFIG_MANAGER, crate::site_config::run);
     if kind == Some(SiteKind::Primary) {
-        spawn(ctx, HIERARCHY_MANAGER, crate::hierarchy::run(ctx.clone()));
+        spawn(ctx, HIERARCHY_MANAGER, crate::hierarchy::run);
     }
     ctx.components.set(SITE_COMPONENT_MANAGER, "running");
     let names: Vec<String> = ctx.components.list().into_iter().map(|c| c.name).collect();

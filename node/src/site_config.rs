@@ -264,26 +264,36 @@ fn stage3(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
     if ctx.cancel.is_cancelled() {
         return Ok(());
     }
-    let broken: Vec<_> = ctx
-        .components
-        .list()
-        .into_iter()
-        .filter(|c| c.state != "running")
-        .collect();
-    for c in &broken {
-        tracing::warn!(component = %c.name, state = %c.state, "component not running; reinstalling");
+    let Some(id) = ctx.identity() else {
+        return Ok(());
+    };
+    let mut required = vec![
+        site_component::SCHEDULER,
+        site_component::SENDER,
+        site_component::DESPOOLER,
+        site_component::SITE_CONFIG_MANAGER,
+        site_component::STATUS_MANAGER,
+        site_component::SITE_COMPONENT_MANAGER,
+    ];
+    if id.kind == SiteKind::Primary {
+        required.push(site_component::HIERARCHY_MANAGER);
     }
-    if !broken.is_empty() && ctx.identity().is_some() {
-        for c in &broken {
-            for name in [
-                site_component::STATUS_MANAGER,
-                site_component::HIERARCHY_MANAGER,
-            ] {
-                if c.name == name {
-                    ctx.components.remove(name);
-                }
+    let mut reinstall = false;
+    for name in required {
+        match ctx.components.state(name) {
+            Some(s) if s == "running" => {}
+            Some(s) if s.starts_with("restarting") => {
+                tracing::warn!(component = name, state = %s, "component is restarting after an error");
+            }
+            other => {
+                tracing::warn!(component = name, state = ?other, "component missing or stopped; reinstalling it");
+                ctx.components.remove(name);
+                reinstall = true;
             }
         }
+    }
+    if reinstall {
+        site_component::install_transport(ctx)?;
         site_component::install_components(ctx)?;
     }
     tracing::info!(
@@ -310,6 +320,15 @@ async fn stage4(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
         }
         Some(other) => {
             tracing::info!(bootstrap = ?other, "the install is not complete; no CT2 yet");
+            return Ok(());
+        }
+    }
+    if let Some(p) = &id.parent {
+        // One report in the outbox is enough: while the parent is out of
+        // reach, cycles must not pile up CT2s (the next cycle after the queue
+        // drains reports the then current state).
+        if ctx.store.ct2_queued(&p.site_code, &id.site_code)? {
+            tracing::info!(parent = %p.site_code, "a CT2 is still queued for the parent; not adding another");
             return Ok(());
         }
     }

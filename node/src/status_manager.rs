@@ -45,11 +45,22 @@ pub fn emit(ctx: &Ctx, def: &MessageDef, args: &[String]) -> anyhow::Result<()> 
 /// Reports a message and queues it for the parent at once, as its own
 /// high-priority job, ahead of anything queued after it. Used for install
 /// phase reports, whose order relative to the CT2 matters.
-pub async fn emit_now(ctx: &Arc<Ctx>, def: &MessageDef, args: &[String]) -> anyhow::Result<()> {
+///
+/// `uid` makes a repeated report (after a crash) the same message, which
+/// every site stores only once.
+pub async fn emit_now(
+    ctx: &Arc<Ctx>,
+    def: &MessageDef,
+    args: &[String],
+    uid: Option<Uuid>,
+) -> anyhow::Result<()> {
     let id = ctx
         .identity()
         .ok_or_else(|| anyhow::anyhow!("no site is installed to report from"))?;
-    let m = build(ctx, id.site_code.clone(), def, args);
+    let mut m = build(ctx, id.site_code.clone(), def, args);
+    if let Some(uid) = uid {
+        m.uid = uid;
+    }
     tracing::info!(id = m.id, severity = m.severity.as_str(), "{}", m.text);
     ctx.store.store_status(std::slice::from_ref(&m), false)?;
     match id.parent {

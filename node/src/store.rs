@@ -352,8 +352,9 @@ impl Store {
         Self::get(&self.inner.meta, META_BOOTSTRAP)
     }
 
-    /// Records a received package; refuses a second one.
-    pub fn accept_bootstrap(&self, pkg: &ReceivedBootstrap) -> Result<()> {
+    /// Records a received package; refuses a second one. Returns false when
+    /// this very job was already recorded (a resend).
+    pub fn accept_bootstrap(&self, pkg: &ReceivedBootstrap) -> Result<bool> {
         self.inner
             .meta
             .transaction(|meta| {
@@ -367,7 +368,7 @@ impl Store {
                         dec(&existing).map_err(ConflictableTransactionError::Abort)?;
                     if existing.job_id == pkg.job_id {
                         // A resend of the same job: accept idempotently.
-                        return Ok(());
+                        return Ok(false);
                     }
                     let failed = match meta.get(META_BOOTSTRAP_STATE)? {
                         Some(s) => matches!(
@@ -390,7 +391,7 @@ impl Store {
                     META_BOOTSTRAP_STATE,
                     enc(&BootstrapState::Running { completed_phase: 0 }),
                 )?;
-                Ok(())
+                Ok(true)
             })
             .map_err(txn_err)
     }
@@ -553,14 +554,32 @@ impl Store {
             .collect()
     }
 
+    /// The job at exactly `key`, if still queued.
+    pub fn outbox_get(&self, key: OutboxKey) -> Result<Option<Job>> {
+        Self::get(&self.inner.outbox, &key.to_bytes())
+    }
+
+    /// Whether a CT2 of `site` is still waiting in the outbox for `hop`.
+    pub fn ct2_queued(&self, hop: &SiteCode, site: &SiteCode) -> Result<bool> {
+        let prefix = [hop.as_bytes(), &[Priority::High as u8]].concat();
+        for v in self.inner.outbox.scan_prefix(prefix).values() {
+            if let Payload::Ct2(c) = dec::<Job>(&v?)?.payload {
+                if &c.site_code == site {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
     /// Removes acknowledged jobs. Not flushed on purpose: if the removal is
     /// lost in a crash the job is resent and the receiver drops the duplicate.
+    /// Plain removes, not a batch: a batch takes sled's global write lock,
+    /// which would queue behind a running flush.
     pub fn outbox_remove(&self, keys: &[OutboxKey]) -> Result<()> {
-        let mut batch = sled::Batch::default();
         for k in keys {
-            batch.remove(&k.to_bytes());
+            self.inner.outbox.remove(k.to_bytes())?;
         }
-        self.inner.outbox.apply_batch(batch)?;
         Ok(())
     }
 
@@ -656,14 +675,53 @@ impl Store {
     }
 
     /// Stores the chunks of a package this node originates, and its job.
+    /// Chunks first, job last: a crash in between leaves chunks without a
+    /// job, which [`Store::drop_orphan_chunks`] frees at the next start.
     pub fn enqueue_file(&self, hop: &SiteCode, job: &Job, chunks: Vec<Vec<u8>>) -> Result<()> {
-        let mut batch = sled::Batch::default();
         for (i, c) in chunks.into_iter().enumerate() {
-            batch.insert(&Self::chunk_key(&job.id, i as u32), c);
+            self.inner
+                .chunks
+                .insert(Self::chunk_key(&job.id, i as u32), c)?;
         }
-        self.inner.chunks.apply_batch(batch)?;
         self.enqueue(hop, job)?;
         Ok(())
+    }
+
+    /// Frees chunks that belong to no queued, failed or received package.
+    /// Returns the number of packages whose chunks were dropped.
+    pub fn drop_orphan_chunks(&self) -> Result<usize> {
+        let mut owners = std::collections::HashSet::new();
+        for tree in [&self.inner.outbox, &self.inner.failed] {
+            for v in tree.iter().values() {
+                let v = v?;
+                let job = if std::ptr::eq(tree, &self.inner.failed) {
+                    dec::<FailedJob>(&v)?.job
+                } else {
+                    dec::<Job>(&v)?
+                };
+                if matches!(job.payload, Payload::File(_)) {
+                    owners.insert(job.id);
+                }
+            }
+        }
+        for k in self.inner.packages.iter().keys() {
+            if let Ok(id) = Uuid::from_slice(&k?) {
+                owners.insert(id);
+            }
+        }
+        let mut orphans = std::collections::HashSet::new();
+        for k in self.inner.chunks.iter().keys() {
+            let k = k?;
+            if let Ok(id) = Uuid::from_slice(&k[..16]) {
+                if !owners.contains(&id) {
+                    orphans.insert(id);
+                }
+            }
+        }
+        for id in &orphans {
+            self.drop_chunks(id)?;
+        }
+        Ok(orphans.len())
     }
 
     pub fn chunk(&self, id: &Uuid, index: u32) -> Result<Option<Vec<u8>>> {

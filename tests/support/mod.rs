@@ -234,9 +234,48 @@ impl Pair {
         assert_eq!(v["status"], "Active");
     }
 
+    /// Waits for `site` to be Active at the parent; on timeout, prints
+    /// both nodes' state and log tails before failing.
     pub fn wait_active(&self, site: &str, timeout: Duration) {
-        wait_for(&format!("{site} to be Active"), timeout, || {
-            self.parent.site_status(site).as_deref() == Some("Active")
-        });
+        let deadline = Instant::now() + timeout;
+        while self.parent.site_status(site).as_deref() != Some("Active") {
+            if Instant::now() > deadline {
+                self.dump();
+                panic!("timed out after {timeout:?} waiting for {site} to be Active");
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Everything an engineer wants to see when a test times out.
+    pub fn dump(&self) {
+        for (who, n) in [("parent", &self.parent), ("child", &self.child)] {
+            eprintln!(
+                "===== {who} {} status:\n{}",
+                n.addr,
+                String::from_utf8_lossy(&n.ctl(&["status", "--json"]).stdout)
+            );
+            for log in [
+                "sender",
+                "despool",
+                "hman",
+                "bootstrap",
+                "sitectrl",
+                "statmgr",
+            ] {
+                let text = n.log(log);
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(15)..];
+                eprintln!(
+                    "----- {who} {log}.log (last {} lines)\n{}",
+                    tail.len(),
+                    tail.join("\n")
+                );
+            }
+        }
+        eprintln!(
+            "===== parent sites:\n{}",
+            String::from_utf8_lossy(&self.parent.ctl(&["sites"]).stdout)
+        );
     }
 }

@@ -115,8 +115,290 @@ impl AdminSvc {
     }
 }
 
+/// Runs a state-changing call to completion even if the client goes away:
+/// tonic drops a handler whose caller disconnects, which could otherwise cut
+/// a change between its durable write and the wake-up that acts on it.
+async fn detached<T: Send + 'static>(
+    fut: impl std::future::Future<Output = Result<T, Status>> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::spawn(fut)
+        .await
+        .map_err(|e| Status::internal(format!("the request task failed: {e}")))?
+}
+
+/// The state-changing calls, run detached by their trait methods.
+impl AdminSvc {
+    async fn create_secondary_now(
+        &self,
+        req: Request<pb::CreateSecondaryRequest>,
+    ) -> R<pb::CreateSecondaryReply> {
+        let req = req.into_inner();
+        let rec = hierarchy::create_secondary(
+            &self.ctx,
+            CreateSecondary {
+                site_code: req.site_code,
+                server: req.server,
+                site_name: (!req.site_name.is_empty()).then_some(req.site_name),
+                sever_link_mid_bootstrap: req.sever_link_mid_bootstrap,
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            CreateError::Invalid(m) => Status::invalid_argument(m),
+            CreateError::Exists(m) => Status::already_exists(m),
+            CreateError::Precondition(m) => Status::failed_precondition(m),
+            CreateError::Unreachable(m) => Status::unavailable(m),
+            CreateError::Internal(m) => Status::internal(m),
+        })?;
+        Ok(Response::new(pb::CreateSecondaryReply {
+            site_code: rec.site_code.to_string(),
+            status: rec.status.to_string(),
+        }))
+    }
+
+    async fn sever_link_now(&self, req: Request<pb::LinkRequest>) -> R<pb::LinkState> {
+        let to = self.neighbour(&req.into_inner().to)?;
+        if self.ctx.store.link_fault(&to).map_err(internal)?.is_none() {
+            crate::sender::sever(&self.ctx, &to)
+                .await
+                .map_err(internal)?;
+        }
+        Ok(Response::new(self.link_state(&to)))
+    }
+
+    async fn restore_link_now(&self, req: Request<pb::LinkRequest>) -> R<pb::LinkState> {
+        let to = self.neighbour(&req.into_inner().to)?;
+        let ctx = &self.ctx;
+        if ctx.store.link_fault(&to).map_err(internal)?.is_some() {
+            ctx.store.set_link_fault(&to, None).map_err(internal)?;
+            ctx.store.durable().await.map_err(internal)?;
+            tracing::info!(to = %to, "link restored by an administrator");
+            crate::status_manager::emit(ctx, &catalog::LINK_RESTORED, &[to.to_string()])
+                .map_err(internal)?;
+            let link = scheduler::ensure_link(ctx, &to);
+            link.set_state(scheduler::LinkStatus::Idle, "restored by an administrator");
+            link.wake.notify_one();
+        }
+        Ok(Response::new(self.link_state(&to)))
+    }
+
+    async fn inject_fault_now(&self, req: Request<pb::FaultRequest>) -> R<pb::FaultList> {
+        let req = req.into_inner();
+        let fault = match req.name.as_str() {
+            "ct2-job-failure" => Fault::Ct2JobFailure,
+            "bootstrap-failure" => match req.phase {
+                1..=4 => Fault::BootstrapFailure {
+                    phase: req.phase as u8,
+                },
+                p => {
+                    return Err(Status::invalid_argument(format!(
+                        "bootstrap-failure needs a phase from 1 to 4, not {p}"
+                    )))
+                }
+            },
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown fault {other:?}; faults are ct2-job-failure and bootstrap-failure"
+                )))
+            }
+        };
+        self.ctx.store.set_fault(&fault).map_err(internal)?;
+        self.ctx.store.durable().await.map_err(internal)?;
+        tracing::warn!(fault = fault.name(), "fault injected");
+        self.faults()
+    }
+
+    async fn clear_fault_now(&self, req: Request<pb::FaultRequest>) -> R<pb::FaultList> {
+        let name = req.into_inner().name;
+        if !["ct2-job-failure", "bootstrap-failure"].contains(&name.as_str()) {
+            return Err(Status::invalid_argument(format!(
+                "unknown fault {name:?}; faults are ct2-job-failure and bootstrap-failure"
+            )));
+        }
+        if self.ctx.store.clear_fault(&name).map_err(internal)? {
+            self.ctx.store.durable().await.map_err(internal)?;
+            tracing::info!(fault = %name, "fault cleared");
+            for l in self.ctx.scheduler.links() {
+                l.wake.notify_one();
+            }
+        }
+        self.faults()
+    }
+
+    async fn retry_failed_jobs_now(&self, req: Request<pb::LinkRequest>) -> R<pb::LinkState> {
+        let id = self.installed()?;
+        let to = convert::code(&req.into_inner().to, "to")?;
+        let n = self.ctx.store.retry_failed(&to).map_err(internal)?;
+        self.ctx.store.durable().await.map_err(internal)?;
+        if n > 0 {
+            tracing::info!(to = %to, jobs = n, site = %id.site_code, "failed jobs put back in the outbox");
+            crate::status_manager::emit(
+                &self.ctx,
+                &catalog::JOBS_RETRIED,
+                &[n.to_string(), to.to_string()],
+            )
+            .map_err(internal)?;
+            scheduler::ensure_link(&self.ctx, &to).wake.notify_one();
+        }
+        Ok(Response::new(self.link_state(&to)))
+    }
+
+    async fn send_probes_now(&self, req: Request<pb::SendProbesRequest>) -> R<pb::SendProbesReply> {
+        let req = req.into_inner();
+        if req.count == 0 || req.count > 1_000_000 {
+            return Err(Status::invalid_argument(
+                "count must be between 1 and 1000000",
+            ));
+        }
+        if req.bytes > 1024 * 1024 {
+            return Err(Status::invalid_argument("a probe carries at most 1 MiB"));
+        }
+        let priority = if req.priority == 0 {
+            Priority::Medium
+        } else {
+            convert::priority_from(req.priority)?
+        };
+        let (id, dest, hop) = self.hop(&req.to)?;
+        let data = vec![0x5a_u8; req.bytes as usize];
+        let mut ids = Vec::with_capacity(req.count as usize);
+        for _ in 0..req.count {
+            let job = Job::new(
+                id.site_code.clone(),
+                dest.clone(),
+                priority,
+                Payload::Probe(data.clone()),
+            );
+            self.ctx.store.enqueue(&hop, &job).map_err(internal)?;
+            ids.push(job.id.as_bytes().to_vec());
+        }
+        self.ctx.store.durable().await.map_err(internal)?;
+        scheduler::ensure_link(&self.ctx, &hop).wake.notify_one();
+        Ok(Response::new(pb::SendProbesReply { job_ids: ids }))
+    }
+
+    async fn send_package_now(
+        &self,
+        req: Request<pb::SendPackageRequest>,
+    ) -> R<pb::SendPackageReply> {
+        let req = req.into_inner();
+        let chunk_bytes = if req.chunk_bytes == 0 {
+            1024 * 1024
+        } else {
+            req.chunk_bytes as usize
+        };
+        if chunk_bytes > 3 * 1024 * 1024 {
+            return Err(Status::invalid_argument("chunk size is at most 3 MiB"));
+        }
+        let (id, dest, hop) = self.hop(&req.to)?;
+        let content = if !req.source_path.is_empty() {
+            std::fs::read(&req.source_path).map_err(|e| {
+                Status::invalid_argument(format!("cannot read {}: {e}", req.source_path))
+            })?
+        } else if req.size_bytes > 0 && req.size_bytes <= 4 * 1024 * 1024 * 1024 {
+            let mut v = vec![0u8; req.size_bytes as usize];
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut v);
+            v
+        } else {
+            return Err(Status::invalid_argument(
+                "give a source path or a size between 1 byte and 4 GiB",
+            ));
+        };
+        if content.is_empty() {
+            return Err(Status::invalid_argument(
+                "the package is empty; there is nothing to send",
+            ));
+        }
+        let sha = Sha256::digest(&content).to_vec();
+        let chunks: Vec<Vec<u8>> = content.chunks(chunk_bytes).map(|c| c.to_vec()).collect();
+        let name = if req.name.is_empty() {
+            "package".to_string()
+        } else {
+            req.name
+        };
+        let pkg = FilePackage {
+            name,
+            total_size: content.len() as u64,
+            chunk_count: chunks.len() as u32,
+            sha256: sha.clone(),
+        };
+        let count = pkg.chunk_count;
+        let job = Job::new(id.site_code, dest, Priority::Low, Payload::File(pkg));
+        self.ctx
+            .store
+            .enqueue_file(&hop, &job, chunks)
+            .map_err(internal)?;
+        self.ctx.store.durable().await.map_err(internal)?;
+        scheduler::ensure_link(&self.ctx, &hop).wake.notify_one();
+        Ok(Response::new(pb::SendPackageReply {
+            job_id: job.id.as_bytes().to_vec(),
+            size_bytes: content.len() as u64,
+            chunk_count: count,
+            sha256: hex::encode(sha),
+        }))
+    }
+}
+
 #[tonic::async_trait]
 impl pb::admin_server::Admin for AdminSvc {
+    async fn create_secondary(
+        &self,
+        req: Request<pb::CreateSecondaryRequest>,
+    ) -> R<pb::CreateSecondaryReply> {
+        let this = AdminSvc {
+            ctx: self.ctx.clone(),
+        };
+        detached(async move { this.create_secondary_now(req).await }).await
+    }
+
+    async fn sever_link(&self, req: Request<pb::LinkRequest>) -> R<pb::LinkState> {
+        let this = AdminSvc {
+            ctx: self.ctx.clone(),
+        };
+        detached(async move { this.sever_link_now(req).await }).await
+    }
+
+    async fn restore_link(&self, req: Request<pb::LinkRequest>) -> R<pb::LinkState> {
+        let this = AdminSvc {
+            ctx: self.ctx.clone(),
+        };
+        detached(async move { this.restore_link_now(req).await }).await
+    }
+
+    async fn inject_fault(&self, req: Request<pb::FaultRequest>) -> R<pb::FaultList> {
+        let this = AdminSvc {
+            ctx: self.ctx.clone(),
+        };
+        detached(async move { this.inject_fault_now(req).await }).await
+    }
+
+    async fn clear_fault(&self, req: Request<pb::FaultRequest>) -> R<pb::FaultList> {
+        let this = AdminSvc {
+            ctx: self.ctx.clone(),
+        };
+        detached(async move { this.clear_fault_now(req).await }).await
+    }
+
+    async fn retry_failed_jobs(&self, req: Request<pb::LinkRequest>) -> R<pb::LinkState> {
+        let this = AdminSvc {
+            ctx: self.ctx.clone(),
+        };
+        detached(async move { this.retry_failed_jobs_now(req).await }).await
+    }
+
+    async fn send_probes(&self, req: Request<pb::SendProbesRequest>) -> R<pb::SendProbesReply> {
+        let this = AdminSvc {
+            ctx: self.ctx.clone(),
+        };
+        detached(async move { this.send_probes_now(req).await }).await
+    }
+
+    async fn send_package(&self, req: Request<pb::SendPackageRequest>) -> R<pb::SendPackageReply> {
+        let this = AdminSvc {
+            ctx: self.ctx.clone(),
+        };
+        detached(async move { this.send_package_now(req).await }).await
+    }
+
     async fn get_status(&self, _: Request<pb::GetStatusRequest>) -> R<pb::NodeStatus> {
         let ctx = &self.ctx;
         let id = ctx.identity();
@@ -256,159 +538,11 @@ impl pb::admin_server::Admin for AdminSvc {
         }))
     }
 
-    async fn create_secondary(
-        &self,
-        req: Request<pb::CreateSecondaryRequest>,
-    ) -> R<pb::CreateSecondaryReply> {
-        let req = req.into_inner();
-        let rec = hierarchy::create_secondary(
-            &self.ctx,
-            CreateSecondary {
-                site_code: req.site_code,
-                server: req.server,
-                site_name: (!req.site_name.is_empty()).then_some(req.site_name),
-                sever_link_mid_bootstrap: req.sever_link_mid_bootstrap,
-            },
-        )
-        .await
-        .map_err(|e| match e {
-            CreateError::Invalid(m) => Status::invalid_argument(m),
-            CreateError::Exists(m) => Status::already_exists(m),
-            CreateError::Precondition(m) => Status::failed_precondition(m),
-            CreateError::Unreachable(m) => Status::unavailable(m),
-            CreateError::Internal(m) => Status::internal(m),
-        })?;
-        Ok(Response::new(pb::CreateSecondaryReply {
-            site_code: rec.site_code.to_string(),
-            status: rec.status.to_string(),
-        }))
-    }
-
-    async fn sever_link(&self, req: Request<pb::LinkRequest>) -> R<pb::LinkState> {
-        let to = self.neighbour(&req.into_inner().to)?;
-        if self.ctx.store.link_fault(&to).map_err(internal)?.is_none() {
-            crate::sender::sever(&self.ctx, &to)
-                .await
-                .map_err(internal)?;
-        }
-        Ok(Response::new(self.link_state(&to)))
-    }
-
-    async fn restore_link(&self, req: Request<pb::LinkRequest>) -> R<pb::LinkState> {
-        let to = self.neighbour(&req.into_inner().to)?;
-        let ctx = &self.ctx;
-        if ctx.store.link_fault(&to).map_err(internal)?.is_some() {
-            ctx.store.set_link_fault(&to, None).map_err(internal)?;
-            ctx.store.durable().await.map_err(internal)?;
-            tracing::info!(to = %to, "link restored by an administrator");
-            crate::status_manager::emit(ctx, &catalog::LINK_RESTORED, &[to.to_string()])
-                .map_err(internal)?;
-            let link = scheduler::ensure_link(ctx, &to);
-            link.set_state(scheduler::LinkStatus::Idle, "restored by an administrator");
-            link.wake.notify_one();
-        }
-        Ok(Response::new(self.link_state(&to)))
-    }
-
     async fn read_log(&self, req: Request<pb::ReadLogRequest>) -> R<pb::LogLines> {
         let req = req.into_inner();
         let lines = crate::logging::read(&self.ctx.log_dir, &req.name, req.tail as usize)
             .map_err(Status::invalid_argument)?;
         Ok(Response::new(pb::LogLines { lines }))
-    }
-
-    async fn inject_fault(&self, req: Request<pb::FaultRequest>) -> R<pb::FaultList> {
-        let req = req.into_inner();
-        let fault = match req.name.as_str() {
-            "ct2-job-failure" => Fault::Ct2JobFailure,
-            "bootstrap-failure" => match req.phase {
-                1..=4 => Fault::BootstrapFailure {
-                    phase: req.phase as u8,
-                },
-                p => {
-                    return Err(Status::invalid_argument(format!(
-                        "bootstrap-failure needs a phase from 1 to 4, not {p}"
-                    )))
-                }
-            },
-            other => {
-                return Err(Status::invalid_argument(format!(
-                    "unknown fault {other:?}; faults are ct2-job-failure and bootstrap-failure"
-                )))
-            }
-        };
-        self.ctx.store.set_fault(&fault).map_err(internal)?;
-        self.ctx.store.durable().await.map_err(internal)?;
-        tracing::warn!(fault = fault.name(), "fault injected");
-        self.faults()
-    }
-
-    async fn clear_fault(&self, req: Request<pb::FaultRequest>) -> R<pb::FaultList> {
-        let name = req.into_inner().name;
-        if !["ct2-job-failure", "bootstrap-failure"].contains(&name.as_str()) {
-            return Err(Status::invalid_argument(format!(
-                "unknown fault {name:?}; faults are ct2-job-failure and bootstrap-failure"
-            )));
-        }
-        if self.ctx.store.clear_fault(&name).map_err(internal)? {
-            self.ctx.store.durable().await.map_err(internal)?;
-            tracing::info!(fault = %name, "fault cleared");
-            for l in self.ctx.scheduler.links() {
-                l.wake.notify_one();
-            }
-        }
-        self.faults()
-    }
-
-    async fn retry_failed_jobs(&self, req: Request<pb::LinkRequest>) -> R<pb::LinkState> {
-        let id = self.installed()?;
-        let to = convert::code(&req.into_inner().to, "to")?;
-        let n = self.ctx.store.retry_failed(&to).map_err(internal)?;
-        self.ctx.store.durable().await.map_err(internal)?;
-        if n > 0 {
-            tracing::info!(to = %to, jobs = n, site = %id.site_code, "failed jobs put back in the outbox");
-            crate::status_manager::emit(
-                &self.ctx,
-                &catalog::JOBS_RETRIED,
-                &[n.to_string(), to.to_string()],
-            )
-            .map_err(internal)?;
-            scheduler::ensure_link(&self.ctx, &to).wake.notify_one();
-        }
-        Ok(Response::new(self.link_state(&to)))
-    }
-
-    async fn send_probes(&self, req: Request<pb::SendProbesRequest>) -> R<pb::SendProbesReply> {
-        let req = req.into_inner();
-        if req.count == 0 || req.count > 1_000_000 {
-            return Err(Status::invalid_argument(
-                "count must be between 1 and 1000000",
-            ));
-        }
-        if req.bytes > 1024 * 1024 {
-            return Err(Status::invalid_argument("a probe carries at most 1 MiB"));
-        }
-        let priority = if req.priority == 0 {
-            Priority::Medium
-        } else {
-            convert::priority_from(req.priority)?
-        };
-        let (id, dest, hop) = self.hop(&req.to)?;
-        let data = vec![0x5a_u8; req.bytes as usize];
-        let mut ids = Vec::with_capacity(req.count as usize);
-        for _ in 0..req.count {
-            let job = Job::new(
-                id.site_code.clone(),
-                dest.clone(),
-                priority,
-                Payload::Probe(data.clone()),
-            );
-            self.ctx.store.enqueue(&hop, &job).map_err(internal)?;
-            ids.push(job.id.as_bytes().to_vec());
-        }
-        self.ctx.store.durable().await.map_err(internal)?;
-        scheduler::ensure_link(&self.ctx, &hop).wake.notify_one();
-        Ok(Response::new(pb::SendProbesReply { job_ids: ids }))
     }
 
     async fn list_probes(&self, _: Request<pb::ListProbesRequest>) -> R<pb::ProbeList> {
@@ -423,59 +557,6 @@ impl pb::admin_server::Admin for AdminSvc {
                     arrival: p.arrival,
                 })
                 .collect(),
-        }))
-    }
-
-    async fn send_package(&self, req: Request<pb::SendPackageRequest>) -> R<pb::SendPackageReply> {
-        let req = req.into_inner();
-        let chunk_bytes = if req.chunk_bytes == 0 {
-            1024 * 1024
-        } else {
-            req.chunk_bytes as usize
-        };
-        if chunk_bytes > 3 * 1024 * 1024 {
-            return Err(Status::invalid_argument("chunk size is at most 3 MiB"));
-        }
-        let (id, dest, hop) = self.hop(&req.to)?;
-        let content = if !req.source_path.is_empty() {
-            std::fs::read(&req.source_path).map_err(|e| {
-                Status::invalid_argument(format!("cannot read {}: {e}", req.source_path))
-            })?
-        } else if req.size_bytes > 0 && req.size_bytes <= 4 * 1024 * 1024 * 1024 {
-            let mut v = vec![0u8; req.size_bytes as usize];
-            rand::RngCore::fill_bytes(&mut rand::rng(), &mut v);
-            v
-        } else {
-            return Err(Status::invalid_argument(
-                "give a source path or a size between 1 byte and 4 GiB",
-            ));
-        };
-        let sha = Sha256::digest(&content).to_vec();
-        let chunks: Vec<Vec<u8>> = content.chunks(chunk_bytes).map(|c| c.to_vec()).collect();
-        let name = if req.name.is_empty() {
-            "package".to_string()
-        } else {
-            req.name
-        };
-        let pkg = FilePackage {
-            name,
-            total_size: content.len() as u64,
-            chunk_count: chunks.len() as u32,
-            sha256: sha.clone(),
-        };
-        let count = pkg.chunk_count;
-        let job = Job::new(id.site_code, dest, Priority::Low, Payload::File(pkg));
-        self.ctx
-            .store
-            .enqueue_file(&hop, &job, chunks)
-            .map_err(internal)?;
-        self.ctx.store.durable().await.map_err(internal)?;
-        scheduler::ensure_link(&self.ctx, &hop).wake.notify_one();
-        Ok(Response::new(pb::SendPackageReply {
-            job_id: job.id.as_bytes().to_vec(),
-            size_bytes: content.len() as u64,
-            chunk_count: count,
-            sha256: hex::encode(sha),
         }))
     }
 

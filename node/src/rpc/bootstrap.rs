@@ -52,7 +52,13 @@ impl pb::bootstrap_server::Bootstrap for BootstrapSvc {
             .as_ref()
             .ok_or_else(|| Status::invalid_argument("package is missing"))?;
         let pkg = convert::bootstrap_from(pkg)?;
-        match bootstrap::accept(&self.ctx, job_id, pkg).await {
+        // Detached: if the parent disconnects mid-call, the install is still
+        // recorded and started as a whole.
+        let ctx = self.ctx.clone();
+        let accepted = tokio::spawn(async move { bootstrap::accept(&ctx, job_id, pkg).await })
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        match accepted {
             Ok(()) => Ok(Response::new(pb::InstallReply {
                 started: true,
                 detail: "bootstrap started".into(),

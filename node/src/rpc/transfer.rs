@@ -119,8 +119,8 @@ async fn pump(
         if let Ok(Some(f)) = ctx.store.link_fault(&from) {
             let _ = tx
                 .send(Err(Status::failed_precondition(format!(
-                    "the link from site {from} was severed at {} (unix ms)",
-                    f.severed_unix_ms
+                    "the link from site {from} was severed at {}",
+                    crate::model::fmt_ms(f.severed_unix_ms)
                 ))))
                 .await;
             return;
