@@ -35,17 +35,7 @@ fn assert_converged(p: &Pair) {
         .collect();
     assert_eq!(s01.len(), 1);
     // Every phase report made it, whatever the crash point.
-    let msgs = p.parent.json(&["status-messages", "--site", "S01"]);
-    for id in [3300, 3301, 3302, 3303] {
-        assert!(
-            msgs["messages"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|m| m["id"] == id),
-            "phase message {id} lost"
-        );
-    }
+    p.parent.assert_phase_reports("S01");
 }
 
 #[test]

@@ -8,15 +8,6 @@ use std::time::Duration;
 use serde_json::Value;
 use support::*;
 
-fn message_ids(v: &Value) -> BTreeSet<u64> {
-    v["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_u64().unwrap())
-        .collect()
-}
-
 #[test]
 fn secondary_goes_active_and_reports_every_phase() {
     let p = Pair::start();
@@ -65,14 +56,7 @@ fn secondary_goes_active_and_reports_every_phase() {
     assert_eq!(copy["serial"], sc["serial"]);
 
     // All four phase reports reached the parent.
-    let msgs = p.parent.json(&["status-messages", "--site", "S01"]);
-    let ids = message_ids(&msgs);
-    for id in [3300, 3301, 3302, 3303] {
-        assert!(
-            ids.contains(&id),
-            "phase message {id} missing at the parent: {ids:?}"
-        );
-    }
+    p.parent.assert_phase_reports("S01");
     // The parent recorded each step of the status, in order.
     let changes = p.parent.json(&["status-messages", "--id", "3101"]);
     let seq: Vec<String> = changes["messages"]
@@ -92,13 +76,7 @@ fn secondary_goes_active_and_reports_every_phase() {
     );
 
     // The child's bootstrap log tells the story, and the controller reads it over gRPC.
-    let log = p.child.json(&["bootstrap-log"]);
-    let lines: Vec<&str> = log["lines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l.as_str().unwrap())
-        .collect();
+    let lines = p.child.bootstrap_log();
     assert!(
         lines
             .iter()

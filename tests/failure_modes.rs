@@ -58,17 +58,7 @@ fn link_severed_mid_bootstrap_leaves_pending_until_restored_then_active() {
     let restored = p.parent.json(&["restore-link", "--to", "S01"]);
     assert_ne!(restored["state"], "severed");
     p.wait_active("S01", Duration::from_secs(30));
-    let msgs = p.parent.json(&["status-messages", "--site", "S01"]);
-    for id in [3300, 3301, 3302, 3303] {
-        assert!(
-            msgs["messages"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|m| m["id"] == id),
-            "{id} missing"
-        );
-    }
+    p.parent.assert_phase_reports("S01");
 }
 
 #[test]
@@ -88,13 +78,7 @@ fn bootstrap_failure_is_logged_on_the_child_and_parent_stays_pending() {
     wait_for("the bootstrap to fail", Duration::from_secs(30), || {
         p.child.json(&["status"])["bootstrap"]["state"] == "failed"
     });
-    let log = p.child.json(&["bootstrap-log"]);
-    let text: Vec<&str> = log["lines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l.as_str().unwrap())
-        .collect();
+    let text = p.child.bootstrap_log();
     assert!(
         text.iter()
             .any(|l| l.contains("bootstrap failed in phase 1") && l.contains("injected fault")),

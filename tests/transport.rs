@@ -11,15 +11,6 @@ use serde_json::Value;
 use sms_proto::v1 as pb;
 use support::*;
 
-fn ids(v: &Value, key: &str) -> Vec<String> {
-    v[key]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_str().unwrap().to_string())
-        .collect()
-}
-
 fn received(n: &NodeProc) -> u64 {
     n.json(&["probe", "received", "--summary"])["count"]
         .as_u64()
@@ -41,34 +32,9 @@ fn parent_link(child: &NodeProc) -> Value {
 fn twenty_thousand_jobs_survive_two_receiver_crashes_exactly_once() {
     let mut p = Pair::start();
     p.create_s01();
-    let low = p.child.json(&[
-        "probe",
-        "send",
-        "--to",
-        "PRI",
-        "--count",
-        "15000",
-        "--bytes",
-        "64",
-        "--priority",
-        "low",
-    ]);
-    let high = p.child.json(&[
-        "probe",
-        "send",
-        "--to",
-        "PRI",
-        "--count",
-        "5000",
-        "--bytes",
-        "64",
-        "--priority",
-        "high",
-    ]);
-    let sent: HashSet<String> = ids(&low, "job_ids")
-        .into_iter()
-        .chain(ids(&high, "job_ids"))
-        .collect();
+    let low = p.child.send_probes("PRI", 15_000, "low");
+    let high = p.child.send_probes("PRI", 5_000, "high");
+    let sent: HashSet<String> = low.into_iter().chain(high).collect();
     assert_eq!(sent.len(), 20_000);
 
     // Kill the receiver twice while jobs are flowing.
@@ -111,36 +77,9 @@ fn high_priority_overtakes_queued_low_priority() {
     // Hold the jobs back so all of them are queued before any leaves.
     p.child.json(&["sever-link", "--to", "PRI"]);
     assert_eq!(parent_link(&p.child)["state"], "severed");
-    p.child.json(&[
-        "probe",
-        "send",
-        "--to",
-        "PRI",
-        "--count",
-        "600",
-        "--priority",
-        "low",
-    ]);
-    p.child.json(&[
-        "probe",
-        "send",
-        "--to",
-        "PRI",
-        "--count",
-        "300",
-        "--priority",
-        "medium",
-    ]);
-    p.child.json(&[
-        "probe",
-        "send",
-        "--to",
-        "PRI",
-        "--count",
-        "600",
-        "--priority",
-        "high",
-    ]);
+    p.child.send_probes("PRI", 600, "low");
+    p.child.send_probes("PRI", 300, "medium");
+    p.child.send_probes("PRI", 600, "high");
     // The probes, plus the child's own status report about the severed link.
     assert!(parent_link(&p.child)["queued_jobs"].as_u64().unwrap() >= 1500);
     assert_eq!(received(&p.parent), 0, "a severed link let jobs through");

@@ -171,6 +171,61 @@ impl NodeProc {
             .map(|s| s["status"].as_str().unwrap().to_string())
     }
 
+    /// Queues `count` probe jobs for site `to` at `priority`; returns their ids.
+    pub fn send_probes(&self, to: &str, count: u32, priority: &str) -> Vec<String> {
+        let v = self.json(&[
+            "probe",
+            "send",
+            "--to",
+            to,
+            "--count",
+            &count.to_string(),
+            "--bytes",
+            "64",
+            "--priority",
+            priority,
+        ]);
+        v["job_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// The node's bootstrap log, read over gRPC.
+    pub fn bootstrap_log(&self) -> Vec<String> {
+        let v = self.json(&["bootstrap-log"]);
+        v["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Ids of the status messages `args` selects (e.g. `["--site", "S01"]`).
+    pub fn message_ids(&self, args: &[&str]) -> Vec<u64> {
+        let v = self.json(&[&["status-messages"], args].concat());
+        v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_u64().unwrap())
+            .collect()
+    }
+
+    /// Panics unless all four install phase reports of `site` are stored here.
+    pub fn assert_phase_reports(&self, site: &str) {
+        let ids = self.message_ids(&["--site", site]);
+        for id in [3300, 3301, 3302, 3303] {
+            assert!(
+                ids.contains(&id),
+                "phase report {id} of {site} missing: {ids:?}"
+            );
+        }
+    }
+
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.data.join("logs").join(format!("{name}.log")))
             .unwrap_or_default()
