@@ -55,6 +55,18 @@ fn link_severed_mid_bootstrap_leaves_pending_until_restored_then_active() {
         "the child should hold its phase reports and CT2, has {queued}"
     );
 
+    let d = p.parent.json(&["diagnose", "--site", "S01"]);
+    assert!(
+        d["cause"]
+            .as_str()
+            .unwrap()
+            .contains("cut by an administrator"),
+        "{d}"
+    );
+    assert!(
+        d["fix"].to_string().contains("restore-link --to S01"),
+        "{d}"
+    );
     let restored = p.parent.json(&["restore-link", "--to", "S01"]);
     assert_ne!(restored["state"], "severed");
     p.wait_active("S01", Duration::from_secs(30));
@@ -87,6 +99,15 @@ fn bootstrap_failure_is_logged_on_the_child_and_parent_stays_pending() {
     assert_eq!(p.parent.site_status("S01").as_deref(), Some("Pending"));
     assert_eq!(messages_from(&p.parent, "S01"), 0);
     assert_eq!(p.child.json(&["status"])["role"], "bare");
+    let d = p.parent.json(&["diagnose", "--site", "S01"]);
+    assert!(
+        d["cause"].as_str().unwrap().contains("failed in phase 1"),
+        "{d}"
+    );
+    assert!(
+        d["fix"].to_string().contains("upgrade-site --site S01"),
+        "{d}"
+    );
     // Bad fault names and phases are refused.
     assert!(p
         .child
@@ -142,8 +163,24 @@ fn sever_and_restore_refuse_non_neighbours_and_survive_restarts() {
 }
 
 #[test]
-fn ct2_job_failure_leaves_phase_4_complete_and_the_failed_job_is_retryable() {
+fn ct2_job_failure_leaves_phase_4_complete_until_force_ct2() {
     let p = Pair::start();
+    // The parent's address settings for S01 go into S01's initial site
+    // control: few, fast retries make the CT2 job fail quickly.
+    p.parent.json(&[
+        "set-address",
+        "--to",
+        "S01",
+        "--retry-count",
+        "3",
+        "--retry-delay-ms",
+        "200",
+    ]);
+    wait_for(
+        "the parent to apply its address change",
+        Duration::from_secs(30),
+        || p.parent.json(&["site-control"])["serial"] == 2,
+    );
     p.child.json(&["inject-fault", "ct2-job-failure"]);
     p.parent.json(&[
         "create-secondary",
@@ -152,44 +189,116 @@ fn ct2_job_failure_leaves_phase_4_complete_and_the_failed_job_is_retryable() {
         "--server",
         &p.child.addr,
     ]);
+    wait_for("the CT2 job to fail", Duration::from_secs(60), || {
+        // No links while the child is still bare.
+        p.child.json(&["status"])["links"][0]["failed_jobs"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1
+    });
     wait_for(
         "Phase 4 Complete at the parent",
         Duration::from_secs(30),
         || p.parent.site_status("S01").as_deref() == Some("Phase 4 Complete"),
     );
-    // The CT2 job exhausts its retries (default address: 20 attempts, at most 2 s apart).
-    wait_for("the CT2 job to fail", Duration::from_secs(120), || {
-        p.child.json(&["status"])["links"][0]["failed_jobs"]
-            .as_u64()
-            .unwrap()
-            >= 1
-    });
-    assert_eq!(
-        p.parent.site_status("S01").as_deref(),
-        Some("Phase 4 Complete")
-    );
-    let failed = p.child.json(&["status-messages", "--id", "4400"]);
-    let text = failed["messages"][0]["text"].as_str().unwrap().to_string();
-    assert!(
-        text.contains("(ct2)") && text.contains("injected fault"),
-        "{text}"
-    );
+    let failed = p.child.json(&["failed-jobs", "--to", "PRI"]);
+    assert_eq!(failed["jobs"][0]["kind"], "ct2");
+    assert_eq!(failed["jobs"][0]["attempts"], 3);
+    assert!(failed["jobs"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("injected fault"));
     // The failure report itself reached the parent: the link works, only the CT2 failed.
     wait_for(
         "the failure report at the parent",
         Duration::from_secs(30),
         || {
             !p.parent
-                .json(&["status-messages", "--site", "S01", "--id", "4400"])["messages"]
-                .as_array()
-                .unwrap()
+                .message_ids(&["--site", "S01", "--id", "4400"])
                 .is_empty()
         },
     );
+    let d = p.parent.json(&["diagnose", "--site", "S01"]);
+    assert!(d["cause"].as_str().unwrap().contains("CT2"), "{d}");
+    let fixes = d["fix"].to_string();
+    assert!(
+        fixes.contains("clear-fault ct2-job-failure") && fixes.contains("force-ct2"),
+        "{d}"
+    );
 
-    // Unlike SMS, the job was kept: clear the fault, retry it, and the site goes Active.
+    // Article 002's fix: force a new CT2.
     p.child.json(&["clear-fault", "ct2-job-failure"]);
+    let forced = p.child.json(&["force-ct2"]);
+    assert_eq!(forced["serial"], 2);
+    p.wait_active("S01", Duration::from_secs(30));
+    assert_eq!(
+        p.parent.json(&["site-control", "--site", "S01"])["serial"],
+        2
+    );
+    // The failed job was kept; retrying it now is harmless.
     let link = p.child.json(&["retry-jobs", "--to", "PRI"]);
     assert_eq!(link["failed_jobs"], 0);
-    p.wait_active("S01", Duration::from_secs(30));
+    assert!(p.parent.json(&["diagnose", "--site", "S01"])["cause"]
+        .as_str()
+        .unwrap()
+        .contains("Active"));
+}
+
+/// Unmounts the small filesystem even when the test fails.
+struct TmpfsMount(std::path::PathBuf);
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn not_enough_free_disk_fails_the_bootstrap_like_article_003() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    // A 24 MiB filesystem: the install needs 64 MiB free.
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("SKIPPED: cannot mount a small tmpfs here (needs root); the disk-space check is not exercised");
+        return;
+    }
+    let _guard = TmpfsMount(small.clone());
+    let parent = NodeProc::start(&dir.path().join("pri"), &["--install-primary", "PRI"]);
+    let child = NodeProc::start(&small.join("s01"), &[]);
+    parent.json(&[
+        "create-secondary",
+        "--site-code",
+        "S01",
+        "--server",
+        &child.addr,
+    ]);
+    wait_for("the bootstrap to fail", Duration::from_secs(30), || {
+        child.json(&["status"])["bootstrap"]["state"] == "failed"
+    });
+    let log = child.bootstrap_log();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("not enough free disk space") && l.contains("67108864 required")),
+        "{log:?}"
+    );
+    assert_eq!(parent.site_status("S01").as_deref(), Some("Pending"));
+    assert_eq!(messages_from(&parent, "S01"), 0);
+    let d = parent.json(&["diagnose", "--site", "S01"]);
+    assert!(
+        d["cause"]
+            .as_str()
+            .unwrap()
+            .contains("not enough free disk"),
+        "{d}"
+    );
+    drop(child);
 }

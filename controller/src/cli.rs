@@ -46,6 +46,28 @@ pub enum Command {
     ClearFault(clear_fault::Args),
     /// Put a link's failed jobs back in its outbox.
     RetryJobs(retry_jobs::Args),
+    /// Jobs whose retries ran out, with the reason.
+    FailedJobs(failed_jobs::Args),
+    /// Make the node's site re-process its CT0 and send a fresh CT2 (article 002).
+    ForceCt2(force_ct2::Args),
+    /// Re-run the install of a secondary site from its parent (upgrade or repair).
+    UpgradeSite(upgrade_site::Args),
+    /// Remove a secondary site from the hierarchy; its node returns to bare.
+    DeleteSite(delete_site::Args),
+    /// Explain why a site is not Active, from both ends, and the command that fixes it.
+    Diagnose(diagnose::Args),
+    /// Change a site's polling interval or name (at the site or an ancestor).
+    SetSiteControl(set_site_control::Args),
+    /// Change a site's address (route) settings to a neighbour.
+    SetAddress(set_address::Args),
+    /// Drop a CT1 (JSON file) into the node's site control inbox as it is.
+    SubmitCt1(submit_ct1::Args),
+    /// CT1s the Site Configuration Manager refused, with the reason.
+    BadBox(bad_box::Args),
+    /// Add a domain (with its browse list) to a site's control.
+    AddDomain(add_domain::Args),
+    /// Remove a domain from a site's control.
+    RemoveDomain(remove_domain::Args),
     /// Send test jobs to another site, or list the ones received here.
     #[command(subcommand)]
     Probe(probe::Cmd),
@@ -74,6 +96,17 @@ impl Cli {
             Command::InjectFault(a) => inject_fault::run(&node, &out, a).await,
             Command::ClearFault(a) => clear_fault::run(&node, &out, a).await,
             Command::RetryJobs(a) => retry_jobs::run(&node, &out, a).await,
+            Command::FailedJobs(a) => failed_jobs::run(&node, &out, a).await,
+            Command::ForceCt2(a) => force_ct2::run(&node, &out, a).await,
+            Command::UpgradeSite(a) => upgrade_site::run(&node, &out, a).await,
+            Command::Diagnose(a) => diagnose::run(&node, &out, a).await,
+            Command::DeleteSite(a) => delete_site::run(&node, &out, a).await,
+            Command::SetSiteControl(a) => set_site_control::run(&node, &out, a).await,
+            Command::SetAddress(a) => set_address::run(&node, &out, a).await,
+            Command::AddDomain(a) => add_domain::run(&node, &out, a).await,
+            Command::SubmitCt1(a) => submit_ct1::run(&node, &out, a).await,
+            Command::BadBox(a) => bad_box::run(&node, &out, a).await,
+            Command::RemoveDomain(a) => remove_domain::run(&node, &out, a).await,
             Command::Probe(c) => probe::run(&node, &out, c).await,
             Command::Package(c) => package::run(&node, &out, c).await,
             Command::Up(a) => up::run(&out, a).await,

@@ -47,12 +47,24 @@ pub async fn accept(
         ensure_running(ctx).map_err(|e| InstallRefused::Internal(e.to_string()))?;
         return Ok(());
     }
-    if let Some(id) = ctx.identity() {
-        return Err(InstallRefused::AlreadyInstalled(format!(
-            "this node is already installed as site {}",
-            id.site_code
-        )));
-    }
+    let reinstall = match ctx.identity() {
+        None => false,
+        // The parent runs this site's install again (upgrade-site).
+        Some(id)
+            if id.site_code == pkg.site_code
+                && id.parent.as_ref().is_some_and(|p| {
+                    p.site_code == pkg.parent_site_code && p.link_secret == pkg.link_secret
+                }) =>
+        {
+            true
+        }
+        Some(id) => {
+            return Err(InstallRefused::AlreadyInstalled(format!(
+                "this node is already installed as site {}",
+                id.site_code
+            )))
+        }
+    };
     if pkg.parent_address.trim().is_empty() {
         return Err(InstallRefused::Invalid(
             "the package names no parent address".into(),
@@ -69,10 +81,13 @@ pub async fn accept(
         package: pkg,
         received_unix_ms: now_ms(),
     };
-    let fresh = ctx.store.accept_bootstrap(&rec).map_err(|e| match e {
-        StoreError::Rejected(m) => InstallRefused::AlreadyInstalled(m),
-        other => InstallRefused::Internal(other.to_string()),
-    })?;
+    let fresh = ctx
+        .store
+        .accept_bootstrap(&rec, reinstall)
+        .map_err(|e| match e {
+            StoreError::Rejected(m) => InstallRefused::AlreadyInstalled(m),
+            other => InstallRefused::Internal(other.to_string()),
+        })?;
     ctx.store
         .durable()
         .await
@@ -244,6 +259,11 @@ async fn phase1(ctx: &Arc<Ctx>, pkg: &BootstrapPackage) -> Result<(), String> {
         required = pkg.required_free_bytes,
         "free disk space verified"
     );
+    if let Some(mut id) = ctx.identity().filter(|i| i.version != pkg.version) {
+        tracing::info!(from = %id.version, to = %pkg.version, "installing version {}", pkg.version);
+        id.version = pkg.version.clone();
+        ctx.set_identity(id).map_err(|e| e.to_string())?;
+    }
     if ctx.identity().is_none() {
         let id = Identity {
             site_code: pkg.site_code.clone(),

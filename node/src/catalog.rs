@@ -37,12 +37,28 @@ catalogue! {
         "Components installed and running on this site server: %1.";
     CT1_APPLIED = 2800, Informational, "SMS_SITE_CONFIG_MANAGER",
         "Site control of site %1 was updated from serial %2 to serial %3 (proposed by %4).";
+    CT2_FORCED = 2802, Informational, "SMS_SITE_CONFIG_MANAGER",
+        "An administrator forced site %1 to re-process its site control (serial %2) and send a new CT2 to its parent.";
     CT1_REJECTED = 2801, Error, "SMS_SITE_CONFIG_MANAGER",
         "A site control proposal for site %1 was rejected and kept in the bad box: %2.";
     HM_SITE_CREATED = 3100, Informational, "SMS_HIERARCHY_MANAGER",
         "Secondary site %1 is being created on server %2. Its status is Pending until it reports.";
     HM_SITE_STATUS = 3101, Informational, "SMS_HIERARCHY_MANAGER",
         "The status of site %1 changed from %2 to %3.";
+    HM_PRIMARY_ATTACHED = 3103, Informational, "SMS_HIERARCHY_MANAGER",
+        "Primary site %1 on server %2 attached itself below this site. Its status is Pending until it reports.";
+    HM_SITE_UPGRADE = 3104, Informational, "SMS_HIERARCHY_MANAGER",
+        "The install of site %1 on server %2 is being run again (version %3).";
+    HM_SITE_DELETING = 3105, Informational, "SMS_HIERARCHY_MANAGER",
+        "Site %1 is being deleted; its server %2 is told to remove its install.";
+    HM_SITE_DELETED = 3106, Informational, "SMS_HIERARCHY_MANAGER",
+        "Site %1 was removed from the hierarchy; its server %2 is a bare node again. Its SMS unique ID counter (%3) is kept for a site re-created with the same code.";
+    HM_SITE_ORPHANED = 3107, Warning, "SMS_HIERARCHY_MANAGER",
+        "Site %1 was removed from the hierarchy, but its server %2 could not be told and may still hold its install (orphaned). Its SMS unique ID counter (%3) is kept.";
+    SITE_STATUS_SUMMARY = 1003, Informational, "SMS_SITE_CONFIG_MANAGER",
+        "Site status of %1: %2 of %3 components running; links: %4.";
+    SITE_DEINSTALLING = 1002, Warning, "SMS_SITE_COMPONENT_MANAGER",
+        "Parent site %1 deleted this site: its install is removed and the node restarts as a bare node.";
     HM_UNKNOWN_CT2 = 3102, Warning, "SMS_HIERARCHY_MANAGER",
         "A site control report (CT2) arrived for site %1, which is not in this site's hierarchy; it was set aside.";
     BOOTSTRAP_PHASE1 = 3300, Informational, "SMS_BOOTSTRAP",

@@ -290,6 +290,7 @@ fn delivery_for(
             Payload::Bootstrap(_) => {
                 Err("bootstrap packages go to a bare node's bootstrap service".into())
             }
+            Payload::Deinstall(_) => Ok(Delivery::Inbox(Inbox::SiteControl)),
         },
     }
 }

@@ -60,6 +60,208 @@ fn install_content(code: &SiteCode) -> Vec<u8> {
     serde_json::to_vec_pretty(&manifest).expect("manifest serialises")
 }
 
+/// The bootstrap package for `code` on `server`: identity, `_INIT.CT1`,
+/// parent address and link secret, and the install content with its digest.
+fn build_package(
+    ctx: &Ctx,
+    me: &Identity,
+    code: &SiteCode,
+    server: &str,
+    site_name: String,
+    link_secret: String,
+) -> Result<BootstrapPackage, CreateError> {
+    let ct0 = ctx
+        .config()
+        .ok_or_else(|| CreateError::Internal("this site has no site control yet".into()))?;
+    let mut up = Address::new(me.site_code.clone(), ctx.advertise.clone());
+    if let Some(a) = ct0.addresses.iter().find(|a| &a.site_code == code) {
+        up.retry_count = a.retry_count;
+        up.retry_delay_ms = a.retry_delay_ms;
+    }
+    let init_control = SiteControl {
+        site_code: code.clone(),
+        site_name: site_name.clone(),
+        serial: 1,
+        parent_site_code: Some(me.site_code.clone()),
+        polling_interval_ms: ct0.polling_interval_ms,
+        domains: vec![],
+        addresses: vec![up],
+        version: SOFTWARE_VERSION.to_string(),
+        next_unique_id: 1,
+    };
+    let content = install_content(code);
+    Ok(BootstrapPackage {
+        site_code: code.clone(),
+        site_name,
+        parent_site_code: me.site_code.clone(),
+        parent_address: ctx.advertise.clone(),
+        init_control,
+        link_secret,
+        content_sha256: Sha256::digest(&content).to_vec(),
+        content,
+        required_free_bytes: INSTALL_REQUIRED_FREE_BYTES,
+        version: SOFTWARE_VERSION.to_string(),
+        server: server.to_string(),
+    })
+}
+
+/// `upgrade-site`: runs the install of a child secondary again (article
+/// 002's "activate the site and force another upgrade"), with this parent's
+/// software version. A site whose bootstrap failed gets a fresh one; an
+/// installed site keeps its identity and control and re-runs its phases.
+pub async fn upgrade_site(ctx: &Arc<Ctx>, code: &str) -> Result<SiteRecord, CreateError> {
+    let code: SiteCode = code
+        .parse()
+        .map_err(|e: SiteCodeError| CreateError::Invalid(e.to_string()))?;
+    let me = ctx.identity().ok_or_else(|| {
+        CreateError::Precondition("this node is bare: no site is installed here".into())
+    })?;
+    let _records = ctx.site_lock.lock().await;
+    let mut rec = ctx.store.site(&code)?.ok_or_else(|| {
+        CreateError::Invalid(format!(
+            "site {code} is not in the site list of {}",
+            me.site_code
+        ))
+    })?;
+    if rec.parent_site_code.as_ref() != Some(&me.site_code) || rec.kind != SiteKind::Secondary {
+        return Err(CreateError::Precondition(format!(
+            "site {code} is not a secondary site directly below {}; run upgrade-site at its parent",
+            me.site_code
+        )));
+    }
+    let name = ctx
+        .store
+        .child_ct2(&code)?
+        .map(|c| c.control.site_name)
+        .unwrap_or_else(|| format!("{code} secondary site"));
+    let pkg = build_package(ctx, &me, &code, &rec.server, name, rec.link_secret.clone())?;
+    if matches!(rec.status, SiteStatus::Active | SiteStatus::Phase(_)) {
+        rec.status = SiteStatus::Upgrading;
+        rec.status_changed_unix_ms = now_ms();
+    }
+    let job = Job::new(
+        me.site_code.clone(),
+        code.clone(),
+        Priority::High,
+        Payload::Bootstrap(Box::new(pkg)),
+    );
+    ctx.store.put_site(&rec)?;
+    ctx.store.enqueue(&code, &job)?;
+    ctx.store
+        .durable()
+        .await
+        .map_err(|e| CreateError::Internal(e.to_string()))?;
+    tracing::info!(site = %code, server = %rec.server, job = %job.id, "install queued again (upgrade-site)");
+    crate::status_manager::emit(
+        ctx,
+        &catalog::HM_SITE_UPGRADE,
+        &[
+            code.to_string(),
+            rec.server.clone(),
+            SOFTWARE_VERSION.to_string(),
+        ],
+    )
+    .map_err(|e| CreateError::Internal(e.to_string()))?;
+    crate::scheduler::ensure_link(ctx, &code).wake.notify_one();
+    Ok(rec)
+}
+
+/// `delete-site`: removes a child secondary from the hierarchy. A bare
+/// server (an install that never got going) is released at once; otherwise
+/// the site is marked Deleting and told to remove its install; it leaves the
+/// list when that job is acknowledged, or as orphaned when it fails.
+pub async fn delete_site(ctx: &Arc<Ctx>, code: &str) -> Result<SiteRecord, CreateError> {
+    let code: SiteCode = code
+        .parse()
+        .map_err(|e: SiteCodeError| CreateError::Invalid(e.to_string()))?;
+    let me = ctx.identity().ok_or_else(|| {
+        CreateError::Precondition("this node is bare: no site is installed here".into())
+    })?;
+    let mut rec = ctx.store.site(&code)?.ok_or_else(|| {
+        CreateError::Invalid(format!(
+            "site {code} is not in the site list of {}",
+            me.site_code
+        ))
+    })?;
+    if rec.parent_site_code.as_ref() != Some(&me.site_code) || rec.kind != SiteKind::Secondary {
+        return Err(CreateError::Precondition(format!(
+            "site {code} is not a secondary site directly below {}; delete-site removes secondary sites at their parent",
+            me.site_code
+        )));
+    }
+    let bare = client::probe(&ctx.connector, &rec.server)
+        .await
+        .is_ok_and(|p| p.role == "bare" && p.bootstrap_state != "running");
+    if bare {
+        finish_delete(ctx, &code, false)
+            .await
+            .map_err(|e| CreateError::Internal(format!("{e:#}")))?;
+        rec.status = SiteStatus::Deleting;
+        return Ok(rec);
+    }
+    {
+        let _records = ctx.site_lock.lock().await;
+        rec.status = SiteStatus::Deleting;
+        rec.status_changed_unix_ms = now_ms();
+        let job = Job::new(
+            me.site_code.clone(),
+            code.clone(),
+            Priority::High,
+            Payload::Deinstall(code.clone()),
+        );
+        ctx.store.put_site(&rec)?;
+        ctx.store.enqueue(&code, &job)?;
+        ctx.store
+            .durable()
+            .await
+            .map_err(|e| CreateError::Internal(e.to_string()))?;
+    }
+    tracing::info!(site = %code, server = %rec.server, "deleting site; deinstall job queued");
+    crate::status_manager::emit(
+        ctx,
+        &catalog::HM_SITE_DELETING,
+        &[code.to_string(), rec.server.clone()],
+    )
+    .map_err(|e| CreateError::Internal(e.to_string()))?;
+    crate::scheduler::ensure_link(ctx, &code).wake.notify_one();
+    Ok(rec)
+}
+
+/// Takes a deleted site out of the list (called when its deinstall job is
+/// acknowledged, failed for good, or was not needed).
+pub async fn finish_delete(ctx: &Arc<Ctx>, code: &SiteCode, orphaned: bool) -> anyhow::Result<()> {
+    let _records = ctx.site_lock.lock().await;
+    let Some(rec) = ctx.store.site(code)? else {
+        return Ok(());
+    };
+    let kept = ctx.store.child_ct2(code)?.map(|c| c.control.next_unique_id);
+    let next_unique_id = kept
+        .or(ctx.store.deleted_site(code)?.map(|d| d.next_unique_id))
+        .unwrap_or(1);
+    let gone = DeletedSite {
+        site_code: code.clone(),
+        next_unique_id,
+        deleted_unix_ms: now_ms(),
+        orphaned,
+        server: rec.server.clone(),
+    };
+    let moved = ctx.store.remove_site(&gone)?;
+    ctx.store.durable().await?;
+    let args = [
+        code.to_string(),
+        rec.server.clone(),
+        next_unique_id.to_string(),
+    ];
+    if orphaned {
+        tracing::warn!(site = %code, server = %rec.server, "site removed; its server could not be told (orphaned)");
+        crate::status_manager::emit(ctx, &catalog::HM_SITE_ORPHANED, &args)?;
+    } else {
+        tracing::info!(site = %code, server = %rec.server, moved, "site removed from the hierarchy");
+        crate::status_manager::emit(ctx, &catalog::HM_SITE_DELETED, &args)?;
+    }
+    Ok(())
+}
+
 /// Creates a secondary site under this primary: checks everything first,
 /// then records the site as Pending and queues its bootstrap job together.
 pub async fn create_secondary(
@@ -121,44 +323,17 @@ pub async fn create_secondary(
         )));
     }
 
-    let ct0 = ctx
-        .config()
-        .ok_or_else(|| CreateError::Internal("this site has no site control yet".into()))?;
     let site_name = req
         .site_name
         .unwrap_or_else(|| format!("{code} secondary site"));
-    let mut up = Address::new(me.site_code.clone(), ctx.advertise.clone());
-    if let Some(a) = ct0.addresses.iter().find(|a| a.site_code == code) {
-        up.retry_count = a.retry_count;
-        up.retry_delay_ms = a.retry_delay_ms;
-    }
-    let init_control = SiteControl {
-        site_code: code.clone(),
-        site_name: site_name.clone(),
-        serial: 1,
-        parent_site_code: Some(me.site_code.clone()),
-        polling_interval_ms: ct0.polling_interval_ms,
-        domains: vec![],
-        addresses: vec![up],
-        version: SOFTWARE_VERSION.to_string(),
-        next_unique_id: 1,
-    };
-    let content = install_content(&code);
     let secret: [u8; 16] = rand::rng().random();
     let link_secret = hex::encode(secret);
-    let pkg = BootstrapPackage {
-        site_code: code.clone(),
-        site_name,
-        parent_site_code: me.site_code.clone(),
-        parent_address: ctx.advertise.clone(),
-        init_control,
-        link_secret: link_secret.clone(),
-        content_sha256: Sha256::digest(&content).to_vec(),
-        content,
-        required_free_bytes: INSTALL_REQUIRED_FREE_BYTES,
-        version: SOFTWARE_VERSION.to_string(),
-        server: server.clone(),
-    };
+    let mut pkg = build_package(ctx, &me, &code, &server, site_name, link_secret.clone())?;
+    if let Some(d) = ctx.store.deleted_site(&code)? {
+        // Article 002's rebuild: same code, same unique ID counter.
+        pkg.init_control.next_unique_id = d.next_unique_id;
+        tracing::info!(site = %code, next_unique_id = d.next_unique_id, "re-creating a deleted site; its SMS unique ID counter is kept");
+    }
     let rec = SiteRecord {
         site_code: code.clone(),
         parent_site_code: Some(me.site_code.clone()),
@@ -210,9 +385,75 @@ async fn advance(ctx: &Arc<Ctx>, rec: &mut SiteRecord, to: SiteStatus) -> anyhow
     Ok(true)
 }
 
+/// A CT2 from below a child site (a grandchild, passed up by a child
+/// primary) adds that site to this site's list, under its reported parent.
+fn learn_descendant(ctx: &Ctx, ct2: &Ct2) -> anyhow::Result<Option<SiteRecord>> {
+    let Some(parent) = &ct2.parent_site_code else {
+        return Ok(None);
+    };
+    if ctx.store.site(parent)?.is_none() {
+        return Ok(None);
+    }
+    let rec = SiteRecord {
+        site_code: ct2.site_code.clone(),
+        parent_site_code: Some(parent.clone()),
+        kind: ct2.kind,
+        server: ct2.server.clone(),
+        status: SiteStatus::Pending,
+        status_changed_unix_ms: now_ms(),
+        serial: 0,
+        link_secret: String::new(),
+        sever_link_mid_bootstrap: false,
+    };
+    tracing::info!(site = %rec.site_code, parent = %parent, "learned of a site below a child site");
+    Ok(Some(rec))
+}
+
+/// A child primary reports that it created a site (3100) or that a primary
+/// attached below it (3103): record it here too, so the central site's list
+/// shows the whole tree from the start of each install.
+fn learn_from_report(ctx: &Ctx, m: &StatusMessage) -> anyhow::Result<()> {
+    let kind = match m.id {
+        3100 => SiteKind::Secondary,
+        3103 => SiteKind::Primary,
+        _ => return Ok(()),
+    };
+    let (Some(code), Some(server)) = (m.insertion_strings.first(), m.insertion_strings.get(1))
+    else {
+        return Ok(());
+    };
+    let Ok(code) = code.parse::<SiteCode>() else {
+        return Ok(());
+    };
+    if Some(&m.site_code) == ctx.site_code().as_ref() || ctx.store.site(&m.site_code)?.is_none() {
+        return Ok(());
+    }
+    if ctx.store.site(&code)?.is_some() {
+        return Ok(());
+    }
+    ctx.store.put_site(&SiteRecord {
+        site_code: code.clone(),
+        parent_site_code: Some(m.site_code.clone()),
+        kind,
+        server: server.clone(),
+        status: SiteStatus::Pending,
+        status_changed_unix_ms: m.time_unix_ms,
+        serial: 0,
+        link_secret: String::new(),
+        sever_link_mid_bootstrap: false,
+    })?;
+    tracing::info!(site = %code, parent = %m.site_code, "learned of a new site below a child site");
+    Ok(())
+}
+
 /// Install phase reports from child sites move their status forward.
 pub async fn on_status(ctx: &Arc<Ctx>, msgs: &[StatusMessage]) -> anyhow::Result<()> {
     for m in msgs {
+        learn_from_report(ctx, m)?;
+        if m.id == catalog::CT1_REJECTED.id {
+            // The site refused a change: the next one starts from its real control.
+            ctx.store.set_pending_ct1(&m.site_code, None)?;
+        }
         let Some(phase) = catalog::bootstrap_phase(m.id) else {
             continue;
         };
@@ -257,7 +498,11 @@ async fn process(ctx: &Arc<Ctx>, key: u64, job: Job) -> anyhow::Result<()> {
         ctx.store.inbox_remove(Inbox::Hierarchy, key)?;
         return Ok(());
     };
-    let Some(mut rec) = ctx.store.site(&ct2.site_code)? else {
+    let known = match ctx.store.site(&ct2.site_code)? {
+        Some(r) => Some(r),
+        None => learn_descendant(ctx, &ct2)?,
+    };
+    let Some(mut rec) = known else {
         tracing::warn!(site = %ct2.site_code, "CT2 for a site this hierarchy does not know; set aside");
         crate::status_manager::emit(ctx, &catalog::HM_UNKNOWN_CT2, &[ct2.site_code.to_string()])?;
         ctx.store.inbox_remove(Inbox::Hierarchy, key)?;
@@ -283,10 +528,311 @@ async fn process(ctx: &Arc<Ctx>, key: u64, job: Job) -> anyhow::Result<()> {
         }
     }
     let changed = advance(ctx, &mut rec, SiteStatus::Active).await?;
+    if ctx
+        .store
+        .pending_ct1(&ct2.site_code)?
+        .is_some_and(|p| ct2.serial > p.base_serial)
+    {
+        ctx.store.set_pending_ct1(&ct2.site_code, None)?;
+    }
     ctx.store.accept_ct2(key, &rec, &ct2)?;
     tracing::info!(site = %ct2.site_code, serial = ct2.serial, "processed CT2");
     if changed {
         ctx.scheduler.wake(&rec.site_code);
     }
     Ok(())
+}
+
+/// A change to an address's settings.
+#[derive(Debug, Clone, Default)]
+pub struct AddressChange {
+    pub to: String,
+    pub retry_count: Option<u32>,
+    pub retry_delay_ms: Option<u64>,
+    pub concurrent_sendings: Option<u32>,
+    pub rate_limit_bytes_per_sec: Option<u64>,
+    /// Replaces the schedule when set (empty: no restriction).
+    pub schedule: Option<Vec<ScheduleRule>>,
+}
+
+/// What an administrator changes in a site's control.
+#[derive(Debug, Clone, Default)]
+pub struct ControlChange {
+    pub polling_interval_ms: Option<u64>,
+    pub site_name: Option<String>,
+    pub address: Option<AddressChange>,
+    pub add_domain: Option<(String, Vec<String>)>,
+    pub remove_domain: Option<String>,
+}
+
+impl ControlChange {
+    /// Applies the change to a copy of a site control, checking it.
+    pub fn apply(&self, ctl: &mut SiteControl) -> Result<(), String> {
+        let mut changed = false;
+        if let Some(ms) = self.polling_interval_ms {
+            if ms < crate::site_config::MIN_POLLING_INTERVAL_MS {
+                return Err(format!(
+                    "polling interval {ms} ms is below the minimum of {} ms",
+                    crate::site_config::MIN_POLLING_INTERVAL_MS
+                ));
+            }
+            ctl.polling_interval_ms = ms;
+            changed = true;
+        }
+        if let Some(name) = &self.site_name {
+            if name.trim().is_empty() {
+                return Err("the site name cannot be empty".into());
+            }
+            ctl.site_name = name.trim().to_string();
+            changed = true;
+        }
+        if let Some(a) = &self.address {
+            let to: SiteCode =
+                a.to.parse()
+                    .map_err(|e: SiteCodeError| format!("address: {e}"))?;
+            if a.retry_count == Some(0) {
+                return Err("an address needs at least 1 attempt per job".into());
+            }
+            if a.concurrent_sendings == Some(0) {
+                return Err("an address needs at least 1 concurrent sending".into());
+            }
+            let idx = match ctl.addresses.iter().position(|x| x.site_code == to) {
+                Some(i) => i,
+                None => {
+                    ctl.addresses.push(Address::new(to.clone(), String::new()));
+                    ctl.addresses.len() - 1
+                }
+            };
+            let addr = &mut ctl.addresses[idx];
+            if let Some(v) = a.retry_count {
+                addr.retry_count = v;
+            }
+            if let Some(v) = a.retry_delay_ms {
+                addr.retry_delay_ms = v;
+            }
+            if let Some(v) = a.concurrent_sendings {
+                addr.concurrent_sendings = v;
+            }
+            if let Some(v) = a.rate_limit_bytes_per_sec {
+                addr.rate_limit_bytes_per_sec = v;
+            }
+            if let Some(s) = &a.schedule {
+                addr.schedule = s.clone();
+            }
+            changed = true;
+        }
+        if let Some((name, browse)) = &self.add_domain {
+            let name = name.trim();
+            if name.is_empty() {
+                return Err("the domain name cannot be empty".into());
+            }
+            if ctl
+                .domains
+                .iter()
+                .any(|d| d.name.eq_ignore_ascii_case(name))
+            {
+                return Err(format!(
+                    "domain {name} is already in the site control of {}",
+                    ctl.site_code
+                ));
+            }
+            let browse: Vec<String> = browse
+                .iter()
+                .map(|b| b.trim().to_string())
+                .filter(|b| !b.is_empty())
+                .collect();
+            if browse.is_empty() {
+                return Err(format!(
+                    "domain {name} needs a browse list (at least one address or DNS name)"
+                ));
+            }
+            ctl.domains.push(Domain {
+                name: name.to_string(),
+                browse,
+                logon_servers: vec![],
+            });
+            changed = true;
+        }
+        if let Some(name) = &self.remove_domain {
+            let before = ctl.domains.len();
+            ctl.domains
+                .retain(|d| !d.name.eq_ignore_ascii_case(name.trim()));
+            if ctl.domains.len() == before {
+                return Err(format!(
+                    "there is no domain {name} in the site control of {}",
+                    ctl.site_code
+                ));
+            }
+            changed = true;
+        }
+        if !changed {
+            return Err("nothing to change".into());
+        }
+        Ok(())
+    }
+}
+
+/// Why a change was refused. Nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Precondition(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Turns an administrator's change into a CT1 for `site` (this site, or a
+/// descendant, reached hop by hop). The CT1 carries the serial it was made
+/// against: if the site changed meanwhile, it is rejected as stale and kept
+/// in the site's bad box, never applied over a newer control.
+/// Returns (site, base serial, the serial it becomes).
+pub async fn change_site_control(
+    ctx: &Arc<Ctx>,
+    site: Option<SiteCode>,
+    change: &ControlChange,
+) -> Result<(SiteCode, u64, u64), ChangeError> {
+    let internal = |e: anyhow::Error| ChangeError::Internal(format!("{e:#}"));
+    let me = ctx.identity().ok_or_else(|| {
+        ChangeError::Precondition("this node is bare: no site is installed here".into())
+    })?;
+    let target = site.unwrap_or_else(|| me.site_code.clone());
+    let (base, proposed) = if target == me.site_code {
+        let ct0 = ctx.config().ok_or_else(|| {
+            ChangeError::Precondition(format!("site {target} has no site control yet"))
+        })?;
+        (ct0.serial, ct0)
+    } else {
+        match crate::scheduler::route(ctx, &target) {
+            Ok(crate::scheduler::Route::Hop(h)) if me.parent.as_ref().is_none_or(|p| p.site_code != h) => {}
+            _ => {
+                return Err(ChangeError::NotFound(format!(
+                    "site {target} is not below site {}; change it at {target} or at one of its ancestors",
+                    me.site_code
+                )))
+            }
+        }
+        let copy = ctx.store.child_ct2(&target).map_err(|e| internal(e.into()))?.ok_or_else(|| {
+            ChangeError::Precondition(format!(
+                "site {target} has not reported its site control to {} yet; wait until it is Active",
+                me.site_code
+            ))
+        })?;
+        (copy.serial, copy.control)
+    };
+    // A change sent earlier and not yet confirmed: build on it, one serial on.
+    let _records = ctx.site_lock.lock().await;
+    let (base, mut proposed) = match ctx
+        .store
+        .pending_ct1(&target)
+        .map_err(|e| internal(e.into()))?
+    {
+        Some(p) if p.base_serial >= base => (p.base_serial + 1, p.proposed),
+        _ => (base, proposed),
+    };
+    change.apply(&mut proposed).map_err(ChangeError::Invalid)?;
+    let ct1 = Ct1 {
+        base_serial: base,
+        proposed,
+        origin: format!("an administrator at site {}", me.site_code),
+    };
+    ctx.store
+        .set_pending_ct1(&target, Some(&ct1))
+        .map_err(|e| internal(e.into()))?;
+    let job = Job::new(
+        me.site_code.clone(),
+        target.clone(),
+        Priority::High,
+        Payload::Ct1(ct1),
+    );
+    if target == me.site_code {
+        ctx.store
+            .put_inbox(Inbox::SiteControl, &job)
+            .map_err(|e| internal(e.into()))?;
+        ctx.store.durable().await.map_err(|e| internal(e.into()))?;
+        ctx.scm_wake.notify_one();
+    } else {
+        crate::scheduler::submit(ctx, &job)
+            .await
+            .map_err(internal)?;
+    }
+    tracing::info!(site = %target, base, job = %job.id, "site control change queued as a CT1");
+    Ok((target, base, base + 1))
+}
+
+/// Registers a new primary site installing itself under this primary.
+/// Returns the link secret it must present. Repeating the call for the same
+/// site and server (its first start was interrupted) returns the same secret.
+pub async fn attach_primary(
+    ctx: &Arc<Ctx>,
+    code: &str,
+    server: &str,
+) -> Result<SiteRecord, CreateError> {
+    let code: SiteCode = code
+        .parse()
+        .map_err(|e: SiteCodeError| CreateError::Invalid(e.to_string()))?;
+    let me = ctx.identity().ok_or_else(|| {
+        CreateError::Precondition("this node is bare; attach to a primary site server".into())
+    })?;
+    if me.kind != SiteKind::Primary {
+        return Err(CreateError::Precondition(format!(
+            "site {} is a secondary site and cannot have child sites",
+            me.site_code
+        )));
+    }
+    if code == me.site_code {
+        return Err(CreateError::Invalid(format!(
+            "{code} is this site's own code"
+        )));
+    }
+    if me.parent.as_ref().is_some_and(|p| p.site_code == code) {
+        return Err(CreateError::Invalid(format!(
+            "{code} is an ancestor of site {}; a site cannot be its own ancestor",
+            me.site_code
+        )));
+    }
+    if let Some(existing) = ctx.store.site(&code)? {
+        if existing.server == server
+            && existing.kind == SiteKind::Primary
+            && existing.status == SiteStatus::Pending
+        {
+            return Ok(existing);
+        }
+        return Err(CreateError::Exists(format!(
+            "site {code} already exists in the hierarchy (status {}, server {})",
+            existing.status, existing.server
+        )));
+    }
+    let secret: [u8; 16] = rand::rng().random();
+    let rec = SiteRecord {
+        site_code: code.clone(),
+        parent_site_code: Some(me.site_code.clone()),
+        kind: SiteKind::Primary,
+        server: server.to_string(),
+        status: SiteStatus::Pending,
+        status_changed_unix_ms: now_ms(),
+        serial: 0,
+        link_secret: hex::encode(secret),
+        sever_link_mid_bootstrap: false,
+    };
+    {
+        let _records = ctx.site_lock.lock().await;
+        ctx.store.put_site(&rec)?;
+        ctx.store
+            .durable()
+            .await
+            .map_err(|e| CreateError::Internal(e.to_string()))?;
+    }
+    tracing::info!(site = %code, %server, "primary site attached as a child; Pending until its first CT2");
+    crate::status_manager::emit(
+        ctx,
+        &catalog::HM_PRIMARY_ATTACHED,
+        &[code.to_string(), server.to_string()],
+    )
+    .map_err(|e| CreateError::Internal(e.to_string()))?;
+    crate::scheduler::ensure_link(ctx, &code);
+    Ok(rec)
 }

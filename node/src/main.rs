@@ -39,6 +39,12 @@ struct RunArgs {
     /// Site name for --install-primary.
     #[arg(long, requires = "install_primary")]
     site_name: Option<String>,
+    /// With --install-primary: attach the new primary below this primary site...
+    #[arg(long, value_name = "CODE", requires_all = ["install_primary", "parent"])]
+    parent_site: Option<SiteCode>,
+    /// ...whose site server is at HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT", requires = "parent_site")]
+    parent: Option<String>,
     /// Make this node a member server of a domain.
     #[arg(long, env = "SMS_DOMAIN", value_name = "NAME")]
     domain: Option<String>,
@@ -117,6 +123,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         advertise: args.advertise,
         install_primary: args.install_primary,
         site_name: args.site_name,
+        parent_site: args.parent_site,
+        parent: args.parent,
         domain: args.domain,
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
     };
@@ -127,10 +135,51 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     println!("sms-node listening on {} as {who}", node.local_addr);
     tracing::info!(addr = %node.local_addr, advertise = %node.ctx.advertise, "listening as {who}");
-    wait_for_signal().await;
+    let restart = node.ctx.restart.clone();
+    let restarting = tokio::select! {
+        _ = wait_for_signal() => false,
+        _ = restart.cancelled() => true,
+    };
+    let bound = node.local_addr;
     node.shutdown().await?;
+    if restarting {
+        tracing::info!("restarting as a bare node on {bound}");
+        drop(_logs);
+        return Err(reexec(bound));
+    }
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Replaces this process with a fresh `sms-node` on the same address (same
+/// pid, so service managers and containers keep tracking it). Only returns
+/// on failure.
+#[cfg(unix)]
+fn reexec(bound: std::net::SocketAddr) -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    let mut it = std::env::args_os().skip(1);
+    while let Some(a) = it.next() {
+        let s = a.to_string_lossy();
+        if s == "--listen" {
+            it.next();
+        } else if !s.starts_with("--listen=") {
+            args.push(a);
+        }
+    }
+    args.push("--listen".into());
+    args.push(bound.to_string().into());
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return anyhow::anyhow!("cannot find this executable to restart: {e}"),
+    };
+    let err = std::process::Command::new(exe).args(args).exec();
+    anyhow::anyhow!("cannot restart: {err}")
+}
+
+#[cfg(not(unix))]
+fn reexec(_: std::net::SocketAddr) -> anyhow::Error {
+    anyhow::anyhow!("the site was deleted; start sms-node again to run as a bare node")
 }
 
 async fn wait_for_signal() {

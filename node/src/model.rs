@@ -148,6 +148,17 @@ impl SiteKind {
     }
 }
 
+impl FromStr for SiteKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "primary" => Ok(SiteKind::Primary),
+            "secondary" => Ok(SiteKind::Secondary),
+            other => Err(format!("unknown site kind {other:?} (primary, secondary)")),
+        }
+    }
+}
+
 /// How this site reaches its parent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParentLink {
@@ -177,9 +188,37 @@ pub struct Address {
     pub retry_delay_ms: u64,
     pub concurrent_sendings: u32,
     pub rate_limit_bytes_per_sec: u64,
+    pub schedule: Vec<ScheduleRule>,
+}
+
+/// Between two UTC hours, only jobs of at least `lowest` priority pass
+/// (SMS address schedules). `end_hour < start_hour` wraps past midnight.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleRule {
+    pub start_hour: u8,
+    pub end_hour: u8,
+    pub lowest: Priority,
+}
+
+impl ScheduleRule {
+    pub fn covers(&self, hour: u8) -> bool {
+        if self.start_hour <= self.end_hour {
+            (self.start_hour..self.end_hour).contains(&hour)
+        } else {
+            hour >= self.start_hour || hour < self.end_hour
+        }
+    }
 }
 
 impl Address {
+    /// Whether jobs of priority `p` may pass at UTC `hour`.
+    pub fn allows(&self, p: Priority, hour: u8) -> bool {
+        self.schedule
+            .iter()
+            .filter(|r| r.covers(hour))
+            .all(|r| p <= r.lowest)
+    }
+
     /// Defaults: generous retries with a short backoff ceiling, so a restarted
     /// neighbour is reached again within seconds.
     pub fn new(site_code: SiteCode, server: String) -> Self {
@@ -190,6 +229,7 @@ impl Address {
             retry_delay_ms: 2_000,
             concurrent_sendings: 256,
             rate_limit_bytes_per_sec: 0,
+            schedule: vec![],
         }
     }
 }
@@ -281,6 +321,7 @@ pub struct Ct2 {
     pub version: String,
     pub reported_unix_ms: u64,
     pub server: String,
+    pub kind: SiteKind,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -353,6 +394,8 @@ pub enum Payload {
     Probe(Vec<u8>),
     File(FilePackage),
     Bootstrap(Box<BootstrapPackage>),
+    /// Remove this site's install (delete-site at the parent).
+    Deinstall(SiteCode),
 }
 
 impl Payload {
@@ -364,6 +407,7 @@ impl Payload {
             Payload::Probe(_) => "probe",
             Payload::File(_) => "file",
             Payload::Bootstrap(_) => "bootstrap",
+            Payload::Deinstall(_) => "deinstall",
         }
     }
 }
@@ -477,6 +521,18 @@ impl Fault {
     }
 }
 
+/// What a parent keeps of a deleted child site, so that a site re-created
+/// with the same code goes on with its SMS unique ID counter.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletedSite {
+    pub site_code: SiteCode,
+    pub next_unique_id: u64,
+    pub deleted_unix_ms: u64,
+    /// Its server could not be told; it may still hold its install.
+    pub orphaned: bool,
+    pub server: String,
+}
+
 /// Where a bare node's bootstrap stands; persisted so a restart resumes it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BootstrapState {
@@ -491,9 +547,35 @@ pub enum BootstrapState {
     Complete,
 }
 
+/// The current UTC hour (0-23).
+pub fn utc_hour() -> u8 {
+    ((now_ms() / 3_600_000) % 24) as u8
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schedules_gate_priorities_by_hour() {
+        let mut a = Address::new("PRI".parse().unwrap(), String::new());
+        assert!(a.allows(Priority::Low, 3));
+        a.schedule.push(ScheduleRule {
+            start_hour: 8,
+            end_hour: 18,
+            lowest: Priority::High,
+        });
+        a.schedule.push(ScheduleRule {
+            start_hour: 22,
+            end_hour: 2,
+            lowest: Priority::Medium,
+        });
+        assert!(a.allows(Priority::High, 9));
+        assert!(!a.allows(Priority::Medium, 9));
+        assert!(a.allows(Priority::Low, 18));
+        assert!(!a.allows(Priority::Low, 23) && a.allows(Priority::Medium, 1));
+        assert!(a.allows(Priority::Low, 2));
+    }
 
     #[test]
     fn site_codes_are_validated() {

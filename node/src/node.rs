@@ -30,6 +30,10 @@ pub struct NodeConfig {
     /// Install the central primary site with this code on first start.
     pub install_primary: Option<SiteCode>,
     pub site_name: Option<String>,
+    /// With `install_primary`: attach the new primary below this site...
+    pub parent_site: Option<SiteCode>,
+    /// ...whose site server is at this address.
+    pub parent: Option<String>,
     /// Mark this node a member server of a domain.
     pub domain: Option<String>,
     /// How long shutdown waits for components before giving up.
@@ -62,6 +66,10 @@ pub struct Ctx {
     /// Serialises read-modify-write of the Hierarchy Manager's site records
     /// (phase reports and CT2s arrive on different inboxes).
     pub site_lock: tokio::sync::Mutex<()>,
+    /// Fired when the node must restart (its site was deleted: it restarts bare).
+    pub restart: CancellationToken,
+    /// Set by `force-ct2`: the next stage 4 sends a CT2 even if one is queued.
+    pub force_ct2: std::sync::atomic::AtomicBool,
     /// Set while a task runs the bootstrap phases.
     pub bootstrap_task: std::sync::atomic::AtomicBool,
 }
@@ -142,6 +150,20 @@ impl Node {
         let local_addr = listener.local_addr()?;
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
+        let marker = cfg.data_dir.join(DEINSTALL_MARKER);
+        if marker.exists() {
+            // The parent deleted this site: finish removing the install.
+            let db = cfg.data_dir.join("db");
+            if db.exists() {
+                std::fs::remove_dir_all(&db).with_context(|| {
+                    format!("cannot remove the deleted site's store {}", db.display())
+                })?;
+            }
+            std::fs::remove_file(&marker)?;
+            tracing::warn!(
+                "the site install was removed at its parent's request; starting as a bare node"
+            );
+        }
         let store = Store::open(&cfg.data_dir.join("db"))
             .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?;
         let node_id = store.node_id()?;
@@ -171,7 +193,30 @@ impl Node {
                             code
                         );
                     }
-                    let id = install_central(&store, code, cfg.site_name.clone(), &advertise)?;
+                    let parent = match (&cfg.parent_site, &cfg.parent) {
+                        (Some(psite), Some(paddr)) => {
+                            let name = cfg.site_name.clone().unwrap_or_default();
+                            let (got, addr, secret) = crate::rpc::client::attach_primary(
+                                &connector, paddr, code, &advertise, &name,
+                            )
+                            .await
+                            .map_err(|e| {
+                                anyhow::anyhow!("cannot attach {code} below {psite}: {e}")
+                            })?;
+                            if got != psite.as_str() {
+                                bail!("{paddr} is site {got}, not {psite}; nothing was installed");
+                            }
+                            Some(ParentLink {
+                                site_code: psite.clone(),
+                                address: if addr.is_empty() { paddr.clone() } else { addr },
+                                link_secret: secret,
+                            })
+                        }
+                        (None, None) => None,
+                        _ => bail!("--parent-site and --parent go together"),
+                    };
+                    let id =
+                        install_primary(&store, code, cfg.site_name.clone(), &advertise, parent)?;
                     store.durable().await?;
                     identity = Some(id);
                     installed_now = true;
@@ -209,6 +254,8 @@ impl Node {
             bootstrap_changed: Notify::new(),
             site_lock: tokio::sync::Mutex::new(()),
             bootstrap_task: std::sync::atomic::AtomicBool::new(false),
+            force_ct2: std::sync::atomic::AtomicBool::new(false),
+            restart: CancellationToken::new(),
             store,
         });
 
@@ -258,18 +305,25 @@ impl Node {
     }
 }
 
-fn install_central(
+/// Installs a primary site: the central site, or (with `parent`) a primary
+/// already registered below another primary.
+fn install_primary(
     store: &Store,
     code: &SiteCode,
     name: Option<String>,
     advertise: &str,
+    parent: Option<ParentLink>,
 ) -> anyhow::Result<Identity> {
-    let site_name = name.unwrap_or_else(|| format!("{code} central site"));
+    let site_name = name.unwrap_or_else(|| match &parent {
+        None => format!("{code} central site"),
+        Some(p) => format!("{code} primary site below {}", p.site_code),
+    });
+    let parent_code = parent.as_ref().map(|p| p.site_code.clone());
     let id = Identity {
         site_code: code.clone(),
         site_name: site_name.clone(),
         kind: SiteKind::Primary,
-        parent: None,
+        parent,
         installed_unix_ms: now_ms(),
         version: SOFTWARE_VERSION.to_string(),
     };
@@ -277,7 +331,7 @@ fn install_central(
         site_code: code.clone(),
         site_name,
         serial: 1,
-        parent_site_code: None,
+        parent_site_code: parent_code.clone(),
         polling_interval_ms: DEFAULT_POLLING_INTERVAL_MS,
         domains: vec![],
         addresses: vec![],
@@ -287,7 +341,7 @@ fn install_central(
     store.install_site(&id, &ct0)?;
     store.put_site(&SiteRecord {
         site_code: code.clone(),
-        parent_site_code: None,
+        parent_site_code: parent_code,
         kind: SiteKind::Primary,
         server: advertise.to_string(),
         status: SiteStatus::Active,
@@ -296,8 +350,23 @@ fn install_central(
         link_secret: String::new(),
         sever_link_mid_bootstrap: false,
     })?;
-    tracing::info!(site = %code, "installed the central primary site");
+    tracing::info!(site = %code, parent = ?id.parent.as_ref().map(|p| &p.site_code), "installed a primary site");
     Ok(id)
+}
+
+/// A file in the data dir that says: wipe the store at the next start.
+pub const DEINSTALL_MARKER: &str = "deinstall.marker";
+
+/// Records durably that this node's site install must be removed, then asks
+/// the process to restart (it comes back bare). A crash after the marker is
+/// written still ends with a bare node.
+pub fn request_deinstall(ctx: &Ctx) -> std::io::Result<()> {
+    let path = ctx.data_dir.join(DEINSTALL_MARKER);
+    let f = std::fs::File::create(&path)?;
+    f.sync_all()?;
+    std::fs::File::open(&ctx.data_dir)?.sync_all()?;
+    ctx.restart.cancel();
+    Ok(())
 }
 
 /// Name of the file in the data dir that holds the bound address.

@@ -258,6 +258,9 @@ async fn charge(
             )?;
             failed_any = true;
             tracing::error!(job = %job.id, kind = job.payload.kind(), to = %link.to, attempts = job.attempts, "job failed: {reason}");
+            if let Payload::Deinstall(site) = &job.payload {
+                crate::hierarchy::finish_delete(ctx, site, true).await?;
+            }
             crate::status_manager::emit(
                 ctx,
                 &catalog::JOB_FAILED,
@@ -283,6 +286,8 @@ async fn charge(
 struct InFlight {
     key: OutboxKey,
     bytes: usize,
+    /// A deinstall job: its acknowledgement completes a delete-site.
+    deinstall: bool,
 }
 
 /// A file package being streamed chunk by chunk.
@@ -314,6 +319,8 @@ struct Session {
     /// Spacing of attempts on a CT2 held back by the injected fault.
     fault_backoff: ExponentialBackoff,
     fault_next: Option<Instant>,
+    /// Rate limit: when the next frame may leave.
+    next_free: Instant,
 }
 
 impl Session {
@@ -330,6 +337,7 @@ impl Session {
             progress: false,
             fault_backoff: new_backoff(addr),
             fault_next: None,
+            next_free: Instant::now(),
         }
     }
 
@@ -337,8 +345,15 @@ impl Session {
         self.inflight.len() < self.window && self.inflight_bytes < MAX_INFLIGHT_BYTES
     }
 
-    fn track(&mut self, id: Uuid, chunk: u32, key: OutboxKey, bytes: usize) {
-        self.inflight.insert((id, chunk), InFlight { key, bytes });
+    fn track(&mut self, id: Uuid, chunk: u32, key: OutboxKey, bytes: usize, deinstall: bool) {
+        self.inflight.insert(
+            (id, chunk),
+            InFlight {
+                key,
+                bytes,
+                deinstall,
+            },
+        );
         *self.inflight_keys.entry(key).or_default() += 1;
         self.inflight_bytes += bytes;
     }
@@ -384,6 +399,8 @@ impl Session {
                     }
                     self.cursors = [None; 3];
                 }
+                // Re-scan now and then: a schedule window may have opened.
+                _ = tokio::time::sleep(Duration::from_secs(30)) => self.cursors = [None; 3],
                 ev = conn.next() => match ev? {
                     LinkEvent::Acks(acks) => self.acked(ctx, link, acks)?,
                     LinkEvent::Refused { job_id, reason } => self.refused(ctx, link, job_id, reason).await?,
@@ -400,27 +417,38 @@ impl Session {
         link: &Arc<Link>,
         conn: &LinkConn,
     ) -> Result<(), LinkError> {
+        // Follow the working configuration: a session can outlive the site
+        // control it started under (the first one predates the CT0).
+        self.addr = ctx.address_for(&link.to, self.addr.server.clone());
+        self.window = self.addr.concurrent_sendings.clamp(1, 4096) as usize;
         let ct2_fault = ctx
             .store
             .faults()
             .map_err(fail)?
             .contains(&Fault::Ct2JobFailure);
+        let hour = utc_hour();
         'prio: for p in Priority::ALL {
             let pi = p as usize;
+            if !self.addr.allows(p, hour) {
+                // The address schedule holds this priority back for now.
+                continue 'prio;
+            }
             while self.room() {
-                if let Some(f) = &mut self.files[pi] {
-                    let (id, idx, key) = (f.job.id, f.next_chunk, f.key);
+                if let Some((id, idx)) = self.files[pi].as_ref().map(|f| (f.job.id, f.next_chunk)) {
                     let data = ctx.store.chunk(&id, idx).map_err(fail)?.ok_or_else(|| {
                         LinkError::Failed(format!("chunk {idx} of package {id} is missing"))
                     })?;
                     let bytes = data.len();
+                    self.throttle(bytes).await;
+                    let f = self.files[pi].as_mut().expect("file being sent");
+                    let key = f.key;
                     conn.send(&f.job, Some((idx, data))).await?;
                     f.next_chunk += 1;
                     if f.next_chunk >= f.chunk_count {
                         self.cursors[pi] = Some(key.seq);
                         self.files[pi] = None;
                     }
-                    self.track(id, idx, key, bytes);
+                    self.track(id, idx, key, bytes, false);
                     continue;
                 }
                 let budget = self.window - self.inflight.len() + self.inflight_keys.len();
@@ -463,8 +491,10 @@ impl Session {
                         self.file_acked.entry(job.id).or_insert((key, job));
                         break;
                     }
+                    self.throttle(approx_size(&job)).await;
                     conn.send(&job, None).await?;
-                    self.track(job.id, 0, key, 0);
+                    let deinstall = matches!(job.payload, Payload::Deinstall(_));
+                    self.track(job.id, 0, key, 0, deinstall);
                     if !self.room() {
                         break;
                     }
@@ -473,6 +503,20 @@ impl Session {
             break;
         }
         Ok(())
+    }
+
+    /// Paces frames to the address's rate limit (bytes per second).
+    async fn throttle(&mut self, bytes: usize) {
+        let rate = self.addr.rate_limit_bytes_per_sec;
+        if rate == 0 {
+            return;
+        }
+        let now = Instant::now();
+        if self.next_free > now {
+            tokio::time::sleep_until(self.next_free.into()).await;
+        }
+        self.next_free = self.next_free.max(Instant::now())
+            + Duration::from_secs_f64(bytes as f64 / rate as f64);
     }
 
     /// The injected ct2-job-failure: the CT2 job fails one attempt per retry
@@ -510,7 +554,7 @@ impl Session {
 
     fn acked(
         &mut self,
-        ctx: &Ctx,
+        ctx: &Arc<Ctx>,
         link: &Link,
         acks: Vec<(Uuid, u32, bool)>,
     ) -> Result<(), LinkError> {
@@ -535,6 +579,14 @@ impl Session {
                 }
             } else {
                 done.push(f.key);
+                if f.deinstall {
+                    let (c, to) = (ctx.clone(), link.to.clone());
+                    ctx.tasks.spawn(async move {
+                        if let Err(e) = crate::hierarchy::finish_delete(&c, &to, false).await {
+                            tracing::error!(site = %to, "could not finish deleting the site: {e:#}");
+                        }
+                    });
+                }
             }
         }
         link.sent
@@ -612,6 +664,15 @@ impl Session {
             }
         }
         Ok(out)
+    }
+}
+
+/// Rough size of a job on the wire, for the rate limit.
+fn approx_size(job: &Job) -> usize {
+    256 + match &job.payload {
+        Payload::Probe(d) => d.len(),
+        Payload::Status(m) => m.len() * 256,
+        _ => 1024,
     }
 }
 

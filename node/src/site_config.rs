@@ -118,6 +118,41 @@ fn stage1_timers(ctx: &Ctx, t: &mut Timers) -> anyhow::Result<()> {
         std::fs::write(&tmp, serde_json::to_vec_pretty(&summary)?)?;
         std::fs::rename(&tmp, &path)?;
         tracing::info!(path = %path.display(), "site status file written");
+        // ...and sent up: the summary travels as a status message.
+        if let Some(code) = ctx.site_code() {
+            let comps = ctx.components.list();
+            let running = comps.iter().filter(|c| c.state == "running").count();
+            let links = ctx
+                .scheduler
+                .links()
+                .iter()
+                .map(|l| {
+                    format!(
+                        "{} {} ({} queued, {} failed)",
+                        l.to,
+                        l.state().0.as_str(),
+                        ctx.store.outbox_len(&l.to),
+                        ctx.store.failed_len(&l.to)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let links = if links.is_empty() {
+                "none".to_string()
+            } else {
+                links
+            };
+            crate::status_manager::emit(
+                ctx,
+                &catalog::SITE_STATUS_SUMMARY,
+                &[
+                    code.to_string(),
+                    running.to_string(),
+                    comps.len().to_string(),
+                    links,
+                ],
+            )?;
+        }
     }
     if due(&mut t.user_groups, USER_GROUP_INTERVAL) {
         let domains: Vec<String> = cfg
@@ -145,6 +180,18 @@ async fn stage1_site_control(ctx: &Arc<Ctx>) -> anyhow::Result<usize> {
         }
         for (key, job) in items {
             let current = ctx.store.ct0()?;
+            if let Payload::Deinstall(site) = &job.payload {
+                if Some(site) == ctx.site_code().as_ref() {
+                    let parent = job.source.to_string();
+                    tracing::warn!(parent = %parent, "site deleted by its parent: removing the install; the node restarts bare");
+                    crate::status_manager::emit(ctx, &catalog::SITE_DEINSTALLING, &[parent])?;
+                    crate::node::request_deinstall(ctx)?;
+                    return Ok(applied);
+                }
+                tracing::warn!(job = %job.id, site = %site, "deinstall for another site; ignored");
+                ctx.store.inbox_remove(Inbox::SiteControl, key)?;
+                continue;
+            }
             let Payload::Ct1(ct1) = job.payload else {
                 tracing::warn!(job = %job.id, "not a CT1; removed from the site control inbox");
                 ctx.store.inbox_remove(Inbox::SiteControl, key)?;
@@ -166,6 +213,11 @@ async fn stage1_site_control(ctx: &Arc<Ctx>) -> anyhow::Result<usize> {
                             ct1.origin.clone(),
                         ],
                     )?;
+                    if let Some(p) = ctx.store.pending_ct1(&new.site_code)? {
+                        if new.serial > p.base_serial {
+                            ctx.store.set_pending_ct1(&new.site_code, None)?;
+                        }
+                    }
                     ctx.publish_config(new);
                     applied += 1;
                 }
@@ -190,6 +242,46 @@ async fn stage1_site_control(ctx: &Arc<Ctx>) -> anyhow::Result<usize> {
             }
         }
     }
+}
+
+/// `force-ct2` (article 002's workaround of renaming CT0 to a CT1): the
+/// current CT0 goes back into the inbox as a CT1, the cycle processes it into
+/// a new serial and stage 4 sends a fresh CT2 whatever is already queued.
+/// Returns the serial it becomes.
+pub async fn force_ct2(ctx: &Arc<Ctx>) -> anyhow::Result<(SiteCode, u64)> {
+    let id = ctx
+        .identity()
+        .ok_or_else(|| anyhow::anyhow!("this node is bare: no site is installed here"))?;
+    let ct0 = ctx.config().ok_or_else(|| {
+        anyhow::anyhow!(
+            "site {} has no site control (CT0) to re-process yet",
+            id.site_code
+        )
+    })?;
+    let serial = ct0.serial;
+    let ct1 = Ct1 {
+        base_serial: serial,
+        proposed: ct0,
+        origin: "force-ct2 (CT0 re-processed as a CT1)".into(),
+    };
+    let job = Job::new(
+        id.site_code.clone(),
+        id.site_code.clone(),
+        Priority::High,
+        Payload::Ct1(ct1),
+    );
+    ctx.store.put_inbox(Inbox::SiteControl, &job)?;
+    ctx.store.durable().await?;
+    ctx.force_ct2
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    tracing::info!(serial, "force-ct2: CT0 placed in the inbox as a CT1");
+    crate::status_manager::emit(
+        ctx,
+        &catalog::CT2_FORCED,
+        &[id.site_code.to_string(), serial.to_string()],
+    )?;
+    ctx.scm_wake.notify_one();
+    Ok((id.site_code, serial + 1))
 }
 
 /// Checks a CT1 against the current CT0; returns the CT0 it becomes.
@@ -221,6 +313,12 @@ pub fn validate(
     }
     if p.site_name.trim().is_empty() {
         return Err("the site name is empty".into());
+    }
+    if let Some(c) = current.filter(|c| p.next_unique_id < c.next_unique_id) {
+        return Err(format!(
+            "it would move the next SMS unique ID back from {} to {}, and IDs must never be issued twice",
+            c.next_unique_id, p.next_unique_id
+        ));
     }
     let mut names = std::collections::BTreeSet::new();
     for d in &p.domains {
@@ -323,7 +421,10 @@ async fn stage4(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
             return Ok(());
         }
     }
-    if let Some(p) = &id.parent {
+    let forced = ctx
+        .force_ct2
+        .swap(false, std::sync::atomic::Ordering::SeqCst);
+    if let Some(p) = id.parent.as_ref().filter(|_| !forced) {
         // One report in the outbox is enough: while the parent is out of
         // reach, cycles must not pile up CT2s (the next cycle after the queue
         // drains reports the then current state).
@@ -338,9 +439,10 @@ async fn stage4(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
         serial: cfg.serial,
         control: cfg.clone(),
         components: ctx.components.list(),
-        version: SOFTWARE_VERSION.to_string(),
+        version: id.version.clone(),
         reported_unix_ms: now_ms(),
         server: ctx.advertise.clone(),
+        kind: id.kind,
     };
     match &id.parent {
         Some(p) => {

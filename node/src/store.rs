@@ -189,6 +189,8 @@ struct Inner {
     probes: Tree,
     sites: Tree,
     child_control: Tree,
+    pending_ct1: Tree,
+    deleted: Tree,
     links: Tree,
     faults: Tree,
     flush_tx: mpsc::UnboundedSender<FlushWaiter>,
@@ -253,6 +255,8 @@ impl Store {
             probes: t("probes")?,
             sites: t("hman.sites")?,
             child_control: t("hman.control")?,
+            pending_ct1: t("hman.pending_ct1")?,
+            deleted: t("hman.deleted")?,
             links: t("link_faults")?,
             faults: t("faults")?,
             db,
@@ -354,11 +358,13 @@ impl Store {
 
     /// Records a received package; refuses a second one. Returns false when
     /// this very job was already recorded (a resend).
-    pub fn accept_bootstrap(&self, pkg: &ReceivedBootstrap) -> Result<bool> {
+    /// `reinstall`: the site is installed and its parent runs the install
+    /// again; accepted unless an install is running.
+    pub fn accept_bootstrap(&self, pkg: &ReceivedBootstrap, reinstall: bool) -> Result<bool> {
         self.inner
             .meta
             .transaction(|meta| {
-                if meta.get(META_IDENTITY)?.is_some() {
+                if meta.get(META_IDENTITY)?.is_some() && !reinstall {
                     return abort(StoreError::Rejected(
                         "this node is already installed".into(),
                     ));
@@ -378,8 +384,18 @@ impl Store {
                         ),
                         None => false,
                     };
-                    // A failed install may be replaced by a new one.
-                    if !failed {
+                    let complete = match meta.get(META_BOOTSTRAP_STATE)? {
+                        Some(s) => matches!(
+                            dec::<BootstrapState>(&s)
+                                .map_err(ConflictableTransactionError::Abort)?,
+                            BootstrapState::Complete
+                        ),
+                        None => true,
+                    };
+                    // A failed install may be replaced by a new one; a
+                    // finished one may be run again.
+                    let replaceable = failed || (reinstall && complete);
+                    if !replaceable {
                         return abort(StoreError::Rejected(format!(
                             "this node is already installing site {}",
                             existing.package.site_code
@@ -876,6 +892,51 @@ impl Store {
             .map_err(txn_err)
     }
 
+    /// Messages stored after `after` (by uid), oldest first, filtered.
+    pub fn status_after(
+        &self,
+        after: &Uuid,
+        site: Option<&SiteCode>,
+        id: Option<u32>,
+        limit: usize,
+    ) -> Result<Vec<StatusMessage>> {
+        let mut start = after.as_bytes().to_vec();
+        start.push(0);
+        let mut out = Vec::new();
+        for v in self.inner.status.range(start..).values() {
+            let m: StatusMessage = dec(&v?)?;
+            if site.is_some_and(|s| &m.site_code != s) || id.is_some_and(|i| m.id != i) {
+                continue;
+            }
+            out.push(m);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// (errors, warnings) per site among messages created since `since_ms`.
+    pub fn recent_severity_counts(
+        &self,
+        since_ms: u64,
+    ) -> Result<std::collections::HashMap<SiteCode, (u32, u32)>> {
+        let mut out: std::collections::HashMap<SiteCode, (u32, u32)> = Default::default();
+        for v in self.inner.status.iter().values().rev() {
+            let m: StatusMessage = dec(&v?)?;
+            if m.time_unix_ms < since_ms {
+                break;
+            }
+            let e = out.entry(m.site_code.clone()).or_default();
+            match m.severity {
+                Severity::Error => e.0 += 1,
+                Severity::Warning => e.1 += 1,
+                Severity::Informational => {}
+            }
+        }
+        Ok(out)
+    }
+
     /// Status messages, newest last, filtered.
     pub fn status_messages(
         &self,
@@ -958,6 +1019,71 @@ impl Store {
     /// The last CT2 a descendant (or this central site) reported.
     pub fn child_ct2(&self, code: &SiteCode) -> Result<Option<Ct2>> {
         Self::get(&self.inner.child_control, code.as_bytes())
+    }
+
+    /// The last CT1 this site sent to `site` and not yet seen applied:
+    /// the next change builds on it (so changes made in a row queue up
+    /// instead of going stale).
+    pub fn pending_ct1(&self, site: &SiteCode) -> Result<Option<Ct1>> {
+        Self::get(&self.inner.pending_ct1, site.as_bytes())
+    }
+
+    pub fn set_pending_ct1(&self, site: &SiteCode, ct1: Option<&Ct1>) -> Result<()> {
+        match ct1 {
+            Some(c) => self.inner.pending_ct1.insert(site.as_bytes(), enc(c))?,
+            None => self.inner.pending_ct1.remove(site.as_bytes())?,
+        };
+        Ok(())
+    }
+
+    pub fn deleted_site(&self, code: &SiteCode) -> Result<Option<DeletedSite>> {
+        Self::get(&self.inner.deleted, code.as_bytes())
+    }
+
+    /// Removes a child site from the site list, remembering what a
+    /// re-created site keeps; its leftover outbox jobs move to the failed box.
+    pub fn remove_site(&self, gone: &DeletedSite) -> Result<usize> {
+        let code = &gone.site_code;
+        let keys: Vec<sled::IVec> = self
+            .inner
+            .outbox
+            .scan_prefix(code.as_bytes())
+            .keys()
+            .collect::<std::result::Result<_, _>>()?;
+        for k in &keys {
+            (&self.inner.outbox, &self.inner.failed)
+                .transaction(|(ob, fb)| {
+                    if let Some(v) = ob.remove(k)? {
+                        let job: Job = dec(&v).map_err(ConflictableTransactionError::Abort)?;
+                        let f = FailedJob {
+                            job,
+                            reason: format!("site {code} was deleted"),
+                            failed_unix_ms: now_ms(),
+                        };
+                        fb.insert(k, enc(&f))?;
+                    }
+                    Ok(())
+                })
+                .map_err(txn_err)?;
+        }
+        let trees = (
+            &self.inner.sites,
+            &self.inner.child_control,
+            &self.inner.deleted,
+            &self.inner.pending_ct1,
+            &self.inner.links,
+        );
+        trees
+            .transaction(|(sites, cc, del, pend, links)| {
+                sites.remove(code.as_bytes())?;
+                cc.remove(code.as_bytes())?;
+                pend.remove(code.as_bytes())?;
+                links.remove(code.as_bytes())?;
+                del.insert(code.as_bytes(), enc(gone))?;
+                Ok(())
+            })
+            .map_err(txn_err)?;
+        Ok(keys.len())
     }
 
     // ---- link faults and injected faults --------------------------------------

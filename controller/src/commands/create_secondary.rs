@@ -113,6 +113,7 @@ pub async fn wait_active(
                 site: String::new(),
                 id: STATUS_CHANGED,
                 limit: 500,
+                after_uid: vec![],
             })
             .await
             .map_err(|e| status_err("status-messages", e))?

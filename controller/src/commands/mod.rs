@@ -1,20 +1,32 @@
 //! One module per controller command.
 
+pub mod add_domain;
+pub mod bad_box;
 pub mod bootstrap_log;
+mod change;
 pub mod clear_fault;
 pub mod create_secondary;
+pub mod delete_site;
+pub mod diagnose;
+pub mod failed_jobs;
+pub mod force_ct2;
 pub mod inject_fault;
 pub mod log;
 pub mod package;
 pub mod probe;
+pub mod remove_domain;
 pub mod restore_link;
 pub mod retry_jobs;
+pub mod set_address;
+pub mod set_site_control;
 pub mod sever_link;
 pub mod site_control;
 pub mod sites;
 pub mod status;
 pub mod status_messages;
+pub mod submit_ct1;
 pub mod up;
+pub mod upgrade_site;
 
 use serde_json::{json, Value};
 use sms_proto::v1 as pb;

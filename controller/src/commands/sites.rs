@@ -27,11 +27,23 @@ pub async fn run(node: &Option<String>, out: &Out, _: Args) -> anyhow::Result<()
             "status": s.status,
             "serial": s.serial,
             "status_changed_unix_ms": s.status_changed_unix_ms,
+            "version": s.version,
+            "link_state": s.link_state,
+            "recent_errors": s.recent_errors,
+            "recent_warnings": s.recent_warnings,
         })).collect::<Vec<_>>()
     });
     out.print(&v, || {
         let mut t = table(&[
-            "site", "parent", "kind", "server", "status", "serial", "since",
+            "site",
+            "parent",
+            "kind",
+            "server",
+            "status",
+            "serial",
+            "since",
+            "link",
+            "errors/warnings (1 h)",
         ]);
         for s in &sites {
             t.add_row(vec![
@@ -46,6 +58,12 @@ pub async fn run(node: &Option<String>, out: &Out, _: Args) -> anyhow::Result<()
                 s.status.clone(),
                 s.serial.to_string(),
                 time(s.status_changed_unix_ms),
+                if s.link_state.is_empty() {
+                    "-".into()
+                } else {
+                    s.link_state.clone()
+                },
+                format!("{}/{}", s.recent_errors, s.recent_warnings),
             ]);
         }
         println!("{t}");

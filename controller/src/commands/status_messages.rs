@@ -17,6 +17,9 @@ pub struct Args {
     /// The newest N messages at most.
     #[arg(long, default_value_t = 1000)]
     limit: u32,
+    /// Keep printing new messages as they arrive (Ctrl-C stops).
+    #[arg(long)]
+    follow: bool,
 }
 
 fn severity(s: i32) -> &'static str {
@@ -28,32 +31,76 @@ fn severity(s: i32) -> &'static str {
     }
 }
 
+fn message_json(m: &pb::StatusMessage) -> serde_json::Value {
+    json!({
+        "id": m.id,
+        "severity": severity(m.severity),
+        "site_code": m.site_code,
+        "component": m.component,
+        "machine": m.machine,
+        "time": time(m.time_unix_ms),
+        "time_unix_ms": m.time_unix_ms,
+        "text": m.text,
+        "insertion_strings": m.insertion_strings,
+    })
+}
+
 pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()> {
     let addr = node_addr(node)?;
-    let msgs = admin(&addr)
-        .await?
-        .list_status_messages(pb::ListStatusMessagesRequest {
-            site: a.site.unwrap_or_default(),
-            id: a.id.unwrap_or(0),
-            limit: a.limit,
-        })
+    let mut c = admin(&addr).await?;
+    let req = |after_uid: Vec<u8>, limit: u32| pb::ListStatusMessagesRequest {
+        site: a.site.clone().unwrap_or_default(),
+        id: a.id.unwrap_or(0),
+        limit,
+        after_uid,
+    };
+    let msgs = c
+        .list_status_messages(req(vec![], a.limit))
         .await
         .map_err(|e| status_err("status-messages", e))?
         .into_inner()
         .messages;
-    let v = json!({
-        "messages": msgs.iter().map(|m| json!({
-            "id": m.id,
-            "severity": severity(m.severity),
-            "site_code": m.site_code,
-            "component": m.component,
-            "machine": m.machine,
-            "time": time(m.time_unix_ms),
-            "time_unix_ms": m.time_unix_ms,
-            "text": m.text,
-            "insertion_strings": m.insertion_strings,
-        })).collect::<Vec<_>>()
-    });
+    if a.follow {
+        // Print what is there, then every new message as it is stored (one
+        // line each; one JSON document per line with --json).
+        let mut last: Option<Vec<u8>> = None;
+        loop {
+            let batch = match &last {
+                None => msgs.clone(),
+                Some(uid) => {
+                    c.list_status_messages(req(uid.clone(), 1000))
+                        .await
+                        .map_err(|e| status_err("status-messages", e))?
+                        .into_inner()
+                        .messages
+                }
+            };
+            for m in &batch {
+                if out.json {
+                    println!("{}", message_json(m));
+                } else {
+                    println!(
+                        "{}  {}  {:>5} {:<13} {}",
+                        time(m.time_unix_ms),
+                        m.site_code,
+                        m.id,
+                        severity(m.severity),
+                        m.text
+                    );
+                }
+            }
+            if let Some(m) = batch.last() {
+                last = Some(m.uid.clone());
+            } else if last.is_none() {
+                last = Some(uuid::Uuid::nil().as_bytes().to_vec());
+            }
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+                _ = tokio::time::sleep(std::time::Duration::from_millis(300)) => {}
+            }
+        }
+    }
+    let v = json!({ "messages": msgs.iter().map(message_json).collect::<Vec<_>>() });
     out.print(&v, || {
         let mut t = table(&["time (UTC)", "site", "id", "severity", "component", "text"]);
         for m in &msgs {

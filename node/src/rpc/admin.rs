@@ -128,6 +128,90 @@ async fn detached<T: Send + 'static>(
 
 /// The state-changing calls, run detached by their trait methods.
 impl AdminSvc {
+    async fn force_ct2_now(&self, _: Request<pb::ForceCt2Request>) -> R<pb::ForceCt2Reply> {
+        self.installed()?;
+        let (site, serial) = crate::site_config::force_ct2(&self.ctx)
+            .await
+            .map_err(|e| Status::failed_precondition(format!("{e:#}")))?;
+        Ok(Response::new(pb::ForceCt2Reply {
+            site_code: site.to_string(),
+            serial,
+        }))
+    }
+
+    async fn change_site_control_now(
+        &self,
+        req: Request<pb::ChangeSiteControlRequest>,
+    ) -> R<pb::ChangeSiteControlReply> {
+        let req = req.into_inner();
+        let site = convert::opt_code(&req.site, "site")?;
+        let change = hierarchy::ControlChange {
+            polling_interval_ms: req.polling_interval_ms,
+            site_name: req.site_name,
+            address: req
+                .address
+                .map(|a| -> Result<_, convert::WireError> {
+                    Ok(hierarchy::AddressChange {
+                        to: a.to,
+                        retry_count: a.retry_count,
+                        retry_delay_ms: a.retry_delay_ms,
+                        concurrent_sendings: a.concurrent_sendings,
+                        rate_limit_bytes_per_sec: a.rate_limit_bytes_per_sec,
+                        schedule: if a.replace_schedule {
+                            Some(
+                                a.schedule
+                                    .iter()
+                                    .map(convert::rule_from)
+                                    .collect::<Result<_, _>>()?,
+                            )
+                        } else {
+                            None
+                        },
+                    })
+                })
+                .transpose()?,
+            add_domain: req.add_domain.map(|d| (d.name, d.browse)),
+            remove_domain: (!req.remove_domain.is_empty()).then_some(req.remove_domain),
+        };
+        let (site, base, serial) = hierarchy::change_site_control(&self.ctx, site, &change)
+            .await
+            .map_err(|e| match e {
+                hierarchy::ChangeError::Invalid(m) => Status::invalid_argument(m),
+                hierarchy::ChangeError::NotFound(m) => Status::not_found(m),
+                hierarchy::ChangeError::Precondition(m) => Status::failed_precondition(m),
+                hierarchy::ChangeError::Internal(m) => Status::internal(m),
+            })?;
+        Ok(Response::new(pb::ChangeSiteControlReply {
+            site_code: site.to_string(),
+            base_serial: base,
+            serial,
+        }))
+    }
+
+    async fn attach_primary_now(
+        &self,
+        req: Request<pb::AttachPrimaryRequest>,
+    ) -> R<pb::AttachPrimaryReply> {
+        let req = req.into_inner();
+        let rec = hierarchy::attach_primary(&self.ctx, &req.site_code, &req.server)
+            .await
+            .map_err(|e| match e {
+                CreateError::Invalid(m) => Status::invalid_argument(m),
+                CreateError::Exists(m) => Status::already_exists(m),
+                CreateError::Precondition(m) => Status::failed_precondition(m),
+                CreateError::Unreachable(m) => Status::unavailable(m),
+                CreateError::Internal(m) => Status::internal(m),
+            })?;
+        Ok(Response::new(pb::AttachPrimaryReply {
+            parent_site_code: rec
+                .parent_site_code
+                .map(|c| c.to_string())
+                .unwrap_or_default(),
+            parent_address: self.ctx.advertise.clone(),
+            link_secret: rec.link_secret,
+        }))
+    }
+
     async fn create_secondary_now(
         &self,
         req: Request<pb::CreateSecondaryRequest>,
@@ -340,6 +424,149 @@ impl AdminSvc {
 
 #[tonic::async_trait]
 impl pb::admin_server::Admin for AdminSvc {
+    async fn delete_site(&self, req: Request<pb::SiteRequest>) -> R<pb::CreateSecondaryReply> {
+        let ctx = self.ctx.clone();
+        let site = req.into_inner().site;
+        detached(async move {
+            let rec = hierarchy::delete_site(&ctx, &site)
+                .await
+                .map_err(|e| match e {
+                    CreateError::Invalid(m) => Status::not_found(m),
+                    CreateError::Exists(m) => Status::already_exists(m),
+                    CreateError::Precondition(m) => Status::failed_precondition(m),
+                    CreateError::Unreachable(m) => Status::unavailable(m),
+                    CreateError::Internal(m) => Status::internal(m),
+                })?;
+            Ok(Response::new(pb::CreateSecondaryReply {
+                site_code: rec.site_code.to_string(),
+                status: rec.status.to_string(),
+            }))
+        })
+        .await
+    }
+
+    async fn upgrade_site(&self, req: Request<pb::SiteRequest>) -> R<pb::CreateSecondaryReply> {
+        let ctx = self.ctx.clone();
+        let site = req.into_inner().site;
+        detached(async move {
+            let rec = hierarchy::upgrade_site(&ctx, &site)
+                .await
+                .map_err(|e| match e {
+                    CreateError::Invalid(m) => Status::not_found(m),
+                    CreateError::Exists(m) => Status::already_exists(m),
+                    CreateError::Precondition(m) => Status::failed_precondition(m),
+                    CreateError::Unreachable(m) => Status::unavailable(m),
+                    CreateError::Internal(m) => Status::internal(m),
+                })?;
+            Ok(Response::new(pb::CreateSecondaryReply {
+                site_code: rec.site_code.to_string(),
+                status: rec.status.to_string(),
+            }))
+        })
+        .await
+    }
+
+    async fn submit_ct1(&self, req: Request<pb::Ct1>) -> R<pb::ChangeSiteControlReply> {
+        let id = self.installed()?;
+        let c = req.into_inner();
+        let proposed = c
+            .proposed
+            .as_ref()
+            .ok_or_else(|| Status::invalid_argument("ct1.proposed is missing"))?;
+        let ct1 = Ct1 {
+            base_serial: c.base_serial,
+            proposed: convert::control_from(proposed)?,
+            origin: if c.origin.is_empty() {
+                "submit-ct1".into()
+            } else {
+                c.origin
+            },
+        };
+        let base = ct1.base_serial;
+        let job = Job::new(
+            id.site_code.clone(),
+            id.site_code.clone(),
+            Priority::High,
+            Payload::Ct1(ct1),
+        );
+        let ctx = self.ctx.clone();
+        detached(async move {
+            ctx.store
+                .put_inbox(crate::store::Inbox::SiteControl, &job)
+                .map_err(internal)?;
+            ctx.store.durable().await.map_err(internal)?;
+            ctx.scm_wake.notify_one();
+            Ok(())
+        })
+        .await?;
+        Ok(Response::new(pb::ChangeSiteControlReply {
+            site_code: id.site_code.to_string(),
+            base_serial: base,
+            serial: base + 1,
+        }))
+    }
+
+    async fn list_bad_ct1(&self, _: Request<pb::ListBadCt1Request>) -> R<pb::BadCt1List> {
+        let bad = self.ctx.store.bad_ct1s().map_err(internal)?;
+        Ok(Response::new(pb::BadCt1List {
+            entries: bad
+                .iter()
+                .map(|b| pb::BadCt1 {
+                    base_serial: b.ct1.base_serial,
+                    site_code: b.ct1.proposed.site_code.to_string(),
+                    origin: b.ct1.origin.clone(),
+                    reason: b.reason.clone(),
+                    rejected_unix_ms: b.rejected_unix_ms,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn force_ct2(&self, req: Request<pb::ForceCt2Request>) -> R<pb::ForceCt2Reply> {
+        let this = AdminSvc {
+            ctx: self.ctx.clone(),
+        };
+        detached(async move { this.force_ct2_now(req).await }).await
+    }
+
+    async fn change_site_control(
+        &self,
+        req: Request<pb::ChangeSiteControlRequest>,
+    ) -> R<pb::ChangeSiteControlReply> {
+        let this = AdminSvc {
+            ctx: self.ctx.clone(),
+        };
+        detached(async move { this.change_site_control_now(req).await }).await
+    }
+
+    async fn attach_primary(
+        &self,
+        req: Request<pb::AttachPrimaryRequest>,
+    ) -> R<pb::AttachPrimaryReply> {
+        let this = AdminSvc {
+            ctx: self.ctx.clone(),
+        };
+        detached(async move { this.attach_primary_now(req).await }).await
+    }
+
+    async fn list_failed_jobs(&self, req: Request<pb::LinkRequest>) -> R<pb::FailedJobList> {
+        let to = convert::code(&req.into_inner().to, "to")?;
+        let jobs = self.ctx.store.failed_jobs(&to).map_err(internal)?;
+        Ok(Response::new(pb::FailedJobList {
+            jobs: jobs
+                .iter()
+                .map(|f| pb::FailedJob {
+                    job_id: f.job.id.as_bytes().to_vec(),
+                    kind: f.job.payload.kind().to_string(),
+                    dest_site: f.job.dest.to_string(),
+                    attempts: f.job.attempts,
+                    reason: f.reason.clone(),
+                    failed_unix_ms: f.failed_unix_ms,
+                })
+                .collect(),
+        }))
+    }
+
     async fn create_secondary(
         &self,
         req: Request<pb::CreateSecondaryRequest>,
@@ -463,9 +690,30 @@ impl pb::admin_server::Admin for AdminSvc {
                 },
             );
         }
-        Ok(Response::new(pb::SiteList {
-            sites: sites.iter().map(convert::site_to).collect(),
-        }))
+        // Health at a glance: recent errors and warnings, and link state.
+        let counts = self
+            .ctx
+            .store
+            .recent_severity_counts(now_ms().saturating_sub(3_600_000))
+            .map_err(internal)?;
+        let out = sites
+            .iter()
+            .map(|s| {
+                let mut r = convert::site_to(s);
+                let (e, w) = counts.get(&s.site_code).copied().unwrap_or_default();
+                r.recent_errors = e;
+                r.recent_warnings = w;
+                if self.ctx.scheduler.link(&s.site_code).is_some() {
+                    r.link_state = self.link_state(&s.site_code).state;
+                }
+                r.version = match self.ctx.store.child_ct2(&s.site_code) {
+                    Ok(Some(c)) => c.version,
+                    _ => String::new(),
+                };
+                r
+            })
+            .collect();
+        Ok(Response::new(pb::SiteList { sites: out }))
     }
 
     async fn get_site_control(
@@ -528,11 +776,15 @@ impl pb::admin_server::Admin for AdminSvc {
         } else {
             req.limit as usize
         };
-        let msgs = self
-            .ctx
-            .store
-            .status_messages(site.as_ref(), id, limit)
-            .map_err(internal)?;
+        let msgs = if req.after_uid.is_empty() {
+            self.ctx.store.status_messages(site.as_ref(), id, limit)
+        } else {
+            let after = convert::uuid(&req.after_uid, "after_uid")?;
+            self.ctx
+                .store
+                .status_after(&after, site.as_ref(), id, limit)
+        }
+        .map_err(internal)?;
         Ok(Response::new(pb::StatusMessageList {
             messages: msgs.iter().map(convert::status_to).collect(),
         }))

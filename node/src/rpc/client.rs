@@ -243,6 +243,30 @@ pub async fn install_bootstrap(
     }
 }
 
+/// Asks primary `parent` to take `code` (reachable at `server`) as a child
+/// primary. Returns (parent site code, parent address, link secret).
+pub async fn attach_primary(
+    connector: &Connector,
+    parent: &str,
+    code: &SiteCode,
+    server: &str,
+    site_name: &str,
+) -> Result<(String, String, String), String> {
+    let channel = connector.connect(parent).await?;
+    let mut c = pb::admin_client::AdminClient::new(channel);
+    let req = pb::AttachPrimaryRequest {
+        site_code: code.to_string(),
+        server: server.to_string(),
+        site_name: site_name.to_string(),
+    };
+    let r = tokio::time::timeout(connector.request_timeout, c.attach_primary(req))
+        .await
+        .map_err(|_| format!("{parent} did not answer"))?
+        .map_err(|s| format!("{parent} refused: {}", s.message()))?
+        .into_inner();
+    Ok((r.parent_site_code, r.parent_address, r.link_secret))
+}
+
 /// What a node says it is, via its bootstrap service.
 pub async fn probe(connector: &Connector, server: &str) -> Result<pb::ProbeReply, String> {
     let channel = connector.connect(server).await?;

@@ -83,7 +83,30 @@ pub fn address_to(a: &Address) -> pb::Address {
         retry_delay_ms: a.retry_delay_ms,
         concurrent_sendings: a.concurrent_sendings,
         rate_limit_bytes_per_sec: a.rate_limit_bytes_per_sec,
+        schedule: a.schedule.iter().map(rule_to).collect(),
     }
+}
+
+pub fn rule_to(r: &ScheduleRule) -> pb::ScheduleRule {
+    pb::ScheduleRule {
+        start_hour: r.start_hour as u32,
+        end_hour: r.end_hour as u32,
+        lowest: priority_to(r.lowest),
+    }
+}
+
+pub fn rule_from(r: &pb::ScheduleRule) -> R<ScheduleRule> {
+    if r.start_hour > 23 || r.end_hour > 24 {
+        return Err(WireError(format!(
+            "schedule hours {}-{} are outside 0-24",
+            r.start_hour, r.end_hour
+        )));
+    }
+    Ok(ScheduleRule {
+        start_hour: r.start_hour as u8,
+        end_hour: r.end_hour as u8,
+        lowest: priority_from(r.lowest)?,
+    })
 }
 
 pub fn address_from(a: &pb::Address) -> R<Address> {
@@ -94,6 +117,7 @@ pub fn address_from(a: &pb::Address) -> R<Address> {
         retry_delay_ms: a.retry_delay_ms,
         concurrent_sendings: a.concurrent_sendings,
         rate_limit_bytes_per_sec: a.rate_limit_bytes_per_sec,
+        schedule: a.schedule.iter().map(rule_from).collect::<R<_>>()?,
     })
 }
 
@@ -179,6 +203,7 @@ pub fn ct2_to(c: &Ct2) -> pb::Ct2 {
         version: c.version.clone(),
         reported_unix_ms: c.reported_unix_ms,
         server: c.server.clone(),
+        kind: c.kind.as_str().to_string(),
     }
 }
 
@@ -199,6 +224,7 @@ pub fn ct2_from(c: &pb::Ct2) -> R<Ct2> {
         version: c.version.clone(),
         reported_unix_ms: c.reported_unix_ms,
         server: c.server.clone(),
+        kind: c.kind.parse().map_err(WireError)?,
     })
 }
 
@@ -288,6 +314,9 @@ pub fn job_to(job: &Job, chunk: Option<Chunk>) -> pb::Job {
             })
         }
         (Payload::Bootstrap(b), _) => Kind::Bootstrap(bootstrap_to(b)),
+        (Payload::Deinstall(c), _) => Kind::Deinstall(pb::Deinstall {
+            site_code: c.to_string(),
+        }),
     };
     pb::Job {
         id: job.id.as_bytes().to_vec(),
@@ -332,6 +361,7 @@ pub fn job_from(j: pb::Job) -> R<(Job, Option<Chunk>)> {
             })
         }
         Kind::Bootstrap(b) => Payload::Bootstrap(Box::new(bootstrap_from(&b)?)),
+        Kind::Deinstall(d) => Payload::Deinstall(code(&d.site_code, "deinstall.site_code")?),
     };
     Ok((
         Job {
@@ -348,8 +378,13 @@ pub fn job_from(j: pb::Job) -> R<(Job, Option<Chunk>)> {
     ))
 }
 
+/// A site record as the Admin service lists it; health fields are filled by the caller.
 pub fn site_to(r: &SiteRecord) -> pb::SiteRecord {
     pb::SiteRecord {
+        recent_errors: 0,
+        recent_warnings: 0,
+        link_state: String::new(),
+        version: String::new(),
         site_code: r.site_code.to_string(),
         parent_site_code: opt_str(&r.parent_site_code),
         kind: r.kind.as_str().to_string(),

@@ -1,0 +1,355 @@
+//! `controller diagnose --site C` (at C's parent, or any ancestor that lists
+//! C): gathers both ends of the link, names the likely cause in plain words,
+//! and gives the command that fixes it.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sms_proto::v1 as pb;
+
+use crate::client::{admin, node_addr, status_err};
+use crate::output::{time, Out};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The site to explain.
+    #[arg(long)]
+    site: String,
+}
+
+/// What the child's own node says, when it can be reached.
+struct ChildView {
+    status: pb::NodeStatus,
+    bootstrap_log: Vec<String>,
+    failed_up: Vec<pb::FailedJob>,
+}
+
+async fn child_view(server: &str, parent_code: &str) -> Result<ChildView, String> {
+    let mut c = tokio::time::timeout(Duration::from_secs(5), admin(server))
+        .await
+        .map_err(|_| format!("{server} did not answer within 5 s"))?
+        .map_err(|e| format!("{e:#}"))?;
+    let status = c
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .map_err(|e| e.message().to_string())?
+        .into_inner();
+    let bootstrap_log = c
+        .read_log(pb::ReadLogRequest {
+            name: "bootstrap".into(),
+            tail: 15,
+        })
+        .await
+        .map(|r| r.into_inner().lines)
+        .unwrap_or_default();
+    let failed_up = if status.role == "bare" {
+        vec![]
+    } else {
+        c.list_failed_jobs(pb::LinkRequest {
+            to: parent_code.into(),
+        })
+        .await
+        .map(|r| r.into_inner().jobs)
+        .unwrap_or_default()
+    };
+    Ok(ChildView {
+        status,
+        bootstrap_log,
+        failed_up,
+    })
+}
+
+fn link_json(l: Option<&pb::LinkState>) -> Value {
+    match l {
+        Some(l) => super::link_json(l),
+        None => Value::Null,
+    }
+}
+
+pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()> {
+    let addr = node_addr(node)?;
+    let mut c = admin(&addr).await?;
+    let me = c
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .map_err(|e| status_err("diagnose", e))?
+        .into_inner();
+    let sites = c
+        .list_sites(pb::ListSitesRequest {})
+        .await
+        .map_err(|e| status_err("diagnose", e))?
+        .into_inner()
+        .sites;
+    let Some(site) = sites.iter().find(|s| s.site_code == a.site).cloned() else {
+        anyhow::bail!(
+            "site {} is not in the site list of {} ({addr})",
+            a.site,
+            me.site_code
+        );
+    };
+    let link = me.links.iter().find(|l| l.to == site.site_code).cloned();
+    let failed_down = if link.is_some() {
+        c.list_failed_jobs(pb::LinkRequest {
+            to: site.site_code.clone(),
+        })
+        .await
+        .map(|r| r.into_inner().jobs)
+        .unwrap_or_default()
+    } else {
+        vec![]
+    };
+    let last = c
+        .list_status_messages(pb::ListStatusMessagesRequest {
+            site: site.site_code.clone(),
+            id: 0,
+            limit: 5,
+            after_uid: vec![],
+        })
+        .await
+        .map(|r| r.into_inner().messages)
+        .unwrap_or_default();
+    let child = child_view(&site.server, &site.parent_site_code).await;
+
+    // Findings, most specific first.
+    let (cause, mut fix): (String, Vec<String>) = diagnose(
+        &addr,
+        &me,
+        &site,
+        link.as_ref(),
+        &failed_down,
+        &last,
+        &child,
+    );
+    fix.dedup();
+
+    let child_json = match &child {
+        Ok(v) => json!({
+            "reachable": true,
+            "role": v.status.role,
+            "site_code": v.status.site_code,
+            "bootstrap": {"state": v.status.bootstrap_state, "detail": v.status.bootstrap_detail},
+            "link_to_parent": link_json(v.status.links.iter().find(|l| l.to == site.parent_site_code)),
+            "failed_jobs_to_parent": v.failed_up.iter().map(|j| json!({"kind": j.kind, "attempts": j.attempts, "reason": j.reason})).collect::<Vec<_>>(),
+            "bootstrap_log": v.bootstrap_log,
+        }),
+        Err(e) => json!({"reachable": false, "error": e}),
+    };
+    let v = json!({
+        "site_code": site.site_code,
+        "status": site.status,
+        "since": time(site.status_changed_unix_ms),
+        "server": site.server,
+        "parent": {
+            "site_code": me.site_code,
+            "link": link_json(link.as_ref()),
+            "failed_jobs": failed_down.iter().map(|j| json!({"kind": j.kind, "attempts": j.attempts, "reason": j.reason})).collect::<Vec<_>>(),
+            "last_messages": last.iter().map(|m| json!({"id": m.id, "time": time(m.time_unix_ms), "text": m.text})).collect::<Vec<_>>(),
+        },
+        "child": child_json,
+        "cause": cause,
+        "fix": fix,
+    });
+    out.print(&v, || {
+        println!(
+            "site {} on {}: {} since {}",
+            site.site_code,
+            site.server,
+            site.status,
+            time(site.status_changed_unix_ms)
+        );
+        match &link {
+            Some(l) => println!(
+                "  {} -> {} link: {} ({} queued, {} failed) {}",
+                me.site_code, site.site_code, l.state, l.queued_jobs, l.failed_jobs, l.detail
+            ),
+            None => println!(
+                "  {} has no direct link to {}",
+                me.site_code, site.site_code
+            ),
+        }
+        match last.last() {
+            Some(m) => println!(
+                "  last status message from {}: {} {}",
+                site.site_code,
+                time(m.time_unix_ms),
+                m.text
+            ),
+            None => println!(
+                "  no status message from {} has reached {}",
+                site.site_code, me.site_code
+            ),
+        }
+        match &child {
+            Ok(cv) => {
+                println!(
+                    "  {} says: role {}, bootstrap {} {}",
+                    site.server,
+                    cv.status.role,
+                    cv.status.bootstrap_state,
+                    cv.status.bootstrap_detail
+                );
+                if let Some(l) = cv
+                    .status
+                    .links
+                    .iter()
+                    .find(|l| l.to == site.parent_site_code)
+                {
+                    println!(
+                        "  {} -> {} link: {} ({} queued, {} failed) {}",
+                        site.site_code, l.to, l.state, l.queued_jobs, l.failed_jobs, l.detail
+                    );
+                }
+                for j in &cv.failed_up {
+                    println!(
+                        "  failed job on {}: {} after {} attempts: {}",
+                        site.site_code, j.kind, j.attempts, j.reason
+                    );
+                }
+                if !cv.bootstrap_log.is_empty() {
+                    println!("  bootstrap log (last lines):");
+                    for l in cv.bootstrap_log.iter().rev().take(5).rev() {
+                        println!("    {l}");
+                    }
+                }
+            }
+            Err(e) => println!("  cannot reach {}: {e}", site.server),
+        }
+        println!("\nlikely cause: {cause}");
+        for f in &fix {
+            println!("fix: {f}");
+        }
+    });
+    Ok(())
+}
+
+fn diagnose(
+    addr: &str,
+    me: &pb::NodeStatus,
+    site: &pb::SiteRecord,
+    link: Option<&pb::LinkState>,
+    failed_down: &[pb::FailedJob],
+    last: &[pb::StatusMessage],
+    child: &Result<ChildView, String>,
+) -> (String, Vec<String>) {
+    let (code, server, p) = (&site.site_code, &site.server, &me.site_code);
+    let mut fix = Vec::new();
+    if let Some(l) = link.filter(|l| l.state == "severed") {
+        fix.push(format!("controller --node {addr} restore-link --to {code}"));
+        return (format!("the link from {p} to {code} was cut by an administrator ({}); {code}'s reports wait at {code} until it is restored", l.detail), fix);
+    }
+    if let Some(j) = failed_down.first() {
+        fix.push(format!("controller --node {addr} retry-jobs --to {code}"));
+        return (
+            format!(
+                "a {} job from {p} to {code} failed after {} attempts: {}",
+                j.kind, j.attempts, j.reason
+            ),
+            fix,
+        );
+    }
+    let cv = match child {
+        Err(e) => {
+            fix.push(format!("start sms-node on {server} with its existing data dir, or repair the network; its queued reports then flow without further action"));
+            return (
+                format!("{p} cannot reach {code}'s server {server}: {e}"),
+                fix,
+            );
+        }
+        Ok(cv) => cv,
+    };
+    let st = &cv.status;
+    if st.bootstrap_state == "failed" {
+        if st.bootstrap_detail.contains("injected fault") {
+            fix.push(format!(
+                "controller --node {server} clear-fault bootstrap-failure"
+            ));
+        }
+        fix.push(format!(
+            "controller --node {addr} upgrade-site --site {code} --wait"
+        ));
+        return (
+            format!(
+                "the bootstrap on {server} {}; as in SMS, no status message about it reaches {p}",
+                st.bootstrap_detail
+            ),
+            fix,
+        );
+    }
+    if st.role == "bare" && st.bootstrap_state == "none" {
+        let detail = link
+            .map(|l| format!("{} {}", l.state, l.detail))
+            .unwrap_or_default();
+        return (format!("the bootstrap has not reached {server} yet (link from {p}: {detail}); {p} keeps retrying"), fix);
+    }
+    if st.site_code != *code && !st.site_code.is_empty() {
+        return (
+            format!("{server} is installed as site {}, not {code}", st.site_code),
+            fix,
+        );
+    }
+    let up = st.links.iter().find(|l| l.to == site.parent_site_code);
+    if let Some(l) = up.filter(|l| l.state == "severed") {
+        fix.push(format!(
+            "controller --node {server} restore-link --to {}",
+            site.parent_site_code
+        ));
+        return (
+            format!(
+                "{code} cut its own link to {} ({})",
+                site.parent_site_code, l.detail
+            ),
+            fix,
+        );
+    }
+    if let Some(j) = cv.failed_up.iter().find(|j| j.kind == "ct2") {
+        if j.reason.contains("injected fault") {
+            fix.push(format!(
+                "controller --node {server} clear-fault ct2-job-failure"
+            ));
+        }
+        fix.push(format!("controller --node {server} force-ct2"));
+        return (format!("the job carrying {code}'s site control report (CT2) failed after {} attempts: {}; the phase 4 report got through, so {p} shows {}", j.attempts, j.reason, site.status), fix);
+    }
+    if let Some(j) = cv.failed_up.first() {
+        fix.push(format!(
+            "controller --node {server} retry-jobs --to {}",
+            site.parent_site_code
+        ));
+        return (
+            format!(
+                "a {} job from {code} failed after {} attempts: {}",
+                j.kind, j.attempts, j.reason
+            ),
+            fix,
+        );
+    }
+    if let Some(l) = up.filter(|l| l.queued_jobs > 0 && l.state != "up") {
+        return (
+            format!(
+                "{code} holds {} reports for {} but its link is {}: {}",
+                l.queued_jobs, site.parent_site_code, l.state, l.detail
+            ),
+            fix,
+        );
+    }
+    if site.status == "Active" {
+        let when = last
+            .last()
+            .map(|m| time(m.time_unix_ms))
+            .unwrap_or_else(|| "-".into());
+        return (
+            format!("{code} is Active; nothing to fix (last status message {when})"),
+            fix,
+        );
+    }
+    if st.bootstrap_state == "running" {
+        return (
+            format!("{code} is still installing ({})", st.bootstrap_detail),
+            fix,
+        );
+    }
+    (
+        format!("{code} is installed and its links are up; its reports should arrive shortly"),
+        fix,
+    )
+}

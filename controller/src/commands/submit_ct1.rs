@@ -1,0 +1,126 @@
+//! `controller submit-ct1 --file F`: drop a CT1 into the node's site control
+//! inbox as it is, like copying a `.CT1` file into SMS's `sitecfg.box`. The
+//! Site Configuration Manager validates it; a bad one lands in the bad box.
+//!
+//! The file is JSON: `{"base_serial": N, "origin": "...", "proposed": {...}}`
+//! where `proposed` has the fields `site-control --json` prints.
+
+use serde_json::{json, Value};
+use sms_proto::v1 as pb;
+
+use crate::client::{admin, node_addr, status_err};
+use crate::output::Out;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// JSON file holding the CT1.
+    #[arg(long)]
+    file: std::path::PathBuf,
+}
+
+fn field<'a>(v: &'a Value, k: &str) -> anyhow::Result<&'a Value> {
+    v.get(k)
+        .ok_or_else(|| anyhow::anyhow!("the CT1 file has no field {k:?}"))
+}
+
+fn rule(r: &Value) -> pb::ScheduleRule {
+    pb::ScheduleRule {
+        start_hour: r["start_hour"].as_u64().unwrap_or_default() as u32,
+        end_hour: r["end_hour"].as_u64().unwrap_or_default() as u32,
+        lowest: match r["lowest"].as_str() {
+            Some("high") => pb::Priority::High as i32,
+            Some("medium") => pb::Priority::Medium as i32,
+            _ => pb::Priority::Low as i32,
+        },
+    }
+}
+
+fn control(v: &Value) -> anyhow::Result<pb::SiteControl> {
+    let s = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or_default();
+    let list = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    Ok(pb::SiteControl {
+        site_code: s("site_code"),
+        site_name: s("site_name"),
+        serial: n("serial"),
+        parent_site_code: s("parent_site_code"),
+        polling_interval_ms: n("polling_interval_ms"),
+        version: s("version"),
+        next_unique_id: n("next_unique_id"),
+        domains: list("domains")
+            .iter()
+            .map(|d| pb::Domain {
+                name: d["name"].as_str().unwrap_or_default().into(),
+                browse: d["browse"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                logon_servers: vec![],
+            })
+            .collect(),
+        addresses: list("addresses")
+            .iter()
+            .map(|a| pb::Address {
+                site_code: a["site_code"].as_str().unwrap_or_default().into(),
+                server: a["server"].as_str().unwrap_or_default().into(),
+                retry_count: a["retry_count"].as_u64().unwrap_or_default() as u32,
+                retry_delay_ms: a["retry_delay_ms"].as_u64().unwrap_or_default(),
+                concurrent_sendings: a["concurrent_sendings"].as_u64().unwrap_or_default() as u32,
+                rate_limit_bytes_per_sec: a["rate_limit_bytes_per_sec"]
+                    .as_u64()
+                    .unwrap_or_default(),
+                schedule: a["schedule"]
+                    .as_array()
+                    .map(|rules| rules.iter().map(rule).collect())
+                    .unwrap_or_default(),
+            })
+            .collect(),
+    })
+}
+
+pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()> {
+    let addr = node_addr(node)?;
+    let text = std::fs::read_to_string(&a.file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", a.file.display()))?;
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{} is not JSON: {e}", a.file.display()))?;
+    let base = field(&v, "base_serial")?
+        .as_u64()
+        .ok_or_else(|| anyhow::anyhow!("base_serial must be a number"))?;
+    let ct1 = pb::Ct1 {
+        base_serial: base,
+        proposed: Some(control(field(&v, "proposed")?)?),
+        origin: v
+            .get("origin")
+            .and_then(Value::as_str)
+            .unwrap_or("submit-ct1")
+            .to_string(),
+    };
+    let r = admin(&addr)
+        .await?
+        .submit_ct1(ct1)
+        .await
+        .map_err(|e| status_err("submit-ct1", e))?
+        .into_inner();
+    out.print(&json!({"site_code": r.site_code, "base_serial": r.base_serial}), || {
+        println!(
+            "CT1 placed in the site control inbox of {}; `controller bad-box` lists it if it is refused",
+            r.site_code
+        )
+    });
+    Ok(())
+}
