@@ -64,6 +64,8 @@ pub enum Command {
     SubmitCt1(submit_ct1::Args),
     /// CT1s the Site Configuration Manager refused, with the reason.
     BadBox(bad_box::Args),
+    /// At a logon server: SMS unique IDs from its range.
+    AllocateId(allocate_id::Args),
     /// Add a domain (with its browse list) to a site's control.
     AddDomain(add_domain::Args),
     /// Remove a domain from a site's control.
@@ -104,6 +106,7 @@ impl Cli {
             Command::SetSiteControl(a) => set_site_control::run(&node, &out, a).await,
             Command::SetAddress(a) => set_address::run(&node, &out, a).await,
             Command::AddDomain(a) => add_domain::run(&node, &out, a).await,
+            Command::AllocateId(a) => allocate_id::run(&node, &out, a).await,
             Command::SubmitCt1(a) => submit_ct1::run(&node, &out, a).await,
             Command::BadBox(a) => bad_box::run(&node, &out, a).await,
             Command::RemoveDomain(a) => remove_domain::run(&node, &out, a).await,

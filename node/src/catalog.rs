@@ -69,6 +69,24 @@ catalogue! {
         "Site %1 install phase 3 complete: the initial site control was processed into serial %2.";
     BOOTSTRAP_PHASE4 = 3303, Informational, "SMS_BOOTSTRAP",
         "Site %1 install phase 4 complete: the first site control report (CT2) is queued for parent site %2; the bootstrap has removed itself.";
+    LOGON_FOUND = 2810, Informational, "SMS_SITE_CONFIG_MANAGER",
+        "Found member server %1 of domain %2; it is pending install as a logon server.";
+    LOGON_INSTALLED = 2811, Informational, "SMS_SITE_CONFIG_MANAGER",
+        "Installed the logon server component on %1 (domain %2) with SMS unique IDs %3 to %4.";
+    LOGON_REINSTALL = 2812, Warning, "SMS_SITE_CONFIG_MANAGER",
+        "Logon server %1 (domain %2) lost its install; it is being reinstalled with a new ID range.";
+    LOGON_UNINSTALLED = 2813, Informational, "SMS_SITE_CONFIG_MANAGER",
+        "Removed the logon server component from %1: domain %2 is no longer in the site control.";
+    LOGON_OTHER_SITE = 2814, Warning, "SMS_SITE_CONFIG_MANAGER",
+        "Server %1 in the browse list of domain %2 is already a logon server of site %3; it was left alone.";
+    LOGON_NOT_MEMBER = 2815, Warning, "SMS_SITE_CONFIG_MANAGER",
+        "Server %1 in the browse list of domain %2 is not a member server of that domain (it is %3); nothing was installed.";
+    LOGON_UNRESOLVED = 2816, Warning, "SMS_SITE_CONFIG_MANAGER",
+        "Browse entry %1 of domain %2 resolves to no address (%3).";
+    LOGON_UNREACHABLE = 2817, Warning, "SMS_SITE_CONFIG_MANAGER",
+        "Server %1 of domain %2 does not answer: %3.";
+    LOGON_INSTALL_FAILED = 2818, Error, "SMS_SITE_CONFIG_MANAGER",
+        "Could not install the logon server component on %1 (domain %2): %3. It stays pending install.";
     JOB_FAILED = 4400, Error, "SMS_SENDER",
         "Job %1 (%2) for site %3 failed after %4 attempts and was kept in the failed box: %5.";
     LINK_SEVERED = 4401, Warning, "SMS_SENDER",

@@ -199,6 +199,11 @@ pub async fn delete_site(ctx: &Arc<Ctx>, code: &str) -> Result<SiteRecord, Creat
         rec.status = SiteStatus::Deleting;
         return Ok(rec);
     }
+    // The child's counter may have moved since its last CT2: take it live,
+    // so a site re-created with this code never hands out an ID twice.
+    if let Ok(next) = client::live_next_unique_id(&ctx.connector, &rec.server).await {
+        ctx.store.raise_child_counter(&code, next)?;
+    }
     {
         let _records = ctx.site_lock.lock().await;
         rec.status = SiteStatus::Deleting;
@@ -733,6 +738,12 @@ pub async fn change_site_control(
         Some(p) if p.base_serial >= base => (p.base_serial + 1, p.proposed),
         _ => (base, proposed),
     };
+    // Only the control itself: not the logon servers the site tracks, nor a
+    // removed domain still shown while its servers are uninstalled.
+    proposed.domains.retain(|d| !d.browse.is_empty());
+    for d in &mut proposed.domains {
+        d.logon_servers.clear();
+    }
     change.apply(&mut proposed).map_err(ChangeError::Invalid)?;
     let ct1 = Ct1 {
         base_serial: base,

@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod despooler;
 pub mod hierarchy;
 pub mod logging;
+pub mod logon;
 pub mod model;
 pub mod node;
 pub mod rpc;

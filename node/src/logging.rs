@@ -13,6 +13,8 @@ use tracing_subscriber::{fmt, Layer};
 /// Module → log file. Events from other `sms_node` modules go to `node.log`.
 pub const COMPONENT_LOGS: &[(&str, &str)] = &[
     ("sms_node::site_config", "sitectrl"),
+    // Stages 2 and 3 of the watchdog cycle (and the logon server side).
+    ("sms_node::logon", "sitectrl"),
     ("sms_node::hierarchy", "hman"),
     ("sms_node::scheduler", "sched"),
     ("sms_node::sender", "sender"),

@@ -533,6 +533,68 @@ pub struct DeletedSite {
     pub server: String,
 }
 
+/// A logon server of this site, as the site tracks it (kept beside CT0,
+/// merged into the site control views and CT2s).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogonRecord {
+    pub domain: String,
+    pub server: String,
+    pub state: LogonState,
+    pub node_id: String,
+    /// The last SMS unique ID range handed to it.
+    pub range: (u64, u64),
+    pub changed_unix_ms: u64,
+}
+
+/// The logon server component installed on a member server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogonInstall {
+    pub site_code: SiteCode,
+    pub site_address: String,
+    pub domain: String,
+    pub script_version: u64,
+    pub script: String,
+    /// ID ranges [start, end) still to hand out, in order; the first is current.
+    pub ranges: Vec<(u64, u64)>,
+    /// Next ID of the current range.
+    pub next_id: u64,
+}
+
+impl LogonInstall {
+    /// IDs left across all ranges.
+    pub fn remaining(&self) -> u64 {
+        self.ranges
+            .iter()
+            .enumerate()
+            .map(|(i, (s, e))| {
+                if i == 0 {
+                    e.saturating_sub(self.next_id.max(*s))
+                } else {
+                    e - s
+                }
+            })
+            .sum()
+    }
+
+    /// Takes up to `count` IDs; fewer if the ranges run out.
+    pub fn take(&mut self, count: usize) -> Vec<u64> {
+        let mut out = Vec::with_capacity(count);
+        while out.len() < count {
+            let Some(&(start, end)) = self.ranges.first() else {
+                break;
+            };
+            self.next_id = self.next_id.max(start);
+            if self.next_id >= end {
+                self.ranges.remove(0);
+                continue;
+            }
+            out.push(self.next_id);
+            self.next_id += 1;
+        }
+        out
+    }
+}
+
 /// Where a bare node's bootstrap stands; persisted so a restart resumes it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BootstrapState {

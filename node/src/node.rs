@@ -70,6 +70,10 @@ pub struct Ctx {
     pub restart: CancellationToken,
     /// Set by `force-ct2`: the next stage 4 sends a CT2 even if one is queued.
     pub force_ct2: std::sync::atomic::AtomicBool,
+    /// Serialises a logon server's ID allocations and range refills.
+    pub logon_lock: tokio::sync::Mutex<()>,
+    /// Set while a range refill is under way.
+    pub logon_refill: std::sync::atomic::AtomicBool,
     /// Set while a task runs the bootstrap phases.
     pub bootstrap_task: std::sync::atomic::AtomicBool,
 }
@@ -255,6 +259,8 @@ impl Node {
             site_lock: tokio::sync::Mutex::new(()),
             bootstrap_task: std::sync::atomic::AtomicBool::new(false),
             force_ct2: std::sync::atomic::AtomicBool::new(false),
+            logon_lock: tokio::sync::Mutex::new(()),
+            logon_refill: std::sync::atomic::AtomicBool::new(false),
             restart: CancellationToken::new(),
             store,
         });

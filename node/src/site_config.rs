@@ -58,13 +58,15 @@ pub async fn run(ctx: Arc<Ctx>) -> anyhow::Result<()> {
 
 async fn cycle(ctx: &Arc<Ctx>, timers: &mut Timers) -> anyhow::Result<()> {
     tracing::info!("watchdog cycle: stage 1 begins");
-    stage1_timers(ctx, timers)?;
+    stage1_timers(ctx, timers).await?;
     let applied = stage1_site_control(ctx).await?;
     tracing::info!(applied, "stage 1 done");
     tracing::info!("stage 2 begins");
     stage2(ctx);
+    crate::logon::discover(ctx).await?;
     tracing::info!("stage 3 begins");
     stage3(ctx)?;
+    crate::logon::reconcile(ctx).await?;
     tracing::info!("stage 4 begins");
     stage4(ctx).await?;
     tracing::info!("watchdog cycle complete");
@@ -72,22 +74,13 @@ async fn cycle(ctx: &Arc<Ctx>, timers: &mut Timers) -> anyhow::Result<()> {
 }
 
 /// Stage 1a: the interval jobs.
-fn stage1_timers(ctx: &Ctx, t: &mut Timers) -> anyhow::Result<()> {
+async fn stage1_timers(ctx: &Arc<Ctx>, t: &mut Timers) -> anyhow::Result<()> {
     let cfg = ctx.config();
     if due(&mut t.logon_scripts, LOGON_SCRIPT_INTERVAL) {
-        let servers: usize = cfg
-            .iter()
-            .flat_map(|c| &c.domains)
-            .map(|d| {
-                d.logon_servers
-                    .iter()
-                    .filter(|l| l.state == LogonState::Active)
-                    .count()
-            })
-            .sum();
+        let n = crate::logon::refresh_scripts(ctx).await?;
         tracing::info!(
-            servers,
-            "logon script refresh: {servers} active logon servers to refresh"
+            servers = n,
+            "logon script refresh: current script pushed to {n} logon servers"
         );
     }
     if due(&mut t.site_status_file, SITE_STATUS_INTERVAL) {
@@ -343,6 +336,10 @@ pub fn validate(
     }
     let mut new = p.clone();
     new.serial = serial + 1;
+    // Logon servers are the site's own business (kept beside CT0).
+    for d in &mut new.domains {
+        d.logon_servers.clear();
+    }
     new.parent_site_code = id.parent.map(|p| p.site_code);
     new.version = SOFTWARE_VERSION.to_string();
     Ok(new)
@@ -437,7 +434,7 @@ async fn stage4(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
         site_code: id.site_code.clone(),
         parent_site_code: id.parent.as_ref().map(|p| p.site_code.clone()),
         serial: cfg.serial,
-        control: cfg.clone(),
+        control: crate::logon::control_view(ctx, cfg.clone()),
         components: ctx.components.list(),
         version: id.version.clone(),
         reported_unix_ms: now_ms(),

@@ -191,6 +191,7 @@ struct Inner {
     child_control: Tree,
     pending_ct1: Tree,
     deleted: Tree,
+    logon_servers: Tree,
     links: Tree,
     faults: Tree,
     flush_tx: mpsc::UnboundedSender<FlushWaiter>,
@@ -209,6 +210,8 @@ const META_BOOTSTRAP: &[u8] = b"bootstrap_package";
 const META_BOOTSTRAP_STATE: &[u8] = b"bootstrap_state";
 const META_DOMAIN: &[u8] = b"member_domain";
 const META_FORMAT: &[u8] = b"format";
+const META_UNIQUE_ID: &[u8] = b"unique_id_next";
+const META_LOGON: &[u8] = b"logon_install";
 const STORE_FORMAT: u32 = 1;
 
 impl Store {
@@ -257,6 +260,7 @@ impl Store {
             child_control: t("hman.control")?,
             pending_ct1: t("hman.pending_ct1")?,
             deleted: t("hman.deleted")?,
+            logon_servers: t("logon.servers")?,
             links: t("link_faults")?,
             faults: t("faults")?,
             db,
@@ -1016,6 +1020,19 @@ impl Store {
             .map_err(txn_err)
     }
 
+    /// Raises the unique ID counter in this site's copy of a child's control.
+    pub fn raise_child_counter(&self, code: &SiteCode, next: u64) -> Result<()> {
+        if let Some(mut ct2) = self.child_ct2(code)? {
+            if next > ct2.control.next_unique_id {
+                ct2.control.next_unique_id = next;
+                self.inner
+                    .child_control
+                    .insert(code.as_bytes(), enc(&ct2))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The last CT2 a descendant (or this central site) reported.
     pub fn child_ct2(&self, code: &SiteCode) -> Result<Option<Ct2>> {
         Self::get(&self.inner.child_control, code.as_bytes())
@@ -1084,6 +1101,70 @@ impl Store {
             })
             .map_err(txn_err)?;
         Ok(keys.len())
+    }
+
+    // ---- logon servers and SMS unique IDs -------------------------------------
+
+    fn logon_key(domain: &str, server: &str) -> Vec<u8> {
+        [
+            domain.to_ascii_lowercase().as_bytes(),
+            &[0],
+            server.as_bytes(),
+        ]
+        .concat()
+    }
+
+    pub fn logon_records(&self) -> Result<Vec<LogonRecord>> {
+        self.inner
+            .logon_servers
+            .iter()
+            .values()
+            .map(|v| dec(&v?))
+            .collect()
+    }
+
+    pub fn put_logon_record(&self, r: &LogonRecord) -> Result<()> {
+        self.inner
+            .logon_servers
+            .insert(Self::logon_key(&r.domain, &r.server), enc(r))?;
+        Ok(())
+    }
+
+    pub fn remove_logon_record(&self, domain: &str, server: &str) -> Result<()> {
+        self.inner
+            .logon_servers
+            .remove(Self::logon_key(domain, server))?;
+        Ok(())
+    }
+
+    /// The site's next SMS unique ID (never below `floor`, the CT0's value).
+    pub fn next_unique_id(&self, floor: u64) -> Result<u64> {
+        Ok(Self::get::<u64>(&self.inner.meta, META_UNIQUE_ID)?
+            .unwrap_or(0)
+            .max(floor)
+            .max(1))
+    }
+
+    /// Takes the next `size` IDs of the site's counter. Flush before
+    /// handing the range out: a range is never given twice.
+    pub fn allocate_range(&self, size: u64, floor: u64) -> Result<(u64, u64)> {
+        let start = self.next_unique_id(floor)?;
+        self.inner
+            .meta
+            .insert(META_UNIQUE_ID, enc(&(start + size)))?;
+        Ok((start, start + size))
+    }
+
+    pub fn logon_install(&self) -> Result<Option<LogonInstall>> {
+        Self::get(&self.inner.meta, META_LOGON)
+    }
+
+    pub fn set_logon_install(&self, l: Option<&LogonInstall>) -> Result<()> {
+        match l {
+            Some(l) => self.inner.meta.insert(META_LOGON, enc(l))?,
+            None => self.inner.meta.remove(META_LOGON)?,
+        };
+        Ok(())
     }
 
     // ---- link faults and injected faults --------------------------------------

@@ -1,6 +1,7 @@
 //! One module per controller command.
 
 pub mod add_domain;
+pub mod allocate_id;
 pub mod bad_box;
 pub mod bootstrap_log;
 mod change;

@@ -30,12 +30,22 @@ pub async fn run(node: &Option<String>, out: &Out, _: Args) -> anyhow::Result<()
         "serial": s.serial,
         "bootstrap": {"state": s.bootstrap_state, "detail": s.bootstrap_detail},
         "duplicates_dropped": s.duplicates_dropped,
+        "domain": s.domain,
+        "logon_site": s.logon_site,
+        "range": {"start": s.range_start, "end": s.range_end},
+        "ids_remaining": s.ids_remaining,
         "components": s.components.iter().map(|c| json!({"name": c.name, "state": c.state})).collect::<Vec<_>>(),
         "links": s.links.iter().map(link_json).collect::<Vec<_>>(),
     });
     out.print(&v, || {
         if s.role == "bare" {
-            println!("{} is a bare node (node id {})", s.address, s.node_id);
+            let member = if s.domain.is_empty() { String::new() } else { format!(", member server of domain {}", s.domain) };
+            println!("{} is a bare node (node id {}){member}", s.address, s.node_id);
+        } else if s.role == "logon-server" {
+            println!(
+                "{} is a logon server of site {} in domain {}: IDs {}..{} current range, {} remaining",
+                s.address, s.logon_site, s.domain, s.range_start, s.range_end, s.ids_remaining
+            );
         } else {
             let parent = if s.parent_site_code.is_empty() {
                 "none (central site)".to_string()

@@ -549,6 +549,39 @@ impl pb::admin_server::Admin for AdminSvc {
         detached(async move { this.attach_primary_now(req).await }).await
     }
 
+    async fn allocate_ids(&self, req: Request<pb::AllocateIdsRequest>) -> R<pb::IdList> {
+        let count = req.into_inner().count;
+        if count == 0 || count > 100_000 {
+            return Err(Status::invalid_argument(
+                "count must be between 1 and 100000",
+            ));
+        }
+        let ctx = self.ctx.clone();
+        let ids = tokio::spawn(async move { crate::logon::allocate(&ctx, count as usize).await })
+            .await
+            .map_err(internal)?
+            .map_err(Status::failed_precondition)?;
+        Ok(Response::new(pb::IdList { ids }))
+    }
+
+    async fn request_id_range(&self, req: Request<pb::IdRangeRequest>) -> R<pb::IdRange> {
+        let id = self.installed()?;
+        let req = req.into_inner();
+        if req.site_code != id.site_code.as_str() {
+            return Err(Status::invalid_argument(format!(
+                "this is site {}, not {}",
+                id.site_code, req.site_code
+            )));
+        }
+        let ctx = self.ctx.clone();
+        let (start, end) =
+            tokio::spawn(async move { crate::logon::grant_range(&ctx, &req.node_id).await })
+                .await
+                .map_err(internal)?
+                .map_err(Status::permission_denied)?;
+        Ok(Response::new(pb::IdRange { start, end }))
+    }
+
     async fn list_failed_jobs(&self, req: Request<pb::LinkRequest>) -> R<pb::FailedJobList> {
         let to = convert::code(&req.into_inner().to, "to")?;
         let jobs = self.ctx.store.failed_jobs(&to).map_err(internal)?;
@@ -636,8 +669,18 @@ impl pb::admin_server::Admin for AdminSvc {
             .iter()
             .map(|l| self.link_state(&l.to))
             .collect();
+        let logon = crate::logon::describe(ctx);
         Ok(Response::new(pb::NodeStatus {
-            role: if id.is_some() { "site-server" } else { "bare" }.into(),
+            role: logon.role.clone(),
+            domain: logon.domain.clone(),
+            logon_site: if logon.role == "logon-server" {
+                logon.site_code.clone()
+            } else {
+                String::new()
+            },
+            range_start: logon.range_start,
+            range_end: logon.range_end,
+            ids_remaining: logon.remaining,
             site_code: id
                 .as_ref()
                 .map(|i| i.site_code.to_string())
@@ -742,7 +785,9 @@ impl pb::admin_server::Admin for AdminSvc {
             }
             _ => {
                 let ct0 = if req.serial == 0 {
-                    ctx.store.ct0().map_err(internal)?
+                    // The current control as the site reports it (with its
+                    // logon servers and unique ID counter).
+                    ctx.config().map(|c| crate::logon::control_view(ctx, c))
                 } else {
                     ctx.store.ct0_at(req.serial).map_err(internal)?
                 };

@@ -29,7 +29,7 @@ impl pb::bootstrap_server::Bootstrap for BootstrapSvc {
             .flatten()
             .map(|b| b.package.site_code.to_string());
         Ok(Response::new(pb::ProbeReply {
-            role: if id.is_some() { "site-server" } else { "bare" }.into(),
+            role: crate::logon::describe(ctx).role,
             site_code: id
                 .map(|i| i.site_code.to_string())
                 .or(pkg_site)

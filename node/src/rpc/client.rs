@@ -277,3 +277,116 @@ pub async fn probe(connector: &Connector, server: &str) -> Result<pb::ProbeReply
         .map(|r| r.into_inner())
         .map_err(|s| format!("{server}: {}", s.message()))
 }
+
+/// The next SMS unique ID a site server reports now (its live counter).
+pub async fn live_next_unique_id(connector: &Connector, server: &str) -> Result<u64, String> {
+    let channel = connector.connect(server).await?;
+    let mut c = pb::admin_client::AdminClient::new(channel);
+    let req = pb::GetSiteControlRequest {
+        serial: 0,
+        site: String::new(),
+    };
+    tokio::time::timeout(connector.request_timeout, c.get_site_control(req))
+        .await
+        .map_err(|_| format!("{server} did not answer"))?
+        .map(|r| r.into_inner().next_unique_id)
+        .map_err(|s| s.message().to_string())
+}
+
+/// What a node's logon service reports.
+pub type LogonView = pb::LogonState;
+
+async fn logon_client(
+    connector: &Connector,
+    server: &str,
+) -> Result<pb::logon_client::LogonClient<Channel>, String> {
+    Ok(pb::logon_client::LogonClient::new(
+        connector.connect(server).await?,
+    ))
+}
+
+/// Asks a node what it is as a (potential) logon server.
+pub async fn logon_describe(connector: &Connector, server: &str) -> Result<LogonView, String> {
+    let mut c = logon_client(connector, server).await?;
+    tokio::time::timeout(
+        connector.request_timeout,
+        c.describe(pb::LogonDescribeRequest {}),
+    )
+    .await
+    .map_err(|_| format!("{server} did not answer"))?
+    .map(|r| r.into_inner())
+    .map_err(|s| s.message().to_string())
+}
+
+/// Installs the logon server component on a member server.
+pub async fn logon_install(
+    connector: &Connector,
+    server: &str,
+    req: pb::LogonInstallRequest,
+) -> Result<LogonView, String> {
+    let mut c = logon_client(connector, server).await?;
+    tokio::time::timeout(connector.request_timeout, c.install(req))
+        .await
+        .map_err(|_| format!("{server} did not answer"))?
+        .map(|r| r.into_inner())
+        .map_err(|s| s.message().to_string())
+}
+
+/// Removes this site's logon server component from a server.
+pub async fn logon_uninstall(
+    connector: &Connector,
+    server: &str,
+    site: &SiteCode,
+) -> Result<LogonView, String> {
+    let mut c = logon_client(connector, server).await?;
+    let req = pb::LogonUninstallRequest {
+        site_code: site.to_string(),
+    };
+    tokio::time::timeout(connector.request_timeout, c.uninstall(req))
+        .await
+        .map_err(|_| format!("{server} did not answer"))?
+        .map(|r| r.into_inner())
+        .map_err(|s| s.message().to_string())
+}
+
+/// Pushes the site's current logon script to a logon server.
+pub async fn logon_refresh(
+    connector: &Connector,
+    server: &str,
+    site: &SiteCode,
+    version: u64,
+    script: &str,
+) -> Result<LogonView, String> {
+    let mut c = logon_client(connector, server).await?;
+    let req = pb::LogonScript {
+        site_code: site.to_string(),
+        version,
+        script: script.to_string(),
+    };
+    tokio::time::timeout(connector.request_timeout, c.refresh_script(req))
+        .await
+        .map_err(|_| format!("{server} did not answer"))?
+        .map(|r| r.into_inner())
+        .map_err(|s| s.message().to_string())
+}
+
+/// A logon server asks its site for a new SMS unique ID range.
+pub async fn request_id_range(
+    connector: &Connector,
+    site_address: &str,
+    site: &SiteCode,
+    node_id: &str,
+) -> Result<(u64, u64), String> {
+    let channel = connector.connect(site_address).await?;
+    let mut c = pb::admin_client::AdminClient::new(channel);
+    let req = pb::IdRangeRequest {
+        site_code: site.to_string(),
+        node_id: node_id.to_string(),
+    };
+    let r = tokio::time::timeout(connector.request_timeout, c.request_id_range(req))
+        .await
+        .map_err(|_| format!("site server {site_address} did not answer"))?
+        .map_err(|s| s.message().to_string())?
+        .into_inner();
+    Ok((r.start, r.end))
+}

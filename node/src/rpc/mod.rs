@@ -6,6 +6,7 @@ mod admin;
 mod bootstrap;
 pub mod client;
 pub mod convert;
+mod logon;
 mod transfer;
 
 use std::sync::Arc;
@@ -33,6 +34,9 @@ pub async fn serve(ctx: Arc<Ctx>, listener: TcpListener) -> anyhow::Result<()> {
     health
         .set_serving::<pb::admin_server::AdminServer<admin::AdminSvc>>()
         .await;
+    health
+        .set_serving::<pb::logon_server::LogonServer<logon::LogonSvc>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(sms_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -55,6 +59,9 @@ pub async fn serve(ctx: Arc<Ctx>, listener: TcpListener) -> anyhow::Result<()> {
             })
             .max_decoding_message_size(max),
         )
+        .add_service(pb::logon_server::LogonServer::new(logon::LogonSvc {
+            ctx: ctx.clone(),
+        }))
         .add_service(
             pb::admin_server::AdminServer::new(admin::AdminSvc { ctx })
                 .max_decoding_message_size(max)

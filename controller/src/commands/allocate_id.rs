@@ -1,0 +1,32 @@
+//! `controller allocate-id --count N` (at a logon server): SMS unique IDs
+//! from its range; never the same ID twice.
+
+use serde_json::json;
+use sms_proto::v1 as pb;
+
+use crate::client::{admin, node_addr, status_err};
+use crate::output::Out;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// How many IDs.
+    #[arg(long, default_value_t = 1)]
+    count: u32,
+}
+
+pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()> {
+    let addr = node_addr(node)?;
+    let ids = admin(&addr)
+        .await?
+        .allocate_ids(pb::AllocateIdsRequest { count: a.count })
+        .await
+        .map_err(|e| status_err("allocate-id", e))?
+        .into_inner()
+        .ids;
+    out.print(&json!({ "ids": ids }), || {
+        for id in &ids {
+            println!("{id}");
+        }
+    });
+    Ok(())
+}
