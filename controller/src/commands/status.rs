@@ -43,8 +43,13 @@ pub async fn run(node: &Option<String>, out: &Out, _: Args) -> anyhow::Result<()
             println!("{} is a bare node (node id {}){member}", s.address, s.node_id);
         } else if s.role == "logon-server" {
             println!(
-                "{} is a logon server of site {} in domain {}: IDs {}..{} current range, {} remaining",
-                s.address, s.logon_site, s.domain, s.range_start, s.range_end, s.ids_remaining
+                "{} is a logon server of site {} in domain {}: current ID range {} to {}, {} IDs left",
+                s.address,
+                s.logon_site,
+                s.domain,
+                s.range_start,
+                s.range_end.saturating_sub(1),
+                s.ids_remaining
             );
         } else {
             let parent = if s.parent_site_code.is_empty() {
