@@ -14,6 +14,9 @@ use crate::store::Inbox;
 /// Messages per replication job.
 const BATCH: usize = 500;
 
+/// How long status messages (and delivered job ids) are kept: SMS's default.
+pub const RETENTION_MS: u64 = 7 * 24 * 3_600_000;
+
 fn build(ctx: &Ctx, site: SiteCode, def: &MessageDef, args: &[String]) -> StatusMessage {
     StatusMessage {
         uid: Uuid::now_v7(),
@@ -81,9 +84,25 @@ pub async fn emit_now(
 /// The Status Manager loop: takes received batches from the status inbox,
 /// stores them, and replicates what is queued for the parent.
 pub async fn run(ctx: Arc<Ctx>) -> anyhow::Result<()> {
+    let mut housekeeping = tokio::time::Instant::now();
     loop {
         despool_inbox(&ctx).await?;
         replicate(&ctx).await?;
+        if tokio::time::Instant::now() >= housekeeping {
+            let cutoff = now_ms().saturating_sub(RETENTION_MS);
+            let (msgs, ids) = (
+                ctx.store.prune_status(cutoff)?,
+                ctx.store.prune_seen(cutoff)?,
+            );
+            if msgs + ids > 0 {
+                tracing::info!(
+                    msgs,
+                    ids,
+                    "housekeeping: dropped status messages and delivered job ids older than 7 days"
+                );
+            }
+            housekeeping = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
+        }
         tokio::select! {
             _ = ctx.cancel.cancelled() => return Ok(()),
             _ = ctx.status_wake.notified() => {}

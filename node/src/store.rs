@@ -813,6 +813,38 @@ impl Store {
             .collect()
     }
 
+    /// Drops status messages created before `before_ms` (oldest first, by
+    /// their time-ordered key). Returns how many.
+    pub fn prune_status(&self, before_ms: u64) -> Result<usize> {
+        let mut n = 0;
+        for kv in self.inner.status.iter() {
+            let (k, v) = kv?;
+            let m: StatusMessage = dec(&v)?;
+            if m.time_unix_ms >= before_ms {
+                break;
+            }
+            self.inner.status.remove(k)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Forgets delivered job ids recorded before `before_ms`: a sender
+    /// resends only within moments of a broken stream.
+    pub fn prune_seen(&self, before_ms: u64) -> Result<usize> {
+        let mut n = 0;
+        for kv in self.inner.seen.iter() {
+            let (k, v) = kv?;
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&v[..8.min(v.len())]);
+            if u64::from_be_bytes(b) < before_ms {
+                self.inner.seen.remove(k)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Number of job ids the despooler remembers.
     pub fn seen_len(&self) -> usize {
         self.inner.seen.len()
@@ -1391,6 +1423,36 @@ mod tests {
         assert!(store.flush_count() >= 1);
         assert!(store.flush_count() <= 200);
         assert_eq!(store.outbox_len(&code("PRI")), 200);
+    }
+
+    #[tokio::test]
+    async fn old_status_messages_and_job_ids_are_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let msg = |t: u64| StatusMessage {
+            uid: uuid::Builder::from_unix_timestamp_millis(t, &[7; 10]).into_uuid(),
+            id: 1,
+            severity: Severity::Informational,
+            site_code: code("PRI"),
+            component: "c".into(),
+            machine: "m".into(),
+            time_unix_ms: t,
+            insertion_strings: vec![],
+            text: "t".into(),
+        };
+        store
+            .store_status(&[msg(1_000), msg(2_000), msg(3_000)], false)
+            .unwrap();
+        assert_eq!(store.prune_status(2_500).unwrap(), 2);
+        let left = store.status_messages(None, None, 10).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].time_unix_ms, 3_000);
+        store
+            .despool(&[(probe_job(Priority::Low), Delivery::Probe)])
+            .unwrap();
+        assert_eq!(store.prune_seen(now_ms() - 60_000).unwrap(), 0);
+        assert_eq!(store.prune_seen(now_ms() + 1).unwrap(), 1);
+        assert_eq!(store.seen_len(), 0);
     }
 
     #[tokio::test]
