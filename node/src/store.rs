@@ -132,6 +132,7 @@ pub struct ReceivedProbe {
     pub source: SiteCode,
     pub priority: Priority,
     pub arrival: u64,
+    pub received_unix_us: u64,
 }
 
 /// A file package being received (or received) at this node.
@@ -804,6 +805,10 @@ impl Store {
             .map_err(txn_err)
     }
 
+    pub fn probe_count(&self) -> usize {
+        self.inner.probes.len()
+    }
+
     pub fn probes(&self) -> Result<Vec<ReceivedProbe>> {
         self.inner
             .probes
@@ -1322,6 +1327,10 @@ fn despool_one(
                 source: job.source.clone(),
                 priority: job.priority,
                 arrival,
+                received_unix_us: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_micros() as u64)
+                    .unwrap_or(0),
             };
             probes.insert(&arrival.to_be_bytes(), enc(&rec))?;
         }

@@ -84,14 +84,16 @@ pub async fn run(node: &Option<String>, out: &Out, cmd: Cmd) -> anyhow::Result<(
             });
         }
         Cmd::Received { summary } => {
-            let probes = c
-                .list_probes(pb::ListProbesRequest {})
+            let r = c
+                .list_probes(pb::ListProbesRequest {
+                    count_only: summary,
+                })
                 .await
                 .map_err(|e| status_err("probe received", e))?
-                .into_inner()
-                .probes;
+                .into_inner();
+            let probes = &r.probes;
             let v = if summary {
-                json!({"count": probes.len()})
+                json!({"count": r.count})
             } else {
                 json!({
                     "count": probes.len(),
@@ -103,7 +105,7 @@ pub async fn run(node: &Option<String>, out: &Out, cmd: Cmd) -> anyhow::Result<(
                     })).collect::<Vec<_>>()
                 })
             };
-            out.print(&v, || println!("{} probes received", probes.len()));
+            out.print(&v, || println!("{} probes received", r.count));
         }
     }
     Ok(())

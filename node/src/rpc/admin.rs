@@ -842,9 +842,16 @@ impl pb::admin_server::Admin for AdminSvc {
         Ok(Response::new(pb::LogLines { lines }))
     }
 
-    async fn list_probes(&self, _: Request<pb::ListProbesRequest>) -> R<pb::ProbeList> {
+    async fn list_probes(&self, req: Request<pb::ListProbesRequest>) -> R<pb::ProbeList> {
+        if req.into_inner().count_only {
+            return Ok(Response::new(pb::ProbeList {
+                probes: vec![],
+                count: self.ctx.store.probe_count() as u64,
+            }));
+        }
         let probes = self.ctx.store.probes().map_err(internal)?;
         Ok(Response::new(pb::ProbeList {
+            count: probes.len() as u64,
             probes: probes
                 .iter()
                 .map(|p| pb::ReceivedProbe {
@@ -852,6 +859,7 @@ impl pb::admin_server::Admin for AdminSvc {
                     source_site: p.source.to_string(),
                     priority: convert::priority_to(p.priority),
                     arrival: p.arrival,
+                    received_unix_us: p.received_unix_us,
                 })
                 .collect(),
         }))

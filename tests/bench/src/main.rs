@@ -1,0 +1,473 @@
+//! `sms-bench`: measures the hierarchy on loopback with real `sms-node`
+//! processes (release build), each scenario several times, and prints a
+//! table plus a JSON file of the figures.
+//!
+//! Run: `cargo run --release -p sms-bench -- [--runs N] [--out FILE]`
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+use sms_proto::v1 as pb;
+use tonic::transport::Channel;
+
+type Admin = pb::admin_client::AdminClient<Channel>;
+
+/// One sms-node process; killed on drop.
+struct Node {
+    child: Option<Child>,
+    addr: String,
+    dir: PathBuf,
+    args: Vec<String>,
+}
+
+impl Node {
+    fn start(bin: &Path, dir: &Path, args: &[&str]) -> anyhow::Result<Node> {
+        let mut n = Node {
+            child: None,
+            addr: String::new(),
+            dir: dir.to_path_buf(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+        };
+        n.launch(bin, "127.0.0.1:0")?;
+        Ok(n)
+    }
+
+    fn launch(&mut self, bin: &Path, listen: &str) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let addr_file = self.dir.join("node.addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let child = Command::new(bin)
+            .arg("--data")
+            .arg(&self.dir)
+            .arg("--listen")
+            .arg(listen)
+            .args(&self.args)
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("spawn sms-node")?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(s) = std::fs::read_to_string(&addr_file) {
+                if s.ends_with('\n') {
+                    self.addr = s.trim().to_string();
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("sms-node in {} did not start", self.dir.display());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn restart(&mut self, bin: &Path) -> anyhow::Result<()> {
+        let listen = self.addr.clone();
+        for _ in 0..200 {
+            if std::net::TcpListener::bind(&listen).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.launch(bin, &listen)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    async fn admin(&self) -> anyhow::Result<Admin> {
+        let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))?
+            .connect()
+            .await?;
+        Ok(Admin::new(ch).max_decoding_message_size(256 * 1024 * 1024))
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v
+}
+
+struct Ctx {
+    bin: PathBuf,
+    work: PathBuf,
+    seq: std::sync::atomic::AtomicU32,
+}
+
+impl Ctx {
+    fn dir(&self, name: &str) -> PathBuf {
+        let n = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.work.join(format!("{name}-{n}"))
+    }
+
+    /// A central primary PRI and an Active secondary S01.
+    async fn pair(&self) -> anyhow::Result<(Node, Node)> {
+        let p = Node::start(&self.bin, &self.dir("pri"), &["--install-primary", "PRI"])?;
+        let c = Node::start(&self.bin, &self.dir("s01"), &[])?;
+        create(&p, &c, "S01").await?;
+        Ok((p, c))
+    }
+}
+
+/// create-secondary, then wait for Active; returns the time it took.
+async fn create(parent: &Node, child: &Node, code: &str) -> anyhow::Result<Duration> {
+    let mut a = parent.admin().await?;
+    let t0 = Instant::now();
+    a.create_secondary(pb::CreateSecondaryRequest {
+        site_code: code.into(),
+        server: child.addr.clone(),
+        sever_link_mid_bootstrap: false,
+        site_name: String::new(),
+    })
+    .await?;
+    loop {
+        let sites = a
+            .list_sites(pb::ListSitesRequest {})
+            .await?
+            .into_inner()
+            .sites;
+        if sites
+            .iter()
+            .any(|s| s.site_code == code && s.status == "Active")
+        {
+            return Ok(t0.elapsed());
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            bail!("{code} did not become Active");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn probe_count(a: &mut Admin) -> anyhow::Result<u64> {
+    Ok(a.list_probes(pb::ListProbesRequest { count_only: true })
+        .await?
+        .into_inner()
+        .count)
+}
+
+/// Sets S01's address to PRI: frames in flight.
+async fn set_window(child: &Node, window: u32) -> anyhow::Result<()> {
+    let mut a = child.admin().await?;
+    let r = a
+        .change_site_control(pb::ChangeSiteControlRequest {
+            address: Some(pb::AddressChange {
+                to: "PRI".into(),
+                concurrent_sendings: Some(window),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    while a
+        .get_site_control(pb::GetSiteControlRequest::default())
+        .await?
+        .into_inner()
+        .serial
+        < r.serial
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+/// Queues `n` probes of `bytes` behind a severed link, restores it, and
+/// times the drain. Returns (seconds, delivered, distinct).
+async fn drain(parent: &Node, child: &Node, n: u32, bytes: u32) -> anyhow::Result<(f64, u64, u64)> {
+    let mut c = child.admin().await?;
+    let mut p = parent.admin().await?;
+    let before = probe_count(&mut p).await?;
+    c.sever_link(pb::LinkRequest { to: "PRI".into() }).await?;
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(50_000);
+        c.send_probes(pb::SendProbesRequest {
+            to: "PRI".into(),
+            count: k,
+            bytes,
+            priority: pb::Priority::Medium as i32,
+        })
+        .await?;
+        left -= k;
+    }
+    let t0 = Instant::now();
+    c.restore_link(pb::LinkRequest { to: "PRI".into() }).await?;
+    loop {
+        if probe_count(&mut p).await? >= before + n as u64 {
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(600) {
+            bail!("drain did not finish");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let all = p
+        .list_probes(pb::ListProbesRequest { count_only: false })
+        .await?
+        .into_inner()
+        .probes;
+    let distinct: std::collections::HashSet<Vec<u8>> =
+        all.iter().map(|x| x.job_id.clone()).collect();
+    Ok((
+        secs,
+        all.len() as u64 - before,
+        distinct.len() as u64 - before,
+    ))
+}
+
+async fn throughput(ctx: &Ctx, runs: usize) -> anyhow::Result<Value> {
+    let mut rates = vec![];
+    for _ in 0..runs {
+        let (p, c) = ctx.pair().await?;
+        set_window(&c, 64).await?;
+        let (secs, got, distinct) = drain(&p, &c, 20_000, 1024).await?;
+        anyhow::ensure!(
+            got == 20_000 && distinct == 20_000,
+            "lost or duplicated jobs: {got}/{distinct}"
+        );
+        rates.push(20_000.0 / secs);
+    }
+    let r = sorted(rates);
+    Ok(json!({"jobs_per_sec_median": pct(&r, 0.5), "runs": r, "target": 23000}))
+}
+
+async fn latency(ctx: &Ctx, runs: usize) -> anyhow::Result<Value> {
+    let mut gaps = vec![];
+    for _ in 0..runs {
+        let (p, c) = ctx.pair().await?;
+        set_window(&c, 1).await?;
+        let mut pa = p.admin().await?;
+        let before = probe_count(&mut pa).await?;
+        drain(&p, &c, 2_000, 1024).await?;
+        let all = pa
+            .list_probes(pb::ListProbesRequest { count_only: false })
+            .await?
+            .into_inner()
+            .probes;
+        let mut t: Vec<u64> = all
+            .iter()
+            .skip(before as usize)
+            .map(|x| x.received_unix_us)
+            .collect();
+        t.sort();
+        // With one frame in flight, consecutive arrivals are one round trip apart.
+        gaps.extend(t.windows(2).skip(10).map(|w| (w[1] - w[0]) as f64));
+    }
+    let g = sorted(gaps);
+    Ok(
+        json!({"p50_us": pct(&g, 0.5), "p99_us": pct(&g, 0.99), "samples": g.len(), "target_p50_us": 400, "target_p99_us": 1000}),
+    )
+}
+
+async fn backlog(ctx: &Ctx, runs: usize) -> anyhow::Result<Value> {
+    let mut rates = vec![];
+    let (mut lost, mut dup) = (0u64, 0u64);
+    for _ in 0..runs {
+        let (p, c) = ctx.pair().await?;
+        let (secs, got, distinct) = drain(&p, &c, 100_000, 1024).await?;
+        lost += 100_000u64.saturating_sub(distinct);
+        dup += got - distinct;
+        rates.push(100_000.0 / secs);
+    }
+    let r = sorted(rates);
+    Ok(
+        json!({"jobs_per_sec_median": pct(&r, 0.5), "runs": r, "lost": lost, "duplicates": dup, "target": 20000}),
+    )
+}
+
+async fn create_to_active(ctx: &Ctx, n: usize) -> anyhow::Result<Value> {
+    let p = Node::start(&ctx.bin, &ctx.dir("pri"), &["--install-primary", "PRI"])?;
+    let mut times = vec![];
+    let mut children = vec![];
+    for i in 0..n {
+        let c = Node::start(&ctx.bin, &ctx.dir("s"), &[])?;
+        let t = create(&p, &c, &format!("S{i:02}")).await?;
+        times.push(t.as_secs_f64() * 1000.0);
+        children.push(c);
+    }
+    let t = sorted(times);
+    Ok(
+        json!({"median_ms": pct(&t, 0.5), "p90_ms": pct(&t, 0.9), "runs": t.len(), "target_ms": 300}),
+    )
+}
+
+async fn file_package(ctx: &Ctx, runs: usize) -> anyhow::Result<Value> {
+    const SIZE: u64 = 256 * 1024 * 1024;
+    const CHUNK: u64 = 1024 * 1024;
+    let mut rates = vec![];
+    let mut resent = vec![];
+    for run in 0..runs {
+        let (mut p, c) = ctx.pair().await?;
+        let mut ca = c.admin().await?;
+        let sent = ca
+            .send_package(pb::SendPackageRequest {
+                to: "PRI".into(),
+                name: "bench".into(),
+                source_path: String::new(),
+                size_bytes: SIZE,
+                chunk_bytes: CHUNK as u32,
+            })
+            .await?
+            .into_inner();
+        let t0 = Instant::now();
+        let mut killed = false;
+        loop {
+            let mut pa = match p.admin().await {
+                Ok(a) => a,
+                Err(_) => continue,
+            };
+            let pk = pa
+                .list_packages(pb::ListPackagesRequest {})
+                .await?
+                .into_inner()
+                .packages;
+            let got = pk
+                .first()
+                .map(|x| (x.chunks_received, x.complete))
+                .unwrap_or((0, false));
+            // On the last run, kill the receiver half way and count what is resent.
+            if run + 1 == runs && !killed && got.0 as u64 >= SIZE / CHUNK / 2 {
+                p.kill9();
+                p.restart(&ctx.bin)?;
+                killed = true;
+                continue;
+            }
+            if got.1 {
+                let pk = &pk[0];
+                anyhow::ensure!(pk.sha256 == sent.sha256, "package corrupted");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        if killed {
+            let st = p
+                .admin()
+                .await?
+                .get_status(pb::GetStatusRequest {})
+                .await?
+                .into_inner();
+            resent.push(st.duplicates_dropped * CHUNK);
+        } else {
+            rates.push(SIZE as f64 / 1e6 / secs);
+        }
+    }
+    let r = sorted(rates);
+    Ok(
+        json!({"mb_per_sec_median": pct(&r, 0.5), "runs": r, "bytes_resent_after_kill": resent, "window_bytes": 8 * 1024 * 1024, "target_mb_per_sec": 220}),
+    )
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+async fn idle_rss(ctx: &Ctx) -> anyhow::Result<Value> {
+    let (p, c) = ctx.pair().await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok(json!({"primary_kb": rss_kb(p.pid()), "secondary_kb": rss_kb(c.pid()), "target_kb": 20480}))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut runs = 3usize;
+    let mut out = PathBuf::from("bench-results.json");
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--runs" => runs = args.next().context("--runs N")?.parse()?,
+            "--out" => out = args.next().context("--out FILE")?.into(),
+            other => bail!("unknown argument {other:?} (use --runs N, --out FILE)"),
+        }
+    }
+    let exe = std::env::current_exe()?;
+    let bin = exe.with_file_name("sms-node");
+    if let Ok(cargo) = std::env::var("CARGO") {
+        // Under `cargo run`: make sure the node binary of this profile is current.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let status = Command::new(cargo)
+            .args(["build", "--release", "--bin", "sms-node"])
+            .current_dir(root)
+            .status()?;
+        anyhow::ensure!(status.success(), "building sms-node failed");
+    }
+    anyhow::ensure!(
+        bin.exists(),
+        "{} not found: run `cargo build --release` first",
+        bin.display()
+    );
+    let work = std::env::temp_dir().join(format!("sms-bench-{}", std::process::id()));
+    let ctx = Ctx {
+        bin,
+        work: work.clone(),
+        seq: Default::default(),
+    };
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    eprintln!(
+        "sms-bench: {runs} runs per scenario, {cpus} CPUs, data under {}",
+        work.display()
+    );
+    let mut results = serde_json::Map::new();
+    let scenarios: Vec<(&str, Value)> = vec![
+        (
+            "1a durable transfer, 1 KiB, 64 in flight",
+            throughput(&ctx, runs).await?,
+        ),
+        ("1b round trip, 1 in flight", latency(&ctx, runs).await?),
+        ("3 file package 256 MiB", file_package(&ctx, runs).await?),
+        (
+            "4 create-secondary -> Active (20)",
+            create_to_active(&ctx, 20).await?,
+        ),
+        ("6 backlog drain 100 000 jobs", backlog(&ctx, runs).await?),
+        ("idle RSS", idle_rss(&ctx).await?),
+    ];
+    println!("{:<44} figures", "scenario");
+    for (name, v) in scenarios {
+        println!("{name:<44} {v}");
+        results.insert(name.to_string(), v);
+    }
+    let doc = json!({"machine": {"cpus": cpus}, "runs": runs, "results": results});
+    std::fs::write(&out, serde_json::to_vec_pretty(&doc)?)?;
+    println!("figures written to {}", out.display());
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
