@@ -193,9 +193,32 @@ fn a_site_cannot_be_its_own_ancestor_or_take_a_used_code() {
         String::from_utf8_lossy(&out.stderr).to_string()
     };
     assert!(attach("PRI", "P01", &p01.addr, "x1").contains("ancestor"));
+    // Deeper: PRI -> P01 -> P02; PRI is refused below P02 too.
+    let p02 = NodeProc::start(
+        &dir.path().join("p02"),
+        &[
+            "--install-primary",
+            "P02",
+            "--parent-site",
+            "P01",
+            "--parent",
+            &p01.addr,
+        ],
+    );
+    assert!(attach("PRI", "P02", &p02.addr, "x5").contains("ancestor"));
+    let bare = NodeProc::start(&dir.path().join("x6"), &[]);
+    assert!(p02
+        .fails(&[
+            "create-secondary",
+            "--site-code",
+            "PRI",
+            "--server",
+            &bare.addr
+        ])
+        .contains("ancestor"));
     assert!(attach("P01", "PRI", &pri.addr, "x2").contains("already exists"));
     assert!(attach("P01", "PRI", &pri.addr, "x2").contains("already exists"));
-    assert!(attach("P02", "P09", &pri.addr, "x3").contains("not P09"));
+    assert!(attach("P07", "P09", &pri.addr, "x3").contains("not P09"));
     assert!(attach("P03", "PRI", "127.0.0.1:1", "x4").contains("cannot attach"));
 }
 
@@ -385,6 +408,9 @@ fn delete_site_of_an_unreachable_server_records_it_orphaned() {
     p.parent
         .json(&["delete-site", "--site", "S01", "--wait", "--timeout", "60"]);
     assert!(p.parent.site_status("S01").is_none());
+    wait_for("the orphan report", Duration::from_secs(30), || {
+        !p.parent.message_ids(&["--id", "3107"]).is_empty()
+    });
     let orphaned = p.parent.json(&["status-messages", "--id", "3107"]);
     assert!(orphaned["messages"][0]["text"]
         .as_str()

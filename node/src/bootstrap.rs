@@ -276,6 +276,7 @@ async fn phase1(ctx: &Arc<Ctx>, pkg: &BootstrapPackage) -> Result<(), String> {
             }),
             installed_unix_ms: now_ms(),
             version: pkg.version.clone(),
+            ancestors: pkg.ancestors.clone(),
         };
         ctx.set_identity(id).map_err(|e| e.to_string())?;
         ctx.store.durable().await.map_err(|e| e.to_string())?;

@@ -87,7 +87,19 @@ fn build_package(
         domains: vec![],
         addresses: vec![up],
         version: SOFTWARE_VERSION.to_string(),
-        next_unique_id: 1,
+        // A code used before (deleted, or being re-installed) continues its
+        // SMS unique ID counter: IDs are never issued twice.
+        next_unique_id: ctx
+            .store
+            .deleted_site(code)?
+            .map(|d| d.next_unique_id)
+            .unwrap_or(1)
+            .max(
+                ctx.store
+                    .child_ct2(code)?
+                    .map(|c| c.control.next_unique_id)
+                    .unwrap_or(1),
+            ),
     };
     let content = install_content(code);
     Ok(BootstrapPackage {
@@ -102,6 +114,9 @@ fn build_package(
         required_free_bytes: INSTALL_REQUIRED_FREE_BYTES,
         version: SOFTWARE_VERSION.to_string(),
         server: server.to_string(),
+        ancestors: std::iter::once(me.site_code.clone())
+            .chain(me.ancestors.iter().cloned())
+            .collect(),
     })
 }
 
@@ -127,6 +142,11 @@ pub async fn upgrade_site(ctx: &Arc<Ctx>, code: &str) -> Result<SiteRecord, Crea
         return Err(CreateError::Precondition(format!(
             "site {code} is not a secondary site directly below {}; run upgrade-site at its parent",
             me.site_code
+        )));
+    }
+    if rec.status == SiteStatus::Deleting {
+        return Err(CreateError::Precondition(format!(
+            "site {code} is being deleted"
         )));
     }
     let name = ctx
@@ -199,11 +219,23 @@ pub async fn delete_site(ctx: &Arc<Ctx>, code: &str) -> Result<SiteRecord, Creat
         rec.status = SiteStatus::Deleting;
         return Ok(rec);
     }
-    // The child's counter may have moved since its last CT2: take it live,
-    // so a site re-created with this code never hands out an ID twice.
-    if let Ok(next) = client::live_next_unique_id(&ctx.connector, &rec.server).await {
-        ctx.store.raise_child_counter(&code, next)?;
-    }
+    // The child's counter may have moved since its last CT2: freeze it and
+    // keep the final value now, so a site re-created with this code (or a
+    // failed delete) never hands out an ID twice.
+    let live = client::prepare_delete(&ctx.connector, &rec.server, &code)
+        .await
+        .ok();
+    let copy = ctx
+        .store
+        .child_ct2(&code)?
+        .map(|c| c.control.next_unique_id);
+    ctx.store.keep_deleted(&DeletedSite {
+        site_code: code.clone(),
+        next_unique_id: live.unwrap_or(1).max(copy.unwrap_or(1)),
+        deleted_unix_ms: now_ms(),
+        orphaned: false,
+        server: rec.server.clone(),
+    })?;
     {
         let _records = ctx.site_lock.lock().await;
         rec.status = SiteStatus::Deleting;
@@ -239,10 +271,17 @@ pub async fn finish_delete(ctx: &Arc<Ctx>, code: &SiteCode, orphaned: bool) -> a
     let Some(rec) = ctx.store.site(code)? else {
         return Ok(());
     };
-    let kept = ctx.store.child_ct2(code)?.map(|c| c.control.next_unique_id);
-    let next_unique_id = kept
-        .or(ctx.store.deleted_site(code)?.map(|d| d.next_unique_id))
+    let kept = ctx
+        .store
+        .child_ct2(code)?
+        .map(|c| c.control.next_unique_id)
         .unwrap_or(1);
+    let earlier = ctx
+        .store
+        .deleted_site(code)?
+        .map(|d| d.next_unique_id)
+        .unwrap_or(1);
+    let next_unique_id = kept.max(earlier);
     let gone = DeletedSite {
         site_code: code.clone(),
         next_unique_id,
@@ -291,7 +330,7 @@ pub async fn create_secondary(
             "{code} is this site's own code"
         )));
     }
-    if me.parent.as_ref().is_some_and(|p| p.site_code == code) {
+    if me.ancestors.contains(&code) {
         return Err(CreateError::Invalid(format!(
             "{code} is the parent of site {}; a site cannot be its own ancestor",
             me.site_code
@@ -333,11 +372,10 @@ pub async fn create_secondary(
         .unwrap_or_else(|| format!("{code} secondary site"));
     let secret: [u8; 16] = rand::rng().random();
     let link_secret = hex::encode(secret);
-    let mut pkg = build_package(ctx, &me, &code, &server, site_name, link_secret.clone())?;
-    if let Some(d) = ctx.store.deleted_site(&code)? {
+    let pkg = build_package(ctx, &me, &code, &server, site_name, link_secret.clone())?;
+    if ctx.store.deleted_site(&code)?.is_some() {
         // Article 002's rebuild: same code, same unique ID counter.
-        pkg.init_control.next_unique_id = d.next_unique_id;
-        tracing::info!(site = %code, next_unique_id = d.next_unique_id, "re-creating a deleted site; its SMS unique ID counter is kept");
+        tracing::info!(site = %code, next_unique_id = pkg.init_control.next_unique_id, "re-creating a deleted site; its SMS unique ID counter is kept");
     }
     let rec = SiteRecord {
         site_code: code.clone(),
@@ -396,6 +434,15 @@ fn learn_descendant(ctx: &Ctx, ct2: &Ct2) -> anyhow::Result<Option<SiteRecord>> 
     let Some(parent) = &ct2.parent_site_code else {
         return Ok(None);
     };
+    // Not a direct child (those are created here), a site deleted here, or
+    // one of this site's ancestors.
+    let me = ctx.identity();
+    if Some(parent) == me.as_ref().map(|i| &i.site_code)
+        || ctx.store.deleted_site(&ct2.site_code)?.is_some()
+        || me.is_some_and(|i| i.ancestors.contains(&ct2.site_code))
+    {
+        return Ok(None);
+    }
     if ctx.store.site(parent)?.is_none() {
         return Ok(None);
     }
@@ -430,6 +477,9 @@ fn learn_from_report(ctx: &Ctx, m: &StatusMessage) -> anyhow::Result<()> {
     let Ok(code) = code.parse::<SiteCode>() else {
         return Ok(());
     };
+    if ctx.identity().is_some_and(|i| i.ancestors.contains(&code)) {
+        return Ok(());
+    }
     if Some(&m.site_code) == ctx.site_code().as_ref() || ctx.store.site(&m.site_code)?.is_none() {
         return Ok(());
     }
@@ -451,10 +501,46 @@ fn learn_from_report(ctx: &Ctx, m: &StatusMessage) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A child primary reports that it deleted one of its sites (3106, 3107):
+/// take it out of this site's list as well.
+fn forget_deleted(ctx: &Ctx, m: &StatusMessage) -> anyhow::Result<()> {
+    if m.id != catalog::HM_SITE_DELETED.id && m.id != catalog::HM_SITE_ORPHANED.id {
+        return Ok(());
+    }
+    let Some(code) = m
+        .insertion_strings
+        .first()
+        .and_then(|c| c.parse::<SiteCode>().ok())
+    else {
+        return Ok(());
+    };
+    if let Some(rec) = ctx.store.site(&code)? {
+        if rec.parent_site_code.as_ref() == Some(&m.site_code)
+            && Some(&m.site_code) != ctx.site_code().as_ref()
+        {
+            let next = m
+                .insertion_strings
+                .get(2)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1);
+            ctx.store.remove_site(&DeletedSite {
+                site_code: code.clone(),
+                next_unique_id: next,
+                deleted_unix_ms: m.time_unix_ms,
+                orphaned: m.id == catalog::HM_SITE_ORPHANED.id,
+                server: rec.server,
+            })?;
+            tracing::info!(site = %code, parent = %m.site_code, "a site below was deleted");
+        }
+    }
+    Ok(())
+}
+
 /// Install phase reports from child sites move their status forward.
 pub async fn on_status(ctx: &Arc<Ctx>, msgs: &[StatusMessage]) -> anyhow::Result<()> {
     for m in msgs {
         learn_from_report(ctx, m)?;
+        forget_deleted(ctx, m)?;
         if m.id == catalog::CT1_REJECTED.id {
             // The site refused a change: the next one starts from its real control.
             ctx.store.set_pending_ct1(&m.site_code, None)?;
@@ -476,6 +562,19 @@ pub async fn on_status(ctx: &Arc<Ctx>, msgs: &[StatusMessage]) -> anyhow::Result
 
 /// The Hierarchy Manager loop: processes CT2s from the HM inbox.
 pub async fn run(ctx: Arc<Ctx>) -> anyhow::Result<()> {
+    // A delete cut short by a crash: its deinstall job was acknowledged (or
+    // failed for good) but the site is still listed as Deleting.
+    for rec in ctx
+        .store
+        .sites()?
+        .into_iter()
+        .filter(|r| r.status == SiteStatus::Deleting)
+    {
+        if !ctx.store.deinstall_queued(&rec.site_code, false)? {
+            let orphaned = ctx.store.deinstall_queued(&rec.site_code, true)?;
+            finish_delete(&ctx, &rec.site_code, orphaned).await?;
+        }
+    }
     loop {
         loop {
             let items = ctx.store.inbox_items(Inbox::Hierarchy, 64)?;
@@ -799,7 +898,7 @@ pub async fn attach_primary(
             "{code} is this site's own code"
         )));
     }
-    if me.parent.as_ref().is_some_and(|p| p.site_code == code) {
+    if me.ancestors.contains(&code) {
         return Err(CreateError::Invalid(format!(
             "{code} is an ancestor of site {}; a site cannot be its own ancestor",
             me.site_code

@@ -206,6 +206,14 @@ pub async fn reconcile(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
             LogonState::PendingInstall => install(ctx, &id, &cfg, &mut r).await?,
             LogonState::Active => match client::logon_describe(&ctx.connector, &r.server).await {
                 Ok(v) if v.role == "logon-server" && v.site_code == id.site_code.as_str() => {}
+                Ok(v) if v.role != "bare" || !v.domain.eq_ignore_ascii_case(&r.domain) => {
+                    // Taken by another site, or no longer a member: report, leave alone.
+                    report(
+                        ctx,
+                        &catalog::LOGON_OTHER_SITE,
+                        &[r.server.clone(), r.domain.clone(), v.site_code],
+                    );
+                }
                 Ok(_) => {
                     tracing::warn!(server = %r.server, "logon server lost its install; reinstalling");
                     crate::status_manager::emit(
@@ -251,6 +259,10 @@ async fn install(
     cfg: &SiteControl,
     r: &mut LogonRecord,
 ) -> anyhow::Result<()> {
+    if ctx.store.ids_frozen()? {
+        tracing::info!(server = %r.server, "site being deleted: no install");
+        return Ok(());
+    }
     // The range is taken (durably) before it is handed out: if the install
     // fails, the range is abandoned, never given twice.
     let range = ctx.store.allocate_range(RANGE_SIZE, cfg.next_unique_id)?;
@@ -324,6 +336,9 @@ pub async fn refresh_scripts(ctx: &Arc<Ctx>) -> anyhow::Result<usize> {
 
 /// A logon server of this site asks for a new ID range.
 pub async fn grant_range(ctx: &Arc<Ctx>, node_id: &str) -> Result<(u64, u64), String> {
+    if ctx.store.ids_frozen().map_err(|e| e.to_string())? {
+        return Err("this site is being deleted; it grants no more ID ranges".into());
+    }
     let cfg = ctx.config().ok_or("this site has no site control yet")?;
     let _records = ctx.site_lock.lock().await;
     let mut rec = ctx
@@ -528,10 +543,11 @@ fn refill(ctx: &Arc<Ctx>) {
                 .logon_install()
                 .map_err(|e| e.to_string())?
                 .ok_or("not a logon server")?;
+            let site = l.site_code.clone();
             let range = client::request_id_range(
                 &c.connector,
                 &l.site_address,
-                &l.site_code,
+                &site,
                 &c.node_id.to_string(),
             )
             .await?;
@@ -541,6 +557,12 @@ fn refill(ctx: &Arc<Ctx>) {
                 .logon_install()
                 .map_err(|e| e.to_string())?
                 .ok_or("not a logon server")?;
+            if l.site_code != site {
+                return Err(format!(
+                    "the install changed to site {} meanwhile; the range of {site} is dropped",
+                    l.site_code
+                ));
+            }
             if !l.ranges.contains(&range) {
                 l.ranges.push(range);
             }

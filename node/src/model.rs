@@ -177,6 +177,9 @@ pub struct Identity {
     pub parent: Option<ParentLink>,
     pub installed_unix_ms: u64,
     pub version: String,
+    /// Every site above this one, nearest first: none of them may be
+    /// created or attached below it.
+    pub ancestors: Vec<SiteCode>,
 }
 
 /// A route to a neighbouring site (SMS "address").
@@ -370,6 +373,7 @@ pub struct BootstrapPackage {
     pub required_free_bytes: u64,
     pub version: String,
     pub server: String,
+    pub ancestors: Vec<SiteCode>,
 }
 
 /// A file package as it sits in an outbox: its chunks live in the store's

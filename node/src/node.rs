@@ -200,21 +200,30 @@ impl Node {
                     let parent = match (&cfg.parent_site, &cfg.parent) {
                         (Some(psite), Some(paddr)) => {
                             let name = cfg.site_name.clone().unwrap_or_default();
-                            let (got, addr, secret) = crate::rpc::client::attach_primary(
-                                &connector, paddr, code, &advertise, &name,
-                            )
-                            .await
-                            .map_err(|e| {
-                                anyhow::anyhow!("cannot attach {code} below {psite}: {e}")
-                            })?;
+                            let (got, addr, secret, ancestors) =
+                                crate::rpc::client::attach_primary(
+                                    &connector, paddr, code, &advertise, &name,
+                                )
+                                .await
+                                .map_err(|e| {
+                                    anyhow::anyhow!("cannot attach {code} below {psite}: {e}")
+                                })?;
                             if got != psite.as_str() {
                                 bail!("{paddr} is site {got}, not {psite}; nothing was installed");
                             }
-                            Some(ParentLink {
-                                site_code: psite.clone(),
-                                address: if addr.is_empty() { paddr.clone() } else { addr },
-                                link_secret: secret,
-                            })
+                            let ancestors: Vec<SiteCode> =
+                                ancestors.iter().filter_map(|c| c.parse().ok()).collect();
+                            if ancestors.contains(code) {
+                                bail!("{code} is an ancestor of {psite}; a site cannot be its own ancestor");
+                            }
+                            Some((
+                                ancestors,
+                                ParentLink {
+                                    site_code: psite.clone(),
+                                    address: if addr.is_empty() { paddr.clone() } else { addr },
+                                    link_secret: secret,
+                                },
+                            ))
                         }
                         (None, None) => None,
                         _ => bail!("--parent-site and --parent go together"),
@@ -318,8 +327,12 @@ fn install_primary(
     code: &SiteCode,
     name: Option<String>,
     advertise: &str,
-    parent: Option<ParentLink>,
+    parent: Option<(Vec<SiteCode>, ParentLink)>,
 ) -> anyhow::Result<Identity> {
+    let (ancestors, parent) = match parent {
+        Some((a, p)) => (a, Some(p)),
+        None => (vec![], None),
+    };
     let site_name = name.unwrap_or_else(|| match &parent {
         None => format!("{code} central site"),
         Some(p) => format!("{code} primary site below {}", p.site_code),
@@ -332,6 +345,7 @@ fn install_primary(
         parent,
         installed_unix_ms: now_ms(),
         version: SOFTWARE_VERSION.to_string(),
+        ancestors,
     };
     let ct0 = SiteControl {
         site_code: code.clone(),

@@ -60,6 +60,11 @@ async fn cycle(ctx: &Arc<Ctx>, timers: &mut Timers) -> anyhow::Result<()> {
     tracing::info!("watchdog cycle: stage 1 begins");
     stage1_timers(ctx, timers).await?;
     let applied = stage1_site_control(ctx).await?;
+    if ctx.restart.is_cancelled() {
+        // Deleted by the parent: no discovery, installs or reports any more.
+        tracing::info!("the site is being removed; the cycle stops here");
+        return Ok(());
+    }
     tracing::info!(applied, "stage 1 done");
     tracing::info!("stage 2 begins");
     stage2(ctx);
@@ -174,7 +179,11 @@ async fn stage1_site_control(ctx: &Arc<Ctx>) -> anyhow::Result<usize> {
         for (key, job) in items {
             let current = ctx.store.ct0()?;
             if let Payload::Deinstall(site) = &job.payload {
-                if Some(site) == ctx.site_code().as_ref() {
+                let from_parent = ctx
+                    .identity()
+                    .and_then(|i| i.parent)
+                    .is_some_and(|p| p.site_code == job.source);
+                if Some(site) == ctx.site_code().as_ref() && from_parent {
                     let parent = job.source.to_string();
                     tracing::warn!(parent = %parent, "site deleted by its parent: removing the install; the node restarts bare");
                     crate::status_manager::emit(ctx, &catalog::SITE_DEINSTALLING, &[parent])?;

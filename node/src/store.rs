@@ -213,6 +213,7 @@ const META_DOMAIN: &[u8] = b"member_domain";
 const META_FORMAT: &[u8] = b"format";
 const META_UNIQUE_ID: &[u8] = b"unique_id_next";
 const META_LOGON: &[u8] = b"logon_install";
+const META_IDS_FROZEN: &[u8] = b"ids_frozen";
 const STORE_FORMAT: u32 = 1;
 
 impl Store {
@@ -1057,19 +1058,6 @@ impl Store {
             .map_err(txn_err)
     }
 
-    /// Raises the unique ID counter in this site's copy of a child's control.
-    pub fn raise_child_counter(&self, code: &SiteCode, next: u64) -> Result<()> {
-        if let Some(mut ct2) = self.child_ct2(code)? {
-            if next > ct2.control.next_unique_id {
-                ct2.control.next_unique_id = next;
-                self.inner
-                    .child_control
-                    .insert(code.as_bytes(), enc(&ct2))?;
-            }
-        }
-        Ok(())
-    }
-
     /// The last CT2 a descendant (or this central site) reported.
     pub fn child_ct2(&self, code: &SiteCode) -> Result<Option<Ct2>> {
         Self::get(&self.inner.child_control, code.as_bytes())
@@ -1088,6 +1076,41 @@ impl Store {
             None => self.inner.pending_ct1.remove(site.as_bytes())?,
         };
         Ok(())
+    }
+
+    /// Records what is kept of a site being deleted, before it is gone
+    /// (never lowering a counter already kept).
+    pub fn keep_deleted(&self, gone: &DeletedSite) -> Result<DeletedSite> {
+        let mut g = gone.clone();
+        if let Some(prev) = self.deleted_site(&gone.site_code)? {
+            g.next_unique_id = g.next_unique_id.max(prev.next_unique_id);
+        }
+        self.inner
+            .deleted
+            .insert(gone.site_code.as_bytes(), enc(&g))?;
+        Ok(g)
+    }
+
+    /// Whether a deinstall job for `hop` waits in its outbox (or, with
+    /// `failed`, sits in the failed box).
+    pub fn deinstall_queued(&self, hop: &SiteCode, failed: bool) -> Result<bool> {
+        let tree = if failed {
+            &self.inner.failed
+        } else {
+            &self.inner.outbox
+        };
+        for v in tree.scan_prefix(hop.as_bytes()).values() {
+            let v = v?;
+            let payload = if failed {
+                dec::<FailedJob>(&v)?.job.payload
+            } else {
+                dec::<Job>(&v)?.payload
+            };
+            if matches!(payload, Payload::Deinstall(_)) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     pub fn deleted_site(&self, code: &SiteCode) -> Result<Option<DeletedSite>> {
@@ -1109,6 +1132,11 @@ impl Store {
                 .transaction(|(ob, fb)| {
                     if let Some(v) = ob.remove(k)? {
                         let job: Job = dec(&v).map_err(ConflictableTransactionError::Abort)?;
+                        if matches!(job.payload, Payload::Deinstall(_) | Payload::Bootstrap(_)) {
+                            // Meaningless now, and harmful if retried later
+                            // against a site re-created with this code.
+                            return Ok(());
+                        }
                         let f = FailedJob {
                             job,
                             reason: format!("site {code} was deleted"),
@@ -1119,6 +1147,22 @@ impl Store {
                     Ok(())
                 })
                 .map_err(txn_err)?;
+        }
+        // Failed deinstall or bootstrap jobs of the site go too.
+        let stale: Vec<sled::IVec> = self
+            .inner
+            .failed
+            .scan_prefix(code.as_bytes())
+            .filter_map(|kv| kv.ok())
+            .filter(|(_, v)| {
+                dec::<FailedJob>(v)
+                    .map(|f| matches!(f.job.payload, Payload::Deinstall(_) | Payload::Bootstrap(_)))
+                    .unwrap_or(false)
+            })
+            .map(|(k, _)| k)
+            .collect();
+        for k in stale {
+            self.inner.failed.remove(k)?;
         }
         let trees = (
             &self.inner.sites,
@@ -1185,11 +1229,26 @@ impl Store {
     /// Takes the next `size` IDs of the site's counter. Flush before
     /// handing the range out: a range is never given twice.
     pub fn allocate_range(&self, size: u64, floor: u64) -> Result<(u64, u64)> {
-        let start = self.next_unique_id(floor)?;
-        self.inner
-            .meta
-            .insert(META_UNIQUE_ID, enc(&(start + size)))?;
-        Ok((start, start + size))
+        // Atomic: concurrent callers (stage 3 installs, range requests)
+        // never get the same range.
+        let next = self.inner.meta.update_and_fetch(META_UNIQUE_ID, |old| {
+            let cur = old
+                .and_then(|b| postcard::from_bytes::<u64>(b).ok())
+                .unwrap_or(0);
+            Some(enc(&(cur.max(floor).max(1) + size)))
+        })?;
+        let end: u64 = dec(&next.expect("just written"))?;
+        Ok((end - size, end))
+    }
+
+    /// Set when the parent starts deleting this site: no more ID ranges.
+    pub fn ids_frozen(&self) -> Result<bool> {
+        Ok(self.inner.meta.get(META_IDS_FROZEN)?.is_some())
+    }
+
+    pub fn freeze_ids(&self) -> Result<()> {
+        self.inner.meta.insert(META_IDS_FROZEN, &[1u8])?;
+        Ok(())
     }
 
     pub fn logon_install(&self) -> Result<Option<LogonInstall>> {

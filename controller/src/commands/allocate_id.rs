@@ -16,15 +16,14 @@ pub struct Args {
 
 pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()> {
     let addr = node_addr(node)?;
-    let ids = admin(&addr)
+    let r = admin(&addr)
         .await?
         .allocate_ids(pb::AllocateIdsRequest { count: a.count })
         .await
         .map_err(|e| status_err("allocate-id", e))?
-        .into_inner()
-        .ids;
-    out.print(&json!({ "ids": ids }), || {
-        for id in &ids {
+        .into_inner();
+    out.print(&json!({ "ids": r.ids, "sms_ids": r.sms_ids }), || {
+        for id in &r.sms_ids {
             println!("{id}");
         }
     });

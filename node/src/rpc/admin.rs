@@ -209,6 +209,16 @@ impl AdminSvc {
                 .unwrap_or_default(),
             parent_address: self.ctx.advertise.clone(),
             link_secret: rec.link_secret,
+            ancestors: self
+                .ctx
+                .identity()
+                .map(|i| {
+                    std::iter::once(i.site_code.clone())
+                        .chain(i.ancestors)
+                        .map(|c| c.to_string())
+                        .collect()
+                })
+                .unwrap_or_default(),
         }))
     }
 
@@ -561,7 +571,35 @@ impl pb::admin_server::Admin for AdminSvc {
             .await
             .map_err(internal)?
             .map_err(Status::failed_precondition)?;
-        Ok(Response::new(pb::IdList { ids }))
+        let site = crate::logon::describe(&self.ctx).site_code;
+        let sms_ids = ids.iter().map(|n| format!("{site}{n:08}")).collect();
+        Ok(Response::new(pb::IdList { ids, sms_ids }))
+    }
+
+    async fn prepare_delete(&self, req: Request<pb::SiteRequest>) -> R<pb::IdRange> {
+        let id = self.installed()?;
+        if req.into_inner().site != id.site_code.as_str() {
+            return Err(Status::invalid_argument(format!(
+                "this is site {}",
+                id.site_code
+            )));
+        }
+        let ctx = self.ctx.clone();
+        detached(async move {
+            ctx.store.freeze_ids().map_err(internal)?;
+            ctx.store.durable().await.map_err(internal)?;
+            let floor = ctx.config().map(|c| c.next_unique_id).unwrap_or(1);
+            let next = ctx.store.next_unique_id(floor).map_err(internal)?;
+            tracing::warn!(
+                next,
+                "the parent is deleting this site: no more ID ranges are granted"
+            );
+            Ok(Response::new(pb::IdRange {
+                start: next,
+                end: next,
+            }))
+        })
+        .await
     }
 
     async fn request_id_range(&self, req: Request<pb::IdRangeRequest>) -> R<pb::IdRange> {

@@ -251,7 +251,7 @@ pub async fn attach_primary(
     code: &SiteCode,
     server: &str,
     site_name: &str,
-) -> Result<(String, String, String), String> {
+) -> Result<(String, String, String, Vec<String>), String> {
     let channel = connector.connect(parent).await?;
     let mut c = pb::admin_client::AdminClient::new(channel);
     let req = pb::AttachPrimaryRequest {
@@ -264,7 +264,12 @@ pub async fn attach_primary(
         .map_err(|_| format!("{parent} did not answer"))?
         .map_err(|s| format!("{parent} refused: {}", s.message()))?
         .into_inner();
-    Ok((r.parent_site_code, r.parent_address, r.link_secret))
+    Ok((
+        r.parent_site_code,
+        r.parent_address,
+        r.link_secret,
+        r.ancestors,
+    ))
 }
 
 /// What a node says it is, via its bootstrap service.
@@ -278,18 +283,22 @@ pub async fn probe(connector: &Connector, server: &str) -> Result<pb::ProbeReply
         .map_err(|s| format!("{server}: {}", s.message()))
 }
 
-/// The next SMS unique ID a site server reports now (its live counter).
-pub async fn live_next_unique_id(connector: &Connector, server: &str) -> Result<u64, String> {
+/// Tells a child that its parent is deleting it: it stops granting ID
+/// ranges for good and returns its final next SMS unique ID.
+pub async fn prepare_delete(
+    connector: &Connector,
+    server: &str,
+    site: &SiteCode,
+) -> Result<u64, String> {
     let channel = connector.connect(server).await?;
     let mut c = pb::admin_client::AdminClient::new(channel);
-    let req = pb::GetSiteControlRequest {
-        serial: 0,
-        site: String::new(),
+    let req = pb::SiteRequest {
+        site: site.to_string(),
     };
-    tokio::time::timeout(connector.request_timeout, c.get_site_control(req))
+    tokio::time::timeout(connector.request_timeout, c.prepare_delete(req))
         .await
         .map_err(|_| format!("{server} did not answer"))?
-        .map(|r| r.into_inner().next_unique_id)
+        .map(|r| r.into_inner().start)
         .map_err(|s| s.message().to_string())
 }
 

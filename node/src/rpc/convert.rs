@@ -269,6 +269,7 @@ pub fn bootstrap_to(b: &BootstrapPackage) -> pb::BootstrapPackage {
         required_free_bytes: b.required_free_bytes,
         version: b.version.clone(),
         server: b.server.clone(),
+        ancestors: b.ancestors.iter().map(|c| c.to_string()).collect(),
     }
 }
 
@@ -285,6 +286,11 @@ pub fn bootstrap_from(b: &pb::BootstrapPackage) -> R<BootstrapPackage> {
         required_free_bytes: b.required_free_bytes,
         version: b.version.clone(),
         server: b.server.clone(),
+        ancestors: b
+            .ancestors
+            .iter()
+            .map(|c| code(c, "package.ancestors"))
+            .collect::<R<_>>()?,
     })
 }
 
