@@ -73,8 +73,11 @@ pub fn init(log_dir: &Path) -> std::io::Result<LogGuards> {
     );
     let env = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sled=warn,h2=warn,tower=warn"));
+    // Colour only for a person at a terminal, not for docker logs or journald.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     layers.push(
         fmt::layer()
+            .with_ansi(colour)
             .with_writer(std::io::stderr)
             .with_filter(env)
             .boxed(),

@@ -34,16 +34,21 @@ struct RunArgs {
     #[arg(long, env = "SMS_ADVERTISE")]
     advertise: Option<String>,
     /// Install the central primary site with this site code on first start.
-    #[arg(long, value_name = "CODE")]
+    #[arg(long, value_name = "CODE", env = "SMS_INSTALL_PRIMARY")]
     install_primary: Option<SiteCode>,
     /// Site name for --install-primary.
-    #[arg(long, requires = "install_primary")]
+    #[arg(long, requires = "install_primary", env = "SMS_SITE_NAME")]
     site_name: Option<String>,
     /// With --install-primary: attach the new primary below this primary site...
-    #[arg(long, value_name = "CODE", requires_all = ["install_primary", "parent"])]
+    #[arg(long, value_name = "CODE", requires_all = ["install_primary", "parent"], env = "SMS_PARENT_SITE")]
     parent_site: Option<SiteCode>,
     /// ...whose site server is at HOST:PORT.
-    #[arg(long, value_name = "HOST:PORT", requires = "parent_site")]
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        requires = "parent_site",
+        env = "SMS_PARENT"
+    )]
     parent: Option<String>,
     /// Make this node a member server of a domain.
     #[arg(long, env = "SMS_DOMAIN", value_name = "NAME")]
@@ -58,7 +63,7 @@ enum Command {
     /// Ask a node's gRPC health service whether it is serving (exit 0 if so).
     Health {
         /// Node address.
-        #[arg(long, default_value = "127.0.0.1:8500")]
+        #[arg(long, default_value = "127.0.0.1:8500", env = "SMS_HEALTH_ADDR")]
         addr: String,
     },
 }
