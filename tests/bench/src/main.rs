@@ -408,12 +408,19 @@ async fn idle_rss(ctx: &Ctx) -> anyhow::Result<Value> {
 async fn main() -> anyhow::Result<()> {
     let mut runs = 3usize;
     let mut out = PathBuf::from("bench-results.json");
+    let mut only: Option<Vec<String>> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--runs" => runs = args.next().context("--runs N")?.parse()?,
             "--out" => out = args.next().context("--out FILE")?.into(),
-            other => bail!("unknown argument {other:?} (use --runs N, --out FILE)"),
+            "--only" => {
+                let list = args.next().context("--only 1a,1b,3,4,6,rss")?;
+                only = Some(list.split(',').map(String::from).collect());
+            }
+            other => bail!(
+                "unknown argument {other:?} (use --runs N, --out FILE, --only 1a,1b,3,4,6,rss)"
+            ),
         }
     }
     let exe = std::env::current_exe()?;
@@ -446,20 +453,32 @@ async fn main() -> anyhow::Result<()> {
         work.display()
     );
     let mut results = serde_json::Map::new();
-    let scenarios: Vec<(&str, Value)> = vec![
-        (
+    let want = |key: &str| only.as_ref().is_none_or(|o| o.iter().any(|k| k == key));
+    let mut scenarios: Vec<(&str, Value)> = vec![];
+    if want("1a") {
+        scenarios.push((
             "1a durable transfer, 1 KiB, 64 in flight",
             throughput(&ctx, runs).await?,
-        ),
-        ("1b round trip, 1 in flight", latency(&ctx, runs).await?),
-        ("3 file package 256 MiB", file_package(&ctx, runs).await?),
-        (
+        ));
+    }
+    if want("1b") {
+        scenarios.push(("1b round trip, 1 in flight", latency(&ctx, runs).await?));
+    }
+    if want("3") {
+        scenarios.push(("3 file package 256 MiB", file_package(&ctx, runs).await?));
+    }
+    if want("4") {
+        scenarios.push((
             "4 create-secondary -> Active (20)",
             create_to_active(&ctx, 20).await?,
-        ),
-        ("6 backlog drain 100 000 jobs", backlog(&ctx, runs).await?),
-        ("idle RSS", idle_rss(&ctx).await?),
-    ];
+        ));
+    }
+    if want("6") {
+        scenarios.push(("6 backlog drain 100 000 jobs", backlog(&ctx, runs).await?));
+    }
+    if want("rss") {
+        scenarios.push(("idle RSS", idle_rss(&ctx).await?));
+    }
     println!("{:<44} figures", "scenario");
     for (name, v) in scenarios {
         println!("{name:<44} {v}");
