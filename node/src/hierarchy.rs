@@ -306,18 +306,16 @@ pub async fn finish_delete(ctx: &Arc<Ctx>, code: &SiteCode, orphaned: bool) -> a
     Ok(())
 }
 
-/// Creates a secondary site under this primary: checks everything first,
-/// then records the site as Pending and queues its bootstrap job together.
-pub async fn create_secondary(
-    ctx: &Arc<Ctx>,
-    req: CreateSecondary,
-) -> Result<SiteRecord, CreateError> {
-    let code: SiteCode = req
-        .site_code
+/// The checks every new child site passes at its parent: a valid code, a
+/// primary parent, and not the parent itself nor any of its ancestors.
+fn check_new_child(ctx: &Ctx, code: &str) -> Result<(Identity, SiteCode), CreateError> {
+    let code: SiteCode = code
         .parse()
         .map_err(|e: SiteCodeError| CreateError::Invalid(e.to_string()))?;
     let me = ctx.identity().ok_or_else(|| {
-        CreateError::Precondition("this node is bare; create sites at a primary site server".into())
+        CreateError::Precondition(
+            "this node is bare; child sites are created at a primary site server".into(),
+        )
     })?;
     if me.kind != SiteKind::Primary {
         return Err(CreateError::Precondition(format!(
@@ -332,10 +330,20 @@ pub async fn create_secondary(
     }
     if me.ancestors.contains(&code) {
         return Err(CreateError::Invalid(format!(
-            "{code} is the parent of site {}; a site cannot be its own ancestor",
+            "{code} is an ancestor of site {}; a site cannot be its own ancestor",
             me.site_code
         )));
     }
+    Ok((me, code))
+}
+
+/// Creates a secondary site under this primary: checks everything first,
+/// then records the site as Pending and queues its bootstrap job together.
+pub async fn create_secondary(
+    ctx: &Arc<Ctx>,
+    req: CreateSecondary,
+) -> Result<SiteRecord, CreateError> {
+    let (me, code) = check_new_child(ctx, &req.site_code)?;
     if let Some(existing) = ctx.store.site(&code)? {
         return Err(CreateError::Exists(format!(
             "site {code} already exists in the hierarchy (status {}, server {})",
@@ -881,29 +889,7 @@ pub async fn attach_primary(
     code: &str,
     server: &str,
 ) -> Result<SiteRecord, CreateError> {
-    let code: SiteCode = code
-        .parse()
-        .map_err(|e: SiteCodeError| CreateError::Invalid(e.to_string()))?;
-    let me = ctx.identity().ok_or_else(|| {
-        CreateError::Precondition("this node is bare; attach to a primary site server".into())
-    })?;
-    if me.kind != SiteKind::Primary {
-        return Err(CreateError::Precondition(format!(
-            "site {} is a secondary site and cannot have child sites",
-            me.site_code
-        )));
-    }
-    if code == me.site_code {
-        return Err(CreateError::Invalid(format!(
-            "{code} is this site's own code"
-        )));
-    }
-    if me.ancestors.contains(&code) {
-        return Err(CreateError::Invalid(format!(
-            "{code} is an ancestor of site {}; a site cannot be its own ancestor",
-            me.site_code
-        )));
-    }
+    let (me, code) = check_new_child(ctx, code)?;
     if let Some(existing) = ctx.store.site(&code)? {
         if existing.server == server
             && existing.kind == SiteKind::Primary

@@ -128,6 +128,19 @@ async fn detached<T: Send + 'static>(
 
 /// The state-changing calls, run detached by their trait methods.
 impl AdminSvc {
+    /// Runs `call` on a handle to this service as a detached task.
+    async fn detach<T, F, Fut>(&self, call: F) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        F: FnOnce(AdminSvc) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>> + Send + 'static,
+    {
+        detached(call(AdminSvc {
+            ctx: self.ctx.clone(),
+        }))
+        .await
+    }
+
     async fn force_ct2_now(&self, _: Request<pb::ForceCt2Request>) -> R<pb::ForceCt2Reply> {
         self.installed()?;
         let (site, serial) = crate::site_config::force_ct2(&self.ctx)
@@ -533,30 +546,24 @@ impl pb::admin_server::Admin for AdminSvc {
     }
 
     async fn force_ct2(&self, req: Request<pb::ForceCt2Request>) -> R<pb::ForceCt2Reply> {
-        let this = AdminSvc {
-            ctx: self.ctx.clone(),
-        };
-        detached(async move { this.force_ct2_now(req).await }).await
+        self.detach(|this| async move { this.force_ct2_now(req).await })
+            .await
     }
 
     async fn change_site_control(
         &self,
         req: Request<pb::ChangeSiteControlRequest>,
     ) -> R<pb::ChangeSiteControlReply> {
-        let this = AdminSvc {
-            ctx: self.ctx.clone(),
-        };
-        detached(async move { this.change_site_control_now(req).await }).await
+        self.detach(|this| async move { this.change_site_control_now(req).await })
+            .await
     }
 
     async fn attach_primary(
         &self,
         req: Request<pb::AttachPrimaryRequest>,
     ) -> R<pb::AttachPrimaryReply> {
-        let this = AdminSvc {
-            ctx: self.ctx.clone(),
-        };
-        detached(async move { this.attach_primary_now(req).await }).await
+        self.detach(|this| async move { this.attach_primary_now(req).await })
+            .await
     }
 
     async fn allocate_ids(&self, req: Request<pb::AllocateIdsRequest>) -> R<pb::IdList> {
@@ -642,59 +649,43 @@ impl pb::admin_server::Admin for AdminSvc {
         &self,
         req: Request<pb::CreateSecondaryRequest>,
     ) -> R<pb::CreateSecondaryReply> {
-        let this = AdminSvc {
-            ctx: self.ctx.clone(),
-        };
-        detached(async move { this.create_secondary_now(req).await }).await
+        self.detach(|this| async move { this.create_secondary_now(req).await })
+            .await
     }
 
     async fn sever_link(&self, req: Request<pb::LinkRequest>) -> R<pb::LinkState> {
-        let this = AdminSvc {
-            ctx: self.ctx.clone(),
-        };
-        detached(async move { this.sever_link_now(req).await }).await
+        self.detach(|this| async move { this.sever_link_now(req).await })
+            .await
     }
 
     async fn restore_link(&self, req: Request<pb::LinkRequest>) -> R<pb::LinkState> {
-        let this = AdminSvc {
-            ctx: self.ctx.clone(),
-        };
-        detached(async move { this.restore_link_now(req).await }).await
+        self.detach(|this| async move { this.restore_link_now(req).await })
+            .await
     }
 
     async fn inject_fault(&self, req: Request<pb::FaultRequest>) -> R<pb::FaultList> {
-        let this = AdminSvc {
-            ctx: self.ctx.clone(),
-        };
-        detached(async move { this.inject_fault_now(req).await }).await
+        self.detach(|this| async move { this.inject_fault_now(req).await })
+            .await
     }
 
     async fn clear_fault(&self, req: Request<pb::FaultRequest>) -> R<pb::FaultList> {
-        let this = AdminSvc {
-            ctx: self.ctx.clone(),
-        };
-        detached(async move { this.clear_fault_now(req).await }).await
+        self.detach(|this| async move { this.clear_fault_now(req).await })
+            .await
     }
 
     async fn retry_failed_jobs(&self, req: Request<pb::LinkRequest>) -> R<pb::LinkState> {
-        let this = AdminSvc {
-            ctx: self.ctx.clone(),
-        };
-        detached(async move { this.retry_failed_jobs_now(req).await }).await
+        self.detach(|this| async move { this.retry_failed_jobs_now(req).await })
+            .await
     }
 
     async fn send_probes(&self, req: Request<pb::SendProbesRequest>) -> R<pb::SendProbesReply> {
-        let this = AdminSvc {
-            ctx: self.ctx.clone(),
-        };
-        detached(async move { this.send_probes_now(req).await }).await
+        self.detach(|this| async move { this.send_probes_now(req).await })
+            .await
     }
 
     async fn send_package(&self, req: Request<pb::SendPackageRequest>) -> R<pb::SendPackageReply> {
-        let this = AdminSvc {
-            ctx: self.ctx.clone(),
-        };
-        detached(async move { this.send_package_now(req).await }).await
+        self.detach(|this| async move { this.send_package_now(req).await })
+            .await
     }
 
     async fn get_status(&self, _: Request<pb::GetStatusRequest>) -> R<pb::NodeStatus> {
