@@ -120,19 +120,20 @@ fn build_package(
     })
 }
 
-/// `upgrade-site`: runs the install of a child secondary again (article
-/// 002's "activate the site and force another upgrade"), with this parent's
-/// software version. A site whose bootstrap failed gets a fresh one; an
-/// installed site keeps its identity and control and re-runs its phases.
-pub async fn upgrade_site(ctx: &Arc<Ctx>, code: &str) -> Result<SiteRecord, CreateError> {
+/// A secondary site directly below this one, by code; `hint` tells where
+/// to run the command instead when it is not.
+fn child_secondary(
+    ctx: &Ctx,
+    code: &str,
+    hint: &str,
+) -> Result<(Identity, SiteCode, SiteRecord), CreateError> {
     let code: SiteCode = code
         .parse()
         .map_err(|e: SiteCodeError| CreateError::Invalid(e.to_string()))?;
     let me = ctx.identity().ok_or_else(|| {
         CreateError::Precondition("this node is bare: no site is installed here".into())
     })?;
-    let _records = ctx.site_lock.lock().await;
-    let mut rec = ctx.store.site(&code)?.ok_or_else(|| {
+    let rec = ctx.store.site(&code)?.ok_or_else(|| {
         CreateError::Invalid(format!(
             "site {code} is not in the site list of {}",
             me.site_code
@@ -140,10 +141,20 @@ pub async fn upgrade_site(ctx: &Arc<Ctx>, code: &str) -> Result<SiteRecord, Crea
     })?;
     if rec.parent_site_code.as_ref() != Some(&me.site_code) || rec.kind != SiteKind::Secondary {
         return Err(CreateError::Precondition(format!(
-            "site {code} is not a secondary site directly below {}; run upgrade-site at its parent",
+            "site {code} is not a secondary site directly below {}; {hint}",
             me.site_code
         )));
     }
+    Ok((me, code, rec))
+}
+
+/// `upgrade-site`: runs the install of a child secondary again (article
+/// 002's "activate the site and force another upgrade"), with this parent's
+/// software version. A site whose bootstrap failed gets a fresh one; an
+/// installed site keeps its identity and control and re-runs its phases.
+pub async fn upgrade_site(ctx: &Arc<Ctx>, code: &str) -> Result<SiteRecord, CreateError> {
+    let _records = ctx.site_lock.lock().await;
+    let (me, code, mut rec) = child_secondary(ctx, code, "run upgrade-site at its parent")?;
     if rec.status == SiteStatus::Deleting {
         return Err(CreateError::Precondition(format!(
             "site {code} is being deleted"
@@ -191,24 +202,11 @@ pub async fn upgrade_site(ctx: &Arc<Ctx>, code: &str) -> Result<SiteRecord, Crea
 /// the site is marked Deleting and told to remove its install; it leaves the
 /// list when that job is acknowledged, or as orphaned when it fails.
 pub async fn delete_site(ctx: &Arc<Ctx>, code: &str) -> Result<SiteRecord, CreateError> {
-    let code: SiteCode = code
-        .parse()
-        .map_err(|e: SiteCodeError| CreateError::Invalid(e.to_string()))?;
-    let me = ctx.identity().ok_or_else(|| {
-        CreateError::Precondition("this node is bare: no site is installed here".into())
-    })?;
-    let mut rec = ctx.store.site(&code)?.ok_or_else(|| {
-        CreateError::Invalid(format!(
-            "site {code} is not in the site list of {}",
-            me.site_code
-        ))
-    })?;
-    if rec.parent_site_code.as_ref() != Some(&me.site_code) || rec.kind != SiteKind::Secondary {
-        return Err(CreateError::Precondition(format!(
-            "site {code} is not a secondary site directly below {}; delete-site removes secondary sites at their parent",
-            me.site_code
-        )));
-    }
+    let (me, code, mut rec) = child_secondary(
+        ctx,
+        code,
+        "delete-site removes secondary sites at their parent",
+    )?;
     let bare = client::probe(&ctx.connector, &rec.server)
         .await
         .is_ok_and(|p| p.role == "bare" && p.bootstrap_state != "running");

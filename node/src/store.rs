@@ -301,6 +301,15 @@ impl Store {
         Ok(self.inner.db.generate_id()?)
     }
 
+    /// Writes `value` at `key`, or removes the key when there is none.
+    fn put_or_remove<T: Serialize>(tree: &Tree, key: &[u8], value: Option<&T>) -> Result<()> {
+        match value {
+            Some(v) => tree.insert(key, enc(v))?,
+            None => tree.remove(key)?,
+        };
+        Ok(())
+    }
+
     fn get<T: DeserializeOwned>(tree: &Tree, key: &[u8]) -> Result<Option<T>> {
         match tree.get(key)? {
             Some(v) => Ok(Some(dec(&v)?)),
@@ -1071,11 +1080,7 @@ impl Store {
     }
 
     pub fn set_pending_ct1(&self, site: &SiteCode, ct1: Option<&Ct1>) -> Result<()> {
-        match ct1 {
-            Some(c) => self.inner.pending_ct1.insert(site.as_bytes(), enc(c))?,
-            None => self.inner.pending_ct1.remove(site.as_bytes())?,
-        };
-        Ok(())
+        Self::put_or_remove(&self.inner.pending_ct1, site.as_bytes(), ct1)
     }
 
     /// Records what is kept of a site being deleted, before it is gone
@@ -1256,11 +1261,7 @@ impl Store {
     }
 
     pub fn set_logon_install(&self, l: Option<&LogonInstall>) -> Result<()> {
-        match l {
-            Some(l) => self.inner.meta.insert(META_LOGON, enc(l))?,
-            None => self.inner.meta.remove(META_LOGON)?,
-        };
-        Ok(())
+        Self::put_or_remove(&self.inner.meta, META_LOGON, l)
     }
 
     // ---- link faults and injected faults --------------------------------------
@@ -1270,11 +1271,7 @@ impl Store {
     }
 
     pub fn set_link_fault(&self, to: &SiteCode, fault: Option<&LinkFault>) -> Result<()> {
-        match fault {
-            Some(f) => self.inner.links.insert(to.as_bytes(), enc(f))?,
-            None => self.inner.links.remove(to.as_bytes())?,
-        };
-        Ok(())
+        Self::put_or_remove(&self.inner.links, to.as_bytes(), fault)
     }
 
     pub fn faults(&self) -> Result<Vec<Fault>> {
