@@ -5,244 +5,20 @@
 //! Run: `cargo run --release -p sms-bench -- [--runs N] [--out FILE]`
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use sms_proto::v1 as pb;
-use tonic::transport::Channel;
 
-type Admin = pb::admin_client::AdminClient<Channel>;
+mod fanout;
+mod harness;
+#[cfg(feature = "nats")]
+mod nats;
+mod status_tiers;
 
-/// One sms-node process; killed on drop.
-struct Node {
-    child: Option<Child>,
-    addr: String,
-    dir: PathBuf,
-    args: Vec<String>,
-}
-
-impl Node {
-    fn start(bin: &Path, dir: &Path, args: &[&str]) -> anyhow::Result<Node> {
-        let mut n = Node {
-            child: None,
-            addr: String::new(),
-            dir: dir.to_path_buf(),
-            args: args.iter().map(|s| s.to_string()).collect(),
-        };
-        n.launch(bin, "127.0.0.1:0")?;
-        Ok(n)
-    }
-
-    fn launch(&mut self, bin: &Path, listen: &str) -> anyhow::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
-        let addr_file = self.dir.join("node.addr");
-        let _ = std::fs::remove_file(&addr_file);
-        let child = Command::new(bin)
-            .arg("--data")
-            .arg(&self.dir)
-            .arg("--listen")
-            .arg(listen)
-            .args(&self.args)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("spawn sms-node")?;
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(s) = std::fs::read_to_string(&addr_file) {
-                if s.ends_with('\n') {
-                    self.addr = s.trim().to_string();
-                    return Ok(());
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("sms-node in {} did not start", self.dir.display());
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn restart(&mut self, bin: &Path) -> anyhow::Result<()> {
-        let listen = self.addr.clone();
-        for _ in 0..200 {
-            if std::net::TcpListener::bind(&listen).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        self.launch(bin, &listen)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
-    }
-
-    async fn admin(&self) -> anyhow::Result<Admin> {
-        let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))?
-            .connect()
-            .await?;
-        Ok(Admin::new(ch).max_decoding_message_size(256 * 1024 * 1024))
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i]
-}
-
-fn sorted(mut v: Vec<f64>) -> Vec<f64> {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v
-}
-
-struct Ctx {
-    bin: PathBuf,
-    work: PathBuf,
-    seq: std::sync::atomic::AtomicU32,
-}
-
-impl Ctx {
-    fn dir(&self, name: &str) -> PathBuf {
-        let n = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.work.join(format!("{name}-{n}"))
-    }
-
-    /// A central primary PRI and an Active secondary S01.
-    async fn pair(&self) -> anyhow::Result<(Node, Node)> {
-        let p = Node::start(&self.bin, &self.dir("pri"), &["--install-primary", "PRI"])?;
-        let c = Node::start(&self.bin, &self.dir("s01"), &[])?;
-        create(&p, &c, "S01").await?;
-        Ok((p, c))
-    }
-}
-
-/// create-secondary, then wait for Active; returns the time it took.
-async fn create(parent: &Node, child: &Node, code: &str) -> anyhow::Result<Duration> {
-    let mut a = parent.admin().await?;
-    let t0 = Instant::now();
-    a.create_secondary(pb::CreateSecondaryRequest {
-        site_code: code.into(),
-        server: child.addr.clone(),
-        sever_link_mid_bootstrap: false,
-        site_name: String::new(),
-    })
-    .await?;
-    loop {
-        let sites = a
-            .list_sites(pb::ListSitesRequest {})
-            .await?
-            .into_inner()
-            .sites;
-        if sites
-            .iter()
-            .any(|s| s.site_code == code && s.status == "Active")
-        {
-            return Ok(t0.elapsed());
-        }
-        if t0.elapsed() > Duration::from_secs(60) {
-            bail!("{code} did not become Active");
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
-async fn probe_count(a: &mut Admin) -> anyhow::Result<u64> {
-    Ok(a.list_probes(pb::ListProbesRequest { count_only: true })
-        .await?
-        .into_inner()
-        .count)
-}
-
-/// Sets S01's address to PRI: frames in flight.
-async fn set_window(child: &Node, window: u32) -> anyhow::Result<()> {
-    let mut a = child.admin().await?;
-    let r = a
-        .change_site_control(pb::ChangeSiteControlRequest {
-            address: Some(pb::AddressChange {
-                to: "PRI".into(),
-                concurrent_sendings: Some(window),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
-    while a
-        .get_site_control(pb::GetSiteControlRequest::default())
-        .await?
-        .into_inner()
-        .serial
-        < r.serial
-    {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    Ok(())
-}
-
-/// Queues `n` probes of `bytes` behind a severed link, restores it, and
-/// times the drain. Returns (seconds, delivered, distinct).
-async fn drain(parent: &Node, child: &Node, n: u32, bytes: u32) -> anyhow::Result<(f64, u64, u64)> {
-    let mut c = child.admin().await?;
-    let mut p = parent.admin().await?;
-    let before = probe_count(&mut p).await?;
-    c.sever_link(pb::LinkRequest { to: "PRI".into() }).await?;
-    let mut left = n;
-    while left > 0 {
-        let k = left.min(50_000);
-        c.send_probes(pb::SendProbesRequest {
-            to: "PRI".into(),
-            count: k,
-            bytes,
-            priority: pb::Priority::Medium as i32,
-        })
-        .await?;
-        left -= k;
-    }
-    let t0 = Instant::now();
-    c.restore_link(pb::LinkRequest { to: "PRI".into() }).await?;
-    loop {
-        if probe_count(&mut p).await? >= before + n as u64 {
-            break;
-        }
-        if t0.elapsed() > Duration::from_secs(600) {
-            bail!("drain did not finish");
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    let secs = t0.elapsed().as_secs_f64();
-    let all = p
-        .list_probes(pb::ListProbesRequest { count_only: false })
-        .await?
-        .into_inner()
-        .probes;
-    let distinct: std::collections::HashSet<Vec<u8>> =
-        all.iter().map(|x| x.job_id.clone()).collect();
-    Ok((
-        secs,
-        all.len() as u64 - before,
-        distinct.len() as u64 - before,
-    ))
-}
+use harness::*;
 
 async fn throughput(ctx: &Ctx, runs: usize) -> anyhow::Result<Value> {
     let mut rates = vec![];
@@ -387,17 +163,6 @@ async fn file_package(ctx: &Ctx, runs: usize) -> anyhow::Result<Value> {
     )
 }
 
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
 async fn idle_rss(ctx: &Ctx) -> anyhow::Result<Value> {
     let (p, c) = ctx.pair().await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -415,11 +180,11 @@ async fn main() -> anyhow::Result<()> {
             "--runs" => runs = args.next().context("--runs N")?.parse()?,
             "--out" => out = args.next().context("--out FILE")?.into(),
             "--only" => {
-                let list = args.next().context("--only 1a,1b,3,4,6,rss")?;
+                let list = args.next().context("--only 1a,1b,2,3,4,5,6,7,rss")?;
                 only = Some(list.split(',').map(String::from).collect());
             }
             other => bail!(
-                "unknown argument {other:?} (use --runs N, --out FILE, --only 1a,1b,3,4,6,rss)"
+                "unknown argument {other:?} (use --runs N, --out FILE, --only 1a,1b,2,3,4,5,6,7,rss)"
             ),
         }
     }
@@ -464,6 +229,18 @@ async fn main() -> anyhow::Result<()> {
     if want("1b") {
         scenarios.push(("1b round trip, 1 in flight", latency(&ctx, runs).await?));
     }
+    if want("2") {
+        #[cfg(feature = "nats")]
+        scenarios.push((
+            "2 ours vs NATS JetStream, 1 KiB, 64 in flight",
+            nats::side_by_side(&ctx, runs).await?,
+        ));
+        #[cfg(not(feature = "nats"))]
+        scenarios.push((
+            "2 ours vs NATS JetStream",
+            json!({"skipped": "built without --features nats"}),
+        ));
+    }
     if want("3") {
         scenarios.push(("3 file package 256 MiB", file_package(&ctx, runs).await?));
     }
@@ -473,8 +250,20 @@ async fn main() -> anyhow::Result<()> {
             create_to_active(&ctx, 20).await?,
         ));
     }
+    if want("5") {
+        scenarios.push((
+            "5 fan-out to 100 secondaries",
+            fanout::fan_out(&ctx, runs).await?,
+        ));
+    }
     if want("6") {
         scenarios.push(("6 backlog drain 100 000 jobs", backlog(&ctx, runs).await?));
+    }
+    if want("7") {
+        scenarios.push((
+            "7 status up two tiers, 10 sites x 1000/s",
+            status_tiers::status_two_tiers(&ctx, runs).await?,
+        ));
     }
     if want("rss") {
         scenarios.push(("idle RSS", idle_rss(&ctx).await?));
