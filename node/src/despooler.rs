@@ -153,81 +153,65 @@ pub async fn despool(
     from: &SiteCode,
     frames: Vec<Frame>,
 ) -> anyhow::Result<Vec<(Uuid, u32, Despooled)>> {
-    let mut batch = Vec::with_capacity(frames.len());
-    let mut pre: Vec<Option<String>> = Vec::with_capacity(frames.len());
+    let id = ctx.identity();
+    // Frames that can be stored, in order, and for every frame either its
+    // place among them or why it was refused (jobs are moved, never copied).
+    let mut accepted: Vec<(Job, Delivery)> = Vec::with_capacity(frames.len());
+    let mut order: Vec<Result<usize, (Job, String)>> = Vec::with_capacity(frames.len());
     for (job, chunk) in frames {
-        match delivery_for(ctx, from, &job, chunk) {
+        let delivery = match &id {
+            Some(id) => delivery_for(ctx, id, from, &job, chunk),
+            None => Err("this node has no site installed".to_string()),
+        };
+        match delivery {
             Ok(d) => {
-                pre.push(None);
-                batch.push((job, d));
+                order.push(Ok(accepted.len()));
+                accepted.push((job, d));
             }
-            Err(reason) => {
-                pre.push(Some(reason));
-                batch.push((job, Delivery::Probe));
-            }
+            Err(reason) => order.push(Err((job, reason))),
         }
     }
-    let to_store: Vec<(Job, Delivery)> = batch
-        .iter()
-        .zip(&pre)
-        .filter(|(_, r)| r.is_none())
-        .map(|(b, _)| b.clone())
-        .collect();
-    let stored = if to_store.is_empty() {
+    let stored = if accepted.is_empty() {
         vec![]
     } else {
         // A multi-tree transaction can wait on sled's global lock while a
         // flush runs: keep that wait off the async worker threads.
-        tokio::task::block_in_place(|| ctx.store.despool(&to_store))?
+        tokio::task::block_in_place(|| ctx.store.despool(&accepted))?
     };
     ctx.store.durable().await?;
 
-    let mut stored = stored.into_iter();
-    let mut out = Vec::with_capacity(batch.len());
+    let mut out = Vec::with_capacity(order.len());
     let (mut scm, mut hm, mut st) = (false, false, false);
-    for ((job, delivery), rejected) in batch.into_iter().zip(pre) {
-        let chunk = match &delivery {
-            Delivery::Chunk { index, .. } => *index,
+    for entry in order {
+        let (job, delivery, outcome) = match entry {
+            Ok(i) => {
+                let (job, delivery) = &accepted[i];
+                (job, Some(delivery), stored[i].clone())
+            }
+            Err((job, reason)) => {
+                refused_job(ctx, from, &job, &reason);
+                out.push((job.id, 0, Despooled::Rejected(reason)));
+                continue;
+            }
+        };
+        let chunk = match delivery {
+            Some(Delivery::Chunk { index, .. }) => *index,
             _ => 0,
         };
-        let outcome = match rejected {
-            Some(reason) => Despooled::Rejected(reason),
-            None => stored.next().expect("one outcome per stored frame"),
-        };
-        match (&outcome, &delivery) {
-            (Despooled::Stored, Delivery::Inbox(Inbox::SiteControl)) => scm = true,
-            (Despooled::Stored, Delivery::Inbox(Inbox::Hierarchy)) => hm = true,
-            (Despooled::Stored, Delivery::Inbox(Inbox::Status)) => st = true,
-            (Despooled::Stored, Delivery::Forward(hop))
+        match (&outcome, delivery) {
+            (Despooled::Stored, Some(Delivery::Inbox(Inbox::SiteControl))) => scm = true,
+            (Despooled::Stored, Some(Delivery::Inbox(Inbox::Hierarchy))) => hm = true,
+            (Despooled::Stored, Some(Delivery::Inbox(Inbox::Status))) => st = true,
+            (Despooled::Stored, Some(Delivery::Forward(hop)))
             | (
                 Despooled::Stored,
-                Delivery::Chunk {
+                Some(Delivery::Chunk {
                     forward: Some(hop), ..
-                },
+                }),
             ) => {
                 scheduler::ensure_link(ctx, hop).wake.notify_one();
             }
-            (Despooled::Rejected(reason), _) => {
-                if let Some(l) = ctx.scheduler.link(from) {
-                    l.refused.fetch_add(1, Ordering::Relaxed);
-                }
-                tracing::warn!(job = %job.id, from = %from, dest = %job.dest, "refused a job: {reason}");
-                if ctx
-                    .scheduler
-                    .should_report(&format!("job:{from}:{}", job.dest))
-                {
-                    let _ = crate::status_manager::emit(
-                        ctx,
-                        &catalog::DESPOOL_UNROUTABLE,
-                        &[
-                            job.id.to_string(),
-                            from.to_string(),
-                            job.dest.to_string(),
-                            reason.clone(),
-                        ],
-                    );
-                }
-            }
+            (Despooled::Rejected(reason), _) => refused_job(ctx, from, job, reason),
             _ => {}
         }
         out.push((job.id, chunk, outcome));
@@ -244,14 +228,38 @@ pub async fn despool(
     Ok(out)
 }
 
+/// Counts, logs and (rate-limited) reports a job this site would not take.
+fn refused_job(ctx: &Ctx, from: &SiteCode, job: &Job, reason: &str) {
+    if let Some(l) = ctx.scheduler.link(from) {
+        l.refused.fetch_add(1, Ordering::Relaxed);
+    }
+    tracing::warn!(job = %job.id, from = %from, dest = %job.dest, "refused a job: {reason}");
+    if ctx
+        .scheduler
+        .should_report(&format!("job:{from}:{}", job.dest))
+    {
+        let _ = crate::status_manager::emit(
+            ctx,
+            &catalog::DESPOOL_UNROUTABLE,
+            &[
+                job.id.to_string(),
+                from.to_string(),
+                job.dest.to_string(),
+                reason.to_string(),
+            ],
+        );
+    }
+}
+
 /// Decides where a received job goes, or why it cannot be accepted.
 fn delivery_for(
     ctx: &Ctx,
+    id: &Identity,
     from: &SiteCode,
     job: &Job,
     chunk: Option<Chunk>,
 ) -> Result<Delivery, String> {
-    let route = scheduler::route(ctx, &job.dest).map_err(|e| e.to_string())?;
+    let route = scheduler::route_from(ctx, id, &job.dest).map_err(|e| e.to_string())?;
     if let Some((index, data)) = chunk {
         if !matches!(job.payload, Payload::File(_)) {
             return Err("a chunk frame must carry a file package".into());
@@ -278,7 +286,7 @@ fn delivery_for(
         Route::Local => match &job.payload {
             Payload::Ct1(_) => Ok(Delivery::Inbox(Inbox::SiteControl)),
             Payload::Ct2(_) => {
-                if ctx.identity().map(|i| i.kind) == Some(SiteKind::Primary) {
+                if id.kind == SiteKind::Primary {
                     Ok(Delivery::Inbox(Inbox::Hierarchy))
                 } else {
                     Err("a secondary site has no Hierarchy Manager to take a CT2".into())

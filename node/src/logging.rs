@@ -6,9 +6,12 @@
 use std::path::Path;
 
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
-use tracing_subscriber::filter::{filter_fn, EnvFilter};
+use tracing_subscriber::filter::{filter_fn, EnvFilter, LevelFilter};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::{fmt, Layer};
+
+/// Lines queued per log file before a writer waits for the disk.
+const LINES_QUEUED: usize = 4096;
 
 /// Module → log file. Events from other `sms_node` modules go to `node.log`.
 pub const COMPONENT_LOGS: &[(&str, &str)] = &[
@@ -39,7 +42,13 @@ pub fn init(log_dir: &Path) -> std::io::Result<LogGuards> {
             .append(true)
             .open(log_dir.join(format!("{file}.log")))?;
         // Never drop lines: the logs are how an operator diagnoses a site.
-        let (w, g) = NonBlockingBuilder::default().lossy(false).finish(f);
+        // The default queue of 128k lines is allocated and touched up front:
+        // about 4 MB per log, most of a node's idle memory. A writer that
+        // outruns a smaller queue waits instead.
+        let (w, g) = NonBlockingBuilder::default()
+            .lossy(false)
+            .buffered_lines_limit(LINES_QUEUED)
+            .finish(f);
         guards.push(g);
         Ok(w)
     };
@@ -51,9 +60,12 @@ pub fn init(log_dir: &Path) -> std::io::Result<LogGuards> {
                 .with_ansi(false)
                 .with_target(false)
                 .with_writer(w)
-                .with_filter(filter_fn(move |m| {
-                    m.target().starts_with(module) && *m.level() <= tracing::Level::INFO
-                }))
+                .with_filter(
+                    filter_fn(move |m| {
+                        m.target().starts_with(module) && *m.level() <= tracing::Level::INFO
+                    })
+                    .with_max_level_hint(LevelFilter::INFO),
+                )
                 .boxed(),
         );
     }
@@ -62,13 +74,19 @@ pub fn init(log_dir: &Path) -> std::io::Result<LogGuards> {
         fmt::layer()
             .with_ansi(false)
             .with_writer(w)
-            .with_filter(filter_fn(|m| {
-                m.target().starts_with("sms_node")
-                    && !COMPONENT_LOGS
-                        .iter()
-                        .any(|(p, _)| m.target().starts_with(p))
-                    && *m.level() <= tracing::Level::INFO
-            }))
+            // The level hints let `log` records below INFO (sled's debug and
+            // trace calls, on every write) stop at the macro instead of
+            // being built and offered to every layer.
+            .with_filter(
+                filter_fn(|m| {
+                    m.target().starts_with("sms_node")
+                        && !COMPONENT_LOGS
+                            .iter()
+                            .any(|(p, _)| m.target().starts_with(p))
+                        && *m.level() <= tracing::Level::INFO
+                })
+                .with_max_level_hint(LevelFilter::INFO),
+            )
             .boxed(),
     );
     let env = EnvFilter::try_from_default_env()

@@ -142,6 +142,12 @@ impl Scheduler {
 /// it, else the parent.
 pub fn route(ctx: &Ctx, dest: &SiteCode) -> Result<Route, RouteError> {
     let id = ctx.identity().ok_or(RouteError::NotInstalled)?;
+    route_from(ctx, &id, dest)
+}
+
+/// [`route`] for a caller that already holds this site's identity (the
+/// despooler routes a whole batch against one copy).
+pub fn route_from(ctx: &Ctx, id: &Identity, dest: &SiteCode) -> Result<Route, RouteError> {
     if &id.site_code == dest {
         return Ok(Route::Local);
     }
@@ -157,10 +163,10 @@ pub fn route(ctx: &Ctx, dest: &SiteCode) -> Result<Route, RouteError> {
             None => break,
         }
     }
-    match id.parent {
-        Some(p) => Ok(Route::Hop(p.site_code)),
+    match &id.parent {
+        Some(p) => Ok(Route::Hop(p.site_code.clone())),
         None => Err(RouteError::NoRoute {
-            from: id.site_code,
+            from: id.site_code.clone(),
             to: dest.clone(),
         }),
     }

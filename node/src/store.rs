@@ -1354,10 +1354,12 @@ fn despool_one(
         packages.insert(id, enc(&rec))?;
         return Ok(Despooled::Stored);
     }
-    if seen.get(id)?.is_some() {
+    // One write that also tells whether the id was already there. A
+    // repeat refreshes the time it is remembered from, which only keeps
+    // it longer.
+    if seen.insert(id, &now_ms().to_be_bytes())?.is_some() {
         return Ok(Despooled::Duplicate);
     }
-    seen.insert(id, &now_ms().to_be_bytes())?;
     match delivery {
         Delivery::Inbox(inbox) => {
             let tree = match inbox {

@@ -33,6 +33,13 @@ impl Default for Connector {
     }
 }
 
+/// HTTP/2 flow-control windows. The default 64 KiB stream window caps a
+/// link at about 50 one-KiB jobs per round trip, below the sender's window
+/// of jobs in flight, and adaptive sizing never grows it on loopback; a
+/// file package keeps up to 8 MiB of chunks in flight.
+pub const STREAM_WINDOW: u32 = 16 * 1024 * 1024;
+pub const CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
+
 impl Connector {
     /// A channel to `addr` (`host:port`).
     pub async fn connect(&self, addr: &str) -> Result<Channel, String> {
@@ -40,7 +47,8 @@ impl Connector {
             .map_err(|e| format!("{addr:?} is not a valid address: {e}"))?
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
-            .http2_adaptive_window(true);
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW);
         ep.connect()
             .await
             .map_err(|e| format!("cannot reach {addr}: {}", error_chain(&e)))

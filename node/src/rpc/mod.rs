@@ -45,7 +45,8 @@ pub async fn serve(ctx: Arc<Ctx>, listener: TcpListener) -> anyhow::Result<()> {
     let cancel = ctx.cancel.clone();
     Server::builder()
         .tcp_nodelay(true)
-        .http2_adaptive_window(Some(true))
+        .initial_stream_window_size(client::STREAM_WINDOW)
+        .initial_connection_window_size(client::CONNECTION_WINDOW)
         .add_service(health_svc)
         .add_service(reflection)
         .add_service(
