@@ -146,7 +146,7 @@ pub async fn run(ctx: Arc<Ctx>, link: Arc<Link>) -> anyhow::Result<()> {
             }
         }
 
-        if ctx.store.outbox_len(&link.to) == 0 {
+        if !ctx.store.outbox_has(&link.to) {
             link.set_state(LinkStatus::Idle, "nothing queued");
             pause(&ctx, &link, Duration::from_secs(30)).await;
             continue;
@@ -388,7 +388,7 @@ impl Session {
         tracing::info!(to = %link.to, %server, "link up");
         loop {
             self.fill(ctx, link, &conn).await?;
-            if self.inflight.is_empty() && ctx.store.outbox_len(&link.to) == 0 {
+            if self.inflight.is_empty() && !ctx.store.outbox_has(&link.to) {
                 link.set_state(LinkStatus::Up, format!("{server}; nothing queued"));
             }
             tokio::select! {

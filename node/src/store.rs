@@ -197,6 +197,9 @@ struct Inner {
     faults: Tree,
     flush_tx: mpsc::UnboundedSender<FlushWaiter>,
     flushes: AtomicU64,
+    /// Probes received, kept in memory: sled counts a tree by walking it,
+    /// and a count polled during a transfer would cost the transfer.
+    probes_received: AtomicU64,
 }
 
 /// Handle to the node's database; cheap to clone.
@@ -243,6 +246,8 @@ impl Store {
         }
         let t = |name: &str| db.open_tree(name);
         let (flush_tx, flush_rx) = mpsc::unbounded_channel();
+        let probes = t("probes")?;
+        let probes_received = AtomicU64::new(probes.len() as u64);
         let inner = Arc::new(Inner {
             meta: t("meta")?,
             ct0: t("ct0")?,
@@ -257,7 +262,7 @@ impl Store {
             seen: t("despool.seen")?,
             chunks: t("chunks")?,
             packages: t("packages")?,
-            probes: t("probes")?,
+            probes,
             sites: t("hman.sites")?,
             child_control: t("hman.control")?,
             pending_ct1: t("hman.pending_ct1")?,
@@ -268,6 +273,7 @@ impl Store {
             db,
             flush_tx,
             flushes: AtomicU64::new(0),
+            probes_received,
         });
         tokio::spawn(group_commit(Arc::downgrade(&inner), flush_rx));
         Ok(Store { inner })
@@ -630,6 +636,15 @@ impl Store {
             .map_err(txn_err)
     }
 
+    /// Whether anything is queued for `hop` (without counting it all).
+    pub fn outbox_has(&self, hop: &SiteCode) -> bool {
+        self.inner
+            .outbox
+            .scan_prefix(hop.as_bytes())
+            .next()
+            .is_some()
+    }
+
     pub fn outbox_len(&self, hop: &SiteCode) -> usize {
         self.inner.outbox.scan_prefix(hop.as_bytes()).count()
     }
@@ -803,7 +818,7 @@ impl Store {
             &i.chunks,
             &i.packages,
         );
-        trees
+        let out = trees
             .transaction(|(seen, sc, hm, st, ob, pr, ch, pk)| {
                 let mut out = Vec::with_capacity(batch.len());
                 for (job, delivery) in batch {
@@ -812,11 +827,19 @@ impl Store {
                 }
                 Ok(out)
             })
-            .map_err(txn_err)
+            .map_err(txn_err)?;
+        let probes = batch
+            .iter()
+            .zip(&out)
+            .filter(|((_, d), o)| matches!(d, Delivery::Probe) && **o == Despooled::Stored)
+            .count();
+        i.probes_received
+            .fetch_add(probes as u64, Ordering::Relaxed);
+        Ok(out)
     }
 
     pub fn probe_count(&self) -> usize {
-        self.inner.probes.len()
+        self.inner.probes_received.load(Ordering::Relaxed) as usize
     }
 
     pub fn probes(&self) -> Result<Vec<ReceivedProbe>> {
