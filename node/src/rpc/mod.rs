@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use sms_proto::v1 as pb;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
 pub use client::Connector;
@@ -44,7 +44,6 @@ pub async fn serve(ctx: Arc<Ctx>, listener: TcpListener) -> anyhow::Result<()> {
     let max = client::MAX_FRAME_BYTES;
     let cancel = ctx.cancel.clone();
     Server::builder()
-        .tcp_nodelay(true)
         .initial_stream_window_size(client::STREAM_WINDOW)
         .initial_connection_window_size(client::CONNECTION_WINDOW)
         .add_service(health_svc)
@@ -68,7 +67,12 @@ pub async fn serve(ctx: Arc<Ctx>, listener: TcpListener) -> anyhow::Result<()> {
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(64 * 1024 * 1024),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), cancel.cancelled_owned())
+        // `Server::tcp_nodelay` does not reach sockets from our own listener:
+        // set it here, or replies wait on the peer's delayed ACK (~40 ms).
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            cancel.cancelled_owned(),
+        )
         .await?;
     Ok(())
 }
