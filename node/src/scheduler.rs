@@ -64,6 +64,8 @@ pub struct Link {
     pub refused: AtomicU64,
     /// Jobs delivered over this link since start.
     pub sent: AtomicU64,
+    /// File chunk bytes handed to the stream since start, resends included.
+    pub chunk_bytes_sent: AtomicU64,
 }
 
 impl Link {
@@ -74,6 +76,7 @@ impl Link {
             state: Mutex::new((LinkStatus::Idle, String::new())),
             refused: AtomicU64::new(0),
             sent: AtomicU64::new(0),
+            chunk_bytes_sent: AtomicU64::new(0),
         }
     }
 

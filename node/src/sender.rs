@@ -443,6 +443,8 @@ impl Session {
                     let f = self.files[pi].as_mut().expect("file being sent");
                     let key = f.key;
                     conn.send(&f.job, Some((idx, data))).await?;
+                    link.chunk_bytes_sent
+                        .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
                     f.next_chunk += 1;
                     if f.next_chunk >= f.chunk_count {
                         self.cursors[pi] = Some(key.seq);

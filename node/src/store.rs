@@ -197,6 +197,8 @@ struct Inner {
     faults: Tree,
     flush_tx: mpsc::UnboundedSender<FlushWaiter>,
     flushes: AtomicU64,
+    /// Blob files already fsynced (see [`BlobSync`]).
+    blobs: Arc<std::sync::Mutex<BlobSync>>,
     /// Probes received, kept in memory: sled counts a tree by walking it,
     /// and a count polled during a transfer would cost the transfer.
     probes_received: AtomicU64,
@@ -274,6 +276,10 @@ impl Store {
             flush_tx,
             flushes: AtomicU64::new(0),
             probes_received,
+            blobs: Arc::new(std::sync::Mutex::new(BlobSync {
+                dir: dir.join("blobs"),
+                synced: Default::default(),
+            })),
         });
         tokio::spawn(group_commit(Arc::downgrade(&inner), flush_rx));
         Ok(Store { inner })
@@ -842,12 +848,17 @@ impl Store {
         self.inner.probes_received.load(Ordering::Relaxed) as usize
     }
 
-    pub fn probes(&self) -> Result<Vec<ReceivedProbe>> {
+    /// Every received probe, with its payload's size.
+    pub fn probes(&self) -> Result<Vec<(ReceivedProbe, usize)>> {
         self.inner
             .probes
             .iter()
             .values()
-            .map(|v| dec(&v?))
+            .map(|v| {
+                let v = v?;
+                let (rec, rest) = postcard::take_from_bytes::<ReceivedProbe>(&v)?;
+                Ok((rec, rest.len()))
+            })
             .collect()
     }
 
@@ -898,7 +909,8 @@ impl Store {
                 for m in msgs {
                     let fresh = st.insert(m.uid.as_bytes(), enc(m))?.is_none();
                     if replicate && fresh {
-                        oq.insert(m.uid.as_bytes(), enc(m))?;
+                        // The queue holds uids only: the message is in `status`.
+                        oq.insert(m.uid.as_bytes(), &[] as &[u8])?;
                     }
                 }
                 Ok(())
@@ -906,10 +918,11 @@ impl Store {
             .map_err(txn_err)
     }
 
-    /// Takes a received status batch out of the inbox and stores it.
+    /// Takes received status batches out of the inbox and stores their
+    /// messages, atomically.
     pub fn despool_status(
         &self,
-        inbox_key: u64,
+        inbox_keys: &[u64],
         msgs: &[StatusMessage],
         replicate: bool,
     ) -> Result<()> {
@@ -922,24 +935,40 @@ impl Store {
                 for m in msgs {
                     let fresh = st.insert(m.uid.as_bytes(), enc(m))?.is_none();
                     if replicate && fresh {
-                        oq.insert(m.uid.as_bytes(), enc(m))?;
+                        // The queue holds uids only: the message is in `status`.
+                        oq.insert(m.uid.as_bytes(), &[] as &[u8])?;
                     }
                 }
-                inbox.remove(&inbox_key.to_be_bytes())?;
+                for k in inbox_keys {
+                    inbox.remove(&k.to_be_bytes())?;
+                }
                 Ok(())
             })
             .map_err(txn_err)
     }
 
     /// Messages waiting to be replicated to the parent, oldest first.
+    /// Whether any message waits to be replicated.
+    pub fn status_queued(&self) -> Result<bool> {
+        Ok(self.inner.status_outq.first()?.is_some())
+    }
+
     pub fn status_outq(&self, limit: usize) -> Result<Vec<StatusMessage>> {
-        self.inner
-            .status_outq
-            .iter()
-            .values()
-            .take(limit)
-            .map(|v| dec(&v?))
-            .collect()
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for k in self.inner.status_outq.iter().keys() {
+            if out.len() == limit {
+                break;
+            }
+            let k = k?;
+            match self.inner.status.get(&k)? {
+                Some(v) => out.push(dec(&v)?),
+                // Pruned by retention before it could be sent: nothing to send.
+                None => {
+                    self.inner.status_outq.remove(&k)?;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Turns queued messages into one job for the parent, atomically.
@@ -1413,11 +1442,80 @@ fn despool_one(
                     .map(|d| d.as_micros() as u64)
                     .unwrap_or(0),
             };
-            probes.insert(&arrival.to_be_bytes(), enc(&rec))?;
+            // The payload is kept too, as any delivered job's is: the
+            // record, then the raw bytes (records written before payloads
+            // were kept simply end after the record).
+            let Payload::Probe(data) = &job.payload else {
+                return Ok(Despooled::Rejected(
+                    "a probe delivery must carry a probe".into(),
+                ));
+            };
+            let mut value = enc(&rec);
+            value.extend_from_slice(data);
+            probes.insert(&arrival.to_be_bytes(), value)?;
         }
         Delivery::Chunk { .. } => unreachable!("handled above"),
     }
     Ok(Despooled::Stored)
+}
+
+/// sled 0.34 writes any log item larger than a quarter segment (128 KiB: a
+/// file chunk, or a consolidated tree node of large values) to its own file
+/// under `blobs/` and never fsyncs it, while its log flush makes the
+/// reference durable. The group commit therefore fsyncs every blob file it
+/// has not synced yet, and the directory, before each log flush: a reference
+/// is never durable before what it points to. (sled's recovery removes blob
+/// files the recovered log does not reach.)
+struct BlobSync {
+    dir: std::path::PathBuf,
+    synced: std::collections::HashSet<std::ffi::OsString>,
+}
+
+impl BlobSync {
+    fn sync_new(&mut self) -> std::io::Result<()> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut present = std::collections::HashSet::new();
+        let mut fresh = vec![];
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            if !self.synced.contains(&name) {
+                fresh.push(entry.path());
+            }
+            present.insert(name);
+        }
+        if fresh.is_empty() {
+            self.synced = present;
+            return Ok(());
+        }
+        // Several files (a batch of file chunks): fsync them side by side,
+        // so the disk sees them together rather than one after another.
+        std::thread::scope(|s| {
+            let handles: Vec<_> = fresh
+                .iter()
+                .map(|path| s.spawn(move || sync_file(path)))
+                .collect();
+            handles
+                .into_iter()
+                .try_for_each(|h| h.join().expect("fsync thread panicked"))
+        })?;
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        self.synced = present;
+        Ok(())
+    }
+}
+
+/// fsyncs one file; one that sled collected meanwhile needs nothing.
+fn sync_file(path: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::File::open(path) {
+        Ok(f) => f.sync_all(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// The group-commit loop: waits for one request, gathers every request that
@@ -1430,10 +1528,18 @@ async fn group_commit(inner: std::sync::Weak<Inner>, mut rx: mpsc::UnboundedRece
         }
         let Some(inner) = inner.upgrade() else { break };
         let db = inner.db.clone();
-        let res = tokio::task::spawn_blocking(move || db.flush())
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string()));
+        let blobs = inner.blobs.clone();
+        let res = tokio::task::spawn_blocking(move || -> std::result::Result<(), String> {
+            blobs
+                .lock()
+                .expect("blob sync lock")
+                .sync_new()
+                .map_err(|e| format!("syncing sled's blob files: {e}"))?;
+            db.flush().map(|_| ()).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
         inner.flushes.fetch_add(1, Ordering::Relaxed);
         drop(inner);
         for w in waiters {

@@ -146,13 +146,14 @@ async fn file_package(ctx: &Ctx, runs: usize) -> anyhow::Result<Value> {
         }
         let secs = t0.elapsed().as_secs_f64();
         if killed {
-            let st = p
-                .admin()
-                .await?
-                .get_status(pb::GetStatusRequest {})
-                .await?
-                .into_inner();
-            resent.push(st.duplicates_dropped * CHUNK);
+            // What the sender put on the wire beyond the package itself.
+            let st = ca.get_status(pb::GetStatusRequest {}).await?.into_inner();
+            let sent = st
+                .links
+                .iter()
+                .find(|l| l.to == "PRI")
+                .map_or(0, |l| l.chunk_bytes_sent);
+            resent.push(sent.saturating_sub(SIZE));
         } else {
             rates.push(SIZE as f64 / 1e6 / secs);
         }
@@ -167,6 +168,46 @@ async fn idle_rss(ctx: &Ctx) -> anyhow::Result<Value> {
     let (p, c) = ctx.pair().await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     Ok(json!({"primary_kb": rss_kb(p.pid()), "secondary_kb": rss_kb(c.pid()), "target_kb": 20480}))
+}
+
+/// What the figures were measured on, including the disk's own fsync
+/// latency under the data dirs: every durable figure is bounded by it.
+fn machine(work: &Path, cpus: usize) -> anyhow::Result<Value> {
+    use std::io::Write;
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|m| m.trim().to_string())
+        .unwrap_or_default();
+    let mem_kb: u64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    std::fs::create_dir_all(work)?;
+    let path = work.join("fsync-probe");
+    let mut f = std::fs::File::create(&path)?;
+    let mut lat = vec![];
+    for _ in 0..500 {
+        f.write_all(&[0u8; 1024])?;
+        let t = Instant::now();
+        f.sync_data()?;
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    std::fs::remove_file(&path)?;
+    let lat = sorted(lat);
+    Ok(json!({
+        "cpus": cpus,
+        "cpu_model": model,
+        "memory_gib": (mem_kb as f64 / 1048576.0).round(),
+        "kernel": kernel.trim(),
+        "fsync_1k_append_p50_us": pct(&lat, 0.5).round(),
+        "fsync_1k_append_p99_us": pct(&lat, 0.99).round(),
+    }))
 }
 
 #[tokio::main]
@@ -217,6 +258,8 @@ async fn main() -> anyhow::Result<()> {
         "sms-bench: {runs} runs per scenario, {cpus} CPUs, data under {}",
         work.display()
     );
+    let machine_info = machine(&work, cpus)?;
+    eprintln!("machine: {machine_info}");
     let mut results = serde_json::Map::new();
     let want = |key: &str| only.as_ref().is_none_or(|o| o.iter().any(|k| k == key));
     let mut scenarios: Vec<(&str, Value)> = vec![];
@@ -285,7 +328,7 @@ async fn main() -> anyhow::Result<()> {
         println!("{name:<44} {v}");
         results.insert(name.to_string(), v);
     }
-    let doc = json!({"machine": {"cpus": cpus}, "runs": runs, "results": results});
+    let doc = json!({"machine": machine_info, "runs": runs, "results": results});
     std::fs::write(&out, serde_json::to_vec_pretty(&doc)?)?;
     println!("figures written to {}", out.display());
     let _ = std::fs::remove_dir_all(&work);
