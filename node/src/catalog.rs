@@ -99,6 +99,8 @@ catalogue! {
         "Refused a connection from site %1: %2.";
     DESPOOL_UNROUTABLE = 4601, Warning, "SMS_DESPOOLER",
         "Refused job %1 from site %2 for site %3: %4.";
+    STATUS_LOAD_TEST = 4700, Informational, "SMS_STATUS_MANAGER",
+        "Load test %1: test message %2 of %3, reported at %4 per second.";
 }
 
 /// Looks up an id.

@@ -76,6 +76,9 @@ pub struct Ctx {
     pub logon_refill: std::sync::atomic::AtomicBool,
     /// Set while a task runs the bootstrap phases.
     pub bootstrap_task: std::sync::atomic::AtomicBool,
+    /// Every batch of status messages stored at this site, for watchers
+    /// (`WatchStatusMessages`); nothing is sent while no one watches.
+    pub status_feed: tokio::sync::broadcast::Sender<crate::status_manager::Stored>,
 }
 
 impl Ctx {
@@ -271,6 +274,7 @@ impl Node {
             logon_lock: tokio::sync::Mutex::new(()),
             logon_refill: std::sync::atomic::AtomicBool::new(false),
             restart: CancellationToken::new(),
+            status_feed: tokio::sync::broadcast::channel(crate::status_manager::WATCH_BACKLOG).0,
             store,
         });
 

@@ -2,8 +2,9 @@
 //! to the parent, batching many messages into one job.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::catalog::{self, MessageDef};
@@ -40,9 +41,129 @@ pub fn emit(ctx: &Ctx, def: &MessageDef, args: &[String]) -> anyhow::Result<()> 
     };
     let m = build(ctx, id.site_code, def, args);
     tracing::info!(id = m.id, severity = m.severity.as_str(), "{}", m.text);
-    ctx.store.store_status(&[m], id.parent.is_some())?;
+    let msgs = [m];
+    ctx.store.store_status(&msgs, id.parent.is_some())?;
+    publish(ctx, &msgs);
     ctx.status_wake.notify_one();
     Ok(())
+}
+
+/// Reports many messages of one kind in one store transaction, each with
+/// its own insertion strings. They are not logged one by one (a load test
+/// reports thousands a second).
+pub fn emit_many(ctx: &Ctx, def: &MessageDef, args: &[Vec<String>]) -> anyhow::Result<()> {
+    let id = ctx
+        .identity()
+        .ok_or_else(|| anyhow::anyhow!("no site is installed to report from"))?;
+    let msgs: Vec<StatusMessage> = args
+        .iter()
+        .map(|a| build(ctx, id.site_code.clone(), def, a))
+        .collect();
+    ctx.store.store_status(&msgs, id.parent.is_some())?;
+    publish(ctx, &msgs);
+    ctx.status_wake.notify_one();
+    Ok(())
+}
+
+/// What a load test did.
+#[derive(Debug, Clone)]
+pub struct LoadRun {
+    pub tag: String,
+    pub emitted: u32,
+    pub started_unix_ms: u64,
+    pub finished_unix_ms: u64,
+}
+
+/// Load test: reports `count` test messages ([`catalog::STATUS_LOAD_TEST`])
+/// at `per_second`, paced against the clock from the start (a late tick
+/// catches up), each stored and queued for the parent like any message.
+/// Returns when the last one is stored here.
+pub async fn generate_load(
+    ctx: &Ctx,
+    count: u32,
+    per_second: u32,
+    tag: String,
+) -> anyhow::Result<LoadRun> {
+    anyhow::ensure!(count > 0 && per_second > 0, "count and rate must be > 0");
+    let started_unix_ms = now_ms();
+    tracing::info!(
+        tag,
+        count,
+        per_second,
+        "load test started: reporting test status messages"
+    );
+    let (total, rate) = (count.to_string(), per_second.to_string());
+    // One tick per message at low rates, every 10 ms at high ones: each tick
+    // is a store transaction, and sled seals and writes its log buffer for
+    // every transaction (2 ms ticks from ten sites sharing two cores cost
+    // more than the messages themselves).
+    let period = Duration::from_micros((1_000_000 / per_second as u64).clamp(10_000, 100_000));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let t0 = tokio::time::Instant::now();
+    let mut emitted = 0u32;
+    while emitted < count {
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => anyhow::bail!("the node is stopping; {emitted} of {count} test messages were reported"),
+            _ = tick.tick() => {}
+        }
+        let due = (t0.elapsed().as_secs_f64() * per_second as f64).min(count as f64) as u32;
+        if due <= emitted {
+            continue;
+        }
+        let args: Vec<Vec<String>> = (emitted + 1..=due)
+            .map(|i| vec![tag.clone(), i.to_string(), total.clone(), rate.clone()])
+            .collect();
+        emit_many(ctx, &catalog::STATUS_LOAD_TEST, &args)?;
+        emitted = due;
+    }
+    let finished_unix_ms = now_ms();
+    tracing::info!(
+        tag,
+        emitted,
+        secs = (finished_unix_ms - started_unix_ms) as f64 / 1000.0,
+        "load test finished"
+    );
+    Ok(LoadRun {
+        tag,
+        emitted,
+        started_unix_ms,
+        finished_unix_ms,
+    })
+}
+
+/// Status messages stored together at this site, as a watcher sees them.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub messages: Arc<[StatusMessage]>,
+    /// When they were stored (microseconds since the epoch).
+    pub stored_unix_us: u64,
+}
+
+/// Batches a watcher may fall behind by before it misses some.
+pub const WATCH_BACKLOG: usize = 1024;
+
+/// Every batch of messages stored at this site from now on.
+pub fn watch(ctx: &Ctx) -> broadcast::Receiver<Stored> {
+    ctx.status_feed.subscribe()
+}
+
+/// Hands stored messages to the watchers, if any (nothing is copied otherwise).
+fn publish(ctx: &Ctx, msgs: &[StatusMessage]) {
+    if msgs.is_empty() || ctx.status_feed.receiver_count() == 0 {
+        return;
+    }
+    let _ = ctx.status_feed.send(Stored {
+        messages: msgs.into(),
+        stored_unix_us: now_us(),
+    });
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 /// Reports a message and queues it for the parent at once, as its own
@@ -66,6 +187,7 @@ pub async fn emit_now(
     }
     tracing::info!(id = m.id, severity = m.severity.as_str(), "{}", m.text);
     ctx.store.store_status(std::slice::from_ref(&m), false)?;
+    publish(ctx, std::slice::from_ref(&m));
     match id.parent {
         Some(p) => {
             let job = Job::new(
@@ -81,13 +203,24 @@ pub async fn emit_now(
     Ok(())
 }
 
+/// How long queued messages may wait to be joined by more before they go up
+/// as one job: each job costs a flush here and at the parent, and a site
+/// reporting steadily would otherwise send a job per message or two.
+const LINGER: Duration = Duration::from_millis(50);
+
 /// The Status Manager loop: takes received batches from the status inbox,
-/// stores them, and replicates what is queued for the parent.
+/// stores them, and replicates what is queued for the parent, at most once
+/// per [`LINGER`]. The inbox is taken a bounded pass at a time, replicating
+/// after each, so a steady flow from the children never holds back what
+/// goes up.
 pub async fn run(ctx: Arc<Ctx>) -> anyhow::Result<()> {
     let mut housekeeping = tokio::time::Instant::now();
+    let mut next_send = tokio::time::Instant::now();
     loop {
-        despool_inbox(&ctx).await?;
-        replicate(&ctx).await?;
+        let more = despool_some(&ctx).await?;
+        if tokio::time::Instant::now() >= next_send && replicate(&ctx).await? {
+            next_send = tokio::time::Instant::now() + LINGER;
+        }
         if tokio::time::Instant::now() >= housekeeping {
             let cutoff = now_ms().saturating_sub(RETENTION_MS);
             let (msgs, ids) = (
@@ -103,46 +236,88 @@ pub async fn run(ctx: Arc<Ctx>) -> anyhow::Result<()> {
             }
             housekeeping = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
         }
+        if more {
+            continue;
+        }
+        // Messages held back by the linger go when it ends.
+        let idle = tokio::time::Instant::now() + Duration::from_secs(5);
+        let until = if ctx.store.status_queued()? {
+            next_send.min(idle)
+        } else {
+            idle
+        };
         tokio::select! {
             _ = ctx.cancel.cancelled() => return Ok(()),
             _ = ctx.status_wake.notified() => {}
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = tokio::time::sleep_until(until) => {}
         }
     }
 }
 
-/// Stores received status batches. Also called by the Hierarchy Manager
-/// before it processes CT2s, so a child's phase reports are applied before a
-/// CT2 that arrived after them.
+/// Messages stored per store transaction when despooling (several received
+/// batches go into one transaction: per-transaction cost dominates).
+const DESPOOL_GROUP: usize = 2_000;
+
+/// Stores received status batches until the inbox is empty. Also called by
+/// the Hierarchy Manager before it processes CT2s, so a child's phase
+/// reports are applied before a CT2 that arrived after them.
 pub async fn despool_inbox(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
+    while despool_some(ctx).await? {}
+    Ok(())
+}
+
+/// Stores up to 64 received batches from the status inbox; true if more
+/// are waiting.
+async fn despool_some(ctx: &Arc<Ctx>) -> anyhow::Result<bool> {
+    const JOBS: usize = 64;
     let _records = ctx.site_lock.lock().await;
     let replicate = ctx.identity().is_some_and(|i| i.parent.is_some());
-    loop {
-        let items = ctx.store.inbox_items(Inbox::Status, 64)?;
-        if items.is_empty() {
-            return Ok(());
-        }
-        for (key, job) in items {
-            let Payload::Status(msgs) = job.payload else {
-                tracing::warn!(job = %job.id, "a non-status job was in the status inbox; removed");
-                ctx.store.inbox_remove(Inbox::Status, key)?;
-                continue;
-            };
-            // Phase reports first: if we crash before the inbox removal below,
-            // the batch is processed again and both steps are idempotent.
-            crate::hierarchy::on_status(ctx, &msgs).await?;
-            ctx.store.despool_status(key, &msgs, replicate)?;
-            tracing::debug!(count = msgs.len(), from = %job.source, "stored status messages");
+    let items = ctx.store.inbox_items(Inbox::Status, JOBS)?;
+    let more = items.len() == JOBS;
+    let mut keys = Vec::new();
+    let mut group: Vec<StatusMessage> = Vec::new();
+    for (key, job) in items {
+        let Payload::Status(msgs) = job.payload else {
+            tracing::warn!(job = %job.id, "a non-status job was in the status inbox; removed");
+            ctx.store.inbox_remove(Inbox::Status, key)?;
+            continue;
+        };
+        // Phase reports first: if we crash before the group is stored, the
+        // batches are processed again, and both steps are idempotent.
+        crate::hierarchy::on_status(ctx, &msgs).await?;
+        tracing::debug!(count = msgs.len(), from = %job.source, "storing status messages");
+        group.extend(msgs);
+        keys.push(key);
+        if group.len() >= DESPOOL_GROUP {
+            store_group(ctx, &mut group, &mut keys, replicate)?;
         }
     }
+    store_group(ctx, &mut group, &mut keys, replicate)?;
+    Ok(more)
 }
 
-async fn replicate(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
+/// Stores received messages and takes their batches out of the inbox, in
+/// one transaction.
+fn store_group(
+    ctx: &Ctx,
+    group: &mut Vec<StatusMessage>,
+    keys: &mut Vec<u64>,
+    replicate: bool,
+) -> anyhow::Result<()> {
+    ctx.store.despool_status(keys, group, replicate)?;
+    publish(ctx, group);
+    group.clear();
+    keys.clear();
+    Ok(())
+}
+
+/// Sends everything queued for the parent; true if anything went.
+async fn replicate(ctx: &Arc<Ctx>) -> anyhow::Result<bool> {
     let Some(id) = ctx.identity() else {
-        return Ok(());
+        return Ok(false);
     };
     let Some(parent) = id.parent else {
-        return Ok(());
+        return Ok(false);
     };
     let mut sent = false;
     loop {
@@ -173,5 +348,5 @@ async fn replicate(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
             .wake
             .notify_one();
     }
-    Ok(())
+    Ok(sent)
 }

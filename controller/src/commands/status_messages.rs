@@ -54,50 +54,66 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
         limit,
         after_uid,
     };
+    // Following: watch before listing, so nothing stored in between is
+    // missed. The watch sees every message as it is stored here, including
+    // one that arrives late from a far site with an older time (a listing
+    // by uid would skip it).
+    let mut watch = if a.follow {
+        Some(
+            c.watch_status_messages(pb::WatchStatusMessagesRequest {
+                site: a.site.clone().unwrap_or_default(),
+                id: a.id.unwrap_or(0),
+            })
+            .await
+            .map_err(|e| status_err("status-messages --follow", e))?
+            .into_inner(),
+        )
+    } else {
+        None
+    };
     let msgs = c
         .list_status_messages(req(vec![], a.limit))
         .await
         .map_err(|e| status_err("status-messages", e))?
         .into_inner()
         .messages;
-    if a.follow {
-        // Print what is there, then every new message as it is stored (one
-        // line each; one JSON document per line with --json).
-        let mut last: Option<Vec<u8>> = None;
+    if let Some(watch) = watch.as_mut() {
+        // One line per message (one JSON document per line with --json).
+        let print = |m: &pb::StatusMessage| {
+            if out.json {
+                println!("{}", message_json(m));
+            } else {
+                println!(
+                    "{}  {}  {:>5} {:<13} {}",
+                    time(m.time_unix_ms),
+                    m.site_code,
+                    m.id,
+                    severity(m.severity),
+                    m.text
+                );
+            }
+        };
+        let listed: std::collections::HashSet<Vec<u8>> =
+            msgs.iter().map(|m| m.uid.clone()).collect();
+        msgs.iter().for_each(print);
         loop {
-            let batch = match &last {
-                None => msgs.clone(),
-                Some(uid) => {
-                    c.list_status_messages(req(uid.clone(), 1000))
-                        .await
-                        .map_err(|e| status_err("status-messages", e))?
-                        .into_inner()
-                        .messages
-                }
-            };
-            for m in &batch {
-                if out.json {
-                    println!("{}", message_json(m));
-                } else {
-                    println!(
-                        "{}  {}  {:>5} {:<13} {}",
-                        time(m.time_unix_ms),
-                        m.site_code,
-                        m.id,
-                        severity(m.severity),
-                        m.text
-                    );
-                }
-            }
-            if let Some(m) = batch.last() {
-                last = Some(m.uid.clone());
-            } else if last.is_none() {
-                last = Some(uuid::Uuid::nil().as_bytes().to_vec());
-            }
-            tokio::select! {
+            let item = tokio::select! {
                 _ = tokio::signal::ctrl_c() => return Ok(()),
-                _ = tokio::time::sleep(std::time::Duration::from_millis(300)) => {}
+                item = watch.message() => item.map_err(|e| status_err("status-messages --follow", e))?,
+            };
+            let Some(item) = item else {
+                anyhow::bail!("the node closed the watch (it is stopping)");
+            };
+            if item.missed_batches > 0 {
+                eprintln!(
+                    "warning: this terminal fell behind; {} batches of messages were not shown (status-messages lists them)",
+                    item.missed_batches
+                );
             }
+            item.messages
+                .iter()
+                .filter(|m| !listed.contains(&m.uid))
+                .for_each(print);
         }
     }
     let v = json!({ "messages": msgs.iter().map(message_json).collect::<Vec<_>>() });

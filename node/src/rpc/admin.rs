@@ -1,10 +1,13 @@
 //! The administration service the `controller` calls.
 
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use futures::Stream;
 use sha2::{Digest, Sha256};
 use sms_proto::v1 as pb;
+use tokio::sync::broadcast;
 use tonic::{Request, Response, Status};
 
 use super::convert;
@@ -33,12 +36,17 @@ impl AdminSvc {
 
     fn link_state(&self, to: &SiteCode) -> pb::LinkState {
         let ctx = &self.ctx;
-        let (state, detail, refused) = match ctx.scheduler.link(to) {
+        let (state, detail, refused, chunk_bytes) = match ctx.scheduler.link(to) {
             Some(l) => {
                 let (s, d) = l.state();
-                (s.as_str().to_string(), d, l.refused.load(Ordering::Relaxed))
+                (
+                    s.as_str().to_string(),
+                    d,
+                    l.refused.load(Ordering::Relaxed),
+                    l.chunk_bytes_sent.load(Ordering::Relaxed),
+                )
             }
-            None => ("idle".to_string(), "no sender started".to_string(), 0),
+            None => ("idle".to_string(), "no sender started".to_string(), 0, 0),
         };
         let state = if ctx.store.link_fault(to).ok().flatten().is_some() {
             "severed".to_string()
@@ -63,6 +71,7 @@ impl AdminSvc {
             server,
             detail,
             refused_frames: refused,
+            chunk_bytes_sent: chunk_bytes,
         }
     }
 
@@ -443,10 +452,111 @@ impl AdminSvc {
             sha256: hex::encode(sha),
         }))
     }
+
+    async fn generate_status_load_now(
+        &self,
+        req: Request<pb::StatusLoadRequest>,
+    ) -> R<pb::StatusLoadReply> {
+        self.installed()?;
+        let req = req.into_inner();
+        if req.count == 0 || req.count > 10_000_000 {
+            return Err(Status::invalid_argument(
+                "count must be between 1 and 10000000",
+            ));
+        }
+        if req.per_second == 0 || req.per_second > 1_000_000 {
+            return Err(Status::invalid_argument(
+                "per_second must be between 1 and 1000000",
+            ));
+        }
+        if req.count as u64 > req.per_second as u64 * 3600 {
+            return Err(Status::invalid_argument(
+                "a load test lasts at most one hour (count / per_second <= 3600)",
+            ));
+        }
+        if req.tag.len() > 64 {
+            return Err(Status::invalid_argument("the tag is at most 64 characters"));
+        }
+        let tag = if req.tag.is_empty() {
+            uuid::Uuid::now_v7().to_string()
+        } else {
+            req.tag
+        };
+        let run = crate::status_manager::generate_load(&self.ctx, req.count, req.per_second, tag)
+            .await
+            .map_err(|e| Status::unavailable(format!("{e:#}")))?;
+        Ok(Response::new(pb::StatusLoadReply {
+            emitted: run.emitted,
+            tag: run.tag,
+            started_unix_ms: run.started_unix_ms,
+            finished_unix_ms: run.finished_unix_ms,
+        }))
+    }
 }
+
+type StoredStream = Pin<Box<dyn Stream<Item = Result<pb::StoredStatusMessages, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl pb::admin_server::Admin for AdminSvc {
+    type WatchStatusMessagesStream = StoredStream;
+
+    async fn watch_status_messages(
+        &self,
+        req: Request<pb::WatchStatusMessagesRequest>,
+    ) -> R<StoredStream> {
+        self.installed()?;
+        let req = req.into_inner();
+        let site = convert::opt_code(&req.site, "site")?;
+        let id = (req.id != 0).then_some(req.id);
+        let rx = crate::status_manager::watch(&self.ctx);
+        let cancel = self.ctx.cancel.clone();
+        // Ends when the node stops (so shutdown never waits on a watcher).
+        let stream = futures::stream::unfold((rx, 0u64), move |(mut rx, mut missed)| {
+            let (site, cancel) = (site.clone(), cancel.clone());
+            async move {
+                loop {
+                    let got = tokio::select! {
+                        _ = cancel.cancelled() => return None,
+                        got = rx.recv() => got,
+                    };
+                    match got {
+                        Ok(b) => {
+                            let messages: Vec<pb::StatusMessage> = b
+                                .messages
+                                .iter()
+                                .filter(|m| {
+                                    site.as_ref().is_none_or(|s| &m.site_code == s)
+                                        && id.is_none_or(|i| m.id == i)
+                                })
+                                .map(convert::status_to)
+                                .collect();
+                            if messages.is_empty() {
+                                continue;
+                            }
+                            let item = pb::StoredStatusMessages {
+                                messages,
+                                stored_unix_us: b.stored_unix_us,
+                                missed_batches: missed,
+                            };
+                            return Some((Ok(item), (rx, 0)));
+                        }
+                        Err(broadcast::error::RecvError::Lagged(n)) => missed += n,
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn generate_status_load(
+        &self,
+        req: Request<pb::StatusLoadRequest>,
+    ) -> R<pb::StatusLoadReply> {
+        self.detach(|this| async move { this.generate_status_load_now(req).await })
+            .await
+    }
+
     async fn delete_site(&self, req: Request<pb::SiteRequest>) -> R<pb::CreateSecondaryReply> {
         let ctx = self.ctx.clone();
         let site = req.into_inner().site;
@@ -883,12 +993,13 @@ impl pb::admin_server::Admin for AdminSvc {
             count: probes.len() as u64,
             probes: probes
                 .iter()
-                .map(|p| pb::ReceivedProbe {
+                .map(|(p, bytes)| pb::ReceivedProbe {
                     job_id: p.job_id.as_bytes().to_vec(),
                     source_site: p.source.to_string(),
                     priority: convert::priority_to(p.priority),
                     arrival: p.arrival,
                     received_unix_us: p.received_unix_us,
+                    payload_bytes: *bytes as u64,
                 })
                 .collect(),
         }))

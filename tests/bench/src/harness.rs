@@ -240,6 +240,16 @@ pub async fn drain(
         .probes;
     let distinct: std::collections::HashSet<Vec<u8>> =
         all.iter().map(|x| x.job_id.clone()).collect();
+    // Each job's payload is stored with it, not only its receipt.
+    let short = all
+        .iter()
+        .skip(before as usize)
+        .filter(|x| x.payload_bytes != bytes as u64)
+        .count();
+    anyhow::ensure!(
+        short == 0,
+        "{short} probes were stored without their payload"
+    );
     Ok((
         secs,
         all.len() as u64 - before,
@@ -256,4 +266,93 @@ pub fn rss_kb(pid: u32) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)
+}
+
+impl Node {
+    /// The address the node listens on (`HOST:PORT`).
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+}
+
+/// Polls `parent`'s site list (every `poll`) until every site in `codes` is
+/// Active there; returns how long that took.
+pub async fn wait_active(
+    parent: &Node,
+    codes: &[String],
+    poll: Duration,
+    timeout: Duration,
+) -> anyhow::Result<Duration> {
+    let mut a = parent.admin().await?;
+    let t0 = Instant::now();
+    loop {
+        let sites = a
+            .list_sites(pb::ListSitesRequest {})
+            .await?
+            .into_inner()
+            .sites;
+        let missing: Vec<&String> = codes
+            .iter()
+            .filter(|c| {
+                !sites
+                    .iter()
+                    .any(|s| &s.site_code == *c && s.status == "Active")
+            })
+            .collect();
+        if missing.is_empty() {
+            return Ok(t0.elapsed());
+        }
+        if t0.elapsed() > timeout {
+            bail!(
+                "{} sites not Active after {timeout:?}: {:?}",
+                missing.len(),
+                &missing[..missing.len().min(10)]
+            );
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// CPU time a process has used, user plus system, in clock ticks
+/// (`/proc/PID/stat` fields 14 and 15); 0 if it is gone.
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // Fields after the command name (which may hold spaces), from field 3 on.
+    let Some(rest) = s.rsplit_once(')').map(|(_, r)| r) else {
+        return 0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| {
+        f.get(n - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(14) + field(15)
+}
+
+/// Clock ticks per second, the unit of [`cpu_ticks`].
+pub fn clock_ticks_per_sec() -> anyhow::Result<f64> {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    anyhow::ensure!(t > 0, "sysconf(_SC_CLK_TCK) failed");
+    Ok(t as f64)
+}
+
+/// Threads of a process (`Threads:` in `/proc/PID/status`); 0 if it is gone.
+pub fn thread_count(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Threads:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// Rounds to one decimal place (for figures in the JSON).
+pub fn r1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
 }
