@@ -179,6 +179,13 @@ pub async fn despool(
         tokio::task::block_in_place(|| ctx.store.despool(&accepted))?
     };
     ctx.store.durable().await?;
+    ctx.store.probes_durable(
+        accepted
+            .iter()
+            .zip(&stored)
+            .filter(|((_, d), o)| matches!(d, Delivery::Probe) && **o == Despooled::Stored)
+            .count(),
+    );
 
     let mut out = Vec::with_capacity(order.len());
     let (mut scm, mut hm, mut st) = (false, false, false);

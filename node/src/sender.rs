@@ -51,6 +51,10 @@ fn neighbour(ctx: &Ctx, to: &SiteCode) -> anyhow::Result<Neighbour> {
 }
 
 /// Waits for a wake-up, cancellation, or a periodic re-check.
+/// How long a session may sit idle before it closes (and how often a
+/// busy one re-scans its queue).
+const IDLE_SESSION: Duration = Duration::from_secs(10);
+
 async fn pause(ctx: &Ctx, link: &Link, dur: Duration) {
     tokio::select! {
         _ = ctx.cancel.cancelled() => {}
@@ -400,7 +404,16 @@ impl Session {
                     self.cursors = [None; 3];
                 }
                 // Re-scan now and then: a schedule window may have opened.
-                _ = tokio::time::sleep(Duration::from_secs(30)) => self.cursors = [None; 3],
+                // A session with nothing to do for that long ends, and its
+                // connection with it: a central site with a hundred idle
+                // children keeps no hundred connections and their buffers.
+                _ = tokio::time::sleep(IDLE_SESSION) => {
+                    if self.inflight.is_empty() && !ctx.store.outbox_has(&link.to) {
+                        tracing::info!(to = %link.to, "link idle; closing the session until there is work");
+                        return Ok(());
+                    }
+                    self.cursors = [None; 3];
+                }
                 ev = conn.next() => match ev? {
                     LinkEvent::Acks(acks) => self.acked(ctx, link, acks)?,
                     LinkEvent::Refused { job_id, reason } => self.refused(ctx, link, job_id, reason).await?,

@@ -78,6 +78,9 @@ pub struct LoadRun {
 /// at `per_second`, paced against the clock from the start (a late tick
 /// catches up), each stored and queued for the parent like any message.
 /// Returns when the last one is stored here.
+/// Messages a load test stores in one transaction at most.
+const MAX_PER_TICK: u32 = 10_000;
+
 pub async fn generate_load(
     ctx: &Ctx,
     count: u32,
@@ -85,6 +88,19 @@ pub async fn generate_load(
     tag: String,
 ) -> anyhow::Result<LoadRun> {
     anyhow::ensure!(count > 0 && per_second > 0, "count and rate must be > 0");
+    // One load test per node at a time: two would only measure each other.
+    static RUNNING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    anyhow::ensure!(
+        !RUNNING.swap(true, std::sync::atomic::Ordering::AcqRel),
+        "a load test is already running on this node; wait for it to finish"
+    );
+    struct Running;
+    impl Drop for Running {
+        fn drop(&mut self) {
+            RUNNING.store(false, std::sync::atomic::Ordering::Release);
+        }
+    }
+    let _running = Running;
     let started_unix_ms = now_ms();
     tracing::info!(
         tag,
@@ -107,7 +123,9 @@ pub async fn generate_load(
             _ = ctx.cancel.cancelled() => anyhow::bail!("the node is stopping; {emitted} of {count} test messages were reported"),
             _ = tick.tick() => {}
         }
+        // A late tick catches up, but in bounded transactions.
         let due = (t0.elapsed().as_secs_f64() * per_second as f64).min(count as f64) as u32;
+        let due = due.min(emitted + MAX_PER_TICK);
         if due <= emitted {
             continue;
         }
@@ -140,8 +158,9 @@ pub struct Stored {
     pub stored_unix_us: u64,
 }
 
-/// Batches a watcher may fall behind by before it misses some.
-pub const WATCH_BACKLOG: usize = 1024;
+/// Batches a watcher may fall behind by before it misses some (a batch is
+/// up to a few thousand messages: this bounds what a stalled watcher holds).
+pub const WATCH_BACKLOG: usize = 128;
 
 /// Every batch of messages stored at this site from now on.
 pub fn watch(ctx: &Ctx) -> broadcast::Receiver<Stored> {

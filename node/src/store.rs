@@ -276,10 +276,11 @@ impl Store {
             flush_tx,
             flushes: AtomicU64::new(0),
             probes_received,
-            blobs: Arc::new(std::sync::Mutex::new(BlobSync {
-                dir: dir.join("blobs"),
-                synced: Default::default(),
-            })),
+            blobs: Arc::new(std::sync::Mutex::new(
+                BlobSync::open(dir.join("blobs")).map_err(|e| {
+                    StoreError::Flush(format!("syncing sled's blob files at open: {e}"))
+                })?,
+            )),
         });
         tokio::spawn(group_commit(Arc::downgrade(&inner), flush_rx));
         Ok(Store { inner })
@@ -305,8 +306,7 @@ impl Store {
 
     /// Synchronous final flush for shutdown.
     pub fn flush_now(&self) -> Result<()> {
-        self.inner.db.flush()?;
-        Ok(())
+        flush_all(&self.inner.db, &self.inner.blobs).map_err(StoreError::Flush)
     }
 
     fn next_seq(&self) -> Result<u64> {
@@ -834,14 +834,15 @@ impl Store {
                 Ok(out)
             })
             .map_err(txn_err)?;
-        let probes = batch
-            .iter()
-            .zip(&out)
-            .filter(|((_, d), o)| matches!(d, Delivery::Probe) && **o == Despooled::Stored)
-            .count();
-        i.probes_received
-            .fetch_add(probes as u64, Ordering::Relaxed);
         Ok(out)
+    }
+
+    /// Counts probes stored by [`Store::despool`], once they are durable
+    /// (a count polled during a transfer then includes the last flush).
+    pub fn probes_durable(&self, n: usize) {
+        self.inner
+            .probes_received
+            .fetch_add(n as u64, Ordering::Relaxed);
     }
 
     pub fn probe_count(&self) -> usize {
@@ -1406,6 +1407,13 @@ fn despool_one(
         packages.insert(id, enc(&rec))?;
         return Ok(Despooled::Stored);
     }
+    // Checked before the job is remembered as seen: a refused job must not
+    // turn its resend into a "duplicate".
+    if matches!(delivery, Delivery::Probe) && !matches!(job.payload, Payload::Probe(_)) {
+        return Ok(Despooled::Rejected(
+            "a probe delivery must carry a probe".into(),
+        ));
+    }
     // One write that also tells whether the id was already there. A
     // repeat refreshes the time it is remembered from, which only keeps
     // it longer.
@@ -1445,13 +1453,10 @@ fn despool_one(
             // The payload is kept too, as any delivered job's is: the
             // record, then the raw bytes (records written before payloads
             // were kept simply end after the record).
-            let Payload::Probe(data) = &job.payload else {
-                return Ok(Despooled::Rejected(
-                    "a probe delivery must carry a probe".into(),
-                ));
-            };
             let mut value = enc(&rec);
-            value.extend_from_slice(data);
+            if let Payload::Probe(data) = &job.payload {
+                value.extend_from_slice(data);
+            }
             probes.insert(&arrival.to_be_bytes(), value)?;
         }
         Delivery::Chunk { .. } => unreachable!("handled above"),
@@ -1461,50 +1466,91 @@ fn despool_one(
 
 /// sled 0.34 writes any log item larger than a quarter segment (128 KiB: a
 /// file chunk, or a consolidated tree node of large values) to its own file
-/// under `blobs/` and never fsyncs it, while its log flush makes the
-/// reference durable. The group commit therefore fsyncs every blob file it
-/// has not synced yet, and the directory, before each log flush: a reference
-/// is never durable before what it points to. (sled's recovery removes blob
-/// files the recovered log does not reach.)
+/// under `blobs/`, named by its log sequence number, and never fsyncs it,
+/// while its log flush makes the reference durable. After a power loss sled's
+/// recovery stops at a reference to a torn blob, dropping everything logged
+/// after it. So each group commit, after the log flush and before anyone is
+/// told the writes are durable, fsyncs the blob files:
+///
+/// - The flush waits for every log reservation made before it began, and a
+///   blob file is created after its reservation; so every blob a flushed
+///   record refers to is complete and listed when the flush returns.
+/// - A file listed then may also belong to a later write still being written.
+///   It is fsynced now and again at the next commit, and only counts as
+///   synced after that second pass (by which time that commit's flush has
+///   waited for its write). Re-syncing a clean file costs next to nothing.
+/// - A crash between the flush and the fsyncs loses only what this commit
+///   had not yet acknowledged.
 struct BlobSync {
     dir: std::path::PathBuf,
+    /// Fsynced after a flush that waited for their writes: done.
     synced: std::collections::HashSet<std::ffi::OsString>,
+    /// Fsynced once, possibly while still being written: sync again.
+    seen_once: std::collections::HashSet<std::ffi::OsString>,
 }
 
+/// fsyncs run side by side at most this many at a time.
+const BLOB_SYNC_THREADS: usize = 8;
+
 impl BlobSync {
-    fn sync_new(&mut self) -> std::io::Result<()> {
+    /// Syncs every blob file already there (a previous run may have died
+    /// before syncing some), so each commit only looks at new ones.
+    fn open(dir: std::path::PathBuf) -> std::io::Result<BlobSync> {
+        let mut b = BlobSync {
+            dir,
+            synced: Default::default(),
+            seen_once: Default::default(),
+        };
+        b.after_flush()?;
+        // Nothing is being written yet: what was just synced is complete.
+        b.synced.extend(b.seen_once.drain());
+        Ok(b)
+    }
+
+    /// Called after each log flush; see the type's documentation.
+    fn after_flush(&mut self) -> std::io::Result<()> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
         };
         let mut present = std::collections::HashSet::new();
-        let mut fresh = vec![];
+        let mut todo = vec![];
         for entry in entries {
             let entry = entry?;
             let name = entry.file_name();
             if !self.synced.contains(&name) {
-                fresh.push(entry.path());
+                todo.push((name.clone(), entry.path()));
             }
             present.insert(name);
         }
-        if fresh.is_empty() {
-            self.synced = present;
+        // Forget files sled has collected.
+        self.synced.retain(|n| present.contains(n));
+        if todo.is_empty() {
+            self.seen_once.clear();
             return Ok(());
         }
-        // Several files (a batch of file chunks): fsync them side by side,
-        // so the disk sees them together rather than one after another.
-        std::thread::scope(|s| {
-            let handles: Vec<_> = fresh
-                .iter()
-                .map(|path| s.spawn(move || sync_file(path)))
-                .collect();
-            handles
-                .into_iter()
-                .try_for_each(|h| h.join().expect("fsync thread panicked"))
-        })?;
+        for group in todo.chunks(BLOB_SYNC_THREADS) {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = group
+                    .iter()
+                    .map(|(_, path)| s.spawn(move || sync_file(path)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .try_for_each(|h| h.join().expect("fsync thread panicked"))
+            })?;
+        }
         std::fs::File::open(&self.dir)?.sync_all()?;
-        self.synced = present;
+        let mut seen_now = std::collections::HashSet::new();
+        for (name, _) in todo {
+            if self.seen_once.contains(&name) {
+                self.synced.insert(name);
+            } else {
+                seen_now.insert(name);
+            }
+        }
+        self.seen_once = seen_now;
         Ok(())
     }
 }
@@ -1518,6 +1564,16 @@ fn sync_file(path: &std::path::Path) -> std::io::Result<()> {
     }
 }
 
+/// Flushes sled's log, then syncs its blob files (see [`BlobSync`]).
+fn flush_all(db: &sled::Db, blobs: &std::sync::Mutex<BlobSync>) -> std::result::Result<(), String> {
+    // One commit at a time, so no pass lists files before another's flush.
+    let mut blobs = blobs.lock().expect("blob sync lock");
+    db.flush().map_err(|e| e.to_string())?;
+    blobs
+        .after_flush()
+        .map_err(|e| format!("syncing sled's blob files: {e}"))
+}
+
 /// The group-commit loop: waits for one request, gathers every request that
 /// queued up meanwhile, flushes once, and releases them all.
 async fn group_commit(inner: std::sync::Weak<Inner>, mut rx: mpsc::UnboundedReceiver<FlushWaiter>) {
@@ -1529,17 +1585,10 @@ async fn group_commit(inner: std::sync::Weak<Inner>, mut rx: mpsc::UnboundedRece
         let Some(inner) = inner.upgrade() else { break };
         let db = inner.db.clone();
         let blobs = inner.blobs.clone();
-        let res = tokio::task::spawn_blocking(move || -> std::result::Result<(), String> {
-            blobs
-                .lock()
-                .expect("blob sync lock")
-                .sync_new()
-                .map_err(|e| format!("syncing sled's blob files: {e}"))?;
-            db.flush().map(|_| ()).map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r);
+        let res = tokio::task::spawn_blocking(move || flush_all(&db, &blobs))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
         inner.flushes.fetch_add(1, Ordering::Relaxed);
         drop(inner);
         for w in waiters {

@@ -38,7 +38,7 @@ impl Default for Connector {
 /// of jobs in flight, and adaptive sizing never grows it on loopback; a
 /// file package keeps up to 8 MiB of chunks in flight.
 pub const STREAM_WINDOW: u32 = 16 * 1024 * 1024;
-pub const CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
+pub const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 
 impl Connector {
     /// A channel to `addr` (`host:port`).

@@ -101,7 +101,8 @@ async fn file_package(ctx: &Ctx, runs: usize) -> anyhow::Result<Value> {
     const CHUNK: u64 = 1024 * 1024;
     let mut rates = vec![];
     let mut resent = vec![];
-    for run in 0..runs {
+    // `runs` timed transfers, then one more with the receiver killed half way.
+    for run in 0..=runs {
         let (mut p, c) = ctx.pair().await?;
         let mut ca = c.admin().await?;
         let sent = ca
@@ -130,8 +131,8 @@ async fn file_package(ctx: &Ctx, runs: usize) -> anyhow::Result<Value> {
                 .first()
                 .map(|x| (x.chunks_received, x.complete))
                 .unwrap_or((0, false));
-            // On the last run, kill the receiver half way and count what is resent.
-            if run + 1 == runs && !killed && got.0 as u64 >= SIZE / CHUNK / 2 {
+            // On the extra run, kill the receiver half way and count what is resent.
+            if run == runs && !killed && got.0 as u64 >= SIZE / CHUNK / 2 {
                 p.kill9();
                 p.restart(&ctx.bin)?;
                 killed = true;
@@ -168,6 +169,192 @@ async fn idle_rss(ctx: &Ctx) -> anyhow::Result<Value> {
     let (p, c) = ctx.pair().await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     Ok(json!({"primary_kb": rss_kb(p.pid()), "secondary_kb": rss_kb(c.pid()), "target_kb": 20480}))
+}
+
+/// The headline rows of a scenario's figures: (figure, measured, target,
+/// met). Everything else stays in the JSON file.
+fn summary(name: &str, v: &Value) -> Vec<(String, String, String, &'static str)> {
+    let f = |path: &[&str]| -> f64 {
+        let mut x = v;
+        for p in path {
+            x = &x[*p];
+        }
+        x.as_f64().unwrap_or(f64::NAN)
+    };
+    let met = |ok: bool| if ok { "yes" } else { "no" };
+    let row = |figure: &str, measured: String, target: &str, ok: Option<bool>| {
+        (
+            figure.to_string(),
+            measured,
+            target.to_string(),
+            ok.map_or("", met),
+        )
+    };
+    let key = name.split_whitespace().next().unwrap_or("");
+    match key {
+        "1a" => {
+            let x = f(&["jobs_per_sec_median"]);
+            vec![row(
+                "jobs/s, median",
+                format!("{x:.0}"),
+                ">= 23000",
+                Some(x >= 23000.0),
+            )]
+        }
+        "1b" => {
+            let (p50, p99) = (f(&["p50_us"]), f(&["p99_us"]));
+            vec![
+                row(
+                    "round trip p50",
+                    format!("{p50:.0} us"),
+                    "<= 400 us",
+                    Some(p50 <= 400.0),
+                ),
+                row(
+                    "round trip p99",
+                    format!("{p99:.0} us"),
+                    "<= 1000 us",
+                    Some(p99 <= 1000.0),
+                ),
+            ]
+        }
+        "2" if v.get("skipped").is_some() => {
+            vec![row(
+                "skipped",
+                "built without --features nats".into(),
+                "",
+                None,
+            )]
+        }
+        "2" => {
+            let (a, d) = (f(&["ours_over_sync_always"]), f(&["ours_over_default"]));
+            vec![
+                row(
+                    "ours / JetStream (sync always)",
+                    format!(
+                        "{:.0} / {:.0} = {a:.1}x",
+                        f(&["ours_jobs_per_sec_median"]),
+                        f(&["jetstream_sync_always", "msgs_per_sec_median"])
+                    ),
+                    ">= 5x",
+                    Some(a >= 5.0),
+                ),
+                row(
+                    "ours / JetStream (default, not fsynced)",
+                    format!(
+                        "{:.0} / {:.0} = {d:.2}x",
+                        f(&["ours_jobs_per_sec_median"]),
+                        f(&["jetstream_default", "msgs_per_sec_median"])
+                    ),
+                    "context only",
+                    None,
+                ),
+            ]
+        }
+        "3" => {
+            let x = f(&["mb_per_sec_median"]);
+            let resent = v["bytes_resent_after_kill"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|b| b.as_u64()).max().unwrap_or(0))
+                .unwrap_or(0);
+            let window = v["window_bytes"].as_u64().unwrap_or(0);
+            vec![
+                row(
+                    "MB/s, median",
+                    format!("{x:.0}"),
+                    ">= 220",
+                    Some(x >= 220.0),
+                ),
+                row(
+                    "re-sent after kill -9",
+                    format!("{:.1} MiB", resent as f64 / 1048576.0),
+                    &format!("<= {:.0} MiB (one window)", window as f64 / 1048576.0),
+                    Some(resent <= window),
+                ),
+            ]
+        }
+        "4" => {
+            let x = f(&["median_ms"]);
+            vec![row(
+                "median of 20",
+                format!("{x:.0} ms"),
+                "<= 300 ms",
+                Some(x <= 300.0),
+            )]
+        }
+        "5" => {
+            let t = f(&["all_ct2s_back_ms_median"]);
+            let rss = f(&["idle", "rss_kb", "median"]);
+            let rss_max = f(&["idle", "rss_kb", "max"]);
+            let cpu = f(&["idle", "cpu_pct_of_one_core", "total_all_nodes"]);
+            vec![
+                row(
+                    "every CT2 back",
+                    format!("{t:.0} ms"),
+                    "<= 3000 ms",
+                    Some(t <= 3000.0),
+                ),
+                row(
+                    "idle RSS per node (median; max)",
+                    format!("{:.1} MB; {:.1} MB", rss / 1024.0, rss_max / 1024.0),
+                    "<= 20 MB",
+                    Some(rss_max <= 20480.0),
+                ),
+                row(
+                    "idle CPU, all 101 nodes",
+                    format!("{cpu:.1}% of a core"),
+                    "",
+                    None,
+                ),
+            ]
+        }
+        "6" => {
+            let x = f(&["jobs_per_sec_median"]);
+            let (lost, dup) = (f(&["lost"]), f(&["duplicates"]));
+            vec![
+                row(
+                    "jobs/s, median",
+                    format!("{x:.0}"),
+                    ">= 20000",
+                    Some(x >= 20000.0),
+                ),
+                row(
+                    "lost / duplicated",
+                    format!("{lost:.0} / {dup:.0}"),
+                    "0 / 0",
+                    Some(lost == 0.0 && dup == 0.0),
+                ),
+            ]
+        }
+        "7" => {
+            // Pooled over every run; a lost message counts as never arriving.
+            let p99 = f(&["p99_ms_all_runs_pooled"]);
+            let p50 = f(&["p50_ms_median_of_runs"]);
+            let missing: u64 = v["runs"]
+                .as_array()
+                .map(|r| r.iter().filter_map(|x| x["missing"].as_u64()).sum())
+                .unwrap_or(0);
+            vec![
+                row(
+                    "end-to-end p99 (all runs)",
+                    format!("{p99:.0} ms; {missing} lost"),
+                    "<= 2000 ms",
+                    Some(p99 <= 2000.0 && missing == 0),
+                ),
+                row("end-to-end p50", format!("{p50:.0} ms"), "", None),
+            ]
+        }
+        _ if name.starts_with("idle RSS") => {
+            let (p, c) = (f(&["primary_kb"]), f(&["secondary_kb"]));
+            vec![row(
+                "primary; secondary",
+                format!("{:.1} MB; {:.1} MB", p / 1024.0, c / 1024.0),
+                "<= 20 MB",
+                Some(p.max(c) <= 20480.0),
+            )]
+        }
+        _ => vec![row("", v.to_string(), "", None)],
+    }
 }
 
 /// What the figures were measured on, including the disk's own fsync
@@ -323,11 +510,17 @@ async fn main() -> anyhow::Result<()> {
     if want("rss") {
         scenarios.push(("idle RSS", idle_rss(&ctx).await?));
     }
-    println!("{:<44} figures", "scenario");
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
+        .set_header(["scenario", "figure", "measured", "target", "met"]);
     for (name, v) in scenarios {
-        println!("{name:<44} {v}");
+        for row in summary(name, &v) {
+            table.add_row([name.to_string(), row.0, row.1, row.2, row.3.to_string()]);
+        }
         results.insert(name.to_string(), v);
     }
+    println!("{table}");
     let doc = json!({"machine": machine_info, "runs": runs, "results": results});
     std::fs::write(&out, serde_json::to_vec_pretty(&doc)?)?;
     println!("figures written to {}", out.display());

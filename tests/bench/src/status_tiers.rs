@@ -255,7 +255,14 @@ pub async fn status_two_tiers(ctx: &Ctx, runs: usize) -> anyhow::Result<Value> {
         let cpu_pct = |i: usize| r1((cpu1[i] - cpu0[i]) as f64 / hz / secs * 100.0);
         let first = got.values().map(|v| v.1).min().unwrap_or(0);
         let last = got.values().map(|v| v.1).max().unwrap_or(0);
-        let lat = latencies(&got);
+        // A message that never arrived counts as arriving never, so a loss
+        // can only worsen the percentiles.
+        let mut lat = latencies(&got);
+        lat.extend(std::iter::repeat_n(
+            f64::INFINITY,
+            expected.saturating_sub(got.len()),
+        ));
+        let lat = sorted(lat);
         let (p50, p99) = (pct(&lat, 0.5), pct(&lat, 0.99));
         eprintln!(
             "  7 run {run}: {} of {expected} stored at PRI; p50 {p50:.0} ms, p99 {p99:.0} ms",
