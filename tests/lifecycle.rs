@@ -8,33 +8,6 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use support::*;
 
-/// PRI, then P01 attached below it, then S01 created below P01.
-fn three_tiers(dir: &std::path::Path) -> (NodeProc, NodeProc, NodeProc) {
-    let pri = NodeProc::start(&dir.join("pri"), &["--install-primary", "PRI"]);
-    let p01 = NodeProc::start(
-        &dir.join("p01"),
-        &[
-            "--install-primary",
-            "P01",
-            "--parent-site",
-            "PRI",
-            "--parent",
-            &pri.addr,
-        ],
-    );
-    let s01 = NodeProc::start(&dir.join("s01"), &[]);
-    let v = p01.json(&[
-        "create-secondary",
-        "--site-code",
-        "S01",
-        "--server",
-        &s01.addr,
-        "--wait",
-    ]);
-    assert_eq!(v["status"], "Active");
-    (pri, p01, s01)
-}
-
 fn statuses(n: &NodeProc) -> Vec<(String, String, String)> {
     let mut v: Vec<_> = n.json(&["sites"])["sites"]
         .as_array()

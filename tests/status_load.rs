@@ -100,36 +100,6 @@ async fn load(node: &NodeProc, count: u32, per_second: u32, tag: &str) -> pb::St
         .into_inner()
 }
 
-/// PRI, P01 attached below it, S01 created below P01; S01 Active at PRI.
-fn three_tiers(dir: &std::path::Path) -> (NodeProc, NodeProc, NodeProc) {
-    let pri = NodeProc::start(&dir.join("pri"), &["--install-primary", "PRI"]);
-    let p01 = NodeProc::start(
-        &dir.join("p01"),
-        &[
-            "--install-primary",
-            "P01",
-            "--parent-site",
-            "PRI",
-            "--parent",
-            &pri.addr,
-        ],
-    );
-    let s01 = NodeProc::start(&dir.join("s01"), &[]);
-    let v = p01.json(&[
-        "create-secondary",
-        "--site-code",
-        "S01",
-        "--server",
-        &s01.addr,
-        "--wait",
-    ]);
-    assert_eq!(v["status"], "Active");
-    wait_for("S01 Active at PRI", Duration::from_secs(30), || {
-        pri.site_status("S01").as_deref() == Some("Active")
-    });
-    (pri, p01, s01)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn load_from_two_hops_down_is_seen_at_the_central_site_as_stored() {
     let dir = tempfile::tempdir().unwrap();

@@ -334,3 +334,33 @@ impl Pair {
         );
     }
 }
+
+/// PRI, P01 attached below it, S01 created below P01; S01 Active at PRI.
+pub fn three_tiers(dir: &Path) -> (NodeProc, NodeProc, NodeProc) {
+    let pri = NodeProc::start(&dir.join("pri"), &["--install-primary", "PRI"]);
+    let p01 = NodeProc::start(
+        &dir.join("p01"),
+        &[
+            "--install-primary",
+            "P01",
+            "--parent-site",
+            "PRI",
+            "--parent",
+            &pri.addr,
+        ],
+    );
+    let s01 = NodeProc::start(&dir.join("s01"), &[]);
+    let v = p01.json(&[
+        "create-secondary",
+        "--site-code",
+        "S01",
+        "--server",
+        &s01.addr,
+        "--wait",
+    ]);
+    assert_eq!(v["status"], "Active");
+    wait_for("S01 Active at PRI", Duration::from_secs(30), || {
+        pri.site_status("S01").as_deref() == Some("Active")
+    });
+    (pri, p01, s01)
+}

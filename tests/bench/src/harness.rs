@@ -257,15 +257,22 @@ pub async fn drain(
     ))
 }
 
-pub fn rss_kb(pid: u32) -> u64 {
+/// A numeric field of `/proc/PID/status` (`VmRSS:`, `Threads:`); 0 if the
+/// process is gone.
+fn proc_status(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)
+}
+
+/// Resident memory of a process, in KiB.
+pub fn rss_kb(pid: u32) -> u64 {
+    proc_status(pid, "VmRSS:")
 }
 
 impl Node {
@@ -340,16 +347,9 @@ pub fn clock_ticks_per_sec() -> anyhow::Result<f64> {
     Ok(t as f64)
 }
 
-/// Threads of a process (`Threads:` in `/proc/PID/status`); 0 if it is gone.
+/// Threads of a process; 0 if it is gone.
 pub fn thread_count(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Threads:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
+    proc_status(pid, "Threads:")
 }
 
 /// Rounds to one decimal place (for figures in the JSON).
