@@ -79,6 +79,8 @@ pub struct Ctx {
     /// Every batch of status messages stored at this site, for watchers
     /// (`WatchStatusMessages`); nothing is sent while no one watches.
     pub status_feed: tokio::sync::broadcast::Sender<crate::status_manager::Stored>,
+    /// Set while a status load test runs (one at a time).
+    pub status_load: std::sync::atomic::AtomicBool,
 }
 
 impl Ctx {
@@ -275,6 +277,7 @@ impl Node {
             logon_refill: std::sync::atomic::AtomicBool::new(false),
             restart: CancellationToken::new(),
             status_feed: tokio::sync::broadcast::channel(crate::status_manager::WATCH_BACKLOG).0,
+            status_load: std::sync::atomic::AtomicBool::new(false),
             store,
         });
 

@@ -89,18 +89,18 @@ pub async fn generate_load(
 ) -> anyhow::Result<LoadRun> {
     anyhow::ensure!(count > 0 && per_second > 0, "count and rate must be > 0");
     // One load test per node at a time: two would only measure each other.
-    static RUNNING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    use std::sync::atomic::Ordering::{AcqRel, Release};
     anyhow::ensure!(
-        !RUNNING.swap(true, std::sync::atomic::Ordering::AcqRel),
+        !ctx.status_load.swap(true, AcqRel),
         "a load test is already running on this node; wait for it to finish"
     );
-    struct Running;
-    impl Drop for Running {
+    struct Running<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for Running<'_> {
         fn drop(&mut self) {
-            RUNNING.store(false, std::sync::atomic::Ordering::Release);
+            self.0.store(false, Release);
         }
     }
-    let _running = Running;
+    let _running = Running(&ctx.status_load);
     let started_unix_ms = now_ms();
     tracing::info!(
         tag,
