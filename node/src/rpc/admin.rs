@@ -8,7 +8,7 @@ use futures::Stream;
 use sha2::{Digest, Sha256};
 use sms_proto::v1 as pb;
 use tokio::sync::broadcast;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 
 use super::convert;
 use crate::catalog;
@@ -217,13 +217,7 @@ impl AdminSvc {
         let req = req.into_inner();
         let rec = hierarchy::attach_primary(&self.ctx, &req.site_code, &req.server)
             .await
-            .map_err(|e| match e {
-                CreateError::Invalid(m) => Status::invalid_argument(m),
-                CreateError::Exists(m) => Status::already_exists(m),
-                CreateError::Precondition(m) => Status::failed_precondition(m),
-                CreateError::Unreachable(m) => Status::unavailable(m),
-                CreateError::Internal(m) => Status::internal(m),
-            })?;
+            .map_err(|e| hierarchy_status(e, Code::InvalidArgument))?;
         Ok(Response::new(pb::AttachPrimaryReply {
             parent_site_code: rec
                 .parent_site_code
@@ -258,18 +252,8 @@ impl AdminSvc {
                 sever_link_mid_bootstrap: req.sever_link_mid_bootstrap,
             },
         )
-        .await
-        .map_err(|e| match e {
-            CreateError::Invalid(m) => Status::invalid_argument(m),
-            CreateError::Exists(m) => Status::already_exists(m),
-            CreateError::Precondition(m) => Status::failed_precondition(m),
-            CreateError::Unreachable(m) => Status::unavailable(m),
-            CreateError::Internal(m) => Status::internal(m),
-        })?;
-        Ok(Response::new(pb::CreateSecondaryReply {
-            site_code: rec.site_code.to_string(),
-            status: rec.status.to_string(),
-        }))
+        .await;
+        site_reply(rec, Code::InvalidArgument)
     }
 
     async fn sever_link_now(&self, req: Request<pb::LinkRequest>) -> R<pb::LinkState> {
@@ -494,6 +478,27 @@ impl AdminSvc {
     }
 }
 
+/// The gRPC status for a Hierarchy Manager refusal; `invalid` is the code an
+/// invalid request gets.
+fn hierarchy_status(e: CreateError, invalid: Code) -> Status {
+    match e {
+        CreateError::Invalid(m) => Status::new(invalid, m),
+        CreateError::Exists(m) => Status::already_exists(m),
+        CreateError::Precondition(m) => Status::failed_precondition(m),
+        CreateError::Unreachable(m) => Status::unavailable(m),
+        CreateError::Internal(m) => Status::internal(m),
+    }
+}
+
+/// The reply to a request that creates or changes a child site.
+fn site_reply(rec: Result<SiteRecord, CreateError>, invalid: Code) -> R<pb::CreateSecondaryReply> {
+    let rec = rec.map_err(|e| hierarchy_status(e, invalid))?;
+    Ok(Response::new(pb::CreateSecondaryReply {
+        site_code: rec.site_code.to_string(),
+        status: rec.status.to_string(),
+    }))
+}
+
 type StoredStream = Pin<Box<dyn Stream<Item = Result<pb::StoredStatusMessages, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -561,19 +566,8 @@ impl pb::admin_server::Admin for AdminSvc {
         let ctx = self.ctx.clone();
         let site = req.into_inner().site;
         detached(async move {
-            let rec = hierarchy::delete_site(&ctx, &site)
-                .await
-                .map_err(|e| match e {
-                    CreateError::Invalid(m) => Status::not_found(m),
-                    CreateError::Exists(m) => Status::already_exists(m),
-                    CreateError::Precondition(m) => Status::failed_precondition(m),
-                    CreateError::Unreachable(m) => Status::unavailable(m),
-                    CreateError::Internal(m) => Status::internal(m),
-                })?;
-            Ok(Response::new(pb::CreateSecondaryReply {
-                site_code: rec.site_code.to_string(),
-                status: rec.status.to_string(),
-            }))
+            // The site named is not a child here: "not found".
+            site_reply(hierarchy::delete_site(&ctx, &site).await, Code::NotFound)
         })
         .await
     }
@@ -582,19 +576,8 @@ impl pb::admin_server::Admin for AdminSvc {
         let ctx = self.ctx.clone();
         let site = req.into_inner().site;
         detached(async move {
-            let rec = hierarchy::upgrade_site(&ctx, &site)
-                .await
-                .map_err(|e| match e {
-                    CreateError::Invalid(m) => Status::not_found(m),
-                    CreateError::Exists(m) => Status::already_exists(m),
-                    CreateError::Precondition(m) => Status::failed_precondition(m),
-                    CreateError::Unreachable(m) => Status::unavailable(m),
-                    CreateError::Internal(m) => Status::internal(m),
-                })?;
-            Ok(Response::new(pb::CreateSecondaryReply {
-                site_code: rec.site_code.to_string(),
-                status: rec.status.to_string(),
-            }))
+            // The site named is not a child here: "not found".
+            site_reply(hierarchy::upgrade_site(&ctx, &site).await, Code::NotFound)
         })
         .await
     }
