@@ -1,11 +1,15 @@
 //! The gRPC wire contract of the SMS site hierarchy.
 //!
-//! Generated from `proto/protos/sms/v1/*.proto`. Only the gRPC edge of the node
-//! and the controller use these types; components work on domain types.
+//! Generated from `proto/protos/sms/v1/*.proto`, plus [`convert`]: wire <->
+//! domain conversions beside the contract they convert. Only the gRPC edge
+//! of the node and the controller use these types; components work on the
+//! domain types of `sms-types`.
 
-#![allow(clippy::all, missing_docs)]
+/// wire <-> domain conversions.
+pub mod convert;
 
 /// Version 1 of the contract.
+#[allow(clippy::all, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("sms.v1");
 }
@@ -13,3 +17,6 @@ pub mod v1 {
 /// Encoded `FileDescriptorSet` of every service, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/sms_descriptor.bin"));
+
+#[cfg(test)]
+mod convert_tests;

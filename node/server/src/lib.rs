@@ -1,0 +1,15 @@
+//! `sms-server`: one `sms-node` process.
+//!
+//! The composition root ([`node`]: `Node::start` and `shutdown`), the gRPC
+//! services ([`rpc`]: convert, one call into the site, convert), the peer
+//! clients that implement the site's ports over gRPC ([`peers`]), and
+//! logging ([`logging`]). The components themselves are in `sms-site`; the
+//! store in `sms-store`; the domain vocabulary in `sms-types`.
+
+pub mod logging;
+pub mod node;
+pub mod peers;
+pub mod rpc;
+
+pub use node::{Node, NodeConfig, ADDR_FILE};
+pub use peers::Connector;

@@ -1,0 +1,202 @@
+//! `sms-node`: runs one site server, secondary site or bare node.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use sms_server::{Connector, Node, NodeConfig};
+use sms_types::SiteCode;
+
+/// One node of an SMS-style site hierarchy. Its role and site come from the
+/// store in --data; an empty data dir makes a bare node that waits for a
+/// parent to install a site on it.
+#[derive(Parser, Debug)]
+#[command(name = "sms-node", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Data directory (sled store, logs, node.addr).
+    #[arg(long, env = "SMS_DATA")]
+    data: Option<PathBuf>,
+    /// Address to listen on; port 0 lets the OS choose (the bound address is
+    /// printed and written to DIR/node.addr).
+    #[arg(long, env = "SMS_LISTEN", default_value = "127.0.0.1:0")]
+    listen: String,
+    /// Address other nodes should use to reach this one (default: the bound address).
+    #[arg(long, env = "SMS_ADVERTISE")]
+    advertise: Option<String>,
+    /// Install the central primary site with this site code on first start.
+    #[arg(long, value_name = "CODE", env = "SMS_INSTALL_PRIMARY")]
+    install_primary: Option<SiteCode>,
+    /// Site name for --install-primary.
+    #[arg(long, requires = "install_primary", env = "SMS_SITE_NAME")]
+    site_name: Option<String>,
+    /// With --install-primary: attach the new primary below this primary site...
+    #[arg(long, value_name = "CODE", requires_all = ["install_primary", "parent"], env = "SMS_PARENT_SITE")]
+    parent_site: Option<SiteCode>,
+    /// ...whose site server is at HOST:PORT.
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        requires = "parent_site",
+        env = "SMS_PARENT"
+    )]
+    parent: Option<String>,
+    /// Make this node a member server of a domain.
+    #[arg(long, env = "SMS_DOMAIN", value_name = "NAME")]
+    domain: Option<String>,
+    /// Seconds shutdown waits for components to stop.
+    #[arg(long, default_value_t = 5)]
+    shutdown_grace_secs: u64,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Ask a node's gRPC health service whether it is serving (exit 0 if so).
+    Health {
+        /// Node address.
+        #[arg(long, default_value = "127.0.0.1:8500", env = "SMS_HEALTH_ADDR")]
+        addr: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sms-node: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Some(Command::Health { addr }) => rt.block_on(health(addr)),
+        None => rt.block_on(run(cli.run)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sms-node: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn health(addr: String) -> anyhow::Result<()> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let channel = Connector::default()
+        .connect(&addr)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let mut c = tonic_health::pb::health_client::HealthClient::new(channel);
+    let r = c
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await?
+        .into_inner();
+    if r.status == ServingStatus::Serving as i32 {
+        println!("{addr}: serving");
+        Ok(())
+    } else {
+        anyhow::bail!("{addr}: not serving (status {})", r.status)
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let data = args
+        .data
+        .ok_or_else(|| anyhow::anyhow!("--data DIR is required (or set SMS_DATA)"))?;
+    std::fs::create_dir_all(&data)?;
+    let _logs = sms_server::logging::init(&data.join("logs"))?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    let cfg = NodeConfig {
+        data_dir: data,
+        advertise: args.advertise,
+        install_primary: args.install_primary,
+        site_name: args.site_name,
+        parent_site: args.parent_site,
+        parent: args.parent,
+        domain: args.domain,
+        shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+    };
+    let node = Node::start(cfg, listener, Connector::default()).await?;
+    let who = match node.ctx.identity() {
+        Some(id) => format!("site {} ({})", id.site_code, id.kind.as_str()),
+        None => "bare node".to_string(),
+    };
+    println!("sms-node listening on {} as {who}", node.local_addr);
+    tracing::info!(addr = %node.local_addr, advertise = %node.ctx.advertise, "listening as {who}");
+    let ctx = node.ctx.clone();
+    let restarting = tokio::select! {
+        _ = wait_for_signal() => false,
+        _ = ctx.restart_requested() => true,
+    };
+    drop(ctx);
+    let bound = node.local_addr;
+    node.shutdown().await?;
+    if restarting {
+        tracing::info!("restarting as a bare node on {bound}");
+        drop(_logs);
+        return Err(reexec(bound));
+    }
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Replaces this process with a fresh `sms-node` on the same address (same
+/// pid, so service managers and containers keep tracking it). Only returns
+/// on failure.
+#[cfg(unix)]
+fn reexec(bound: std::net::SocketAddr) -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    let mut it = std::env::args_os().skip(1);
+    while let Some(a) = it.next() {
+        let s = a.to_string_lossy();
+        if s == "--listen" {
+            it.next();
+        } else if !s.starts_with("--listen=") {
+            args.push(a);
+        }
+    }
+    args.push("--listen".into());
+    args.push(bound.to_string().into());
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return anyhow::anyhow!("cannot find this executable to restart: {e}"),
+    };
+    let err = std::process::Command::new(exe).args(args).exec();
+    anyhow::anyhow!("cannot restart: {err}")
+}
+
+#[cfg(not(unix))]
+fn reexec(_: std::net::SocketAddr) -> anyhow::Error {
+    anyhow::anyhow!("the site was deleted; start sms-node again to run as a bare node")
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,286 @@
+//! The composition root: opens the store, installs the central site if
+//! asked, builds the site's core with its ports (gRPC peers), wires the
+//! components, serves gRPC, and shuts everything down in order.
+//!
+//! Every task runs on the node's [`TaskCenter`]; shutdown cancels it, waits
+//! a bounded time for every task, then flushes the store.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use sms_runtime::TaskCenter;
+use sms_site::ports::Peers;
+use sms_site::{CoreConfig, Ctx, DEINSTALL_MARKER};
+use sms_store::Store;
+use sms_types::catalog;
+use sms_types::*;
+use tokio::net::TcpListener;
+
+use crate::peers::Connector;
+
+/// How a node is started (from the command line or a test).
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    /// Address other nodes use to reach this one; defaults to the bound address.
+    pub advertise: Option<String>,
+    /// Install the central primary site with this code on first start.
+    pub install_primary: Option<SiteCode>,
+    pub site_name: Option<String>,
+    /// With `install_primary`: attach the new primary below this site...
+    pub parent_site: Option<SiteCode>,
+    /// ...whose site server is at this address.
+    pub parent: Option<String>,
+    /// Mark this node a member server of a domain.
+    pub domain: Option<String>,
+    /// How long shutdown waits for components before giving up.
+    pub shutdown_grace: Duration,
+}
+
+/// A running node.
+pub struct Node {
+    pub ctx: Arc<Ctx>,
+    pub local_addr: std::net::SocketAddr,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    grace: Duration,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Opens the store, installs the central site if asked, starts what the
+    /// store says this node is, and serves gRPC on `listener`.
+    pub async fn start(
+        cfg: NodeConfig,
+        listener: TcpListener,
+        connector: Connector,
+    ) -> anyhow::Result<Node> {
+        let local_addr = listener.local_addr()?;
+        std::fs::create_dir_all(&cfg.data_dir)
+            .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
+        let marker = cfg.data_dir.join(DEINSTALL_MARKER);
+        if marker.exists() {
+            // The parent deleted this site: finish removing the install.
+            let db = cfg.data_dir.join("db");
+            if db.exists() {
+                std::fs::remove_dir_all(&db).with_context(|| {
+                    format!("cannot remove the deleted site's store {}", db.display())
+                })?;
+            }
+            std::fs::remove_file(&marker)?;
+            tracing::warn!(
+                "the site install was removed at its parent's request; starting as a bare node"
+            );
+        }
+        let store = Store::open(&cfg.data_dir.join("db"))
+            .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?;
+        let node_id = store.node_id()?;
+        let advertise = cfg
+            .advertise
+            .clone()
+            .unwrap_or_else(|| local_addr.to_string());
+
+        let mut identity = store.identity()?;
+        let mut installed_now = false;
+        if let Some(code) = &cfg.install_primary {
+            match &identity {
+                Some(id) if &id.site_code == code && id.kind == SiteKind::Primary => {}
+                Some(id) => bail!(
+                    "data dir {} already holds site {} ({}); refusing to install {} over it",
+                    cfg.data_dir.display(),
+                    id.site_code,
+                    id.kind.as_str(),
+                    code
+                ),
+                None => {
+                    if let Some(b) = store.bootstrap_package()? {
+                        bail!(
+                            "data dir {} holds a bootstrap for site {}; refusing to install {} over it",
+                            cfg.data_dir.display(),
+                            b.package.site_code,
+                            code
+                        );
+                    }
+                    let parent = match (&cfg.parent_site, &cfg.parent) {
+                        (Some(psite), Some(paddr)) => {
+                            let name = cfg.site_name.clone().unwrap_or_default();
+                            let a = connector
+                                .attach_primary(paddr, code, &advertise, &name)
+                                .await
+                                .map_err(|e| {
+                                    anyhow::anyhow!("cannot attach {code} below {psite}: {e}")
+                                })?;
+                            let (got, addr, secret, ancestors) = (
+                                a.parent_site_code,
+                                a.parent_address,
+                                a.link_secret,
+                                a.ancestors,
+                            );
+                            if got != psite.as_str() {
+                                bail!("{paddr} is site {got}, not {psite}; nothing was installed");
+                            }
+                            let ancestors: Vec<SiteCode> =
+                                ancestors.iter().filter_map(|c| c.parse().ok()).collect();
+                            if ancestors.contains(code) {
+                                bail!("{code} is an ancestor of {psite}; a site cannot be its own ancestor");
+                            }
+                            Some((
+                                ancestors,
+                                ParentLink {
+                                    site_code: psite.clone(),
+                                    address: if addr.is_empty() { paddr.clone() } else { addr },
+                                    link_secret: secret,
+                                },
+                            ))
+                        }
+                        (None, None) => None,
+                        _ => bail!("--parent-site and --parent go together"),
+                    };
+                    let id =
+                        install_primary(&store, code, cfg.site_name.clone(), &advertise, parent)?;
+                    store.durable().await?;
+                    identity = Some(id);
+                    installed_now = true;
+                }
+            }
+        }
+        if let Some(domain) = &cfg.domain {
+            store.set_member_domain(domain)?;
+            store.durable().await?;
+        }
+        let orphans = store.drop_orphan_chunks()?;
+        if orphans > 0 {
+            tracing::info!(
+                orphans,
+                "freed the chunks of packages that were never queued"
+            );
+        }
+        let tasks = TaskCenter::new();
+        let ctx = Arc::new(Ctx::new(CoreConfig {
+            store,
+            data_dir: cfg.data_dir.clone(),
+            advertise,
+            node_id,
+            identity: identity.clone(),
+            tasks: tasks.clone(),
+            peers: Arc::new(connector) as Arc<dyn Peers>,
+        })?);
+        sms_site::wiring::wire(&ctx);
+
+        if identity.is_some() {
+            sms_site::wiring::start_site(&ctx)?;
+            if installed_now {
+                let id = ctx.identity().expect("just installed");
+                sms_site::status::emit(
+                    &ctx,
+                    &catalog::SITE_INSTALLED,
+                    &[id.site_code.to_string(), id.site_name.clone()],
+                )?;
+            }
+        } else {
+            tracing::info!(node_id = %ctx.node_id, "bare node: waiting for a site install");
+        }
+        sms_site::bootstrap::resume(&ctx)?;
+
+        let server = tasks.spawn(
+            "grpc server",
+            crate::rpc::serve(ctx.clone(), listener, cfg.data_dir.join("logs")),
+        );
+        write_addr_file(&cfg.data_dir, &local_addr.to_string())?;
+        Ok(Node {
+            ctx,
+            local_addr,
+            server,
+            grace: cfg.shutdown_grace,
+        })
+    }
+
+    /// Stops every component (bounded by the grace period) and flushes.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        tracing::info!("shutting down");
+        let stuck = self.ctx.tasks.shutdown(self.grace).await;
+        if !stuck.is_empty() {
+            tracing::warn!(grace = ?self.grace, "tasks did not stop in time: {}", stuck.join(", "));
+        }
+        if self.server.is_finished() {
+            if let Ok(Err(e)) = self.server.await {
+                tracing::warn!("gRPC server ended with an error: {e:#}");
+            }
+        }
+        self.ctx.store.flush_now()?;
+        Ok(())
+    }
+}
+
+/// Installs a primary site: the central site, or (with `parent`) a primary
+/// already registered below another primary.
+fn install_primary(
+    store: &Store,
+    code: &SiteCode,
+    name: Option<String>,
+    advertise: &str,
+    parent: Option<(Vec<SiteCode>, ParentLink)>,
+) -> anyhow::Result<Identity> {
+    let (ancestors, parent) = match parent {
+        Some((a, p)) => (a, Some(p)),
+        None => (vec![], None),
+    };
+    let site_name = name.unwrap_or_else(|| match &parent {
+        None => format!("{code} central site"),
+        Some(p) => format!("{code} primary site below {}", p.site_code),
+    });
+    let parent_code = parent.as_ref().map(|p| p.site_code.clone());
+    let id = Identity {
+        site_code: code.clone(),
+        site_name: site_name.clone(),
+        kind: SiteKind::Primary,
+        parent,
+        installed_unix_ms: now_ms(),
+        version: SOFTWARE_VERSION.to_string(),
+        ancestors,
+    };
+    let ct0 = SiteControl {
+        site_code: code.clone(),
+        site_name,
+        serial: 1,
+        parent_site_code: parent_code.clone(),
+        polling_interval_ms: DEFAULT_POLLING_INTERVAL_MS,
+        domains: vec![],
+        addresses: vec![],
+        version: SOFTWARE_VERSION.to_string(),
+        next_unique_id: 1,
+    };
+    store.install_site(&id, &ct0)?;
+    store.put_site(&SiteRecord {
+        site_code: code.clone(),
+        parent_site_code: parent_code,
+        kind: SiteKind::Primary,
+        server: advertise.to_string(),
+        status: SiteStatus::Active,
+        status_changed_unix_ms: now_ms(),
+        serial: 1,
+        link_secret: String::new(),
+        sever_link_mid_bootstrap: false,
+    })?;
+    tracing::info!(site = %code, parent = ?id.parent.as_ref().map(|p| &p.site_code), "installed a primary site");
+    Ok(id)
+}
+
+/// Name of the file in the data dir that holds the bound address.
+pub const ADDR_FILE: &str = "node.addr";
+
+/// Writes the bound address atomically (write + rename) so a reader never
+/// sees half of it.
+fn write_addr_file(dir: &Path, addr: &str) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{ADDR_FILE}.tmp"));
+    std::fs::write(&tmp, format!("{addr}\n"))?;
+    std::fs::rename(tmp, dir.join(ADDR_FILE))
+}

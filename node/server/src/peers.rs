@@ -1,0 +1,447 @@
+//! Outgoing gRPC: the [`Peers`] port of the site components, implemented
+//! over tonic. The [`Connector`] is handed to the node from outside, so TLS
+//! or a simulated network can be swapped in without touching components.
+
+use std::time::Duration;
+
+use sms_proto::v1 as pb;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Code;
+use uuid::Uuid;
+
+use async_trait::async_trait;
+use sms_proto::convert;
+use sms_site::ports::{LinkStream, Peers};
+use sms_types::link::*;
+use sms_types::{Chunk, Job, Payload, SiteCode};
+
+/// Largest frame a node sends or accepts (a file chunk plus headers).
+pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
+
+/// Opens channels to other nodes.
+#[derive(Clone, Debug)]
+pub struct Connector {
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+impl Default for Connector {
+    fn default() -> Self {
+        Connector {
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// HTTP/2 flow-control windows. The default 64 KiB stream window caps a
+/// link at about 50 one-KiB jobs per round trip, below the sender's window
+/// of jobs in flight, and adaptive sizing never grows it on loopback; a
+/// file package keeps up to 8 MiB of chunks in flight.
+pub const STREAM_WINDOW: u32 = 16 * 1024 * 1024;
+pub const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+
+impl Connector {
+    /// A channel to `addr` (`host:port`).
+    pub async fn connect(&self, addr: &str) -> Result<Channel, String> {
+        let ep = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| format!("{addr:?} is not a valid address: {e}"))?
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true)
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW);
+        ep.connect()
+            .await
+            .map_err(|e| format!("cannot reach {addr}: {}", error_chain(&e)))
+    }
+}
+
+/// Flattens an error and its sources into one line.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// How a gRPC status ends a link session.
+fn link_error(s: tonic::Status) -> LinkError {
+    match s.code() {
+        Code::FailedPrecondition => LinkError::Severed(s.message().to_string()),
+        Code::PermissionDenied | Code::Unauthenticated => {
+            LinkError::Refused(s.message().to_string())
+        }
+        _ => LinkError::Failed(format!("{:?}: {}", s.code(), s.message())),
+    }
+}
+
+/// An open link stream to a neighbour's despooler.
+pub struct GrpcLink {
+    tx: mpsc::Sender<pb::LinkFrame>,
+    rx: tonic::Streaming<pb::LinkReply>,
+}
+
+impl GrpcLink {
+    /// Connects, sends the Hello, and waits for the Welcome.
+    pub async fn open(
+        connector: &Connector,
+        server: &str,
+        hello: &LinkHello,
+        window: usize,
+    ) -> Result<GrpcLink, LinkError> {
+        let channel = connector.connect(server).await.map_err(LinkError::Failed)?;
+        let mut client = pb::transfer_client::TransferClient::new(channel)
+            .max_decoding_message_size(MAX_FRAME_BYTES)
+            .max_encoding_message_size(MAX_FRAME_BYTES);
+        let (tx, rx) = mpsc::channel(window.max(1) + 8);
+        let hello = pb::LinkFrame {
+            kind: Some(pb::link_frame::Kind::Hello(pb::Hello {
+                source_site: hello.source_site.to_string(),
+                dest_site: hello.dest_site.to_string(),
+                source_address: hello.source_address.clone(),
+                link_secret: hello.link_secret.clone(),
+            })),
+        };
+        tx.send(hello)
+            .await
+            .map_err(|_| LinkError::Failed("stream closed".into()))?;
+        let resp = tokio::time::timeout(
+            connector.request_timeout,
+            client.link(ReceiverStream::new(rx)),
+        )
+        .await
+        .map_err(|_| LinkError::Failed(format!("{server} did not answer the link request")))?
+        .map_err(link_error)?;
+        let mut rx = resp.into_inner();
+        let first = tokio::time::timeout(connector.request_timeout, rx.message())
+            .await
+            .map_err(|_| LinkError::Failed(format!("{server} did not welcome the link")))?
+            .map_err(link_error)?;
+        match first.and_then(|r| r.kind) {
+            Some(pb::link_reply::Kind::Welcome(_)) => Ok(GrpcLink { tx, rx }),
+            other => Err(LinkError::Failed(format!(
+                "expected a welcome from {server}, got {other:?}"
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl LinkStream for GrpcLink {
+    /// Queues one frame on the stream.
+    async fn send(&self, job: &Job, chunk: Option<Chunk>) -> Result<(), LinkError> {
+        let frame = pb::LinkFrame {
+            kind: Some(pb::link_frame::Kind::Job(convert::job_to(job, chunk))),
+        };
+        self.tx
+            .send(frame)
+            .await
+            .map_err(|_| LinkError::Failed("stream closed while sending".into()))
+    }
+
+    /// The next answer from the despooler.
+    async fn next(&mut self) -> Result<LinkEvent, LinkError> {
+        loop {
+            let reply = self
+                .rx
+                .message()
+                .await
+                .map_err(link_error)?
+                .ok_or_else(|| LinkError::Failed("the peer closed the stream".into()))?;
+            match reply.kind {
+                Some(pb::link_reply::Kind::Acks(a)) => {
+                    let mut out = Vec::with_capacity(a.acks.len());
+                    for ack in a.acks {
+                        if let Ok(id) = Uuid::from_slice(&ack.job_id) {
+                            out.push((id, ack.chunk_index, ack.duplicate));
+                        }
+                    }
+                    return Ok(LinkEvent::Acks(out));
+                }
+                Some(pb::link_reply::Kind::Refusal(r)) => {
+                    let job_id = Uuid::from_slice(&r.job_id)
+                        .map_err(|_| LinkError::Failed("refusal without a job id".into()))?;
+                    return Ok(LinkEvent::Refused {
+                        job_id,
+                        reason: r.reason,
+                    });
+                }
+                Some(pb::link_reply::Kind::Welcome(_)) | None => continue,
+            }
+        }
+    }
+}
+
+/// Delivers a bootstrap package to a bare node's bootstrap service.
+async fn install_bootstrap(
+    connector: &Connector,
+    server: &str,
+    job: &Job,
+) -> Result<(), BootstrapError> {
+    let Payload::Bootstrap(pkg) = &job.payload else {
+        return Err(BootstrapError {
+            message: "not a bootstrap job".into(),
+            permanent: true,
+        });
+    };
+    let channel = connector
+        .connect(server)
+        .await
+        .map_err(|m| BootstrapError {
+            message: m,
+            permanent: false,
+        })?;
+    let mut c = pb::bootstrap_client::BootstrapClient::new(channel)
+        .max_encoding_message_size(MAX_FRAME_BYTES);
+    let req = pb::InstallRequest {
+        job_id: job.id.as_bytes().to_vec(),
+        package: Some(convert::bootstrap_to(pkg)),
+    };
+    match tokio::time::timeout(connector.request_timeout, c.install(req)).await {
+        Err(_) => Err(BootstrapError {
+            message: format!("{server} did not answer the install"),
+            permanent: false,
+        }),
+        Ok(Err(s)) => Err(BootstrapError {
+            message: s.message().to_string(),
+            permanent: matches!(s.code(), Code::AlreadyExists | Code::InvalidArgument),
+        }),
+        Ok(Ok(r)) if r.get_ref().started => Ok(()),
+        Ok(Ok(r)) => Err(BootstrapError {
+            message: r.into_inner().detail,
+            permanent: false,
+        }),
+    }
+}
+
+/// Asks primary `parent` to take `code` (reachable at `server`) as a child
+/// primary. Returns (parent site code, parent address, link secret).
+async fn attach_primary(
+    connector: &Connector,
+    parent: &str,
+    code: &SiteCode,
+    server: &str,
+    site_name: &str,
+) -> Result<(String, String, String, Vec<String>), String> {
+    let channel = connector.connect(parent).await?;
+    let mut c = pb::admin_client::AdminClient::new(channel);
+    let req = pb::AttachPrimaryRequest {
+        site_code: code.to_string(),
+        server: server.to_string(),
+        site_name: site_name.to_string(),
+    };
+    let r = tokio::time::timeout(connector.request_timeout, c.attach_primary(req))
+        .await
+        .map_err(|_| format!("{parent} did not answer"))?
+        .map_err(|s| format!("{parent} refused: {}", s.message()))?
+        .into_inner();
+    Ok((
+        r.parent_site_code,
+        r.parent_address,
+        r.link_secret,
+        r.ancestors,
+    ))
+}
+
+/// What a node says it is, via its bootstrap service.
+async fn probe(connector: &Connector, server: &str) -> Result<pb::ProbeReply, String> {
+    let channel = connector.connect(server).await?;
+    let mut c = pb::bootstrap_client::BootstrapClient::new(channel);
+    tokio::time::timeout(connector.request_timeout, c.probe(pb::ProbeRequest {}))
+        .await
+        .map_err(|_| format!("{server} did not answer"))?
+        .map(|r| r.into_inner())
+        .map_err(|s| format!("{server}: {}", s.message()))
+}
+
+/// Tells a child that its parent is deleting it: it stops granting ID
+/// ranges for good and returns its final next SMS unique ID.
+async fn prepare_delete(
+    connector: &Connector,
+    server: &str,
+    site: &SiteCode,
+) -> Result<u64, String> {
+    let channel = connector.connect(server).await?;
+    let mut c = pb::admin_client::AdminClient::new(channel);
+    let req = pb::SiteRequest {
+        site: site.to_string(),
+    };
+    tokio::time::timeout(connector.request_timeout, c.prepare_delete(req))
+        .await
+        .map_err(|_| format!("{server} did not answer"))?
+        .map(|r| r.into_inner().start)
+        .map_err(|s| s.message().to_string())
+}
+
+/// What a node's logon service reports.
+type WireLogon = pb::LogonState;
+
+async fn logon_client(
+    connector: &Connector,
+    server: &str,
+) -> Result<pb::logon_client::LogonClient<Channel>, String> {
+    Ok(pb::logon_client::LogonClient::new(
+        connector.connect(server).await?,
+    ))
+}
+
+/// Asks a node what it is as a (potential) logon server.
+async fn logon_describe(connector: &Connector, server: &str) -> Result<WireLogon, String> {
+    let mut c = logon_client(connector, server).await?;
+    tokio::time::timeout(
+        connector.request_timeout,
+        c.describe(pb::LogonDescribeRequest {}),
+    )
+    .await
+    .map_err(|_| format!("{server} did not answer"))?
+    .map(|r| r.into_inner())
+    .map_err(|s| s.message().to_string())
+}
+
+/// Installs the logon server component on a member server.
+async fn logon_install(
+    connector: &Connector,
+    server: &str,
+    req: pb::LogonInstallRequest,
+) -> Result<WireLogon, String> {
+    let mut c = logon_client(connector, server).await?;
+    tokio::time::timeout(connector.request_timeout, c.install(req))
+        .await
+        .map_err(|_| format!("{server} did not answer"))?
+        .map(|r| r.into_inner())
+        .map_err(|s| s.message().to_string())
+}
+
+/// Removes this site's logon server component from a server.
+async fn logon_uninstall(
+    connector: &Connector,
+    server: &str,
+    site: &SiteCode,
+) -> Result<WireLogon, String> {
+    let mut c = logon_client(connector, server).await?;
+    let req = pb::LogonUninstallRequest {
+        site_code: site.to_string(),
+    };
+    tokio::time::timeout(connector.request_timeout, c.uninstall(req))
+        .await
+        .map_err(|_| format!("{server} did not answer"))?
+        .map(|r| r.into_inner())
+        .map_err(|s| s.message().to_string())
+}
+
+/// Pushes the site's current logon script to a logon server.
+async fn logon_refresh(
+    connector: &Connector,
+    server: &str,
+    req: pb::LogonScript,
+) -> Result<WireLogon, String> {
+    let mut c = logon_client(connector, server).await?;
+    tokio::time::timeout(connector.request_timeout, c.refresh_script(req))
+        .await
+        .map_err(|_| format!("{server} did not answer"))?
+        .map(|r| r.into_inner())
+        .map_err(|s| s.message().to_string())
+}
+
+/// A logon server asks its site for a new SMS unique ID range.
+async fn request_id_range(
+    connector: &Connector,
+    site_address: &str,
+    site: &SiteCode,
+    node_id: &str,
+) -> Result<(u64, u64), String> {
+    let channel = connector.connect(site_address).await?;
+    let mut c = pb::admin_client::AdminClient::new(channel);
+    let req = pb::IdRangeRequest {
+        site_code: site.to_string(),
+        node_id: node_id.to_string(),
+    };
+    let r = tokio::time::timeout(connector.request_timeout, c.request_id_range(req))
+        .await
+        .map_err(|_| format!("site server {site_address} did not answer"))?
+        .map_err(|s| s.message().to_string())?
+        .into_inner();
+    Ok((r.start, r.end))
+}
+
+fn wire(e: convert::WireError) -> String {
+    format!("the peer sent a malformed reply: {e}")
+}
+
+#[async_trait]
+impl Peers for Connector {
+    async fn open_link(
+        &self,
+        server: &str,
+        hello: &LinkHello,
+        window: usize,
+    ) -> Result<Box<dyn LinkStream>, LinkError> {
+        Ok(Box::new(GrpcLink::open(self, server, hello, window).await?))
+    }
+
+    async fn install_bootstrap(&self, server: &str, job: &Job) -> Result<(), BootstrapError> {
+        install_bootstrap(self, server, job).await
+    }
+
+    async fn attach_primary(
+        &self,
+        parent: &str,
+        code: &SiteCode,
+        server: &str,
+        site_name: &str,
+    ) -> Result<Attached, String> {
+        let (parent_site_code, parent_address, link_secret, ancestors) =
+            attach_primary(self, parent, code, server, site_name).await?;
+        Ok(Attached {
+            parent_site_code,
+            parent_address,
+            link_secret,
+            ancestors,
+        })
+    }
+
+    async fn probe(&self, server: &str) -> Result<NodeProbe, String> {
+        convert::probe_from(probe(self, server).await?).map_err(wire)
+    }
+
+    async fn prepare_delete(&self, server: &str, site: &SiteCode) -> Result<u64, String> {
+        prepare_delete(self, server, site).await
+    }
+
+    async fn logon_describe(&self, server: &str) -> Result<LogonView, String> {
+        convert::logon_view_from(logon_describe(self, server).await?).map_err(wire)
+    }
+
+    async fn logon_install(
+        &self,
+        server: &str,
+        req: LogonInstallRequest,
+    ) -> Result<LogonView, String> {
+        let r = logon_install(self, server, convert::logon_install_to(&req)).await?;
+        convert::logon_view_from(r).map_err(wire)
+    }
+
+    async fn logon_uninstall(&self, server: &str, site: &SiteCode) -> Result<LogonView, String> {
+        convert::logon_view_from(logon_uninstall(self, server, site).await?).map_err(wire)
+    }
+
+    async fn logon_refresh(&self, server: &str, script: LogonScript) -> Result<LogonView, String> {
+        let r = logon_refresh(self, server, convert::logon_script_to(&script)).await?;
+        convert::logon_view_from(r).map_err(wire)
+    }
+
+    async fn request_id_range(
+        &self,
+        site_address: &str,
+        site: &SiteCode,
+        node_id: &str,
+    ) -> Result<(u64, u64), String> {
+        request_id_range(self, site_address, site, node_id).await
+    }
+}

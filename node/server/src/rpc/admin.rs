@@ -1,0 +1,473 @@
+//! The administration service the `controller` calls. Each RPC converts
+//! its request, makes one call into the site, and converts the answer;
+//! refusals map to gRPC statuses in one place ([`super::errors`]).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use sms_proto::convert;
+use sms_proto::v1 as pb;
+use sms_site::error::Refused;
+use sms_site::hierarchy::{self, AddressChange, ControlChange, CreateSecondary};
+use sms_site::{ops, queries, Ctx};
+use sms_types::*;
+use tokio::sync::broadcast;
+use tonic::{Request, Response, Status};
+
+use super::errors::{status, status_for_child};
+
+pub struct AdminSvc {
+    pub ctx: Arc<Ctx>,
+    /// Where this node's component logs are (for `controller log`).
+    pub log_dir: std::path::PathBuf,
+}
+
+type R<T> = Result<Response<T>, Status>;
+
+impl AdminSvc {
+    /// Runs a state-changing call to completion even if the client goes
+    /// away (tonic drops a handler whose caller disconnects).
+    async fn detached<T, F>(&self, fut: F) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, Refused>> + Send + 'static,
+    {
+        self.ctx
+            .tasks
+            .run_detached("admin request", fut)
+            .await
+            .map_err(Status::internal)?
+            .map_err(status)
+    }
+
+    fn ctx(&self) -> Arc<Ctx> {
+        self.ctx.clone()
+    }
+}
+
+fn code(s: &str, field: &str) -> Result<SiteCode, Status> {
+    Ok(convert::code(s, field)?)
+}
+
+fn reply<T>(t: T) -> R<T> {
+    Ok(Response::new(t))
+}
+
+/// The reply to a request that creates or changes a child site.
+fn site_reply(rec: SiteRecord) -> R<pb::CreateSecondaryReply> {
+    reply(pb::CreateSecondaryReply {
+        site_code: rec.site_code.to_string(),
+        status: rec.status.to_string(),
+    })
+}
+
+fn control_change(req: pb::ChangeSiteControlRequest) -> Result<ControlChange, Status> {
+    let address = req
+        .address
+        .map(|a| -> Result<_, convert::WireError> {
+            Ok(AddressChange {
+                to: a.to,
+                retry_count: a.retry_count,
+                retry_delay_ms: a.retry_delay_ms,
+                concurrent_sendings: a.concurrent_sendings,
+                rate_limit_bytes_per_sec: a.rate_limit_bytes_per_sec,
+                schedule: if a.replace_schedule {
+                    Some(
+                        a.schedule
+                            .iter()
+                            .map(convert::rule_from)
+                            .collect::<Result<_, _>>()?,
+                    )
+                } else {
+                    None
+                },
+            })
+        })
+        .transpose()?;
+    Ok(ControlChange {
+        polling_interval_ms: req.polling_interval_ms,
+        site_name: req.site_name,
+        address,
+        add_domain: req.add_domain.map(|d| (d.name, d.browse)),
+        remove_domain: (!req.remove_domain.is_empty()).then_some(req.remove_domain),
+    })
+}
+
+type StoredStream = Pin<Box<dyn Stream<Item = Result<pb::StoredStatusMessages, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::admin_server::Admin for AdminSvc {
+    type WatchStatusMessagesStream = StoredStream;
+
+    async fn watch_status_messages(
+        &self,
+        req: Request<pb::WatchStatusMessagesRequest>,
+    ) -> R<StoredStream> {
+        queries::installed(&self.ctx).map_err(status)?;
+        let req = req.into_inner();
+        let site = convert::opt_code(&req.site, "site")?;
+        let id = (req.id != 0).then_some(req.id);
+        let rx = sms_site::status::watch(&self.ctx);
+        let cancel = self.ctx.tasks.token();
+        // Ends when the node stops (so shutdown never waits on a watcher).
+        let stream = futures::stream::unfold((rx, 0u64), move |(mut rx, mut missed)| {
+            let (site, cancel) = (site.clone(), cancel.clone());
+            async move {
+                loop {
+                    let got = tokio::select! {
+                        _ = cancel.cancelled() => return None,
+                        got = rx.recv() => got,
+                    };
+                    match got {
+                        Ok(b) => {
+                            let messages: Vec<pb::StatusMessage> = b
+                                .messages
+                                .iter()
+                                .filter(|m| {
+                                    site.as_ref().is_none_or(|s| &m.site_code == s)
+                                        && id.is_none_or(|i| m.id == i)
+                                })
+                                .map(convert::status_to)
+                                .collect();
+                            if messages.is_empty() {
+                                continue;
+                            }
+                            let item = pb::StoredStatusMessages {
+                                messages,
+                                stored_unix_us: b.stored_unix_us,
+                                missed_batches: missed,
+                            };
+                            return Some((Ok(item), (rx, 0)));
+                        }
+                        Err(broadcast::error::RecvError::Lagged(n)) => missed += n,
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn generate_status_load(
+        &self,
+        req: Request<pb::StatusLoadRequest>,
+    ) -> R<pb::StatusLoadReply> {
+        let (req, ctx) = (req.into_inner(), self.ctx());
+        let run = self
+            .detached(async move {
+                ops::generate_status_load(&ctx, req.count, req.per_second, &req.tag).await
+            })
+            .await?;
+        reply(pb::StatusLoadReply {
+            emitted: run.emitted,
+            tag: run.tag,
+            started_unix_ms: run.started_unix_ms,
+            finished_unix_ms: run.finished_unix_ms,
+        })
+    }
+
+    async fn delete_site(&self, req: Request<pb::SiteRequest>) -> R<pb::CreateSecondaryReply> {
+        let (site, ctx) = (req.into_inner().site, self.ctx());
+        let rec = self
+            .ctx
+            .tasks
+            .run_detached("delete-site", async move {
+                hierarchy::delete_site(&ctx, &site).await
+            })
+            .await
+            .map_err(Status::internal)?
+            .map_err(status_for_child)?;
+        site_reply(rec)
+    }
+
+    async fn upgrade_site(&self, req: Request<pb::SiteRequest>) -> R<pb::CreateSecondaryReply> {
+        let (site, ctx) = (req.into_inner().site, self.ctx());
+        let rec = self
+            .ctx
+            .tasks
+            .run_detached("upgrade-site", async move {
+                hierarchy::upgrade_site(&ctx, &site).await
+            })
+            .await
+            .map_err(Status::internal)?
+            .map_err(status_for_child)?;
+        site_reply(rec)
+    }
+
+    async fn submit_ct1(&self, req: Request<pb::Ct1>) -> R<pb::ChangeSiteControlReply> {
+        queries::installed(&self.ctx).map_err(status)?;
+        let (ct1, ctx) = (convert::ct1_from(&req.into_inner())?, self.ctx());
+        let (site, base, serial) = self
+            .detached(async move { ops::submit_ct1(&ctx, ct1).await })
+            .await?;
+        reply(pb::ChangeSiteControlReply {
+            site_code: site.to_string(),
+            base_serial: base,
+            serial,
+        })
+    }
+
+    async fn list_bad_ct1(&self, _: Request<pb::ListBadCt1Request>) -> R<pb::BadCt1List> {
+        let bad = queries::bad_ct1s(&self.ctx).map_err(status)?;
+        reply(pb::BadCt1List {
+            entries: bad.iter().map(convert::bad_ct1_to).collect(),
+        })
+    }
+
+    async fn force_ct2(&self, _: Request<pb::ForceCt2Request>) -> R<pb::ForceCt2Reply> {
+        queries::installed(&self.ctx).map_err(status)?;
+        let ctx = self.ctx();
+        let (site, serial) = self
+            .detached(async move {
+                sms_site::site_config::force_ct2(&ctx)
+                    .await
+                    .map_err(|e| Refused::Precondition(format!("{e:#}")))
+            })
+            .await?;
+        reply(pb::ForceCt2Reply {
+            site_code: site.to_string(),
+            serial,
+        })
+    }
+
+    async fn change_site_control(
+        &self,
+        req: Request<pb::ChangeSiteControlRequest>,
+    ) -> R<pb::ChangeSiteControlReply> {
+        let req = req.into_inner();
+        let site = convert::opt_code(&req.site, "site")?;
+        let (change, ctx) = (control_change(req)?, self.ctx());
+        let (site, base, serial) = self
+            .detached(async move { hierarchy::change_site_control(&ctx, site, &change).await })
+            .await?;
+        reply(pb::ChangeSiteControlReply {
+            site_code: site.to_string(),
+            base_serial: base,
+            serial,
+        })
+    }
+
+    async fn attach_primary(
+        &self,
+        req: Request<pb::AttachPrimaryRequest>,
+    ) -> R<pb::AttachPrimaryReply> {
+        let (req, ctx) = (req.into_inner(), self.ctx());
+        let a = self
+            .detached(async move { hierarchy::attach(&ctx, &req.site_code, &req.server).await })
+            .await?;
+        reply(pb::AttachPrimaryReply {
+            parent_site_code: a.parent_site_code,
+            parent_address: a.parent_address,
+            link_secret: a.link_secret,
+            ancestors: a.ancestors,
+        })
+    }
+
+    async fn allocate_ids(&self, req: Request<pb::AllocateIdsRequest>) -> R<pb::IdList> {
+        let (count, ctx) = (req.into_inner().count, self.ctx());
+        let (ids, sms_ids) = self
+            .detached(async move { ops::allocate_ids(&ctx, count).await })
+            .await?;
+        reply(pb::IdList { ids, sms_ids })
+    }
+
+    async fn prepare_delete(&self, req: Request<pb::SiteRequest>) -> R<pb::IdRange> {
+        let (site, ctx) = (req.into_inner().site, self.ctx());
+        let next = self
+            .detached(async move { ops::prepare_delete(&ctx, &site).await })
+            .await?;
+        reply(pb::IdRange {
+            start: next,
+            end: next,
+        })
+    }
+
+    async fn request_id_range(&self, req: Request<pb::IdRangeRequest>) -> R<pb::IdRange> {
+        let (req, ctx) = (req.into_inner(), self.ctx());
+        let (start, end) = self
+            .detached(
+                async move { ops::request_id_range(&ctx, &req.site_code, &req.node_id).await },
+            )
+            .await?;
+        reply(pb::IdRange { start, end })
+    }
+
+    async fn list_failed_jobs(&self, req: Request<pb::LinkRequest>) -> R<pb::FailedJobList> {
+        let to = code(&req.into_inner().to, "to")?;
+        let jobs = queries::failed_jobs(&self.ctx, &to).map_err(status)?;
+        reply(pb::FailedJobList {
+            jobs: jobs.iter().map(convert::failed_job_to).collect(),
+        })
+    }
+
+    async fn create_secondary(
+        &self,
+        req: Request<pb::CreateSecondaryRequest>,
+    ) -> R<pb::CreateSecondaryReply> {
+        let req = req.into_inner();
+        let create = CreateSecondary {
+            site_code: req.site_code,
+            server: req.server,
+            site_name: (!req.site_name.is_empty()).then_some(req.site_name),
+            sever_link_mid_bootstrap: req.sever_link_mid_bootstrap,
+        };
+        let ctx = self.ctx();
+        let rec = self
+            .detached(async move { hierarchy::create_secondary(&ctx, create).await })
+            .await?;
+        site_reply(rec)
+    }
+
+    async fn sever_link(&self, req: Request<pb::LinkRequest>) -> R<pb::LinkState> {
+        let (to, ctx) = (code(&req.into_inner().to, "to")?, self.ctx());
+        let l = self
+            .detached(async move { ops::sever_link(&ctx, &to).await })
+            .await?;
+        reply(convert::link_view_to(&l))
+    }
+
+    async fn restore_link(&self, req: Request<pb::LinkRequest>) -> R<pb::LinkState> {
+        let (to, ctx) = (code(&req.into_inner().to, "to")?, self.ctx());
+        let l = self
+            .detached(async move { ops::restore_link(&ctx, &to).await })
+            .await?;
+        reply(convert::link_view_to(&l))
+    }
+
+    async fn inject_fault(&self, req: Request<pb::FaultRequest>) -> R<pb::FaultList> {
+        let (req, ctx) = (req.into_inner(), self.ctx());
+        let f = self
+            .detached(async move { ops::inject_fault(&ctx, &req.name, req.phase).await })
+            .await?;
+        reply(convert::faults_to(&f))
+    }
+
+    async fn clear_fault(&self, req: Request<pb::FaultRequest>) -> R<pb::FaultList> {
+        let (req, ctx) = (req.into_inner(), self.ctx());
+        let f = self
+            .detached(async move { ops::clear_fault(&ctx, &req.name).await })
+            .await?;
+        reply(convert::faults_to(&f))
+    }
+
+    async fn retry_failed_jobs(&self, req: Request<pb::LinkRequest>) -> R<pb::LinkState> {
+        let (to, ctx) = (code(&req.into_inner().to, "to")?, self.ctx());
+        let l = self
+            .detached(async move { ops::retry_failed_jobs(&ctx, &to).await })
+            .await?;
+        reply(convert::link_view_to(&l))
+    }
+
+    async fn send_probes(&self, req: Request<pb::SendProbesRequest>) -> R<pb::SendProbesReply> {
+        let req = req.into_inner();
+        let priority = if req.priority == 0 {
+            Priority::Medium
+        } else {
+            convert::priority_from(req.priority)?
+        };
+        let (to, ctx) = (code(&req.to, "to")?, self.ctx());
+        let ids = self
+            .detached(
+                async move { ops::send_probes(&ctx, &to, req.count, req.bytes, priority).await },
+            )
+            .await?;
+        reply(pb::SendProbesReply {
+            job_ids: ids.iter().map(|i| i.as_bytes().to_vec()).collect(),
+        })
+    }
+
+    async fn send_package(&self, req: Request<pb::SendPackageRequest>) -> R<pb::SendPackageReply> {
+        let req = req.into_inner();
+        let (to, ctx) = (code(&req.to, "to")?, self.ctx());
+        let source = if req.source_path.is_empty() {
+            ops::PackageSource::Random(req.size_bytes)
+        } else {
+            ops::PackageSource::Path(req.source_path)
+        };
+        let sent = self
+            .detached(async move {
+                ops::send_package(&ctx, &to, &req.name, source, req.chunk_bytes as usize).await
+            })
+            .await?;
+        reply(pb::SendPackageReply {
+            job_id: sent.job_id.as_bytes().to_vec(),
+            size_bytes: sent.size_bytes,
+            chunk_count: sent.chunk_count,
+            sha256: sent.sha256_hex,
+        })
+    }
+
+    async fn get_status(&self, _: Request<pb::GetStatusRequest>) -> R<pb::NodeStatus> {
+        reply(convert::node_view_to(&queries::node_view(&self.ctx)))
+    }
+
+    async fn list_sites(&self, _: Request<pb::ListSitesRequest>) -> R<pb::SiteList> {
+        let rows = queries::sites(&self.ctx).map_err(status)?;
+        reply(pb::SiteList {
+            sites: rows.iter().map(convert::site_row_to).collect(),
+        })
+    }
+
+    async fn get_site_control(
+        &self,
+        req: Request<pb::GetSiteControlRequest>,
+    ) -> R<pb::SiteControl> {
+        let req = req.into_inner();
+        let site = convert::opt_code(&req.site, "site")?;
+        let ctl = queries::site_control(&self.ctx, site, req.serial).map_err(status)?;
+        reply(convert::control_to(&ctl))
+    }
+
+    async fn list_status_messages(
+        &self,
+        req: Request<pb::ListStatusMessagesRequest>,
+    ) -> R<pb::StatusMessageList> {
+        let req = req.into_inner();
+        let site = convert::opt_code(&req.site, "site")?;
+        let after = if req.after_uid.is_empty() {
+            None
+        } else {
+            Some(convert::uuid(&req.after_uid, "after_uid")?)
+        };
+        let id = (req.id != 0).then_some(req.id);
+        let msgs =
+            queries::status_messages(&self.ctx, site.as_ref(), id, req.limit as usize, after)
+                .map_err(status)?;
+        reply(pb::StatusMessageList {
+            messages: msgs.iter().map(convert::status_to).collect(),
+        })
+    }
+
+    async fn read_log(&self, req: Request<pb::ReadLogRequest>) -> R<pb::LogLines> {
+        let req = req.into_inner();
+        let lines = crate::logging::read(&self.log_dir, &req.name, req.tail as usize)
+            .map_err(Status::invalid_argument)?;
+        reply(pb::LogLines { lines })
+    }
+
+    async fn list_probes(&self, req: Request<pb::ListProbesRequest>) -> R<pb::ProbeList> {
+        if req.into_inner().count_only {
+            return reply(pb::ProbeList {
+                probes: vec![],
+                count: queries::probe_count(&self.ctx),
+            });
+        }
+        let probes = queries::probes(&self.ctx).map_err(status)?;
+        reply(pb::ProbeList {
+            count: probes.len() as u64,
+            probes: probes
+                .iter()
+                .map(|(p, bytes)| convert::probe_record_to(p, *bytes))
+                .collect(),
+        })
+    }
+
+    async fn list_packages(&self, _: Request<pb::ListPackagesRequest>) -> R<pb::PackageList> {
+        let packages = queries::packages(&self.ctx).map_err(status)?;
+        reply(pb::PackageList {
+            packages: packages.iter().map(convert::package_to).collect(),
+        })
+    }
+}

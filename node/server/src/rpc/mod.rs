@@ -1,0 +1,82 @@
+//! The gRPC edge: services that translate wire types to domain calls. Each
+//! RPC converts, makes one call into the site, and converts back; the
+//! clients components use to reach other nodes are in [`crate::peers`].
+//! Nothing below the server crate sees a prost or tonic type.
+
+mod admin;
+mod bootstrap;
+mod errors;
+mod logon;
+mod transfer;
+
+use std::sync::Arc;
+
+use sms_proto::v1 as pb;
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+
+use sms_site::Ctx;
+
+use crate::peers;
+
+/// Serves every service of the node on `listener` until the node is
+/// cancelled. Also serves gRPC health and reflection, so generic tools can
+/// inspect a node with nothing but the `.proto` files.
+pub async fn serve(
+    ctx: Arc<Ctx>,
+    listener: TcpListener,
+    log_dir: std::path::PathBuf,
+) -> anyhow::Result<()> {
+    let (health, health_svc) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<pb::transfer_server::TransferServer<transfer::TransferSvc>>()
+        .await;
+    health
+        .set_serving::<pb::bootstrap_server::BootstrapServer<bootstrap::BootstrapSvc>>()
+        .await;
+    health
+        .set_serving::<pb::admin_server::AdminServer<admin::AdminSvc>>()
+        .await;
+    health
+        .set_serving::<pb::logon_server::LogonServer<logon::LogonSvc>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(sms_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let max = peers::MAX_FRAME_BYTES;
+    let cancel = ctx.tasks.token();
+    Server::builder()
+        .initial_stream_window_size(peers::STREAM_WINDOW)
+        .initial_connection_window_size(peers::CONNECTION_WINDOW)
+        .add_service(health_svc)
+        .add_service(reflection)
+        .add_service(
+            pb::transfer_server::TransferServer::new(transfer::TransferSvc { ctx: ctx.clone() })
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            pb::bootstrap_server::BootstrapServer::new(bootstrap::BootstrapSvc {
+                ctx: ctx.clone(),
+            })
+            .max_decoding_message_size(max),
+        )
+        .add_service(pb::logon_server::LogonServer::new(logon::LogonSvc {
+            ctx: ctx.clone(),
+        }))
+        .add_service(
+            pb::admin_server::AdminServer::new(admin::AdminSvc { ctx, log_dir })
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(64 * 1024 * 1024),
+        )
+        // `Server::tcp_nodelay` does not reach sockets from our own listener:
+        // set it here, or replies wait on the peer's delayed ACK (~40 ms).
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            cancel.cancelled_owned(),
+        )
+        .await?;
+    Ok(())
+}

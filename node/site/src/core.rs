@@ -1,0 +1,277 @@
+//! What every component of one site server shares: the store, who this
+//! node is, the working configuration (CT0), the task centre, the ports to
+//! other nodes, and the wake-ups that carry work between components.
+//!
+//! Component-private state is not here: each component keeps its own in a
+//! type whose fields only its module can touch (see the `*State` fields).
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use tokio::sync::{watch, Notify};
+use uuid::Uuid;
+
+use sms_runtime::TaskCenter;
+use sms_store::Store;
+use sms_types::*;
+
+/// Stored status messages as a watcher sees them.
+pub use crate::site_component::Stored;
+
+use sms_runtime::SingleFlight;
+use tokio::sync::broadcast;
+
+use crate::links::Links;
+use crate::ports::{Peers, Upcalls};
+use crate::site_component::Components;
+use crate::site_records::SiteRecords;
+
+/// How the shared core is made (by the composition root).
+pub struct CoreConfig {
+    pub store: Store,
+    pub data_dir: PathBuf,
+    pub advertise: String,
+    pub node_id: Uuid,
+    pub identity: Option<Identity>,
+    pub tasks: TaskCenter,
+    pub peers: Arc<dyn Peers>,
+}
+
+/// The shared core of one node.
+pub struct Ctx {
+    pub store: Store,
+    pub data_dir: PathBuf,
+    pub advertise: String,
+    pub node_id: Uuid,
+    identity: RwLock<Option<Identity>>,
+    /// The working configuration: the current CT0, read by every component.
+    config: watch::Sender<Option<SiteControl>>,
+    pub tasks: TaskCenter,
+    /// How this node reaches other nodes (gRPC in the server, fakes in tests).
+    pub peers: Arc<dyn Peers>,
+    pub components: Components,
+    /// The links to neighbouring sites and what their senders report.
+    pub links: Links,
+    /// Wakes the Site Configuration Manager (a CT1 arrived, or a forced cycle).
+    pub scm_wake: Notify,
+    /// Wakes the Hierarchy Manager (a CT2 arrived).
+    pub hm_wake: Notify,
+    /// Wakes the Status Manager (messages to store or replicate).
+    pub status_wake: Notify,
+    /// Signals bootstrap progress changes to anyone waiting on them.
+    pub bootstrap_changed: Notify,
+    /// Fires when the node must restart (its site was deleted: it restarts bare).
+    restart: watch::Sender<bool>,
+    /// Every read-modify-write of a site record goes through here.
+    pub sites: SiteRecords,
+    pub(crate) scm: ScmState,
+    pub(crate) logon: LogonLocks,
+    pub(crate) bootstrap: BootstrapRun,
+    pub(crate) status: StatusState,
+    /// Calls up the layers, registered once at wiring time.
+    upcalls: OnceLock<Arc<dyn Upcalls>>,
+}
+
+impl Ctx {
+    pub fn new(cfg: CoreConfig) -> anyhow::Result<Ctx> {
+        let ct0 = cfg.store.ct0()?;
+        Ok(Ctx {
+            identity: RwLock::new(cfg.identity),
+            config: watch::channel(ct0).0,
+            store: cfg.store,
+            data_dir: cfg.data_dir,
+            advertise: cfg.advertise,
+            node_id: cfg.node_id,
+            tasks: cfg.tasks,
+            peers: cfg.peers,
+            components: Components::default(),
+            links: Links::default(),
+            scm_wake: Notify::new(),
+            hm_wake: Notify::new(),
+            status_wake: Notify::new(),
+            bootstrap_changed: Notify::new(),
+            restart: watch::channel(false).0,
+            sites: SiteRecords::default(),
+            scm: ScmState::default(),
+            logon: LogonLocks::default(),
+            bootstrap: BootstrapRun::default(),
+            status: StatusState::default(),
+            upcalls: OnceLock::new(),
+        })
+    }
+
+    /// This site's identity, or None on a bare node.
+    pub fn identity(&self) -> Option<Identity> {
+        self.identity.read().expect("identity lock").clone()
+    }
+
+    pub fn site_code(&self) -> Option<SiteCode> {
+        self.identity
+            .read()
+            .expect("identity lock")
+            .as_ref()
+            .map(|i| i.site_code.clone())
+    }
+
+    /// Records a new or updated identity, in the store and in memory.
+    pub fn set_identity(&self, id: Identity) -> sms_store::Result<()> {
+        self.store.set_identity(&id)?;
+        *self.identity.write().expect("identity lock") = Some(id);
+        Ok(())
+    }
+
+    /// The current working configuration (CT0).
+    pub fn config(&self) -> Option<SiteControl> {
+        self.config.borrow().clone()
+    }
+
+    /// Watches the working configuration for changes.
+    pub fn watch_config(&self) -> watch::Receiver<Option<SiteControl>> {
+        self.config.subscribe()
+    }
+
+    /// Publishes a newly applied CT0 to every component.
+    pub fn publish_config(&self, ct0: SiteControl) {
+        self.config.send_replace(Some(ct0));
+    }
+
+    /// The address settings for a neighbour: from site control when present,
+    /// otherwise defaults.
+    pub fn address_for(&self, to: &SiteCode, server: String) -> Address {
+        let configured = self
+            .config()
+            .and_then(|c| c.addresses.into_iter().find(|a| &a.site_code == to));
+        match configured {
+            Some(mut a) => {
+                a.server = server;
+                a
+            }
+            None => Address::new(to.clone(), server),
+        }
+    }
+
+    /// A machine name for status messages.
+    pub fn machine(&self) -> String {
+        self.advertise.clone()
+    }
+
+    /// Registers the calls that go up the layers (done once, at wiring).
+    pub fn set_upcalls(&self, up: Arc<dyn Upcalls>) {
+        let _ = self.upcalls.set(up);
+    }
+
+    pub(crate) fn upcalls(&self) -> anyhow::Result<&Arc<dyn Upcalls>> {
+        self.upcalls
+            .get()
+            .ok_or_else(|| anyhow::anyhow!("the node is not wired yet"))
+    }
+
+    /// Whether a restart was asked for (the site's install is being removed).
+    pub fn restart_pending(&self) -> bool {
+        *self.restart.borrow()
+    }
+
+    /// Resolves when the node must restart bare.
+    pub async fn restart_requested(&self) {
+        let mut rx = self.restart.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
+    }
+
+    /// Records durably that this node's site install must be removed, then
+    /// asks the process to restart (it comes back bare). A crash after the
+    /// marker is written still ends with a bare node.
+    pub fn request_deinstall(&self) -> std::io::Result<()> {
+        let path = self.data_dir.join(DEINSTALL_MARKER);
+        let f = std::fs::File::create(&path)?;
+        f.sync_all()?;
+        std::fs::File::open(&self.data_dir)?.sync_all()?;
+        self.restart.send_replace(true);
+        Ok(())
+    }
+}
+
+/// A file in the data dir that says: wipe the store at the next start.
+pub const DEINSTALL_MARKER: &str = "deinstall.marker";
+
+/// The Bootstrap component's state: at most one task runs the phases.
+#[derive(Default)]
+pub struct BootstrapRun {
+    task: SingleFlight,
+}
+
+impl BootstrapRun {
+    pub fn runner(&self) -> &SingleFlight {
+        &self.task
+    }
+}
+
+/// The Site Configuration Manager's state.
+#[derive(Default)]
+pub struct ScmState {
+    /// Set by `force-ct2`: the next stage 4 sends a CT2 even if one is queued.
+    force_ct2: std::sync::atomic::AtomicBool,
+}
+
+impl ScmState {
+    pub fn request_ct2(&self) {
+        self.force_ct2
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether a CT2 was forced since the last call (and clears it).
+    pub fn take_ct2_request(&self) -> bool {
+        self.force_ct2
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The logon component's state on a member server.
+#[derive(Default)]
+pub struct LogonLocks {
+    /// Serialises a logon server's ID allocations and range refills.
+    lock: tokio::sync::Mutex<()>,
+    /// At most one range refill at a time.
+    refill: SingleFlight,
+}
+
+impl LogonLocks {
+    pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.lock.lock().await
+    }
+
+    pub fn refill(&self) -> &SingleFlight {
+        &self.refill
+    }
+}
+
+/// The Status Manager's state: the feed watchers subscribe to, and the
+/// one-at-a-time guard of the load generator.
+pub struct StatusState {
+    /// Every batch of status messages stored at this site, for watchers
+    /// (`WatchStatusMessages`); nothing is sent while no one watches.
+    feed: broadcast::Sender<Stored>,
+    load: SingleFlight,
+}
+
+/// Batches a watcher may fall behind by before it misses some (a batch is
+/// up to a few thousand messages: this bounds what a stalled watcher holds).
+pub const WATCH_BACKLOG: usize = 128;
+
+impl Default for StatusState {
+    fn default() -> Self {
+        StatusState {
+            feed: broadcast::channel(WATCH_BACKLOG).0,
+            load: SingleFlight::new(),
+        }
+    }
+}
+
+impl StatusState {
+    pub fn feed(&self) -> &broadcast::Sender<Stored> {
+        &self.feed
+    }
+
+    pub fn load_test(&self) -> &SingleFlight {
+        &self.load
+    }
+}

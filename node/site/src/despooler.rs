@@ -1,0 +1,338 @@
+//! Despooler: accepts a neighbour's link, then for every received frame
+//! persists it, deduplicates it by job id and delivers it (to a local inbox
+//! or one hop on) in one transaction, and only then lets the edge
+//! acknowledge it.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::core::Ctx;
+use crate::scheduler::{self, Route};
+use crate::site_component;
+use sms_store::{Delivery, Despooled, Inbox};
+use sms_types::catalog;
+use sms_types::link::{LinkHello, Refusal};
+use sms_types::records::DespoolRefusal;
+use sms_types::*;
+
+/// Accepts a link only from this site's parent or one of its direct
+/// children, with the secret of that link, and not while it is severed.
+pub async fn accept_link(ctx: &Arc<Ctx>, hello: &LinkHello) -> Result<SiteCode, Refusal> {
+    let Some(id) = ctx.identity() else {
+        return Err(Refusal::Unavailable(
+            "this node is bare: no site is installed here yet".into(),
+        ));
+    };
+    if !ctx.components.is_running(site_component::DESPOOLER) {
+        return Err(Refusal::Unavailable(format!(
+            "the despooler of site {} is not installed",
+            id.site_code
+        )));
+    }
+    let from = &hello.source_site;
+    if hello.dest_site != id.site_code {
+        return Err(refuse(
+            ctx,
+            from,
+            format!(
+                "this is site {}, not site {}",
+                id.site_code, hello.dest_site
+            ),
+        )
+        .await);
+    }
+    let parent = id.parent.as_ref().filter(|p| &p.site_code == from);
+    let child = match ctx.store.site(from) {
+        Ok(Some(rec)) if rec.parent_site_code.as_ref() == Some(&id.site_code) => Some(rec),
+        _ => None,
+    };
+    let secret_ok = match (&parent, &child) {
+        (Some(p), _) => p.link_secret == hello.link_secret,
+        (None, Some(c)) => c.link_secret == hello.link_secret,
+        (None, None) => {
+            return Err(refuse(
+                ctx,
+                from,
+                format!(
+                    "site {from} is not a neighbour of site {} (only its parent and direct children may send to it)",
+                    id.site_code
+                ),
+            )
+            .await)
+        }
+    };
+    if !secret_ok {
+        return Err(refuse(
+            ctx,
+            from,
+            format!("site {from} presented the wrong link secret"),
+        )
+        .await);
+    }
+    if let Ok(Some(f)) = ctx.store.link_fault(from) {
+        return Err(Refusal::Severed(format!(
+            "site {} severed its link to site {from} at {}; waiting for restore-link",
+            id.site_code,
+            fmt_ms(f.severed_unix_ms)
+        )));
+    }
+    follow_move(ctx, from, &hello.source_address, child).await;
+    Ok(from.clone())
+}
+
+/// A neighbour that restarted on another address tells us in its Hello.
+async fn follow_move(ctx: &Arc<Ctx>, from: &SiteCode, addr: &str, child: Option<SiteRecord>) {
+    let usable = addr
+        .parse::<std::net::SocketAddr>()
+        .map(|a| !a.ip().is_unspecified())
+        .unwrap_or(!addr.is_empty());
+    if !usable {
+        return;
+    }
+    if let Some(rec) = child {
+        if rec.server != addr {
+            tracing::info!(site = %from, old = %rec.server, new = %addr, "child site moved");
+            // Under the records lock: a phase report or CT2 being applied
+            // meanwhile must not write back the old address.
+            let moved = ctx
+                .sites
+                .update(&ctx.store, from, |r| {
+                    let changed = r.server != addr;
+                    r.server = addr.to_string();
+                    changed
+                })
+                .await;
+            if let Err(e) = moved {
+                tracing::warn!(site = %from, "could not record the new address: {e}");
+            }
+        }
+    } else if let Some(mut id) = ctx.identity() {
+        if let Some(p) = id
+            .parent
+            .as_mut()
+            .filter(|p| &p.site_code == from && p.address != addr)
+        {
+            tracing::info!(site = %from, old = %p.address, new = %addr, "parent site moved");
+            p.address = addr.to_string();
+            let _ = ctx.set_identity(id);
+        }
+    }
+}
+
+async fn refuse(ctx: &Arc<Ctx>, from: &SiteCode, reason: String) -> Refusal {
+    ctx.links.refused_strangers.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(from = %from, "refused a link: {reason}");
+    if ctx.links.should_report(&format!("link:{from}")) {
+        let _ = crate::status::emit(
+            ctx,
+            &catalog::DESPOOL_REFUSED,
+            &[from.to_string(), reason.clone()],
+        );
+    }
+    Refusal::NotNeighbour(reason)
+}
+
+/// Why a link session ends while receiving.
+#[derive(Debug)]
+pub enum ReceiveError {
+    /// The link was cut here meanwhile: the sender must wait, not retry.
+    Severed(String),
+    /// Storing failed; nothing in the batch was acknowledged.
+    Failed(anyhow::Error),
+}
+
+/// One batch received on an accepted link: refused if the link was cut
+/// since, otherwise despooled (durable on return), with duplicates counted.
+pub async fn receive(
+    ctx: &Arc<Ctx>,
+    from: &SiteCode,
+    frames: Vec<Frame>,
+) -> Result<Vec<(Uuid, u32, Despooled)>, ReceiveError> {
+    if let Ok(Some(f)) = ctx.store.link_fault(from) {
+        return Err(ReceiveError::Severed(format!(
+            "the link from site {from} was severed at {}",
+            fmt_ms(f.severed_unix_ms)
+        )));
+    }
+    let out = despool(ctx, from, frames)
+        .await
+        .map_err(ReceiveError::Failed)?;
+    let dups = out
+        .iter()
+        .filter(|(_, _, o)| *o == Despooled::Duplicate)
+        .count() as u64;
+    if dups > 0 {
+        ctx.links.duplicates.fetch_add(dups, Ordering::Relaxed);
+    }
+    Ok(out)
+}
+
+/// A received frame: the job and, for file packages, its chunk.
+pub type Frame = (Job, Option<Chunk>);
+
+/// Despools a batch of frames from `from`; the result is durable on return.
+/// Returns, per frame, (job id, chunk index, outcome).
+pub async fn despool(
+    ctx: &Arc<Ctx>,
+    from: &SiteCode,
+    frames: Vec<Frame>,
+) -> anyhow::Result<Vec<(Uuid, u32, Despooled)>> {
+    let id = ctx.identity();
+    // Frames that can be stored, in order, and for every frame either its
+    // place among them or why it was refused (jobs are moved, never copied).
+    let mut accepted: Vec<(Job, Delivery)> = Vec::with_capacity(frames.len());
+    let mut order: Vec<Result<usize, (Job, String)>> = Vec::with_capacity(frames.len());
+    for (job, chunk) in frames {
+        let delivery = match &id {
+            Some(id) => delivery_for(ctx, id, from, &job, chunk),
+            None => Err("this node has no site installed".to_string()),
+        };
+        match delivery {
+            Ok(d) => {
+                order.push(Ok(accepted.len()));
+                accepted.push((job, d));
+            }
+            Err(reason) => order.push(Err((job, reason))),
+        }
+    }
+    let stored = if accepted.is_empty() {
+        vec![]
+    } else {
+        // A multi-tree transaction can wait on sled's global lock while a
+        // flush runs: keep that wait off the async worker threads.
+        tokio::task::block_in_place(|| ctx.store.despool(&accepted))?
+    };
+    ctx.store.durable().await?;
+    ctx.store.probes_durable(
+        accepted
+            .iter()
+            .zip(&stored)
+            .filter(|((_, d), o)| matches!(d, Delivery::Probe) && **o == Despooled::Stored)
+            .count(),
+    );
+
+    let mut out = Vec::with_capacity(order.len());
+    let (mut scm, mut hm, mut st) = (false, false, false);
+    for entry in order {
+        let (job, delivery, outcome) = match entry {
+            Ok(i) => {
+                let (job, delivery) = &accepted[i];
+                (job, Some(delivery), stored[i].clone())
+            }
+            Err((job, reason)) => {
+                refused_job(ctx, from, &job, &reason);
+                out.push((
+                    job.id,
+                    0,
+                    Despooled::Refused(DespoolRefusal::Unroutable(reason)),
+                ));
+                continue;
+            }
+        };
+        let chunk = match delivery {
+            Some(Delivery::Chunk { index, .. }) => *index,
+            _ => 0,
+        };
+        match (&outcome, delivery) {
+            (Despooled::Stored, Some(Delivery::Inbox(Inbox::SiteControl))) => scm = true,
+            (Despooled::Stored, Some(Delivery::Inbox(Inbox::Hierarchy))) => hm = true,
+            (Despooled::Stored, Some(Delivery::Inbox(Inbox::Status))) => st = true,
+            (Despooled::Stored, Some(Delivery::Forward(hop)))
+            | (
+                Despooled::Stored,
+                Some(Delivery::Chunk {
+                    forward: Some(hop), ..
+                }),
+            ) => {
+                scheduler::ensure_link(ctx, hop).wake.notify_one();
+            }
+            (Despooled::Refused(reason), _) => refused_job(ctx, from, job, &reason.to_string()),
+            _ => {}
+        }
+        out.push((job.id, chunk, outcome));
+    }
+    if scm {
+        ctx.scm_wake.notify_one();
+    }
+    if hm {
+        ctx.hm_wake.notify_one();
+    }
+    if st {
+        ctx.status_wake.notify_one();
+    }
+    Ok(out)
+}
+
+/// Counts, logs and (rate-limited) reports a job this site would not take.
+fn refused_job(ctx: &Ctx, from: &SiteCode, job: &Job, reason: &str) {
+    if let Some(l) = ctx.links.link(from) {
+        l.refused.fetch_add(1, Ordering::Relaxed);
+    }
+    tracing::warn!(job = %job.id, from = %from, dest = %job.dest, "refused a job: {reason}");
+    if ctx.links.should_report(&format!("job:{from}:{}", job.dest)) {
+        let _ = crate::status::emit(
+            ctx,
+            &catalog::DESPOOL_UNROUTABLE,
+            &[
+                job.id.to_string(),
+                from.to_string(),
+                job.dest.to_string(),
+                reason.to_string(),
+            ],
+        );
+    }
+}
+
+/// Decides where a received job goes, or why it cannot be accepted.
+pub(crate) fn delivery_for(
+    ctx: &Ctx,
+    id: &Identity,
+    from: &SiteCode,
+    job: &Job,
+    chunk: Option<Chunk>,
+) -> Result<Delivery, String> {
+    let route = scheduler::route_from(ctx, id, &job.dest).map_err(|e| e.to_string())?;
+    if let Some((index, data)) = chunk {
+        if !matches!(job.payload, Payload::File(_)) {
+            return Err("a chunk frame must carry a file package".into());
+        }
+        let forward = match route {
+            Route::Local => None,
+            Route::Hop(h) if &h == from => {
+                return Err(format!("site {} routes back to {from}", job.dest))
+            }
+            Route::Hop(h) => Some(h),
+        };
+        return Ok(Delivery::Chunk {
+            index,
+            data,
+            forward,
+        });
+    }
+    match route {
+        Route::Hop(h) if &h == from => Err(format!(
+            "no route to site {} except back through {from}",
+            job.dest
+        )),
+        Route::Hop(h) => Ok(Delivery::Forward(h)),
+        Route::Local => match &job.payload {
+            Payload::Ct1(_) => Ok(Delivery::Inbox(Inbox::SiteControl)),
+            Payload::Ct2(_) => {
+                if id.kind == SiteKind::Primary {
+                    Ok(Delivery::Inbox(Inbox::Hierarchy))
+                } else {
+                    Err("a secondary site has no Hierarchy Manager to take a CT2".into())
+                }
+            }
+            Payload::Status(_) => Ok(Delivery::Inbox(Inbox::Status)),
+            Payload::Probe(_) => Ok(Delivery::Probe),
+            Payload::File(_) => Err("a file package must arrive as chunks".into()),
+            Payload::Bootstrap(_) => {
+                Err("bootstrap packages go to a bare node's bootstrap service".into())
+            }
+            Payload::Deinstall(_) => Ok(Delivery::Inbox(Inbox::SiteControl)),
+        },
+    }
+}

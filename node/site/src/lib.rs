@@ -1,0 +1,43 @@
+//! `sms-site`: the SMS site components, domain only (no wire types: this
+//! crate does not depend on tonic, prost or the proto crate).
+//!
+//! Layers, lowest first; a module calls only modules below it, and calls
+//! that must go up (a stored phase report to the Hierarchy Manager, a
+//! finished deinstall, an install's phase 1 and 2) go through [`ports::Upcalls`],
+//! registered by [`wiring`]:
+//!
+//! 1. [`core`] (shared core), [`ports`] (remote nodes, upcalls),
+//!    [`site_component`] (the component record), [`site_records`] (the
+//!    Hierarchy Manager's records under one lock), [`links`] (link registry)
+//! 2. [`status`]: reporting a status message
+//! 3. transport: [`sender`], [`scheduler`] (routing, queueing, links),
+//!    [`despooler`]
+//! 4. [`status_manager`] (store and replicate), [`bootstrap`], [`logon`]
+//! 5. [`site_config`] (Site Configuration Manager: the watchdog cycle)
+//! 6. [`hierarchy`] (Hierarchy Manager)
+//! 7. [`ops`] (the administrator's operations) and [`queries`] (read models)
+//! 8. [`wiring`]
+
+pub mod bootstrap;
+pub mod core;
+pub mod despooler;
+pub mod error;
+pub mod hierarchy;
+pub mod links;
+pub mod logon;
+pub mod ops;
+pub mod ports;
+pub mod queries;
+pub mod scheduler;
+pub mod sender;
+pub mod site_component;
+pub mod site_config;
+pub mod site_records;
+pub mod status;
+pub mod status_manager;
+pub mod wiring;
+
+pub use crate::core::{CoreConfig, Ctx, DEINSTALL_MARKER};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,99 @@
+//! The link registry: one entry per neighbouring site, with its wake-up
+//! signal and what its sender reports. The lowest layer of the transport:
+//! the sender, the scheduler and the despooler all reach links through it.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+use sms_types::*;
+
+pub use sms_types::link::LinkState as LinkStatus;
+
+/// Shared state of one link: its wake-up signal and what the sender reports.
+pub struct Link {
+    pub to: SiteCode,
+    pub wake: Notify,
+    state: Mutex<(LinkStatus, String)>,
+    /// Frames this node's despooler refused from this neighbour.
+    pub refused: AtomicU64,
+    /// Jobs delivered over this link since start.
+    pub sent: AtomicU64,
+    /// File chunk bytes handed to the stream since start, resends included.
+    pub chunk_bytes_sent: AtomicU64,
+}
+
+impl Link {
+    pub(crate) fn new(to: SiteCode) -> Self {
+        Link {
+            to,
+            wake: Notify::new(),
+            state: Mutex::new((LinkStatus::Idle, String::new())),
+            refused: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            chunk_bytes_sent: AtomicU64::new(0),
+        }
+    }
+
+    pub fn set_state(&self, s: LinkStatus, detail: impl Into<String>) {
+        *self.state.lock().expect("link lock") = (s, detail.into());
+    }
+
+    pub fn state(&self) -> (LinkStatus, String) {
+        self.state.lock().expect("link lock").clone()
+    }
+}
+
+/// The per-node link registry.
+#[derive(Default)]
+pub struct Links {
+    pub(crate) links: Mutex<HashMap<SiteCode, Arc<Link>>>,
+    /// Frames refused from sites that are not neighbours at all.
+    pub refused_strangers: AtomicU64,
+    /// Resent frames the despooler recognised and did not deliver again.
+    pub duplicates: AtomicU64,
+    /// When a refusal was last reported as a status message, by kind.
+    reported: Mutex<HashMap<String, u64>>,
+}
+
+impl Links {
+    /// Every link this node has, sorted by site code.
+    pub fn links(&self) -> Vec<Arc<Link>> {
+        let mut v: Vec<Arc<Link>> = self
+            .links
+            .lock()
+            .expect("links lock")
+            .values()
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.to.cmp(&b.to));
+        v
+    }
+
+    pub fn link(&self, to: &SiteCode) -> Option<Arc<Link>> {
+        self.links.lock().expect("links lock").get(to).cloned()
+    }
+
+    /// Rate-limits refusal reports to one a minute per `key`, so a
+    /// misconfigured neighbour cannot flood the status system.
+    pub fn should_report(&self, key: &str) -> bool {
+        let now = now_ms();
+        let mut r = self.reported.lock().expect("reported lock");
+        match r.get(key) {
+            Some(t) if now.saturating_sub(*t) < 60_000 => false,
+            _ => {
+                r.insert(key.to_string(), now);
+                true
+            }
+        }
+    }
+
+    /// Wakes the sender of a link, if it exists.
+    pub fn wake(&self, to: &SiteCode) {
+        if let Some(l) = self.link(to) {
+            l.wake.notify_one();
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! The ports: everything a component asks of another node, and the calls
+//! that go up the layers. The server crate implements [`Peers`] with gRPC;
+//! unit tests implement it with fakes. Nothing here names a wire type.
+
+use async_trait::async_trait;
+use sms_types::link::*;
+use sms_types::*;
+
+/// How this node reaches other nodes.
+#[async_trait]
+pub trait Peers: Send + Sync + 'static {
+    /// Connects to a neighbour's despooler, sends the Hello, waits for the
+    /// Welcome. `window` is how many frames may be queued on the stream.
+    async fn open_link(
+        &self,
+        server: &str,
+        hello: &LinkHello,
+        window: usize,
+    ) -> Result<Box<dyn LinkStream>, LinkError>;
+    /// Delivers a bootstrap job to a bare node's bootstrap service.
+    async fn install_bootstrap(&self, server: &str, job: &Job) -> Result<(), BootstrapError>;
+    /// Asks primary `parent` to take `code` (reachable at `server`) as a child.
+    async fn attach_primary(
+        &self,
+        parent: &str,
+        code: &SiteCode,
+        server: &str,
+        site_name: &str,
+    ) -> Result<Attached, String>;
+    /// What a node says it is.
+    async fn probe(&self, server: &str) -> Result<NodeProbe, String>;
+    /// Tells a child its parent is deleting it; returns its final next ID.
+    async fn prepare_delete(&self, server: &str, site: &SiteCode) -> Result<u64, String>;
+    async fn logon_describe(&self, server: &str) -> Result<LogonView, String>;
+    async fn logon_install(
+        &self,
+        server: &str,
+        req: LogonInstallRequest,
+    ) -> Result<LogonView, String>;
+    async fn logon_uninstall(&self, server: &str, site: &SiteCode) -> Result<LogonView, String>;
+    async fn logon_refresh(&self, server: &str, script: LogonScript) -> Result<LogonView, String>;
+    /// A logon server asks its site for a new SMS unique ID range.
+    async fn request_id_range(
+        &self,
+        site_address: &str,
+        site: &SiteCode,
+        node_id: &str,
+    ) -> Result<(u64, u64), String>;
+}
+
+/// An open link stream to a neighbour's despooler.
+#[async_trait]
+pub trait LinkStream: Send {
+    /// Queues one frame on the stream.
+    async fn send(&self, job: &Job, chunk: Option<Chunk>) -> Result<(), LinkError>;
+    /// The next answer from the despooler.
+    async fn next(&mut self) -> Result<LinkEvent, LinkError>;
+}
+
+/// Calls that go up the layers, registered at wiring time so that no
+/// module imports one above it.
+#[async_trait]
+pub trait Upcalls: Send + Sync + 'static {
+    /// Status messages were stored here (the Hierarchy Manager turns phase
+    /// reports of its children into their site status).
+    async fn status_stored(&self, msgs: &[StatusMessage]) -> anyhow::Result<()>;
+    /// A deinstall job left for good: acknowledged, or failed (`orphaned`).
+    async fn deinstall_done(&self, site: &SiteCode, orphaned: bool) -> anyhow::Result<()>;
+    /// Bootstrap phase 1: start the transport.
+    fn install_transport(&self) -> anyhow::Result<()>;
+    /// Bootstrap phase 2: start every other component.
+    fn install_components(&self) -> anyhow::Result<()>;
+}

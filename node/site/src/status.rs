@@ -1,0 +1,84 @@
+//! Reporting a status message at this site: the lowest layer every
+//! component reports through. The message is stored (and queued for the
+//! parent) in one write, watchers hear of it, and the Status Manager
+//! (`status_manager`) is woken to replicate it.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use sms_types::catalog::{self, MessageDef};
+use sms_types::*;
+
+use crate::core::{Ctx, Stored};
+
+pub(crate) fn build(ctx: &Ctx, site: SiteCode, def: &MessageDef, args: &[String]) -> StatusMessage {
+    StatusMessage {
+        uid: Uuid::now_v7(),
+        id: def.id,
+        severity: def.severity,
+        site_code: site,
+        component: def.component.to_string(),
+        machine: ctx.machine(),
+        time_unix_ms: now_ms(),
+        insertion_strings: args.to_vec(),
+        text: catalog::render(def, args),
+    }
+}
+
+/// Reports a status message at this site; it is replicated to the parent by
+/// the Status Manager loop. A bare node has no site: the message is only logged.
+pub fn emit(ctx: &Ctx, def: &MessageDef, args: &[String]) -> anyhow::Result<()> {
+    let Some(id) = ctx.identity() else {
+        tracing::info!(id = def.id, "{}", catalog::render(def, args));
+        return Ok(());
+    };
+    let m = build(ctx, id.site_code, def, args);
+    tracing::info!(id = m.id, severity = m.severity.as_str(), "{}", m.text);
+    let msgs = [m];
+    ctx.store.store_status(&msgs, id.parent.is_some())?;
+    publish(ctx, &msgs);
+    ctx.status_wake.notify_one();
+    Ok(())
+}
+
+/// Reports many messages of one kind in one store transaction, each with
+/// its own insertion strings. They are not logged one by one (a load test
+/// reports thousands a second).
+pub fn emit_many(ctx: &Ctx, def: &MessageDef, args: &[Vec<String>]) -> anyhow::Result<()> {
+    let id = ctx
+        .identity()
+        .ok_or_else(|| anyhow::anyhow!("no site is installed to report from"))?;
+    let msgs: Vec<StatusMessage> = args
+        .iter()
+        .map(|a| build(ctx, id.site_code.clone(), def, a))
+        .collect();
+    ctx.store.store_status(&msgs, id.parent.is_some())?;
+    publish(ctx, &msgs);
+    ctx.status_wake.notify_one();
+    Ok(())
+}
+
+/// Every batch of messages stored at this site from now on.
+pub fn watch(ctx: &Ctx) -> broadcast::Receiver<Stored> {
+    ctx.status.feed().subscribe()
+}
+
+/// Hands stored messages to the watchers, if any (nothing is copied otherwise).
+pub(crate) fn publish(ctx: &Ctx, msgs: &[StatusMessage]) {
+    if msgs.is_empty() || ctx.status.feed().receiver_count() == 0 {
+        return;
+    }
+    let _ = ctx.status.feed().send(Stored {
+        messages: msgs.into(),
+        stored_unix_us: now_us(),
+    });
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,278 @@
+//! The node's only access to sled.
+//!
+//! Every tree is reached through a typed accessor here. Writes that another
+//! node relies on are followed by [`Store::durable`], which joins a group
+//! commit: one background task flushes sled for every waiter that registered
+//! before the flush began (sled's concurrent `flush_async` can deadlock, so
+//! nothing else ever flushes).
+
+//!
+//! One file per family of trees; a component that must change several
+//! families at once gets one method here that does it in one sled
+//! transaction. The store keeps no domain rules and no operator-facing text:
+//! refusals come back as typed [`StoreError`] variants (or as decisions the
+//! caller passed in), and the components word them.
+
+mod blob_sync;
+mod commit;
+mod faults;
+mod keys;
+mod logon;
+mod meta;
+mod packages;
+mod queues;
+mod received;
+mod site_control;
+mod sites;
+mod status;
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Tree;
+use tokio::sync::oneshot;
+
+pub use keys::OutboxKey;
+pub use queues::Inbox;
+pub use received::{Delivery, Despooled};
+pub use sms_types::records::*;
+
+use blob_sync::BlobSync;
+use sms_types::*;
+
+/// What every family file needs.
+mod prelude {
+    pub(crate) use crate::keys::hop_bytes;
+    pub(crate) use crate::{abort, dec, enc, txn_err, Result, Store, StoreError};
+    pub(crate) use crate::{Inbox, OutboxKey};
+    pub(crate) use crate::{
+        META_BOOTSTRAP, META_BOOTSTRAP_STATE, META_DOMAIN, META_IDENTITY, META_IDS_FROZEN,
+        META_LOGON, META_NODE_ID, META_UNIQUE_ID,
+    };
+    pub(crate) use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+    pub(crate) use sled::{Transactional, Tree};
+    pub(crate) use sms_types::records::*;
+    pub(crate) use sms_types::*;
+    pub(crate) use std::sync::atomic::Ordering;
+    pub(crate) use uuid::Uuid;
+}
+
+/// Store failures. Any of them means the operation did not take effect.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("store record could not be decoded: {0}")]
+    Codec(#[from] postcard::Error),
+    #[error("store flush failed: {0}")]
+    Flush(String),
+    /// The data dir was written by a build with another store format.
+    #[error("data dir holds store format {found}; this build reads format {expected}")]
+    Format { found: u32, expected: u32 },
+    /// The node already holds a site install.
+    #[error("already installed")]
+    AlreadyInstalled,
+    /// A CT0 must follow the current serial exactly.
+    #[error("serial {proposed} does not follow the current serial {current}")]
+    SerialGap { current: u64, proposed: u64 },
+    /// A child site with this code is already recorded.
+    #[error("site {0} already exists")]
+    SiteExists(SiteCode),
+    /// The caller's rule refused a bootstrap package (see
+    /// [`Store::accept_bootstrap`]).
+    #[error("{0}")]
+    BootstrapRefused(BootstrapRefusal),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+pub(crate) fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    postcard::to_stdvec(v).expect("domain types always serialise")
+}
+
+pub(crate) fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
+    Ok(postcard::from_bytes(b)?)
+}
+
+pub(crate) fn abort<T>(
+    e: StoreError,
+) -> std::result::Result<T, ConflictableTransactionError<StoreError>> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+pub(crate) fn txn_err(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => StoreError::Sled(e),
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) db: sled::Db,
+    pub(crate) meta: Tree,
+    pub(crate) ct0: Tree,
+    pub(crate) sitectrl_inbox: Tree,
+    pub(crate) hman_inbox: Tree,
+    pub(crate) status_inbox: Tree,
+    pub(crate) bad: Tree,
+    pub(crate) status: Tree,
+    pub(crate) status_outq: Tree,
+    pub(crate) outbox: Tree,
+    pub(crate) failed: Tree,
+    pub(crate) seen: Tree,
+    pub(crate) chunks: Tree,
+    pub(crate) packages: Tree,
+    pub(crate) probes: Tree,
+    pub(crate) sites: Tree,
+    pub(crate) child_control: Tree,
+    pub(crate) pending_ct1: Tree,
+    pub(crate) deleted: Tree,
+    pub(crate) logon_servers: Tree,
+    pub(crate) links: Tree,
+    pub(crate) faults: Tree,
+    pub(crate) flush_tx: std::sync::mpsc::Sender<commit::FlushWaiter>,
+    pub(crate) flushes: AtomicU64,
+    /// Blob files already fsynced (see [`BlobSync`]).
+    pub(crate) blobs: Arc<std::sync::Mutex<BlobSync>>,
+    /// Probes received, kept in memory: sled counts a tree by walking it,
+    /// and a count polled during a transfer would cost the transfer.
+    pub(crate) probes_received: AtomicU64,
+}
+
+/// Handle to the node's database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) const META_IDENTITY: &[u8] = b"identity";
+pub(crate) const META_NODE_ID: &[u8] = b"node_id";
+pub(crate) const META_BOOTSTRAP: &[u8] = b"bootstrap_package";
+pub(crate) const META_BOOTSTRAP_STATE: &[u8] = b"bootstrap_state";
+pub(crate) const META_DOMAIN: &[u8] = b"member_domain";
+const META_FORMAT: &[u8] = b"format";
+pub(crate) const META_UNIQUE_ID: &[u8] = b"unique_id_next";
+pub(crate) const META_LOGON: &[u8] = b"logon_install";
+pub(crate) const META_IDS_FROZEN: &[u8] = b"ids_frozen";
+const STORE_FORMAT: u32 = 1;
+
+impl Store {
+    /// Opens (or creates) the database under `dir` and starts its group-commit
+    /// task on the current tokio runtime.
+    pub fn open(dir: &Path) -> Result<Store> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(64 * 1024 * 1024)
+            // Only the group-commit task flushes (see module docs).
+            .flush_every_ms(None)
+            .open()?;
+        let format: Option<u32> = match db.get(META_FORMAT)? {
+            Some(v) => Some(dec(&v)?),
+            None => None,
+        };
+        match format {
+            None => {
+                db.insert(META_FORMAT, enc(&STORE_FORMAT))?;
+            }
+            Some(STORE_FORMAT) => {}
+            Some(other) => {
+                return Err(StoreError::Format {
+                    found: other,
+                    expected: STORE_FORMAT,
+                })
+            }
+        }
+        let t = |name: &str| db.open_tree(name);
+        let (flush_tx, flush_rx) = std::sync::mpsc::channel();
+        let probes = t("probes")?;
+        let probes_received = AtomicU64::new(probes.len() as u64);
+        let inner = Arc::new(Inner {
+            meta: t("meta")?,
+            ct0: t("ct0")?,
+            sitectrl_inbox: t("inbox.sitectrl")?,
+            hman_inbox: t("inbox.hman")?,
+            status_inbox: t("inbox.status")?,
+            bad: t("bad")?,
+            status: t("status")?,
+            status_outq: t("status.outq")?,
+            outbox: t("outbox")?,
+            failed: t("failed")?,
+            seen: t("despool.seen")?,
+            chunks: t("chunks")?,
+            packages: t("packages")?,
+            probes,
+            sites: t("hman.sites")?,
+            child_control: t("hman.control")?,
+            pending_ct1: t("hman.pending_ct1")?,
+            deleted: t("hman.deleted")?,
+            logon_servers: t("logon.servers")?,
+            links: t("link_faults")?,
+            faults: t("faults")?,
+            db,
+            flush_tx,
+            flushes: AtomicU64::new(0),
+            probes_received,
+            blobs: Arc::new(std::sync::Mutex::new(
+                BlobSync::open(dir.join("blobs")).map_err(|e| {
+                    StoreError::Flush(format!("syncing sled's blob files at open: {e}"))
+                })?,
+            )),
+        });
+        commit::start(Arc::downgrade(&inner), flush_rx)
+            .map_err(|e| StoreError::Flush(format!("cannot start the group-commit thread: {e}")))?;
+        Ok(Store { inner })
+    }
+
+    /// Waits until every write made before this call is on disk. Many callers
+    /// share one flush.
+    pub async fn durable(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .flush_tx
+            .send(tx)
+            .map_err(|_| StoreError::Flush("group commit stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Flush("group commit stopped".into()))?
+            .map_err(StoreError::Flush)
+    }
+
+    /// Number of flushes performed (one per group commit batch).
+    pub fn flush_count(&self) -> u64 {
+        self.inner.flushes.load(Ordering::Relaxed)
+    }
+
+    /// Synchronous final flush for shutdown.
+    pub fn flush_now(&self) -> Result<()> {
+        commit::flush_all(&self.inner.db, &self.inner.blobs).map_err(StoreError::Flush)
+    }
+
+    pub(crate) fn next_seq(&self) -> Result<u64> {
+        Ok(self.inner.db.generate_id()?)
+    }
+
+    /// Writes `value` at `key`, or removes the key when there is none.
+    pub(crate) fn put_or_remove<T: Serialize>(
+        tree: &Tree,
+        key: &[u8],
+        value: Option<&T>,
+    ) -> Result<()> {
+        match value {
+            Some(v) => tree.insert(key, enc(v))?,
+            None => tree.remove(key)?,
+        };
+        Ok(())
+    }
+
+    pub(crate) fn get<T: DeserializeOwned>(tree: &Tree, key: &[u8]) -> Result<Option<T>> {
+        match tree.get(key)? {
+            Some(v) => Ok(Some(dec(&v)?)),
+            None => Ok(None),
+        }
+    }
+}

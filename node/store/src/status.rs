@@ -1,0 +1,167 @@
+//! Status messages, their replication queue and retention.
+
+#[allow(unused_imports)]
+use crate::prelude::*;
+
+impl Store {
+    /// Stores messages at this site and, when `replicate`, queues them for
+    /// the parent; keyed by uid, so a repeat is harmless.
+    pub fn store_status(&self, msgs: &[StatusMessage], replicate: bool) -> Result<()> {
+        (&self.inner.status, &self.inner.status_outq)
+            .transaction(|(st, oq)| {
+                for m in msgs {
+                    let fresh = st.insert(m.uid.as_bytes(), enc(m))?.is_none();
+                    if replicate && fresh {
+                        // The queue holds uids only: the message is in `status`.
+                        oq.insert(m.uid.as_bytes(), &[] as &[u8])?;
+                    }
+                }
+                Ok(())
+            })
+            .map_err(txn_err)
+    }
+
+    /// Takes received status batches out of the inbox and stores their
+    /// messages, atomically.
+    pub fn despool_status(
+        &self,
+        inbox_keys: &[u64],
+        msgs: &[StatusMessage],
+        replicate: bool,
+    ) -> Result<()> {
+        (
+            &self.inner.status,
+            &self.inner.status_outq,
+            &self.inner.status_inbox,
+        )
+            .transaction(|(st, oq, inbox)| {
+                for m in msgs {
+                    let fresh = st.insert(m.uid.as_bytes(), enc(m))?.is_none();
+                    if replicate && fresh {
+                        // The queue holds uids only: the message is in `status`.
+                        oq.insert(m.uid.as_bytes(), &[] as &[u8])?;
+                    }
+                }
+                for k in inbox_keys {
+                    inbox.remove(&k.to_be_bytes())?;
+                }
+                Ok(())
+            })
+            .map_err(txn_err)
+    }
+
+    /// Messages waiting to be replicated to the parent, oldest first.
+    /// Whether any message waits to be replicated.
+    pub fn status_queued(&self) -> Result<bool> {
+        Ok(self.inner.status_outq.first()?.is_some())
+    }
+
+    pub fn status_outq(&self, limit: usize) -> Result<Vec<StatusMessage>> {
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for k in self.inner.status_outq.iter().keys() {
+            if out.len() == limit {
+                break;
+            }
+            let k = k?;
+            match self.inner.status.get(&k)? {
+                Some(v) => out.push(dec(&v)?),
+                // Pruned by retention before it could be sent: nothing to send.
+                None => {
+                    self.inner.status_outq.remove(&k)?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Turns queued messages into one job for the parent, atomically.
+    pub fn replicate_status(
+        &self,
+        hop: &SiteCode,
+        job: &Job,
+        msgs: &[StatusMessage],
+    ) -> Result<()> {
+        let seq = self.next_seq()?;
+        let key = OutboxKey {
+            hop: hop_bytes(hop),
+            priority: job.priority as u8,
+            seq,
+        };
+        (&self.inner.outbox, &self.inner.status_outq)
+            .transaction(|(ob, oq)| {
+                ob.insert(&key.to_bytes(), enc(job))?;
+                for m in msgs {
+                    oq.remove(m.uid.as_bytes())?;
+                }
+                Ok(())
+            })
+            .map_err(txn_err)
+    }
+
+    /// Messages stored after `after` (by uid), oldest first, filtered.
+    pub fn status_after(
+        &self,
+        after: &Uuid,
+        site: Option<&SiteCode>,
+        id: Option<u32>,
+        limit: usize,
+    ) -> Result<Vec<StatusMessage>> {
+        let mut start = after.as_bytes().to_vec();
+        start.push(0);
+        let mut out = Vec::new();
+        for v in self.inner.status.range(start..).values() {
+            let m: StatusMessage = dec(&v?)?;
+            if site.is_some_and(|s| &m.site_code != s) || id.is_some_and(|i| m.id != i) {
+                continue;
+            }
+            out.push(m);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// (errors, warnings) per site among messages created since `since_ms`.
+    pub fn recent_severity_counts(
+        &self,
+        since_ms: u64,
+    ) -> Result<std::collections::HashMap<SiteCode, (u32, u32)>> {
+        let mut out: std::collections::HashMap<SiteCode, (u32, u32)> = Default::default();
+        for v in self.inner.status.iter().values().rev() {
+            let m: StatusMessage = dec(&v?)?;
+            if m.time_unix_ms < since_ms {
+                break;
+            }
+            let e = out.entry(m.site_code.clone()).or_default();
+            match m.severity {
+                Severity::Error => e.0 += 1,
+                Severity::Warning => e.1 += 1,
+                Severity::Informational => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Status messages, newest last, filtered.
+    pub fn status_messages(
+        &self,
+        site: Option<&SiteCode>,
+        id: Option<u32>,
+        limit: usize,
+    ) -> Result<Vec<StatusMessage>> {
+        let mut out = Vec::new();
+        for v in self.inner.status.iter().values().rev() {
+            let m: StatusMessage = dec(&v?)?;
+            if site.is_some_and(|s| &m.site_code != s) || id.is_some_and(|i| m.id != i) {
+                continue;
+            }
+            out.push(m);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+}

@@ -1,0 +1,105 @@
+//! Faults injected on demand: named and parsed in one place, so the admin
+//! surface, the controller and the components agree on every name.
+
+use serde::{Deserialize, Serialize};
+
+/// A fault injected on demand.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Fault {
+    /// The job carrying this site's CT2 fails every attempt.
+    Ct2JobFailure,
+    /// The bootstrap fails at the given phase.
+    BootstrapFailure { phase: u8 },
+}
+
+/// The fault names an operator can give.
+pub const FAULT_NAMES: [&str; 2] = ["ct2-job-failure", "bootstrap-failure"];
+
+/// Why a fault request is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FaultError {
+    #[error("unknown fault {0:?}; faults are ct2-job-failure and bootstrap-failure")]
+    Unknown(String),
+    #[error("bootstrap-failure needs a phase from 1 to 4, not {0}")]
+    Phase(u32),
+}
+
+impl Fault {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Fault::Ct2JobFailure => "ct2-job-failure",
+            Fault::BootstrapFailure { .. } => "bootstrap-failure",
+        }
+    }
+
+    /// The bootstrap phase a fault is bound to (0 for faults without one).
+    pub fn phase(&self) -> u32 {
+        match self {
+            Fault::BootstrapFailure { phase } => *phase as u32,
+            Fault::Ct2JobFailure => 0,
+        }
+    }
+
+    /// Parses an injection request: a name and, for `bootstrap-failure`, the
+    /// phase (1 to 4) at which the install fails.
+    pub fn parse(name: &str, phase: u32) -> Result<Fault, FaultError> {
+        match name {
+            "ct2-job-failure" => Ok(Fault::Ct2JobFailure),
+            "bootstrap-failure" => match phase {
+                1..=4 => Ok(Fault::BootstrapFailure { phase: phase as u8 }),
+                p => Err(FaultError::Phase(p)),
+            },
+            other => Err(FaultError::Unknown(other.to_string())),
+        }
+    }
+
+    /// Checks a fault name given on its own (to clear it).
+    pub fn check_name(name: &str) -> Result<&'static str, FaultError> {
+        FAULT_NAMES
+            .iter()
+            .find(|n| **n == name)
+            .copied()
+            .ok_or_else(|| FaultError::Unknown(name.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_fault_and_refuses_the_rest() {
+        assert_eq!(Fault::parse("ct2-job-failure", 0), Ok(Fault::Ct2JobFailure));
+        assert_eq!(
+            Fault::parse("bootstrap-failure", 3),
+            Ok(Fault::BootstrapFailure { phase: 3 })
+        );
+        assert_eq!(
+            Fault::parse("bootstrap-failure", 0),
+            Err(FaultError::Phase(0))
+        );
+        assert_eq!(
+            Fault::parse("bootstrap-failure", 5),
+            Err(FaultError::Phase(5))
+        );
+        assert!(matches!(
+            Fault::parse("disk-full", 0),
+            Err(FaultError::Unknown(n)) if n == "disk-full"
+        ));
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for f in [Fault::Ct2JobFailure, Fault::BootstrapFailure { phase: 2 }] {
+            assert_eq!(Fault::parse(f.name(), f.phase()), Ok(f.clone()));
+            assert_eq!(Fault::check_name(f.name()), Ok(f.name()));
+        }
+        assert!(Fault::check_name("CT2-JOB-FAILURE").is_err());
+    }
+
+    #[test]
+    fn refusals_name_the_fix() {
+        let e = Fault::parse("nope", 0).unwrap_err().to_string();
+        assert!(e.contains("ct2-job-failure") && e.contains("bootstrap-failure"));
+    }
+}

@@ -1,0 +1,90 @@
+//! Records the store keeps that are not site control: what arrived, what
+//! was refused, what an administrator cut.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::model::*;
+
+/// A probe job recorded at its destination.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceivedProbe {
+    pub job_id: Uuid,
+    pub source: SiteCode,
+    pub priority: Priority,
+    pub arrival: u64,
+    pub received_unix_us: u64,
+}
+
+/// A file package being received (or received) at this node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceivedPackage {
+    pub job_id: Uuid,
+    pub package: FilePackage,
+    pub source: SiteCode,
+    pub dest: SiteCode,
+    pub priority: Priority,
+    pub created_unix_ms: u64,
+    pub chunks_received: u32,
+    pub complete: bool,
+}
+
+/// A CT1 that failed validation, kept rather than dropped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BadCt1 {
+    pub ct1: Ct1,
+    pub reason: String,
+    pub rejected_unix_ms: u64,
+}
+
+/// A severed link: persisted so it survives restarts until restored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkFault {
+    pub severed_unix_ms: u64,
+}
+
+/// The bootstrap package as received, with the id of the job that brought it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceivedBootstrap {
+    pub job_id: Uuid,
+    pub package: BootstrapPackage,
+    pub received_unix_ms: u64,
+}
+
+/// What the store holds about a bootstrap when a new package arrives: the
+/// Bootstrap component decides from it whether the package may be taken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootstrapSlot {
+    /// A site is installed on this node.
+    pub installed: bool,
+    /// The package already recorded, if any.
+    pub existing: Option<ReceivedBootstrap>,
+    pub state: Option<BootstrapState>,
+}
+
+/// Why a bootstrap package is not taken.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BootstrapRefusal {
+    #[error("this node is already installed")]
+    AlreadyInstalled,
+    #[error("this node is already installing site {0}")]
+    Installing(SiteCode),
+}
+
+/// Why a received frame is not stored.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DespoolRefusal {
+    #[error("chunk frame without a file package")]
+    ChunkWithoutPackage,
+    #[error("chunk {index} of package {package} arrived before chunk {expected}")]
+    ChunkOutOfOrder {
+        package: Uuid,
+        index: u32,
+        expected: u32,
+    },
+    #[error("a probe delivery must carry a probe")]
+    NotAProbe,
+    /// Refused before it reached the store (routing, malformed frame).
+    #[error("{0}")]
+    Unroutable(String),
+}
