@@ -1,4 +1,7 @@
 //! Command-line surface (kept in step with README's controller reference).
+//! The command names are flat (`sever-link`, `restore-link`) as the README
+//! documents them; [`Cli::run`] maps each to its noun's module, passing the
+//! verb where one implementation serves several commands.
 
 use clap::{Parser, Subcommand};
 
@@ -23,53 +26,53 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Role, site, components and links of a node.
-    Status(status::Args),
+    Status(status::node::Args),
     /// The Hierarchy Manager's site list (at a primary).
-    Sites(sites::Args),
+    Sites(site::list::Args),
     /// A site's control image (CT0), or an ancestor's copy of a descendant's.
-    SiteControl(site_control::Args),
+    SiteControl(site_control::show::Args),
     /// Status messages stored at the node's site.
-    StatusMessages(status_messages::Args),
+    StatusMessages(status::messages::Args),
     /// Create a secondary site on a bare node (run against the parent primary).
-    CreateSecondary(create_secondary::Args),
+    CreateSecondary(site::create::Args),
     /// Cut this node's link to a neighbouring site, in both directions, durably.
-    SeverLink(sever_link::Args),
+    SeverLink(link::SeverArgs),
     /// Restore a severed link.
-    RestoreLink(restore_link::Args),
+    RestoreLink(link::RestoreArgs),
     /// The node's bootstrap log (works on bare nodes).
-    BootstrapLog(bootstrap_log::Args),
+    BootstrapLog(logs::BootstrapArgs),
     /// Any component log of the node (sitectrl, hman, sched, sender, despool, ...).
-    Log(log::Args),
+    Log(logs::LogArgs),
     /// Inject a fault on the node: ct2-job-failure, bootstrap-failure --phase N.
-    InjectFault(inject_fault::Args),
+    InjectFault(fault::InjectArgs),
     /// Clear an injected fault.
-    ClearFault(clear_fault::Args),
+    ClearFault(fault::ClearArgs),
     /// Put a link's failed jobs back in its outbox.
-    RetryJobs(retry_jobs::Args),
+    RetryJobs(jobs::RetryArgs),
     /// Jobs whose retries ran out, with the reason.
-    FailedJobs(failed_jobs::Args),
+    FailedJobs(jobs::FailedArgs),
     /// Make the node's site re-process its CT0 and send a fresh CT2 (article 002).
-    ForceCt2(force_ct2::Args),
+    ForceCt2(site_control::force_ct2::Args),
     /// Re-run the install of a secondary site from its parent (upgrade or repair).
-    UpgradeSite(upgrade_site::Args),
+    UpgradeSite(site::upgrade::Args),
     /// Remove a secondary site from the hierarchy; its node returns to bare.
-    DeleteSite(delete_site::Args),
+    DeleteSite(site::delete::Args),
     /// Explain why a site is not Active, from both ends, and the command that fixes it.
-    Diagnose(diagnose::Args),
+    Diagnose(site::diagnose::Args),
     /// Change a site's polling interval or name (at the site or an ancestor).
-    SetSiteControl(set_site_control::Args),
+    SetSiteControl(site_control::set::Args),
     /// Change a site's address (route) settings to a neighbour.
-    SetAddress(set_address::Args),
+    SetAddress(site_control::set_address::Args),
     /// Drop a CT1 (JSON file) into the node's site control inbox as it is.
-    SubmitCt1(submit_ct1::Args),
+    SubmitCt1(site_control::submit_ct1::Args),
     /// CT1s the Site Configuration Manager refused, with the reason.
-    BadBox(bad_box::Args),
+    BadBox(site_control::bad_box::Args),
     /// At a logon server: SMS unique IDs from its range.
-    AllocateId(allocate_id::Args),
+    AllocateId(ids::Args),
     /// Add a domain (with its browse list) to a site's control.
-    AddDomain(add_domain::Args),
+    AddDomain(domain::AddArgs),
     /// Remove a domain from a site's control.
-    RemoveDomain(remove_domain::Args),
+    RemoveDomain(domain::RemoveArgs),
     /// Send test jobs to another site, or list the ones received here.
     #[command(subcommand)]
     Probe(probe::Cmd),
@@ -86,30 +89,42 @@ impl Cli {
         let out = Out { json: self.json };
         let node = self.node;
         match self.command {
-            Command::Status(a) => status::run(&node, &out, a).await,
-            Command::Sites(a) => sites::run(&node, &out, a).await,
-            Command::SiteControl(a) => site_control::run(&node, &out, a).await,
-            Command::StatusMessages(a) => status_messages::run(&node, &out, a).await,
-            Command::CreateSecondary(a) => create_secondary::run(&node, &out, a).await,
-            Command::SeverLink(a) => sever_link::run(&node, &out, a).await,
-            Command::RestoreLink(a) => restore_link::run(&node, &out, a).await,
-            Command::BootstrapLog(a) => bootstrap_log::run(&node, &out, a).await,
-            Command::Log(a) => log::run(&node, &out, a).await,
-            Command::InjectFault(a) => inject_fault::run(&node, &out, a).await,
-            Command::ClearFault(a) => clear_fault::run(&node, &out, a).await,
-            Command::RetryJobs(a) => retry_jobs::run(&node, &out, a).await,
-            Command::FailedJobs(a) => failed_jobs::run(&node, &out, a).await,
-            Command::ForceCt2(a) => force_ct2::run(&node, &out, a).await,
-            Command::UpgradeSite(a) => upgrade_site::run(&node, &out, a).await,
-            Command::Diagnose(a) => diagnose::run(&node, &out, a).await,
-            Command::DeleteSite(a) => delete_site::run(&node, &out, a).await,
-            Command::SetSiteControl(a) => set_site_control::run(&node, &out, a).await,
-            Command::SetAddress(a) => set_address::run(&node, &out, a).await,
-            Command::AddDomain(a) => add_domain::run(&node, &out, a).await,
-            Command::AllocateId(a) => allocate_id::run(&node, &out, a).await,
-            Command::SubmitCt1(a) => submit_ct1::run(&node, &out, a).await,
-            Command::BadBox(a) => bad_box::run(&node, &out, a).await,
-            Command::RemoveDomain(a) => remove_domain::run(&node, &out, a).await,
+            Command::Status(a) => status::node::run(&node, &out, a).await,
+            Command::Sites(a) => site::list::run(&node, &out, a).await,
+            Command::SiteControl(a) => site_control::show::run(&node, &out, a).await,
+            Command::StatusMessages(a) => status::messages::run(&node, &out, a).await,
+            Command::CreateSecondary(a) => site::create::run(&node, &out, a).await,
+            Command::SeverLink(a) => link::run(&node, &out, link::Verb::Sever, a.to).await,
+            Command::RestoreLink(a) => link::run(&node, &out, link::Verb::Restore, a.to).await,
+            Command::BootstrapLog(a) => logs::run(&node, &out, "bootstrap", a.tail).await,
+            Command::Log(a) => logs::run(&node, &out, &a.name, a.tail).await,
+            Command::InjectFault(a) => {
+                fault::run(&node, &out, fault::Verb::Inject, a.name, a.phase).await
+            }
+            Command::ClearFault(a) => {
+                fault::run(&node, &out, fault::Verb::Clear, a.name, None).await
+            }
+            Command::RetryJobs(a) => link::run(&node, &out, link::Verb::RetryJobs, a.to).await,
+            Command::FailedJobs(a) => jobs::failed(&node, &out, a).await,
+            Command::ForceCt2(a) => site_control::force_ct2::run(&node, &out, a).await,
+            Command::UpgradeSite(a) => {
+                site::run(&node, &out, site::Verb::Upgrade, a.site, a.wait, a.timeout).await
+            }
+            Command::Diagnose(a) => site::diagnose::run(&node, &out, a).await,
+            Command::DeleteSite(a) => {
+                site::run(&node, &out, site::Verb::Delete, a.site, a.wait, a.timeout).await
+            }
+            Command::SetSiteControl(a) => site_control::set::run(&node, &out, a).await,
+            Command::SetAddress(a) => site_control::set_address::run(&node, &out, a).await,
+            Command::AddDomain(a) => {
+                domain::run(&node, &out, a.site, a.name, domain::Verb::Add(a.browse)).await
+            }
+            Command::AllocateId(a) => ids::run(&node, &out, a).await,
+            Command::SubmitCt1(a) => site_control::submit_ct1::run(&node, &out, a).await,
+            Command::BadBox(a) => site_control::bad_box::run(&node, &out, a).await,
+            Command::RemoveDomain(a) => {
+                domain::run(&node, &out, a.site, a.name, domain::Verb::Remove).await
+            }
             Command::Probe(c) => probe::run(&node, &out, c).await,
             Command::Package(c) => package::run(&node, &out, c).await,
             Command::Up(a) => up::run(&out, a).await,

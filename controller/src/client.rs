@@ -32,6 +32,14 @@ pub async fn admin(addr: &str) -> Result<AdminClient<Channel>> {
     Ok(AdminClient::new(channel(addr).await?).max_decoding_message_size(64 * 1024 * 1024))
 }
 
+/// The node's address and an Admin client for it: how nearly every command
+/// starts. A missing address is reported before any connection is tried.
+pub async fn connect(node: &Option<String>) -> Result<(String, AdminClient<Channel>)> {
+    let addr = node_addr(node)?;
+    let client = admin(&addr).await?;
+    Ok((addr, client))
+}
+
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
@@ -41,6 +49,19 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     s
+}
+
+/// Unwraps a gRPC reply, naming the command (`what`) if the call failed,
+/// so every command reports a refusal the same way ([`status_err`]).
+pub trait Reply<T> {
+    fn reply(self, what: &str) -> Result<T>;
+}
+
+impl<T> Reply<T> for std::result::Result<tonic::Response<T>, tonic::Status> {
+    fn reply(self, what: &str) -> Result<T> {
+        self.map(tonic::Response::into_inner)
+            .map_err(|e| status_err(what, e))
+    }
 }
 
 /// A gRPC failure as the node explained it.

@@ -8,14 +8,14 @@
 use serde_json::{json, Value};
 use sms_proto::v1 as pb;
 
-use crate::client::{admin, node_addr, status_err};
-use crate::output::Out;
+use crate::client::{admin, node_addr, Reply};
+use crate::output::{parse_priority, Out};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// JSON file holding the CT1.
     #[arg(long)]
-    file: std::path::PathBuf,
+    pub file: std::path::PathBuf,
 }
 
 fn field<'a>(v: &'a Value, k: &str) -> anyhow::Result<&'a Value> {
@@ -23,18 +23,21 @@ fn field<'a>(v: &'a Value, k: &str) -> anyhow::Result<&'a Value> {
         .ok_or_else(|| anyhow::anyhow!("the CT1 file has no field {k:?}"))
 }
 
+/// A schedule rule; a missing or unknown priority is low (lets all pass).
 fn rule(r: &Value) -> pb::ScheduleRule {
     pb::ScheduleRule {
         start_hour: r["start_hour"].as_u64().unwrap_or_default() as u32,
         end_hour: r["end_hour"].as_u64().unwrap_or_default() as u32,
-        lowest: match r["lowest"].as_str() {
-            Some("high") => pb::Priority::High as i32,
-            Some("medium") => pb::Priority::Medium as i32,
-            _ => pb::Priority::Low as i32,
-        },
+        lowest: r["lowest"]
+            .as_str()
+            .and_then(parse_priority)
+            .unwrap_or(pb::Priority::Low) as i32,
     }
 }
 
+/// The proposed site control, read from the shape `site-control --json`
+/// prints. Missing fields are empty: the Site Configuration Manager, not
+/// this command, decides whether the CT1 is acceptable.
 fn control(v: &Value) -> anyhow::Result<pb::SiteControl> {
     let s = |k: &str| {
         v.get(k)
@@ -92,16 +95,14 @@ fn control(v: &Value) -> anyhow::Result<pb::SiteControl> {
     })
 }
 
-pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()> {
-    let addr = node_addr(node)?;
-    let text = std::fs::read_to_string(&a.file)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", a.file.display()))?;
-    let v: Value = serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{} is not JSON: {e}", a.file.display()))?;
+/// The CT1 in a file's text; `file` names it in errors.
+pub fn parse_ct1(text: &str, file: &std::path::Path) -> anyhow::Result<pb::Ct1> {
+    let v: Value = serde_json::from_str(text)
+        .map_err(|e| anyhow::anyhow!("{} is not JSON: {e}", file.display()))?;
     let base = field(&v, "base_serial")?
         .as_u64()
         .ok_or_else(|| anyhow::anyhow!("base_serial must be a number"))?;
-    let ct1 = pb::Ct1 {
+    Ok(pb::Ct1 {
         base_serial: base,
         proposed: Some(control(field(&v, "proposed")?)?),
         origin: v
@@ -109,13 +110,19 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
             .and_then(Value::as_str)
             .unwrap_or("submit-ct1")
             .to_string(),
-    };
+    })
+}
+
+pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()> {
+    let addr = node_addr(node)?;
+    let text = std::fs::read_to_string(&a.file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", a.file.display()))?;
+    let ct1 = parse_ct1(&text, &a.file)?;
     let r = admin(&addr)
         .await?
         .submit_ct1(ct1)
         .await
-        .map_err(|e| status_err("submit-ct1", e))?
-        .into_inner();
+        .reply("submit-ct1")?;
     out.print(&json!({"site_code": r.site_code, "base_serial": r.base_serial}), || {
         println!(
             "CT1 placed in the site control inbox of {}; `controller bad-box` lists it if it is refused",

@@ -2,36 +2,37 @@
 
 use sms_proto::v1 as pb;
 
-use crate::output::Out;
+use crate::output::{parse_priority, Out};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The site whose address is changed (default: the node's own site).
     #[arg(long)]
-    site: Option<String>,
+    pub site: Option<String>,
     /// The neighbour the address leads to.
     #[arg(long)]
-    to: String,
+    pub to: String,
     /// Attempts per job before it is marked failed.
     #[arg(long)]
-    retry_count: Option<u32>,
+    pub retry_count: Option<u32>,
     /// Upper bound of the backoff between attempts.
     #[arg(long)]
-    retry_delay_ms: Option<u64>,
+    pub retry_delay_ms: Option<u64>,
     /// Frames in flight on the link.
     #[arg(long)]
-    concurrent_sendings: Option<u32>,
+    pub concurrent_sendings: Option<u32>,
     /// Bytes per second the sender may use on this link (0: unlimited).
     #[arg(long)]
-    rate_limit_bytes_per_sec: Option<u64>,
+    pub rate_limit_bytes_per_sec: Option<u64>,
     /// Which priorities may pass when, in UTC hours: `START-END:LOWEST`
     /// rules, comma separated (e.g. `8-18:high,18-22:medium`: only high
     /// priority jobs from 08:00 to 18:00). `always` clears the schedule.
     #[arg(long)]
-    schedule: Option<String>,
+    pub schedule: Option<String>,
 }
 
-/// Parses `8-18:high,22-2:medium` (or `always`) into schedule rules.
+/// Parses `8-18:high,22-2:medium` (or `always`) into schedule rules. A rule
+/// may wrap past midnight (`22-2`); it may not be empty (`5-5`).
 pub fn parse_schedule(s: &str) -> anyhow::Result<Vec<pb::ScheduleRule>> {
     if s.trim() == "always" {
         return Ok(vec![]);
@@ -45,12 +46,7 @@ pub fn parse_schedule(s: &str) -> anyhow::Result<Vec<pb::ScheduleRule>> {
             if a > 23 || b > 24 || a == b {
                 return Err(bad());
             }
-            let lowest = match prio {
-                "high" => pb::Priority::High,
-                "medium" => pb::Priority::Medium,
-                "low" => pb::Priority::Low,
-                _ => return Err(bad()),
-            };
+            let lowest = parse_priority(prio).ok_or_else(bad)?;
             Ok(pb::ScheduleRule {
                 start_hour: a,
                 end_hour: b,
@@ -60,8 +56,11 @@ pub fn parse_schedule(s: &str) -> anyhow::Result<Vec<pb::ScheduleRule>> {
         .collect()
 }
 
-pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()> {
-    let req = pb::ChangeSiteControlRequest {
+/// The change request. Only the settings given change; a schedule given
+/// (even `always`) replaces the old one. A bad schedule is refused before
+/// any node is contacted.
+pub fn request(a: Args) -> anyhow::Result<pb::ChangeSiteControlRequest> {
+    Ok(pb::ChangeSiteControlRequest {
         site: a.site.unwrap_or_default(),
         address: Some(pb::AddressChange {
             to: a.to,
@@ -76,6 +75,9 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
             },
         }),
         ..Default::default()
-    };
-    super::change::send(node, out, "set-address", req).await
+    })
+}
+
+pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()> {
+    super::send_change(node, out, "set-address", request(a)?).await
 }

@@ -1,4 +1,4 @@
-//! `controller set-site-control`
+//! `controller set-site-control`: a site's polling interval or name.
 
 use sms_proto::v1 as pb;
 
@@ -9,23 +9,28 @@ pub struct Args {
     /// The site to change (default: the node's own site). At an ancestor, the
     /// change travels down as a CT1.
     #[arg(long)]
-    site: Option<String>,
+    pub site: Option<String>,
     /// Watchdog polling interval of the Site Configuration Manager.
     #[arg(long)]
-    polling_interval_ms: Option<u64>,
+    pub polling_interval_ms: Option<u64>,
     #[arg(long)]
-    site_name: Option<String>,
+    pub site_name: Option<String>,
 }
 
-pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()> {
+/// The change request; refused when there is nothing to change, before
+/// any node is contacted.
+pub fn request(a: Args) -> anyhow::Result<pb::ChangeSiteControlRequest> {
     if a.polling_interval_ms.is_none() && a.site_name.is_none() {
         anyhow::bail!("nothing to change: give --polling-interval-ms and/or --site-name");
     }
-    let req = pb::ChangeSiteControlRequest {
+    Ok(pb::ChangeSiteControlRequest {
         site: a.site.unwrap_or_default(),
         polling_interval_ms: a.polling_interval_ms,
         site_name: a.site_name,
         ..Default::default()
-    };
-    super::change::send(node, out, "set-site-control", req).await
+    })
+}
+
+pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()> {
+    super::send_change(node, out, "set-site-control", request(a)?).await
 }
