@@ -71,3 +71,34 @@ pub fn status_err(what: &str, s: tonic::Status) -> anyhow::Error {
     }
     anyhow!("{what}: {}", s.message())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_address_comes_from_the_option_and_an_empty_one_is_refused() {
+        assert_eq!(node_addr(&Some("h:1".into())).unwrap(), "h:1");
+        for missing in [None, Some(String::new())] {
+            let e = node_addr(&missing).unwrap_err().to_string();
+            assert_eq!(e, "no node given: pass --node HOST:PORT or set SMS_NODE");
+        }
+    }
+
+    #[test]
+    fn refusals_name_the_command_and_transport_failures_say_unreachable() {
+        let refused: std::result::Result<tonic::Response<()>, _> =
+            Err(tonic::Status::not_found("no site S09"));
+        assert_eq!(
+            refused.reply("delete-site").unwrap_err().to_string(),
+            "delete-site: no site S09"
+        );
+        let down = status_err("sites", tonic::Status::unavailable("transport error"));
+        assert_eq!(
+            down.to_string(),
+            "sites: the node is unreachable (transport error)"
+        );
+        let ok: std::result::Result<_, tonic::Status> = Ok(tonic::Response::new(7));
+        assert_eq!(ok.reply("x").unwrap(), 7);
+    }
+}

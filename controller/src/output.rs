@@ -325,9 +325,215 @@ pub fn control_json(c: &pb::SiteControl) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn keys(v: &Value) -> Vec<&str> {
+        let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        k.sort();
+        k
+    }
+
     #[test]
     fn formats_utc_times() {
-        assert_eq!(super::time(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(super::time(1_795_219_200_123), "2026-11-21T00:00:00.123Z");
+        assert_eq!(time(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(time(1_795_219_200_123), "2026-11-21T00:00:00.123Z");
+    }
+
+    #[test]
+    fn ids_print_as_uuids_and_garbage_as_nothing() {
+        let u = Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        assert_eq!(uuid(u.as_bytes()), "01234567-89ab-cdef-0123-456789abcdef");
+        assert_eq!(uuid(&[1, 2, 3]), "");
+        assert_eq!(uuid(&[]), "");
+    }
+
+    #[test]
+    fn priorities_round_trip_by_name_and_unknown_ones_are_not_named() {
+        for name in ["high", "medium", "low"] {
+            let p = parse_priority(name).unwrap();
+            assert_eq!(priority_name(p as i32), Some(name));
+        }
+        assert_eq!(parse_priority("urgent"), None);
+        assert_eq!(parse_priority("High"), None);
+        assert_eq!(priority_name(pb::Priority::Unspecified as i32), None);
+        assert_eq!(priority_name(99), None);
+    }
+
+    #[test]
+    fn severities_have_names_and_unknown_ones_say_so() {
+        assert_eq!(
+            severity(pb::Severity::Informational as i32),
+            "informational"
+        );
+        assert_eq!(severity(pb::Severity::Warning as i32), "warning");
+        assert_eq!(severity(pb::Severity::Error as i32), "error");
+        assert_eq!(severity(0), "unknown");
+        assert_eq!(severity(42), "unknown");
+    }
+
+    #[test]
+    fn a_link_renders_its_fields_and_its_detail_only_when_there_is_one() {
+        let mut l = pb::LinkState {
+            to: "S01".into(),
+            state: "severed".into(),
+            queued_jobs: 3,
+            failed_jobs: 1,
+            server: "127.0.0.1:9".into(),
+            detail: String::new(),
+            refused_frames: 2,
+            chunk_bytes_sent: 5,
+        };
+        assert_eq!(link_line(&l), "link to S01: severed (3 queued, 1 failed)");
+        l.detail = "by administrator".into();
+        assert_eq!(
+            link_line(&l),
+            "link to S01: severed (3 queued, 1 failed) - by administrator"
+        );
+        let v = link_json(&l);
+        assert_eq!(
+            keys(&v),
+            [
+                "detail",
+                "failed_jobs",
+                "queued_jobs",
+                "refused_frames",
+                "server",
+                "state",
+                "to"
+            ]
+        );
+        assert_eq!(v["queued_jobs"], 3);
+        let t = links_table(&[l]).to_string();
+        assert!(t.contains("link to") && t.contains("S01") && t.contains("by administrator"));
+    }
+
+    #[test]
+    fn faults_show_a_phase_only_when_they_have_one() {
+        let f = pb::FaultList {
+            faults: vec![
+                pb::Fault {
+                    name: "bootstrap-failure".into(),
+                    phase: 3,
+                },
+                pb::Fault {
+                    name: "ct2-job-failure".into(),
+                    phase: 0,
+                },
+            ],
+        };
+        assert_eq!(
+            faults_json(&f),
+            json!({"faults": [{"name": "bootstrap-failure", "phase": 3}, {"name": "ct2-job-failure"}]})
+        );
+        assert_eq!(
+            fault_lines(&f),
+            ["bootstrap-failure (phase 3)", "ct2-job-failure"]
+        );
+        let none = pb::FaultList::default();
+        assert_eq!(faults_json(&none), json!({"faults": []}));
+        assert_eq!(fault_lines(&none), ["no faults injected"]);
+    }
+
+    #[test]
+    fn a_site_record_without_parent_or_link_shows_dashes() {
+        let s = pb::SiteRecord {
+            site_code: "PRI".into(),
+            kind: "primary".into(),
+            status: "Active".into(),
+            serial: 4,
+            recent_errors: 2,
+            recent_warnings: 5,
+            ..Default::default()
+        };
+        let v = site_json(&s);
+        assert_eq!(v["parent_site_code"], "");
+        assert_eq!(v["status_changed_unix_ms"], 0);
+        assert_eq!(keys(&v).len(), 11);
+        let t = sites_table(&[s]).to_string();
+        assert!(t.contains("errors/warnings (1 h)"), "{t}");
+        assert!(t.contains("2/5"), "{t}");
+        assert!(t.contains(" - "), "empty parent and link print as -: {t}");
+        assert!(t.contains("1970-01-01T00:00:00.000Z"), "{t}");
+    }
+
+    #[test]
+    fn a_status_message_renders_as_json_line_and_table() {
+        let m = pb::StatusMessage {
+            id: 3101,
+            severity: pb::Severity::Warning as i32,
+            site_code: "S01".into(),
+            component: "hman".into(),
+            time_unix_ms: 1_000,
+            text: "status changed".into(),
+            insertion_strings: vec!["S01".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            message_line(&m),
+            "1970-01-01T00:00:01.000Z  S01   3101 warning       status changed"
+        );
+        let v = message_json(&m);
+        assert_eq!(v["severity"], "warning");
+        assert_eq!(v["time"], "1970-01-01T00:00:01.000Z");
+        assert_eq!(v["time_unix_ms"], 1000);
+        assert_eq!(v["insertion_strings"], json!(["S01"]));
+        assert_eq!(keys(&v).len(), 9);
+        let t = messages_table(&[m]).to_string();
+        assert!(t.contains("time (UTC)") && t.contains("hman") && t.contains("3101"));
+    }
+
+    #[test]
+    fn a_failed_job_renders_its_id_time_and_reason() {
+        let j = pb::FailedJob {
+            job_id: Uuid::nil().as_bytes().to_vec(),
+            kind: "ct2".into(),
+            dest_site: "PRI".into(),
+            attempts: 5,
+            reason: "injected fault".into(),
+            failed_unix_ms: 0,
+        };
+        assert_eq!(
+            failed_job_json(&j),
+            json!({"job_id": Uuid::nil().to_string(), "kind": "ct2", "dest_site": "PRI",
+                   "attempts": 5, "reason": "injected fault", "failed": "1970-01-01T00:00:00.000Z"})
+        );
+        let t = failed_jobs_table(&[j]).to_string();
+        assert!(t.contains("failed (UTC)") && t.contains("injected fault"));
+    }
+
+    #[test]
+    fn a_site_control_schedule_names_its_priorities_and_defaults_to_low() {
+        let c = pb::SiteControl {
+            site_code: "S01".into(),
+            addresses: vec![pb::Address {
+                site_code: "PRI".into(),
+                schedule: vec![
+                    pb::ScheduleRule {
+                        start_hour: 8,
+                        end_hour: 18,
+                        lowest: pb::Priority::High as i32,
+                    },
+                    pb::ScheduleRule {
+                        start_hour: 18,
+                        end_hour: 8,
+                        lowest: 0,
+                    },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let v = control_json(&c);
+        let rules = &v["addresses"][0]["schedule"];
+        assert_eq!(rules[0]["lowest"], "high");
+        assert_eq!(rules[1]["lowest"], "low");
+        assert_eq!(v["domains"], json!([]));
+        assert_eq!(keys(&v).len(), 9);
+    }
+
+    #[test]
+    fn or_dash_marks_only_empty_cells() {
+        assert_eq!(or_dash(""), "-");
+        assert_eq!(or_dash("PRI"), "PRI");
     }
 }

@@ -77,3 +77,27 @@ pub async fn run(
     let what = verb.command();
     super::site_control::send_change(node, out, what, request(site, name, verb)).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adding_sends_the_domain_and_removing_only_its_name() {
+        let add = request(
+            "S01".into(),
+            "NORTH".into(),
+            Verb::Add(vec!["10.0.0.1".into(), "dc".into()]),
+        );
+        assert_eq!(add.site, "S01");
+        assert_eq!(add.remove_domain, "");
+        let d = add.add_domain.unwrap();
+        assert_eq!((d.name.as_str(), d.browse.len()), ("NORTH", 2));
+        assert!(d.logon_servers.is_empty());
+        let rm = request("S01".into(), "NORTH".into(), Verb::Remove);
+        assert_eq!(rm.remove_domain, "NORTH");
+        assert!(rm.add_domain.is_none() && rm.address.is_none());
+        assert_eq!(Verb::Remove.command(), "remove-domain");
+        assert_eq!(Verb::Add(vec![]).command(), "add-domain");
+    }
+}

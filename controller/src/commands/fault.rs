@@ -72,3 +72,26 @@ pub async fn run(
     print_faults(out, &f);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bootstrap_failure_needs_a_phase_only_when_injected() {
+        let e = request(Verb::Inject, "bootstrap-failure".into(), None).unwrap_err();
+        assert_eq!(e.to_string(), "bootstrap-failure needs --phase N (1-4)");
+        let r = request(Verb::Inject, "bootstrap-failure".into(), Some(2)).unwrap();
+        assert_eq!((r.name.as_str(), r.phase), ("bootstrap-failure", 2));
+        let r = request(Verb::Clear, "bootstrap-failure".into(), None).unwrap();
+        assert_eq!((r.name.as_str(), r.phase), ("bootstrap-failure", 0));
+        let r = request(Verb::Inject, "ct2-job-failure".into(), None).unwrap();
+        assert_eq!((r.name.as_str(), r.phase), ("ct2-job-failure", 0));
+    }
+
+    #[test]
+    fn each_verb_names_its_command() {
+        assert_eq!(Verb::Inject.command(), "inject-fault");
+        assert_eq!(Verb::Clear.command(), "clear-fault");
+    }
+}

@@ -87,3 +87,18 @@ pub async fn run(node: &Option<String>, out: &Out, cmd: Cmd) -> anyhow::Result<(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_priorities_are_high_medium_or_low() {
+        assert_eq!(prio("high").unwrap(), pb::Priority::High);
+        assert_eq!(prio("low").unwrap(), pb::Priority::Low);
+        assert_eq!(
+            prio("urgent").unwrap_err().to_string(),
+            "unknown priority \"urgent\" (high, medium, low)"
+        );
+    }
+}

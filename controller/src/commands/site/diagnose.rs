@@ -351,3 +351,174 @@ fn diagnose(
         fix,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parent() -> pb::NodeStatus {
+        pb::NodeStatus {
+            role: "primary".into(),
+            site_code: "PRI".into(),
+            ..Default::default()
+        }
+    }
+
+    fn site(status: &str) -> pb::SiteRecord {
+        pb::SiteRecord {
+            site_code: "S01".into(),
+            parent_site_code: "PRI".into(),
+            server: "h:2".into(),
+            status: status.into(),
+            ..Default::default()
+        }
+    }
+
+    fn link(to: &str, state: &str) -> pb::LinkState {
+        pb::LinkState {
+            to: to.into(),
+            state: state.into(),
+            detail: "by admin".into(),
+            ..Default::default()
+        }
+    }
+
+    fn child(role: &str, bootstrap: &str, detail: &str) -> Result<ChildView, String> {
+        Ok(ChildView {
+            status: pb::NodeStatus {
+                role: role.into(),
+                site_code: if role == "bare" { "" } else { "S01" }.into(),
+                bootstrap_state: bootstrap.into(),
+                bootstrap_detail: detail.into(),
+                ..Default::default()
+            },
+            bootstrap_log: vec![],
+            failed_up: vec![],
+        })
+    }
+
+    fn job(kind: &str, reason: &str) -> pb::FailedJob {
+        pb::FailedJob {
+            kind: kind.into(),
+            attempts: 5,
+            reason: reason.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_severed_link_at_the_parent_is_fixed_by_restoring_it() {
+        let l = link("S01", "severed");
+        let (cause, fix) = diagnose(
+            "h:1",
+            &parent(),
+            &site("Pending"),
+            Some(&l),
+            &[job("ct2", "x")],
+            &[],
+            &child("bare", "none", ""),
+        );
+        assert!(
+            cause.starts_with("the link from PRI to S01 was cut by an administrator (by admin)")
+        );
+        assert_eq!(fix, ["controller --node h:1 restore-link --to S01"]);
+    }
+
+    #[test]
+    fn failed_jobs_down_are_retried_and_an_unreachable_child_is_named() {
+        let l = link("S01", "up");
+        let (cause, fix) = diagnose(
+            "h:1",
+            &parent(),
+            &site("Pending"),
+            Some(&l),
+            &[job("bootstrap", "refused")],
+            &[],
+            &Err("h:2 did not answer within 5 s".into()),
+        );
+        assert_eq!(
+            cause,
+            "a bootstrap job from PRI to S01 failed after 5 attempts: refused"
+        );
+        assert_eq!(fix, ["controller --node h:1 retry-jobs --to S01"]);
+        let (cause, fix) = diagnose(
+            "h:1",
+            &parent(),
+            &site("Pending"),
+            Some(&l),
+            &[],
+            &[],
+            &Err("h:2 did not answer within 5 s".into()),
+        );
+        assert_eq!(
+            cause,
+            "PRI cannot reach S01's server h:2: h:2 did not answer within 5 s"
+        );
+        assert_eq!(fix.len(), 1);
+    }
+
+    #[test]
+    fn an_injected_bootstrap_failure_is_cleared_before_the_install_is_rerun() {
+        let (cause, fix) = diagnose(
+            "h:1",
+            &parent(),
+            &site("Phase 2 Complete"),
+            None,
+            &[],
+            &[],
+            &child("bare", "failed", "failed in phase 3: injected fault"),
+        );
+        assert!(
+            cause.contains("no status message about it reaches PRI"),
+            "{cause}"
+        );
+        assert_eq!(
+            fix,
+            [
+                "controller --node h:2 clear-fault bootstrap-failure",
+                "controller --node h:1 upgrade-site --site S01 --wait",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_ct2_is_forced_again_and_an_active_site_needs_nothing() {
+        let mut cv = child("secondary", "done", "").unwrap();
+        cv.failed_up = vec![job("ct2", "injected fault")];
+        let (cause, fix) = diagnose(
+            "h:1",
+            &parent(),
+            &site("Phase 4 Complete"),
+            None,
+            &[],
+            &[],
+            &Ok(cv),
+        );
+        assert!(cause.contains("shows Phase 4 Complete"), "{cause}");
+        assert_eq!(
+            fix,
+            [
+                "controller --node h:2 clear-fault ct2-job-failure",
+                "controller --node h:2 force-ct2",
+            ]
+        );
+        let last = [pb::StatusMessage {
+            time_unix_ms: 0,
+            ..Default::default()
+        }];
+        let (cause, fix) = diagnose(
+            "h:1",
+            &parent(),
+            &site("Active"),
+            None,
+            &[],
+            &last,
+            &child("secondary", "done", ""),
+        );
+        assert_eq!(
+            cause,
+            "S01 is Active; nothing to fix (last status message 1970-01-01T00:00:00.000Z)"
+        );
+        assert!(fix.is_empty());
+    }
+}

@@ -81,3 +81,77 @@ pub fn request(a: Args) -> anyhow::Result<pb::ChangeSiteControlRequest> {
 pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()> {
     super::send_change(node, out, "set-address", request(a)?).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(start_hour: u32, end_hour: u32, lowest: pb::Priority) -> pb::ScheduleRule {
+        pb::ScheduleRule {
+            start_hour,
+            end_hour,
+            lowest: lowest as i32,
+        }
+    }
+
+    #[test]
+    fn schedules_parse_rule_by_rule_including_past_midnight() {
+        assert_eq!(
+            parse_schedule("8-18:high, 22-2:medium,0-24:low").unwrap(),
+            [
+                rule(8, 18, pb::Priority::High),
+                rule(22, 2, pb::Priority::Medium),
+                rule(0, 24, pb::Priority::Low),
+            ]
+        );
+        assert_eq!(parse_schedule(" always ").unwrap(), []);
+    }
+
+    #[test]
+    fn bad_schedules_are_refused_naming_the_rule() {
+        for (input, bad_rule) in [
+            ("24-3:high", "24-3:high"),
+            ("8-25:high", "8-25:high"),
+            ("5-5:low", "5-5:low"),
+            ("8-18:urgent", "8-18:urgent"),
+            ("8-18", "8-18"),
+            ("8:high", "8:high"),
+            ("a-b:low", "a-b:low"),
+            ("8-18:high,", ""),
+            ("-1-3:low", "-1-3:low"),
+        ] {
+            let e = parse_schedule(input).unwrap_err().to_string();
+            assert_eq!(
+                e,
+                format!("schedule rule {bad_rule:?} is not START-END:PRIORITY (hours 0-24, priority high|medium|low)"),
+                "{input}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_schedule_flag_replaces_the_schedule_and_its_absence_keeps_it() {
+        let args = |schedule: Option<&str>| Args {
+            site: Some("S01".into()),
+            to: "PRI".into(),
+            retry_count: Some(3),
+            retry_delay_ms: None,
+            concurrent_sendings: None,
+            rate_limit_bytes_per_sec: Some(0),
+            schedule: schedule.map(String::from),
+        };
+        let kept = request(args(None)).unwrap().address.unwrap();
+        assert!(!kept.replace_schedule && kept.schedule.is_empty());
+        assert_eq!((kept.retry_count, kept.retry_delay_ms), (Some(3), None));
+        assert_eq!(kept.rate_limit_bytes_per_sec, Some(0));
+        let cleared = request(args(Some("always"))).unwrap().address.unwrap();
+        assert!(cleared.replace_schedule && cleared.schedule.is_empty());
+        let set = request(args(Some("1-2:high"))).unwrap();
+        assert_eq!(set.site, "S01");
+        assert_eq!(
+            set.address.unwrap().schedule,
+            [rule(1, 2, pb::Priority::High)]
+        );
+        assert!(request(args(Some("nope"))).is_err());
+    }
+}

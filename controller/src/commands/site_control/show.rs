@@ -192,3 +192,38 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reordered_list_is_no_change_but_an_edited_item_is() {
+        let x = json!({"serial": 1, "domains": [{"name": "A", "browse": ["a"]}, {"name": "B", "browse": []}]});
+        let y = json!({"serial": 1, "domains": [{"name": "B", "browse": []}, {"name": "A", "browse": ["a"]}]});
+        assert_eq!(changes(&x, &y), Vec::<serde_json::Value>::new());
+        let z = json!({"serial": 2, "domains": [{"name": "A", "browse": ["b"]}, {"name": "B", "browse": []}]});
+        assert_eq!(
+            changes(&x, &z),
+            [
+                json!({"field": "domains[A].browse[0]", "from": "\"a\"", "to": "\"b\""}),
+                json!({"field": "serial", "from": "1", "to": "2"}),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_added_item_shows_as_absent_before() {
+        let x = json!({"addresses": []});
+        let y = json!({"addresses": [{"site_code": "PRI", "retry_count": 3}]});
+        let ch = changes(&x, &y);
+        assert_eq!(
+            ch.iter().map(change_line).collect::<Vec<_>>(),
+            [
+                "addresses: [] -> (absent)",
+                "addresses[PRI].retry_count: (absent) -> 3",
+                "addresses[PRI].site_code: (absent) -> \"PRI\"",
+            ]
+        );
+    }
+}

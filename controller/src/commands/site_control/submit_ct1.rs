@@ -131,3 +131,79 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::control_json;
+
+    #[test]
+    fn a_site_control_printed_by_site_control_reads_back_unchanged() {
+        let c = pb::SiteControl {
+            site_code: "S01".into(),
+            site_name: "North".into(),
+            serial: 7,
+            parent_site_code: "PRI".into(),
+            polling_interval_ms: 250,
+            version: "0.1.0".into(),
+            next_unique_id: 42,
+            domains: vec![pb::Domain {
+                name: "NORTH".into(),
+                browse: vec!["10.0.0.1".into(), "dc.north".into()],
+                logon_servers: vec![],
+            }],
+            addresses: vec![pb::Address {
+                site_code: "PRI".into(),
+                server: "127.0.0.1:4000".into(),
+                retry_count: 5,
+                retry_delay_ms: 2000,
+                concurrent_sendings: 2,
+                rate_limit_bytes_per_sec: 1 << 20,
+                schedule: vec![
+                    pb::ScheduleRule {
+                        start_hour: 8,
+                        end_hour: 18,
+                        lowest: pb::Priority::High as i32,
+                    },
+                    pb::ScheduleRule {
+                        start_hour: 18,
+                        end_hour: 8,
+                        lowest: pb::Priority::Medium as i32,
+                    },
+                ],
+            }],
+        };
+        let text = json!({"base_serial": 7, "proposed": control_json(&c)}).to_string();
+        let ct1 = parse_ct1(&text, std::path::Path::new("x.json")).unwrap();
+        assert_eq!(ct1.base_serial, 7);
+        assert_eq!(ct1.origin, "submit-ct1");
+        assert_eq!(ct1.proposed.unwrap(), c);
+    }
+
+    #[test]
+    fn a_ct1_file_missing_its_parts_is_refused_clearly() {
+        let f = std::path::Path::new("ct1.json");
+        let err = |text: &str| parse_ct1(text, f).unwrap_err().to_string();
+        assert!(err("{not json").starts_with("ct1.json is not JSON: "));
+        assert_eq!(
+            err(r#"{"proposed": {}}"#),
+            "the CT1 file has no field \"base_serial\""
+        );
+        assert_eq!(
+            err(r#"{"base_serial": "3", "proposed": {}}"#),
+            "base_serial must be a number"
+        );
+        assert_eq!(
+            err(r#"{"base_serial": 3}"#),
+            "the CT1 file has no field \"proposed\""
+        );
+        let ct1 = parse_ct1(
+            r#"{"base_serial": 3, "origin": "me", "proposed": {"addresses": [{"schedule": [{"lowest": "urgent"}]}]}}"#,
+            f,
+        )
+        .unwrap();
+        assert_eq!(ct1.origin, "me");
+        let rule = &ct1.proposed.unwrap().addresses[0].schedule[0];
+        assert_eq!(rule.lowest, pb::Priority::Low as i32);
+    }
+}
