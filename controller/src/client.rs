@@ -32,6 +32,14 @@ pub async fn admin(addr: &str) -> Result<AdminClient<Channel>> {
     Ok(AdminClient::new(channel(addr).await?).max_decoding_message_size(64 * 1024 * 1024))
 }
 
+/// The node's address and an Admin client for it: how nearly every command
+/// starts. A missing address is reported before any connection is tried.
+pub async fn connect(node: &Option<String>) -> Result<(String, AdminClient<Channel>)> {
+    let addr = node_addr(node)?;
+    let client = admin(&addr).await?;
+    Ok((addr, client))
+}
+
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
@@ -43,10 +51,54 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
+/// Unwraps a gRPC reply, naming the command (`what`) if the call failed,
+/// so every command reports a refusal the same way ([`status_err`]).
+pub trait Reply<T> {
+    fn reply(self, what: &str) -> Result<T>;
+}
+
+impl<T> Reply<T> for std::result::Result<tonic::Response<T>, tonic::Status> {
+    fn reply(self, what: &str) -> Result<T> {
+        self.map(tonic::Response::into_inner)
+            .map_err(|e| status_err(what, e))
+    }
+}
+
 /// A gRPC failure as the node explained it.
 pub fn status_err(what: &str, s: tonic::Status) -> anyhow::Error {
     if s.code() == tonic::Code::Unavailable && s.message().contains("transport") {
         return anyhow!("{what}: the node is unreachable ({})", s.message());
     }
     anyhow!("{what}: {}", s.message())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_address_comes_from_the_option_and_an_empty_one_is_refused() {
+        assert_eq!(node_addr(&Some("h:1".into())).unwrap(), "h:1");
+        for missing in [None, Some(String::new())] {
+            let e = node_addr(&missing).unwrap_err().to_string();
+            assert_eq!(e, "no node given: pass --node HOST:PORT or set SMS_NODE");
+        }
+    }
+
+    #[test]
+    fn refusals_name_the_command_and_transport_failures_say_unreachable() {
+        let refused: std::result::Result<tonic::Response<()>, _> =
+            Err(tonic::Status::not_found("no site S09"));
+        assert_eq!(
+            refused.reply("delete-site").unwrap_err().to_string(),
+            "delete-site: no site S09"
+        );
+        let down = status_err("sites", tonic::Status::unavailable("transport error"));
+        assert_eq!(
+            down.to_string(),
+            "sites: the node is unreachable (transport error)"
+        );
+        let ok: std::result::Result<_, tonic::Status> = Ok(tonic::Response::new(7));
+        assert_eq!(ok.reply("x").unwrap(), 7);
+    }
 }

@@ -1,6 +1,7 @@
-//! `controller`: the administrator's CLI for an SMS site hierarchy. Every
-//! command is one file under [`commands`]; all of them talk to a node's
-//! Admin gRPC service.
+//! `controller`: the administrator's CLI for an SMS site hierarchy. The
+//! commands live under [`commands`], grouped by the noun they act on; how
+//! their results look is decided once, in [`output`]. All of them talk to a
+//! node's Admin gRPC service through [`client`].
 
 pub mod cli;
 pub mod client;

@@ -2,10 +2,9 @@
 
 use serde_json::json;
 use sms_proto::v1 as pb;
-use uuid::Uuid;
 
-use crate::client::{admin, node_addr, status_err};
-use crate::output::{table, Out};
+use crate::client::{connect, Reply};
+use crate::output::{table, uuid, Out};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Cmd {
@@ -31,8 +30,7 @@ pub enum Cmd {
 }
 
 pub async fn run(node: &Option<String>, out: &Out, cmd: Cmd) -> anyhow::Result<()> {
-    let addr = node_addr(node)?;
-    let mut c = admin(&addr).await?;
+    let (_, mut c) = connect(node).await?;
     match cmd {
         Cmd::Send {
             to,
@@ -53,11 +51,8 @@ pub async fn run(node: &Option<String>, out: &Out, cmd: Cmd) -> anyhow::Result<(
                     chunk_bytes: chunk_bytes.unwrap_or(0),
                 })
                 .await
-                .map_err(|e| status_err("package send", e))?
-                .into_inner();
-            let id = Uuid::from_slice(&r.job_id)
-                .map(|u| u.to_string())
-                .unwrap_or_default();
+                .reply("package send")?;
+            let id = uuid(&r.job_id);
             out.print(
                 &json!({"to": to, "job_id": id, "size_bytes": r.size_bytes, "chunk_count": r.chunk_count, "sha256": r.sha256}),
                 || println!("queued package {id} for {to}: {} bytes in {} chunks, sha256 {}", r.size_bytes, r.chunk_count, r.sha256),
@@ -67,11 +62,10 @@ pub async fn run(node: &Option<String>, out: &Out, cmd: Cmd) -> anyhow::Result<(
             let pk = c
                 .list_packages(pb::ListPackagesRequest {})
                 .await
-                .map_err(|e| status_err("package list", e))?
-                .into_inner()
+                .reply("package list")?
                 .packages;
             let v = json!({"packages": pk.iter().map(|p| json!({
-                "job_id": Uuid::from_slice(&p.job_id).map(|u| u.to_string()).unwrap_or_default(),
+                "job_id": uuid(&p.job_id),
                 "name": p.name,
                 "source_site": p.source_site,
                 "size_bytes": p.size_bytes,

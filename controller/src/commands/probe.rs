@@ -2,10 +2,9 @@
 
 use serde_json::json;
 use sms_proto::v1 as pb;
-use uuid::Uuid;
 
-use crate::client::{admin, node_addr, status_err};
-use crate::output::Out;
+use crate::client::{connect, Reply};
+use crate::output::{parse_priority, priority_name, uuid, Out};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Cmd {
@@ -31,33 +30,13 @@ pub enum Cmd {
     },
 }
 
+/// The priority a probe is sent with.
 fn prio(s: &str) -> anyhow::Result<pb::Priority> {
-    match s {
-        "high" => Ok(pb::Priority::High),
-        "medium" => Ok(pb::Priority::Medium),
-        "low" => Ok(pb::Priority::Low),
-        other => anyhow::bail!("unknown priority {other:?} (high, medium, low)"),
-    }
-}
-
-fn prio_name(p: i32) -> &'static str {
-    match pb::Priority::try_from(p) {
-        Ok(pb::Priority::High) => "high",
-        Ok(pb::Priority::Medium) => "medium",
-        Ok(pb::Priority::Low) => "low",
-        _ => "unknown",
-    }
-}
-
-fn id(b: &[u8]) -> String {
-    Uuid::from_slice(b)
-        .map(|u| u.to_string())
-        .unwrap_or_default()
+    parse_priority(s).ok_or_else(|| anyhow::anyhow!("unknown priority {s:?} (high, medium, low)"))
 }
 
 pub async fn run(node: &Option<String>, out: &Out, cmd: Cmd) -> anyhow::Result<()> {
-    let addr = node_addr(node)?;
-    let mut c = admin(&addr).await?;
+    let (_, mut c) = connect(node).await?;
     match cmd {
         Cmd::Send {
             to,
@@ -73,9 +52,8 @@ pub async fn run(node: &Option<String>, out: &Out, cmd: Cmd) -> anyhow::Result<(
                     priority: prio(&priority)? as i32,
                 })
                 .await
-                .map_err(|e| status_err("probe send", e))?
-                .into_inner();
-            let ids: Vec<String> = r.job_ids.iter().map(|b| id(b)).collect();
+                .reply("probe send")?;
+            let ids: Vec<String> = r.job_ids.iter().map(|b| uuid(b)).collect();
             out.print(&json!({"to": to, "job_ids": ids}), || {
                 println!(
                     "queued {} {priority}-priority probes for site {to}",
@@ -89,8 +67,7 @@ pub async fn run(node: &Option<String>, out: &Out, cmd: Cmd) -> anyhow::Result<(
                     count_only: summary,
                 })
                 .await
-                .map_err(|e| status_err("probe received", e))?
-                .into_inner();
+                .reply("probe received")?;
             let probes = &r.probes;
             let v = if summary {
                 json!({"count": r.count})
@@ -98,9 +75,9 @@ pub async fn run(node: &Option<String>, out: &Out, cmd: Cmd) -> anyhow::Result<(
                 json!({
                     "count": probes.len(),
                     "probes": probes.iter().map(|p| json!({
-                        "job_id": id(&p.job_id),
+                        "job_id": uuid(&p.job_id),
                         "source_site": p.source_site,
-                        "priority": prio_name(p.priority),
+                        "priority": priority_name(p.priority).unwrap_or("unknown"),
                         "arrival": p.arrival,
                     })).collect::<Vec<_>>()
                 })
@@ -109,4 +86,19 @@ pub async fn run(node: &Option<String>, out: &Out, cmd: Cmd) -> anyhow::Result<(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_priorities_are_high_medium_or_low() {
+        assert_eq!(prio("high").unwrap(), pb::Priority::High);
+        assert_eq!(prio("low").unwrap(), pb::Priority::Low);
+        assert_eq!(
+            prio("urgent").unwrap_err().to_string(),
+            "unknown priority \"urgent\" (high, medium, low)"
+        );
+    }
 }

@@ -1,23 +1,20 @@
-//! `controller status`
+//! `controller status`: a node's role, site, components and links.
 
 use serde_json::json;
 use sms_proto::v1 as pb;
 
-use super::link_json;
-use crate::client::{admin, node_addr, status_err};
-use crate::output::{table, Out};
+use crate::client::{connect, Reply};
+use crate::output::{link_json, links_table, table, Out};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {}
 
 pub async fn run(node: &Option<String>, out: &Out, _: Args) -> anyhow::Result<()> {
-    let addr = node_addr(node)?;
-    let s = admin(&addr)
-        .await?
+    let (_, mut c) = connect(node).await?;
+    let s = c
         .get_status(pb::GetStatusRequest {})
         .await
-        .map_err(|e| status_err("status", e))?
-        .into_inner();
+        .reply("status")?;
     let v = json!({
         "role": s.role,
         "site_code": s.site_code,
@@ -73,18 +70,7 @@ pub async fn run(node: &Option<String>, out: &Out, _: Args) -> anyhow::Result<()
             println!("{t}");
         }
         if !s.links.is_empty() {
-            let mut t = table(&["link to", "state", "queued", "failed", "server", "detail"]);
-            for l in &s.links {
-                t.add_row(vec![
-                    l.to.clone(),
-                    l.state.clone(),
-                    l.queued_jobs.to_string(),
-                    l.failed_jobs.to_string(),
-                    l.server.clone(),
-                    l.detail.clone(),
-                ]);
-            }
-            println!("{t}");
+            println!("{}", links_table(&s.links));
         }
     });
     Ok(())

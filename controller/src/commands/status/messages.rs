@@ -1,53 +1,30 @@
-//! `controller status-messages`
+//! `controller status-messages`: the status messages stored at the node's
+//! site, listed once or followed as they arrive.
 
 use serde_json::json;
 use sms_proto::v1 as pb;
 
-use crate::client::{admin, node_addr, status_err};
-use crate::output::{table, time, Out};
+use crate::client::{connect, status_err, Reply};
+use crate::output::{message_json, message_line, messages_table, Out};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Only messages reported by this site.
     #[arg(long)]
-    site: Option<String>,
+    pub site: Option<String>,
     /// Only messages with this id.
     #[arg(long)]
-    id: Option<u32>,
+    pub id: Option<u32>,
     /// The newest N messages at most.
     #[arg(long, default_value_t = 1000)]
-    limit: u32,
+    pub limit: u32,
     /// Keep printing new messages as they arrive (Ctrl-C stops).
     #[arg(long)]
-    follow: bool,
-}
-
-fn severity(s: i32) -> &'static str {
-    match pb::Severity::try_from(s) {
-        Ok(pb::Severity::Informational) => "informational",
-        Ok(pb::Severity::Warning) => "warning",
-        Ok(pb::Severity::Error) => "error",
-        _ => "unknown",
-    }
-}
-
-fn message_json(m: &pb::StatusMessage) -> serde_json::Value {
-    json!({
-        "id": m.id,
-        "severity": severity(m.severity),
-        "site_code": m.site_code,
-        "component": m.component,
-        "machine": m.machine,
-        "time": time(m.time_unix_ms),
-        "time_unix_ms": m.time_unix_ms,
-        "text": m.text,
-        "insertion_strings": m.insertion_strings,
-    })
+    pub follow: bool,
 }
 
 pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()> {
-    let addr = node_addr(node)?;
-    let mut c = admin(&addr).await?;
+    let (_, mut c) = connect(node).await?;
     let req = |after_uid: Vec<u8>, limit: u32| pb::ListStatusMessagesRequest {
         site: a.site.clone().unwrap_or_default(),
         id: a.id.unwrap_or(0),
@@ -65,8 +42,7 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
                 id: a.id.unwrap_or(0),
             })
             .await
-            .map_err(|e| status_err("status-messages --follow", e))?
-            .into_inner(),
+            .reply("status-messages --follow")?,
         )
     } else {
         None
@@ -74,8 +50,7 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
     let msgs = c
         .list_status_messages(req(vec![], a.limit))
         .await
-        .map_err(|e| status_err("status-messages", e))?
-        .into_inner()
+        .reply("status-messages")?
         .messages;
     if let Some(watch) = watch.as_mut() {
         // One line per message (one JSON document per line with --json).
@@ -83,14 +58,7 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
             if out.json {
                 println!("{}", message_json(m));
             } else {
-                println!(
-                    "{}  {}  {:>5} {:<13} {}",
-                    time(m.time_unix_ms),
-                    m.site_code,
-                    m.id,
-                    severity(m.severity),
-                    m.text
-                );
+                println!("{}", message_line(m));
             }
         };
         let listed: std::collections::HashSet<Vec<u8>> =
@@ -117,19 +85,6 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
         }
     }
     let v = json!({ "messages": msgs.iter().map(message_json).collect::<Vec<_>>() });
-    out.print(&v, || {
-        let mut t = table(&["time (UTC)", "site", "id", "severity", "component", "text"]);
-        for m in &msgs {
-            t.add_row(vec![
-                time(m.time_unix_ms),
-                m.site_code.clone(),
-                m.id.to_string(),
-                severity(m.severity).to_string(),
-                m.component.clone(),
-                m.text.clone(),
-            ]);
-        }
-        println!("{t}");
-    });
+    out.print(&v, || println!("{}", messages_table(&msgs)));
     Ok(())
 }

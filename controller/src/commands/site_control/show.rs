@@ -1,22 +1,23 @@
-//! `controller site-control`
+//! `controller site-control`: show a site's control image (CT0), an
+//! ancestor's copy of a descendant's, or what changed between two serials.
 
 use serde_json::json;
 use sms_proto::v1 as pb;
 
-use crate::client::{admin, node_addr, status_err};
-use crate::output::{table, Out};
+use crate::client::{admin, node_addr, Reply};
+use crate::output::{control_json, table, Out};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// A serial from the site's CT0 history (default: the current one).
     #[arg(long)]
-    serial: Option<u64>,
+    pub serial: Option<u64>,
     /// At an ancestor: its copy of this descendant's site control (from its last CT2).
     #[arg(long)]
-    site: Option<String>,
+    pub site: Option<String>,
     /// Show what changed between two serials of the site's history.
     #[arg(long, num_args = 2, value_names = ["A", "B"], conflicts_with = "serial")]
-    diff: Option<Vec<u64>>,
+    pub diff: Option<Vec<u64>>,
 }
 
 /// Flattens a JSON document into path -> value, keying list items by their
@@ -57,21 +58,9 @@ fn flatten(
     }
 }
 
-async fn diff(addr: &str, out: &Out, site: Option<String>, a: u64, b: u64) -> anyhow::Result<()> {
-    let mut c = admin(addr).await?;
-    let mut controls = Vec::new();
-    for serial in [a, b] {
-        let req = pb::GetSiteControlRequest {
-            serial,
-            site: site.clone().unwrap_or_default(),
-        };
-        let ctl = c
-            .get_site_control(req)
-            .await
-            .map_err(|e| status_err("site-control", e))?;
-        controls.push(control_json(&ctl.into_inner()));
-    }
-    let (x, y) = (&controls[0], &controls[1]);
+/// What changed from site control `x` to `y`, one `{field, from, to}` per
+/// changed leaf in field order; a field missing on one side is `null`.
+pub fn changes(x: &serde_json::Value, y: &serde_json::Value) -> Vec<serde_json::Value> {
     let (mut fx, mut fy) = (Default::default(), Default::default());
     flatten("", x, &mut fx);
     flatten("", y, &mut fy);
@@ -83,6 +72,36 @@ async fn diff(addr: &str, out: &Out, site: Option<String>, a: u64, b: u64) -> an
             changes.push(json!({"field": k, "from": va, "to": vb}));
         }
     }
+    changes
+}
+
+/// A change as `diff` prints it: `field: from -> to`.
+fn change_line(ch: &serde_json::Value) -> String {
+    let show = |v: &serde_json::Value| {
+        v.as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| "(absent)".into())
+    };
+    format!(
+        "{}: {} -> {}",
+        ch["field"].as_str().unwrap_or(""),
+        show(&ch["from"]),
+        show(&ch["to"])
+    )
+}
+
+async fn diff(addr: &str, out: &Out, site: Option<String>, a: u64, b: u64) -> anyhow::Result<()> {
+    let mut c = admin(addr).await?;
+    let mut controls = Vec::new();
+    for serial in [a, b] {
+        let req = pb::GetSiteControlRequest {
+            serial,
+            site: site.clone().unwrap_or_default(),
+        };
+        let ctl = c.get_site_control(req).await.reply("site-control")?;
+        controls.push(control_json(&ctl));
+    }
+    let changes = changes(&controls[0], &controls[1]);
     out.print(
         &json!({"from_serial": a, "to_serial": b, "changes": changes}),
         || {
@@ -90,56 +109,11 @@ async fn diff(addr: &str, out: &Out, site: Option<String>, a: u64, b: u64) -> an
                 println!("serials {a} and {b} are identical");
             }
             for ch in &changes {
-                let show = |v: &serde_json::Value| {
-                    v.as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| "(absent)".into())
-                };
-                println!(
-                    "{}: {} -> {}",
-                    ch["field"].as_str().unwrap_or(""),
-                    show(&ch["from"]),
-                    show(&ch["to"])
-                );
+                println!("{}", change_line(ch));
             }
         },
     );
     Ok(())
-}
-
-/// The site control as JSON (shared with `up`).
-pub fn control_json(c: &pb::SiteControl) -> serde_json::Value {
-    json!({
-        "site_code": c.site_code,
-        "site_name": c.site_name,
-        "serial": c.serial,
-        "parent_site_code": c.parent_site_code,
-        "polling_interval_ms": c.polling_interval_ms,
-        "version": c.version,
-        "next_unique_id": c.next_unique_id,
-        "domains": c.domains.iter().map(|d| json!({
-            "name": d.name,
-            "browse": d.browse,
-            "logon_servers": d.logon_servers.iter().map(|l| json!({"server": l.server, "state": l.state})).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-        "addresses": c.addresses.iter().map(|a| json!({
-            "site_code": a.site_code,
-            "server": a.server,
-            "retry_count": a.retry_count,
-            "retry_delay_ms": a.retry_delay_ms,
-            "concurrent_sendings": a.concurrent_sendings,
-            "rate_limit_bytes_per_sec": a.rate_limit_bytes_per_sec,
-            "schedule": a.schedule.iter().map(|r| json!({
-                "start_hour": r.start_hour,
-                "end_hour": r.end_hour,
-                "lowest": match pb::Priority::try_from(r.lowest) {
-                    Ok(pb::Priority::High) => "high",
-                    Ok(pb::Priority::Medium) => "medium",
-                    _ => "low",
-                },
-            })).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-    })
 }
 
 pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()> {
@@ -157,13 +131,12 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
             site: a.site.unwrap_or_default(),
         })
         .await
-        .map_err(|e| status_err("site-control", e))?
-        .into_inner();
+        .reply("site-control")?;
     out.print(&control_json(&c), || {
         let parent = if c.parent_site_code.is_empty() {
-            "none".into()
+            "none"
         } else {
-            c.parent_site_code.clone()
+            &c.parent_site_code
         };
         println!(
             "site {} \"{}\"  serial {}  parent {}  version {}",
@@ -218,4 +191,39 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reordered_list_is_no_change_but_an_edited_item_is() {
+        let x = json!({"serial": 1, "domains": [{"name": "A", "browse": ["a"]}, {"name": "B", "browse": []}]});
+        let y = json!({"serial": 1, "domains": [{"name": "B", "browse": []}, {"name": "A", "browse": ["a"]}]});
+        assert_eq!(changes(&x, &y), Vec::<serde_json::Value>::new());
+        let z = json!({"serial": 2, "domains": [{"name": "A", "browse": ["b"]}, {"name": "B", "browse": []}]});
+        assert_eq!(
+            changes(&x, &z),
+            [
+                json!({"field": "domains[A].browse[0]", "from": "\"a\"", "to": "\"b\""}),
+                json!({"field": "serial", "from": "1", "to": "2"}),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_added_item_shows_as_absent_before() {
+        let x = json!({"addresses": []});
+        let y = json!({"addresses": [{"site_code": "PRI", "retry_count": 3}]});
+        let ch = changes(&x, &y);
+        assert_eq!(
+            ch.iter().map(change_line).collect::<Vec<_>>(),
+            [
+                "addresses: [] -> (absent)",
+                "addresses[PRI].retry_count: (absent) -> 3",
+                "addresses[PRI].site_code: (absent) -> \"PRI\"",
+            ]
+        );
+    }
 }

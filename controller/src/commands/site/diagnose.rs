@@ -7,14 +7,14 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sms_proto::v1 as pb;
 
-use crate::client::{admin, node_addr, status_err};
-use crate::output::{time, Out};
+use crate::client::{admin, connect, Reply};
+use crate::output::{self, time, Out};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The site to explain.
     #[arg(long)]
-    site: String,
+    pub site: String,
 }
 
 /// What the child's own node says, when it can be reached.
@@ -59,27 +59,31 @@ async fn child_view(server: &str, parent_code: &str) -> Result<ChildView, String
     })
 }
 
+/// A link that may not exist: `null` in the JSON when it does not.
 fn link_json(l: Option<&pb::LinkState>) -> Value {
-    match l {
-        Some(l) => super::link_json(l),
-        None => Value::Null,
-    }
+    l.map(output::link_json).unwrap_or(Value::Null)
+}
+
+/// The part of a failed job that explains a diagnosis.
+fn job_json(j: &pb::FailedJob) -> Value {
+    json!({"kind": j.kind, "attempts": j.attempts, "reason": j.reason})
+}
+
+/// `FROM -> TO link: ...` as the diagnosis prints each end's link.
+fn link_line(from: &str, l: &pb::LinkState) -> String {
+    format!(
+        "  {from} -> {} link: {} ({} queued, {} failed) {}",
+        l.to, l.state, l.queued_jobs, l.failed_jobs, l.detail
+    )
 }
 
 pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()> {
-    let addr = node_addr(node)?;
-    let mut c = admin(&addr).await?;
+    let (addr, mut c) = connect(node).await?;
     let me = c
         .get_status(pb::GetStatusRequest {})
         .await
-        .map_err(|e| status_err("diagnose", e))?
-        .into_inner();
-    let sites = c
-        .list_sites(pb::ListSitesRequest {})
-        .await
-        .map_err(|e| status_err("diagnose", e))?
-        .into_inner()
-        .sites;
+        .reply("diagnose")?;
+    let sites = super::list_sites(&mut c, "diagnose").await?;
     let Some(site) = sites.iter().find(|s| s.site_code == a.site).cloned() else {
         anyhow::bail!(
             "site {} is not in the site list of {} ({addr})",
@@ -129,7 +133,7 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
             "site_code": v.status.site_code,
             "bootstrap": {"state": v.status.bootstrap_state, "detail": v.status.bootstrap_detail},
             "link_to_parent": link_json(v.status.links.iter().find(|l| l.to == site.parent_site_code)),
-            "failed_jobs_to_parent": v.failed_up.iter().map(|j| json!({"kind": j.kind, "attempts": j.attempts, "reason": j.reason})).collect::<Vec<_>>(),
+            "failed_jobs_to_parent": v.failed_up.iter().map(job_json).collect::<Vec<_>>(),
             "bootstrap_log": v.bootstrap_log,
         }),
         Err(e) => json!({"reachable": false, "error": e}),
@@ -142,7 +146,7 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
         "parent": {
             "site_code": me.site_code,
             "link": link_json(link.as_ref()),
-            "failed_jobs": failed_down.iter().map(|j| json!({"kind": j.kind, "attempts": j.attempts, "reason": j.reason})).collect::<Vec<_>>(),
+            "failed_jobs": failed_down.iter().map(job_json).collect::<Vec<_>>(),
             "last_messages": last.iter().map(|m| json!({"id": m.id, "time": time(m.time_unix_ms), "text": m.text})).collect::<Vec<_>>(),
         },
         "child": child_json,
@@ -158,10 +162,7 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
             time(site.status_changed_unix_ms)
         );
         match &link {
-            Some(l) => println!(
-                "  {} -> {} link: {} ({} queued, {} failed) {}",
-                me.site_code, site.site_code, l.state, l.queued_jobs, l.failed_jobs, l.detail
-            ),
+            Some(l) => println!("{}", link_line(&me.site_code, l)),
             None => println!(
                 "  {} has no direct link to {}",
                 me.site_code, site.site_code
@@ -194,10 +195,7 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
                     .iter()
                     .find(|l| l.to == site.parent_site_code)
                 {
-                    println!(
-                        "  {} -> {} link: {} ({} queued, {} failed) {}",
-                        site.site_code, l.to, l.state, l.queued_jobs, l.failed_jobs, l.detail
-                    );
+                    println!("{}", link_line(&site.site_code, l));
                 }
                 for j in &cv.failed_up {
                     println!(
@@ -352,4 +350,175 @@ fn diagnose(
         format!("{code} is installed and its links are up; its reports should arrive shortly"),
         fix,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parent() -> pb::NodeStatus {
+        pb::NodeStatus {
+            role: "primary".into(),
+            site_code: "PRI".into(),
+            ..Default::default()
+        }
+    }
+
+    fn site(status: &str) -> pb::SiteRecord {
+        pb::SiteRecord {
+            site_code: "S01".into(),
+            parent_site_code: "PRI".into(),
+            server: "h:2".into(),
+            status: status.into(),
+            ..Default::default()
+        }
+    }
+
+    fn link(to: &str, state: &str) -> pb::LinkState {
+        pb::LinkState {
+            to: to.into(),
+            state: state.into(),
+            detail: "by admin".into(),
+            ..Default::default()
+        }
+    }
+
+    fn child(role: &str, bootstrap: &str, detail: &str) -> Result<ChildView, String> {
+        Ok(ChildView {
+            status: pb::NodeStatus {
+                role: role.into(),
+                site_code: if role == "bare" { "" } else { "S01" }.into(),
+                bootstrap_state: bootstrap.into(),
+                bootstrap_detail: detail.into(),
+                ..Default::default()
+            },
+            bootstrap_log: vec![],
+            failed_up: vec![],
+        })
+    }
+
+    fn job(kind: &str, reason: &str) -> pb::FailedJob {
+        pb::FailedJob {
+            kind: kind.into(),
+            attempts: 5,
+            reason: reason.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_severed_link_at_the_parent_is_fixed_by_restoring_it() {
+        let l = link("S01", "severed");
+        let (cause, fix) = diagnose(
+            "h:1",
+            &parent(),
+            &site("Pending"),
+            Some(&l),
+            &[job("ct2", "x")],
+            &[],
+            &child("bare", "none", ""),
+        );
+        assert!(
+            cause.starts_with("the link from PRI to S01 was cut by an administrator (by admin)")
+        );
+        assert_eq!(fix, ["controller --node h:1 restore-link --to S01"]);
+    }
+
+    #[test]
+    fn failed_jobs_down_are_retried_and_an_unreachable_child_is_named() {
+        let l = link("S01", "up");
+        let (cause, fix) = diagnose(
+            "h:1",
+            &parent(),
+            &site("Pending"),
+            Some(&l),
+            &[job("bootstrap", "refused")],
+            &[],
+            &Err("h:2 did not answer within 5 s".into()),
+        );
+        assert_eq!(
+            cause,
+            "a bootstrap job from PRI to S01 failed after 5 attempts: refused"
+        );
+        assert_eq!(fix, ["controller --node h:1 retry-jobs --to S01"]);
+        let (cause, fix) = diagnose(
+            "h:1",
+            &parent(),
+            &site("Pending"),
+            Some(&l),
+            &[],
+            &[],
+            &Err("h:2 did not answer within 5 s".into()),
+        );
+        assert_eq!(
+            cause,
+            "PRI cannot reach S01's server h:2: h:2 did not answer within 5 s"
+        );
+        assert_eq!(fix.len(), 1);
+    }
+
+    #[test]
+    fn an_injected_bootstrap_failure_is_cleared_before_the_install_is_rerun() {
+        let (cause, fix) = diagnose(
+            "h:1",
+            &parent(),
+            &site("Phase 2 Complete"),
+            None,
+            &[],
+            &[],
+            &child("bare", "failed", "failed in phase 3: injected fault"),
+        );
+        assert!(
+            cause.contains("no status message about it reaches PRI"),
+            "{cause}"
+        );
+        assert_eq!(
+            fix,
+            [
+                "controller --node h:2 clear-fault bootstrap-failure",
+                "controller --node h:1 upgrade-site --site S01 --wait",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_ct2_is_forced_again_and_an_active_site_needs_nothing() {
+        let mut cv = child("secondary", "done", "").unwrap();
+        cv.failed_up = vec![job("ct2", "injected fault")];
+        let (cause, fix) = diagnose(
+            "h:1",
+            &parent(),
+            &site("Phase 4 Complete"),
+            None,
+            &[],
+            &[],
+            &Ok(cv),
+        );
+        assert!(cause.contains("shows Phase 4 Complete"), "{cause}");
+        assert_eq!(
+            fix,
+            [
+                "controller --node h:2 clear-fault ct2-job-failure",
+                "controller --node h:2 force-ct2",
+            ]
+        );
+        let last = [pb::StatusMessage {
+            time_unix_ms: 0,
+            ..Default::default()
+        }];
+        let (cause, fix) = diagnose(
+            "h:1",
+            &parent(),
+            &site("Active"),
+            None,
+            &[],
+            &last,
+            &child("secondary", "done", ""),
+        );
+        assert_eq!(
+            cause,
+            "S01 is Active; nothing to fix (last status message 1970-01-01T00:00:00.000Z)"
+        );
+        assert!(fix.is_empty());
+    }
 }

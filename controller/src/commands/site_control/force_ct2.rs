@@ -4,20 +4,18 @@
 use serde_json::json;
 use sms_proto::v1 as pb;
 
-use crate::client::{admin, node_addr, status_err};
+use crate::client::{connect, Reply};
 use crate::output::Out;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {}
 
 pub async fn run(node: &Option<String>, out: &Out, _: Args) -> anyhow::Result<()> {
-    let addr = node_addr(node)?;
-    let r = admin(&addr)
-        .await?
+    let (_, mut c) = connect(node).await?;
+    let r = c
         .force_ct2(pb::ForceCt2Request {})
         .await
-        .map_err(|e| status_err("force-ct2", e))?
-        .into_inner();
+        .reply("force-ct2")?;
     out.print(
         &json!({"site_code": r.site_code, "serial": r.serial}),
         || {

@@ -1,13 +1,14 @@
-//! `controller create-secondary`
+//! `controller create-secondary`: a new secondary site on a bare node, and
+//! [`wait_active`], which follows an install (also for `upgrade-site` and
+//! `up`).
 
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::json;
 use sms_proto::v1 as pb;
 
-use crate::client::{admin, node_addr, status_err};
+use crate::client::{admin, connect, Reply};
 use crate::output::{time, Out};
 
 /// Status message id the Hierarchy Manager reports a site status change with.
@@ -17,29 +18,28 @@ const STATUS_CHANGED: u32 = 3101;
 pub struct Args {
     /// Code of the new site: 3 characters A-Z, 0-9.
     #[arg(long)]
-    site_code: String,
+    pub site_code: String,
     /// HOST:PORT of the bare node that becomes the site server.
     #[arg(long)]
-    server: String,
+    pub server: String,
     /// Site name (default: "<CODE> secondary site").
     #[arg(long)]
-    site_name: Option<String>,
+    pub site_name: Option<String>,
     /// Sever the parent-child link the moment the bootstrap has started
     /// (reproduces a secondary stuck at Pending).
     #[arg(long)]
-    sever_link_mid_bootstrap: bool,
+    pub sever_link_mid_bootstrap: bool,
     /// Follow the install live until the site is Active.
     #[arg(long)]
-    wait: bool,
+    pub wait: bool,
     /// Seconds --wait gives the install before failing.
     #[arg(long, default_value_t = 120)]
-    timeout: u64,
+    pub timeout: u64,
 }
 
 pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()> {
-    let addr = node_addr(node)?;
-    let reply = admin(&addr)
-        .await?
+    let (addr, mut c) = connect(node).await?;
+    let reply = c
         .create_secondary(pb::CreateSecondaryRequest {
             site_code: a.site_code.clone(),
             server: a.server.clone(),
@@ -47,8 +47,7 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
             site_name: a.site_name.unwrap_or_default(),
         })
         .await
-        .map_err(|e| status_err("create-secondary", e))?
-        .into_inner();
+        .reply("create-secondary")?;
     let mut status = reply.status.clone();
     if a.wait {
         status = wait_active(
@@ -60,17 +59,14 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
         )
         .await?;
     }
-    out.print(
-        &json!({"site_code": reply.site_code, "status": status}),
-        || {
-            if !a.wait {
-                println!(
-                    "site {} created on {}: {}. Follow it with `controller --node {addr} sites`.",
-                    reply.site_code, a.server, status
-                );
-            }
-        },
-    );
+    super::print_site_status(out, &reply.site_code, &status, || {
+        if !a.wait {
+            println!(
+                "site {} created on {}: {}. Follow it with `controller --node {addr} sites`.",
+                reply.site_code, a.server, status
+            );
+        }
+    });
     Ok(())
 }
 
@@ -98,12 +94,7 @@ pub async fn wait_active(
     let mut last = String::new();
     let mut seen = std::collections::HashSet::new();
     loop {
-        let sites = client
-            .list_sites(pb::ListSitesRequest {})
-            .await
-            .map_err(|e| status_err("sites", e))?
-            .into_inner()
-            .sites;
+        let sites = super::list_sites(&mut client, "sites").await?;
         // Fetched after the site list: a change is recorded before the
         // site record moves, so this sees every change up to that status.
         // The parent records every status change as message 3101; replaying
@@ -116,8 +107,7 @@ pub async fn wait_active(
                 after_uid: vec![],
             })
             .await
-            .map_err(|e| status_err("status-messages", e))?
-            .into_inner()
+            .reply("status-messages")?
             .messages;
         for m in changes {
             if m.insertion_strings.first().map(String::as_str) == Some(code)

@@ -3,20 +3,18 @@
 use serde_json::json;
 use sms_proto::v1 as pb;
 
-use crate::client::{admin, node_addr, status_err};
+use crate::client::{connect, Reply};
 use crate::output::{table, time, Out};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {}
 
 pub async fn run(node: &Option<String>, out: &Out, _: Args) -> anyhow::Result<()> {
-    let addr = node_addr(node)?;
-    let entries = admin(&addr)
-        .await?
+    let (_, mut c) = connect(node).await?;
+    let entries = c
         .list_bad_ct1(pb::ListBadCt1Request {})
         .await
-        .map_err(|e| status_err("bad-box", e))?
-        .into_inner()
+        .reply("bad-box")?
         .entries;
     let v = json!({"entries": entries.iter().map(|b| json!({
         "base_serial": b.base_serial, "site_code": b.site_code, "origin": b.origin,
