@@ -7,5 +7,6 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod output;
+pub mod wire;
 
 pub use cli::Cli;

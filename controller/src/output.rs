@@ -382,6 +382,7 @@ mod tests {
             detail: String::new(),
             refused_frames: 2,
             chunk_bytes_sent: 5,
+            ..Default::default()
         };
         assert_eq!(link_line(&l), "link to S01: severed (3 queued, 1 failed)");
         l.detail = "by administrator".into();

@@ -386,7 +386,10 @@ pub fn job_from(j: pb::Job) -> R<(Job, Option<Chunk>)> {
 
 /// A site record as the Admin service lists it; health fields are filled by the caller.
 pub fn site_to(r: &SiteRecord) -> pb::SiteRecord {
+    let (status_kind, status_phase) = site_status_kind(r.status);
     pb::SiteRecord {
+        status_kind,
+        status_phase,
         recent_errors: 0,
         recent_warnings: 0,
         link_state: String::new(),
@@ -403,16 +406,104 @@ pub fn site_to(r: &SiteRecord) -> pb::SiteRecord {
 
 // ---- node and logon views ------------------------------------------------
 
-use sms_types::link::{LogonInstallRequest, LogonScript, LogonView, NodeProbe, NodeRole};
+use sms_types::link::{
+    LinkState, LogonInstallRequest, LogonScript, LogonView, NodeProbe, NodeRole,
+};
 
-pub fn role_from(s: &str) -> R<NodeRole> {
-    s.parse()
-        .map_err(|e: String| WireError(format!("role: {e}")))
+pub fn role_kind(r: NodeRole) -> i32 {
+    (match r {
+        NodeRole::Bare => pb::NodeRole::Bare,
+        NodeRole::SiteServer => pb::NodeRole::SiteServer,
+        NodeRole::LogonServer => pb::NodeRole::LogonServer,
+    }) as i32
+}
+
+/// A node role from the wire: the enum when an up-to-date node set it,
+/// else the string older nodes send.
+pub fn role_from(kind: i32, s: &str) -> R<NodeRole> {
+    match pb::NodeRole::try_from(kind) {
+        Ok(pb::NodeRole::Bare) => Ok(NodeRole::Bare),
+        Ok(pb::NodeRole::SiteServer) => Ok(NodeRole::SiteServer),
+        Ok(pb::NodeRole::LogonServer) => Ok(NodeRole::LogonServer),
+        _ => s
+            .parse()
+            .map_err(|e: String| WireError(format!("role: {e}"))),
+    }
+}
+
+pub fn link_state_kind(l: LinkState) -> i32 {
+    (match l {
+        LinkState::Idle => pb::LinkStateKind::Idle,
+        LinkState::Connecting => pb::LinkStateKind::Connecting,
+        LinkState::Up => pb::LinkStateKind::Up,
+        LinkState::Retrying => pb::LinkStateKind::Retrying,
+        LinkState::Severed => pb::LinkStateKind::Severed,
+        LinkState::AwaitingChild => pb::LinkStateKind::AwaitingChild,
+    }) as i32
+}
+
+/// A link state from the wire: the enum when set, else the string.
+pub fn link_state_from(kind: i32, s: &str) -> R<LinkState> {
+    match pb::LinkStateKind::try_from(kind) {
+        Ok(pb::LinkStateKind::Idle) => Ok(LinkState::Idle),
+        Ok(pb::LinkStateKind::Connecting) => Ok(LinkState::Connecting),
+        Ok(pb::LinkStateKind::Up) => Ok(LinkState::Up),
+        Ok(pb::LinkStateKind::Retrying) => Ok(LinkState::Retrying),
+        Ok(pb::LinkStateKind::Severed) => Ok(LinkState::Severed),
+        Ok(pb::LinkStateKind::AwaitingChild) => Ok(LinkState::AwaitingChild),
+        _ => s
+            .parse()
+            .map_err(|e: String| WireError(format!("link state: {e}"))),
+    }
+}
+
+/// (kind, phase) of a site status for the wire.
+pub fn site_status_kind(st: SiteStatus) -> (i32, u32) {
+    let (k, phase) = match st {
+        SiteStatus::Pending => (pb::SiteStatusKind::Pending, 0),
+        SiteStatus::Phase(n) => (pb::SiteStatusKind::Phase, n as u32),
+        SiteStatus::Active => (pb::SiteStatusKind::Active, 0),
+        SiteStatus::Failed => (pb::SiteStatusKind::Failed, 0),
+        SiteStatus::Deleting => (pb::SiteStatusKind::Deleting, 0),
+        SiteStatus::Upgrading => (pb::SiteStatusKind::Upgrading, 0),
+    };
+    (k as i32, phase)
+}
+
+/// A site status from the wire: the enum (with its phase) when set, else
+/// the display string older nodes send ("Phase 3 Complete", "Active", ...).
+pub fn site_status_from(kind: i32, phase: u32, s: &str) -> R<SiteStatus> {
+    match pb::SiteStatusKind::try_from(kind) {
+        Ok(pb::SiteStatusKind::Pending) => Ok(SiteStatus::Pending),
+        Ok(pb::SiteStatusKind::Phase) => match phase {
+            1..=4 => Ok(SiteStatus::Phase(phase as u8)),
+            p => Err(WireError(format!("site status: phase {p} is not 1 to 4"))),
+        },
+        Ok(pb::SiteStatusKind::Active) => Ok(SiteStatus::Active),
+        Ok(pb::SiteStatusKind::Failed) => Ok(SiteStatus::Failed),
+        Ok(pb::SiteStatusKind::Deleting) => Ok(SiteStatus::Deleting),
+        Ok(pb::SiteStatusKind::Upgrading) => Ok(SiteStatus::Upgrading),
+        _ => match s {
+            "Pending" => Ok(SiteStatus::Pending),
+            "Active" => Ok(SiteStatus::Active),
+            "Failed" => Ok(SiteStatus::Failed),
+            "Deleting" => Ok(SiteStatus::Deleting),
+            "Upgrading" => Ok(SiteStatus::Upgrading),
+            other => other
+                .strip_prefix("Phase ")
+                .and_then(|r| r.strip_suffix(" Complete"))
+                .and_then(|n| n.parse::<u8>().ok())
+                .filter(|n| (1..=4).contains(n))
+                .map(SiteStatus::Phase)
+                .ok_or_else(|| WireError(format!("site status: {s:?} is not a site status"))),
+        },
+    }
 }
 
 pub fn probe_to(p: &NodeProbe) -> pb::ProbeReply {
     pb::ProbeReply {
         role: p.role.as_str().to_string(),
+        role_kind: role_kind(p.role),
         site_code: p.site_code.clone(),
         bootstrap_state: p.bootstrap_state.clone(),
         bootstrap_detail: p.bootstrap_detail.clone(),
@@ -423,7 +514,7 @@ pub fn probe_to(p: &NodeProbe) -> pb::ProbeReply {
 
 pub fn probe_from(p: pb::ProbeReply) -> R<NodeProbe> {
     Ok(NodeProbe {
-        role: role_from(&p.role)?,
+        role: role_from(p.role_kind, &p.role)?,
         site_code: p.site_code,
         bootstrap_state: p.bootstrap_state,
         bootstrap_detail: p.bootstrap_detail,
@@ -435,6 +526,7 @@ pub fn probe_from(p: pb::ProbeReply) -> R<NodeProbe> {
 pub fn logon_view_to(v: &LogonView) -> pb::LogonState {
     pb::LogonState {
         role: v.role.as_str().to_string(),
+        role_kind: role_kind(v.role),
         domain: v.domain.clone(),
         site_code: v.site_code.clone(),
         site_address: v.site_address.clone(),
@@ -449,7 +541,7 @@ pub fn logon_view_to(v: &LogonView) -> pb::LogonState {
 
 pub fn logon_view_from(v: pb::LogonState) -> R<LogonView> {
     Ok(LogonView {
-        role: role_from(&v.role)?,
+        role: role_from(v.role_kind, &v.role)?,
         domain: v.domain,
         site_code: v.site_code,
         site_address: v.site_address,
@@ -510,6 +602,7 @@ pub fn link_view_to(l: &LinkView) -> pb::LinkState {
     pb::LinkState {
         to: l.to.to_string(),
         state: l.state.as_str().to_string(),
+        state_kind: link_state_kind(l.state),
         queued_jobs: l.queued_jobs,
         failed_jobs: l.failed_jobs,
         server: l.server.clone(),
@@ -536,6 +629,7 @@ pub fn node_view_to(v: &NodeView) -> pb::NodeStatus {
     let logon_server = v.logon.role == NodeRole::LogonServer;
     pb::NodeStatus {
         role: v.logon.role.as_str().to_string(),
+        role_kind: role_kind(v.logon.role),
         domain: v.logon.domain.clone(),
         logon_site: if logon_server {
             v.logon.site_code.clone()

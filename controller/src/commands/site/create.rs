@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
 use sms_proto::v1 as pb;
+use sms_types::SiteStatus;
 
 use crate::client::{admin, connect, Reply};
 use crate::output::{time, Out};
 
 /// Status message id the Hierarchy Manager reports a site status change with.
-const STATUS_CHANGED: u32 = 3101;
+const STATUS_CHANGED: u32 = sms_types::catalog::HM_SITE_STATUS.id;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -128,8 +129,8 @@ pub async fn wait_active(
             last = site.status.clone();
             bar.set_message(format!("site {code}: {last}"));
         }
-        match site.status.as_str() {
-            "Active" => {
+        match crate::wire::site_status(&site) {
+            Some(SiteStatus::Active) => {
                 bar.finish_and_clear();
                 if show {
                     println!(
@@ -139,7 +140,7 @@ pub async fn wait_active(
                 }
                 return Ok(last);
             }
-            "Failed" => {
+            Some(SiteStatus::Failed) => {
                 bar.finish_and_clear();
                 bail!("site {code} failed to install; read `controller --node {server} bootstrap-log`");
             }

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use sms_proto::v1 as pb;
+use sms_types::link::{LinkState, NodeRole};
+use sms_types::SiteStatus;
 
 use crate::client::{admin, connect, Reply};
 use crate::output::{self, time, Out};
@@ -42,7 +44,7 @@ async fn child_view(server: &str, parent_code: &str) -> Result<ChildView, String
         .await
         .map(|r| r.into_inner().lines)
         .unwrap_or_default();
-    let failed_up = if status.role == "bare" {
+    let failed_up = if crate::wire::role(&status) == Some(NodeRole::Bare) {
         vec![]
     } else {
         c.list_failed_jobs(pb::LinkRequest {
@@ -231,7 +233,7 @@ fn diagnose(
 ) -> (String, Vec<String>) {
     let (code, server, p) = (&site.site_code, &site.server, &me.site_code);
     let mut fix = Vec::new();
-    if let Some(l) = link.filter(|l| l.state == "severed") {
+    if let Some(l) = link.filter(|l| crate::wire::link_state(l) == Some(LinkState::Severed)) {
         fix.push(format!("controller --node {addr} restore-link --to {code}"));
         return (format!("the link from {p} to {code} was cut by an administrator ({}); {code}'s reports wait at {code} until it is restored", l.detail), fix);
     }
@@ -273,7 +275,7 @@ fn diagnose(
             fix,
         );
     }
-    if st.role == "bare" && st.bootstrap_state == "none" {
+    if crate::wire::role(st) == Some(NodeRole::Bare) && st.bootstrap_state == "none" {
         let detail = link
             .map(|l| format!("{} {}", l.state, l.detail))
             .unwrap_or_default();
@@ -286,7 +288,7 @@ fn diagnose(
         );
     }
     let up = st.links.iter().find(|l| l.to == site.parent_site_code);
-    if let Some(l) = up.filter(|l| l.state == "severed") {
+    if let Some(l) = up.filter(|l| crate::wire::link_state(l) == Some(LinkState::Severed)) {
         fix.push(format!(
             "controller --node {server} restore-link --to {}",
             site.parent_site_code
@@ -330,7 +332,7 @@ fn diagnose(
             fix,
         );
     }
-    if site.status == "Active" {
+    if crate::wire::site_status(site) == Some(SiteStatus::Active) {
         let when = last
             .last()
             .map(|m| time(m.time_unix_ms))

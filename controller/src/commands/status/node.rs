@@ -2,6 +2,7 @@
 
 use serde_json::json;
 use sms_proto::v1 as pb;
+use sms_types::link::NodeRole;
 
 use crate::client::{connect, Reply};
 use crate::output::{link_json, links_table, table, Out};
@@ -35,10 +36,11 @@ pub async fn run(node: &Option<String>, out: &Out, _: Args) -> anyhow::Result<()
         "links": s.links.iter().map(link_json).collect::<Vec<_>>(),
     });
     out.print(&v, || {
-        if s.role == "bare" {
+        let role = crate::wire::role(&s);
+        if role == Some(NodeRole::Bare) {
             let member = if s.domain.is_empty() { String::new() } else { format!(", member server of domain {}", s.domain) };
             println!("{} is a bare node (node id {}){member}", s.address, s.node_id);
-        } else if s.role == "logon-server" {
+        } else if role == Some(NodeRole::LogonServer) {
             println!(
                 "{} is a logon server of site {} in domain {}: current ID range {} to {}, {} IDs left",
                 s.address,
