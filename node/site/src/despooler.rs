@@ -311,6 +311,16 @@ pub(crate) fn delivery_for(
             forward,
         });
     }
+    // Whatever the destination: a package without its chunks, forwarded,
+    // would sit in the next outbox with nothing to send and stall that link;
+    // a bootstrap is handed over by a parent's sender, never relayed.
+    match &job.payload {
+        Payload::File(_) => return Err("a file package must arrive as chunks".into()),
+        Payload::Bootstrap(_) => {
+            return Err("bootstrap packages go to a bare node's bootstrap service".into())
+        }
+        _ => {}
+    }
     match route {
         Route::Hop(h) if &h == from => Err(format!(
             "no route to site {} except back through {from}",
@@ -328,10 +338,11 @@ pub(crate) fn delivery_for(
             }
             Payload::Status(_) => Ok(Delivery::Inbox(Inbox::Status)),
             Payload::Probe(_) => Ok(Delivery::Probe),
-            Payload::File(_) => Err("a file package must arrive as chunks".into()),
-            Payload::Bootstrap(_) => {
-                Err("bootstrap packages go to a bare node's bootstrap service".into())
-            }
+            // Refused above, before routing.
+            Payload::File(_) | Payload::Bootstrap(_) => Err(format!(
+                "a {} job cannot be delivered to a site's inbox",
+                job.payload.kind()
+            )),
             Payload::Deinstall(_) => Ok(Delivery::Inbox(Inbox::SiteControl)),
         },
     }

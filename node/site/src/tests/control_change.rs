@@ -90,7 +90,11 @@ fn a_new_address_gets_the_defaults_for_what_the_change_leaves_out() {
     .apply(&mut c)
     .unwrap();
     assert_eq!(c.addresses.len(), 2);
-    let a = c.addresses.iter().find(|a| a.site_code == code("S02")).unwrap();
+    let a = c
+        .addresses
+        .iter()
+        .find(|a| a.site_code == code("S02"))
+        .unwrap();
     let d = Address::new(code("S02"), String::new());
     assert_eq!(a.retry_count, 3);
     assert_eq!(a.server, "");
@@ -116,10 +120,18 @@ fn an_address_change_keeps_or_replaces_the_schedule() {
     }
     .apply(&mut c)
     .unwrap();
-    assert_eq!(c.addresses.len(), 1, "the existing address is changed in place");
+    assert_eq!(
+        c.addresses.len(),
+        1,
+        "the existing address is changed in place"
+    );
     let a = &c.addresses[0];
     assert_eq!(
-        (a.concurrent_sendings, a.rate_limit_bytes_per_sec, a.retry_delay_ms),
+        (
+            a.concurrent_sendings,
+            a.rate_limit_bytes_per_sec,
+            a.retry_delay_ms
+        ),
         (8, 1000, 50)
     );
     assert_eq!(a.schedule, original.schedule, "no schedule given: kept");
@@ -152,7 +164,10 @@ fn an_address_change_keeps_or_replaces_the_schedule() {
     }
     .apply(&mut c)
     .unwrap();
-    assert!(c.addresses[0].schedule.is_empty(), "an empty schedule clears it");
+    assert!(
+        c.addresses[0].schedule.is_empty(),
+        "an empty schedule clears it"
+    );
 }
 
 #[test]
@@ -209,10 +224,7 @@ fn adding_a_duplicate_blank_or_unbrowsable_domain_is_refused() {
         refused(add("CORP", &["x"])),
         "domain CORP is already in the site control of PRI"
     );
-    assert_eq!(
-        refused(add(" ", &["x"])),
-        "the domain name cannot be empty"
-    );
+    assert_eq!(refused(add(" ", &["x"])), "the domain name cannot be empty");
     assert_eq!(
         refused(add("Sales", &[" ", ""])),
         "domain Sales needs a browse list (at least one address or DNS name)"

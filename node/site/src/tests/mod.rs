@@ -1,2 +1,14 @@
 //! Unit tests of the site components' logic (in-crate, so they reach
 //! `pub(crate)` items), with a temp store and fake ports.
+
+mod support;
+
+mod bootstrap;
+mod control_change;
+mod delivery;
+mod ops;
+mod records;
+mod routing;
+mod sender;
+mod status;
+mod validate;

@@ -26,13 +26,14 @@ fn identity(site: &str, parent: Option<&str>) -> Identity {
 
 /// (site, parent) pairs as the Hierarchy Manager's records.
 fn tree(pairs: &[(&str, Option<&str>)]) -> HashMap<SiteCode, Option<SiteCode>> {
-    pairs
-        .iter()
-        .map(|(s, p)| (code(s), p.map(code)))
-        .collect()
+    pairs.iter().map(|(s, p)| (code(s), p.map(code))).collect()
 }
 
-fn hop(id: &Identity, dest: &str, t: &HashMap<SiteCode, Option<SiteCode>>) -> Result<Route, RouteError> {
+fn hop(
+    id: &Identity,
+    dest: &str,
+    t: &HashMap<SiteCode, Option<SiteCode>>,
+) -> Result<Route, RouteError> {
     next_hop(id, &code(dest), |c| t.get(c).cloned())
 }
 
@@ -92,7 +93,11 @@ fn a_loop_in_the_records_ends_the_walk() {
         t.get(c).cloned()
     });
     assert!(matches!(r, Err(RouteError::NoRoute { .. })), "{r:?}");
-    assert!(calls.get() <= 64, "the walk is bounded, took {}", calls.get());
+    assert!(
+        calls.get() <= 64,
+        "the walk is bounded, took {}",
+        calls.get()
+    );
     let below = identity("P02", Some("PRI"));
     assert_eq!(hop(&below, "BBB", &t), Ok(Route::Hop(code("PRI"))));
 }
@@ -110,7 +115,11 @@ async fn routes_follow_the_records_in_the_store() {
     assert_eq!(r("P02"), Ok(Route::Local));
     assert_eq!(r("S03"), Ok(Route::Hop(code("S03"))));
     assert_eq!(r("S05"), Ok(Route::Hop(code("P04"))));
-    assert_eq!(r("S06"), Ok(Route::Hop(code("PRI"))), "a sibling is reached upwards");
+    assert_eq!(
+        r("S06"),
+        Ok(Route::Hop(code("PRI"))),
+        "a sibling is reached upwards"
+    );
     assert_eq!(r("XYZ"), Ok(Route::Hop(code("PRI"))));
     assert_eq!(route(ctx, &code("S05")), Ok(Route::Hop(code("P04"))));
 }
@@ -118,5 +127,8 @@ async fn routes_follow_the_records_in_the_store() {
 #[tokio::test]
 async fn a_bare_node_routes_nothing() {
     let node = bare();
-    assert_eq!(route(&node.ctx, &code("PRI")), Err(RouteError::NotInstalled));
+    assert_eq!(
+        route(&node.ctx, &code("PRI")),
+        Err(RouteError::NotInstalled)
+    );
 }

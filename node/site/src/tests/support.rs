@@ -120,7 +120,12 @@ pub struct FakeStream {
 
 impl FakeStream {
     pub fn sent_ids(&self) -> Vec<Uuid> {
-        self.sent.lock().unwrap().iter().map(|(j, _)| j.id).collect()
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(j, _)| j.id)
+            .collect()
     }
 }
 
@@ -208,11 +213,20 @@ pub fn central(site: &str) -> Node {
 
 /// A secondary site `site` below `parent` (reached at 127.0.0.1:7000).
 pub fn secondary(site: &str, parent: &str) -> Node {
+    below(site, parent, SiteKind::Secondary)
+}
+
+/// A primary site `site` attached below `parent`.
+pub fn primary_below(site: &str, parent: &str) -> Node {
+    below(site, parent, SiteKind::Primary)
+}
+
+fn below(site: &str, parent: &str, kind: SiteKind) -> Node {
     let node = bare();
     let id = Identity {
         site_code: code(site),
         site_name: format!("{site} site"),
-        kind: SiteKind::Secondary,
+        kind,
         parent: Some(ParentLink {
             site_code: code(parent),
             address: "127.0.0.1:7000".into(),
@@ -231,7 +245,7 @@ pub fn record(site: &str, parent: Option<&str>, kind: SiteKind) -> SiteRecord {
         site_code: code(site),
         parent_site_code: parent.map(code),
         kind,
-        server: format!("127.0.0.1:9{}", site.as_bytes()[2]),
+        server: format!("127.0.0.1:71{}", &site[1..]),
         status: SiteStatus::Active,
         status_changed_unix_ms: 0,
         serial: 1,

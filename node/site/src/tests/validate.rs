@@ -39,7 +39,8 @@ async fn a_valid_ct1_becomes_the_next_serial_with_site_owned_fields_reset() {
         state: LogonState::Active,
     });
     p.domains.push(d);
-    p.addresses.push(Address::new(code("PRI"), "127.0.0.1:7000".into()));
+    p.addresses
+        .push(Address::new(code("PRI"), "127.0.0.1:7000".into()));
 
     let new = validate(&node.ctx, &ct1(1, p.clone()), Some(&current)).unwrap();
     assert_eq!(new.serial, 2);
@@ -49,7 +50,10 @@ async fn a_valid_ct1_becomes_the_next_serial_with_site_owned_fields_reset() {
     assert_eq!(new.polling_interval_ms, MIN_POLLING_INTERVAL_MS);
     assert_eq!(new.domains.len(), 1);
     assert_eq!(new.domains[0].name, "CORP");
-    assert!(new.domains[0].logon_servers.is_empty(), "logon servers are the site's own");
+    assert!(
+        new.domains[0].logon_servers.is_empty(),
+        "logon servers are the site's own"
+    );
     assert_eq!(new.addresses, p.addresses);
 }
 
@@ -90,7 +94,10 @@ async fn stale_and_advanced_base_serials_are_refused() {
         "it is stale: it was made against serial 3 but the site control is at serial 4"
     );
     let ahead = validate(&node.ctx, &ct1(5, current.clone()), Some(&current)).unwrap_err();
-    assert!(ahead.contains("serial 5") && ahead.contains("at serial 4"), "{ahead}");
+    assert!(
+        ahead.contains("serial 5") && ahead.contains("at serial 4"),
+        "{ahead}"
+    );
     // With no CT0 at all only base 0 fits.
     assert!(validate(&node.ctx, &ct1(1, current.clone()), None)
         .unwrap_err()
