@@ -85,10 +85,11 @@ mod tests {
         store.put_site(&record("S01")).unwrap();
         let recs = Arc::new(SiteRecords::default());
         let code: SiteCode = "S01".parse().unwrap();
+        let tc = sms_runtime::TaskCenter::new();
         let mut tasks = vec![];
         for i in 0..3u64 {
             let (recs, store, code) = (recs.clone(), store.clone(), code.clone());
-            tasks.push(tokio::spawn(async move {
+            tasks.push(tc.spawn(format!("writer {i}"), async move {
                 for n in 1..=200u64 {
                     recs.update(&store, &code, |r| {
                         match i {
