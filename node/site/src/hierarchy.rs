@@ -245,6 +245,17 @@ pub async fn delete_site(ctx: &Arc<Ctx>, code: &str) -> Result<SiteRecord, Refus
     Ok(rec)
 }
 
+/// What becomes of a job still queued for a site being removed: a deinstall
+/// or bootstrap is dropped (meaningless now, and harmful if retried later
+/// against a site re-created with this code); anything else moves to the
+/// failed box, visible and retryable, with the reason.
+pub fn leftover_job(job: &Job) -> Option<String> {
+    match job.payload {
+        Payload::Deinstall(_) | Payload::Bootstrap(_) => None,
+        _ => Some(format!("site {} was deleted", job.dest)),
+    }
+}
+
 /// Takes a deleted site out of the list (called when its deinstall job is
 /// acknowledged, failed for good, or was not needed).
 pub async fn finish_delete(ctx: &Arc<Ctx>, code: &SiteCode, orphaned: bool) -> anyhow::Result<()> {
@@ -270,7 +281,7 @@ pub async fn finish_delete(ctx: &Arc<Ctx>, code: &SiteCode, orphaned: bool) -> a
         orphaned,
         server: rec.server.clone(),
     };
-    let moved = ctx.store.remove_site(&gone)?;
+    let moved = ctx.store.remove_site(&gone, leftover_job)?;
     ctx.store.durable().await?;
     let args = [
         code.to_string(),
@@ -509,13 +520,16 @@ fn forget_deleted(ctx: &Ctx, m: &StatusMessage) -> anyhow::Result<()> {
                 .get(2)
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(1);
-            ctx.store.remove_site(&DeletedSite {
-                site_code: code.clone(),
-                next_unique_id: next,
-                deleted_unix_ms: m.time_unix_ms,
-                orphaned: m.id == catalog::HM_SITE_ORPHANED.id,
-                server: rec.server,
-            })?;
+            ctx.store.remove_site(
+                &DeletedSite {
+                    site_code: code.clone(),
+                    next_unique_id: next,
+                    deleted_unix_ms: m.time_unix_ms,
+                    orphaned: m.id == catalog::HM_SITE_ORPHANED.id,
+                    server: rec.server,
+                },
+                leftover_job,
+            )?;
             tracing::info!(site = %code, parent = %m.site_code, "a site below was deleted");
         }
     }

@@ -75,6 +75,9 @@ pub enum StoreError {
     /// The data dir was written by a build with another store format.
     #[error("data dir holds store format {found}; this build reads format {expected}")]
     Format { found: u32, expected: u32 },
+    /// Another process (or a store not yet closed) holds the data dir.
+    #[error("the store in {0} is in use by another process (is another sms-node running on this data dir?)")]
+    Locked(String),
     /// The node already holds a site install.
     #[error("already installed")]
     AlreadyInstalled,
@@ -91,6 +94,34 @@ pub enum StoreError {
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// How long opening waits for the data dir's lock: a store dropped a moment
+/// ago (a node restarted in the same process) releases it only when sled's
+/// background writer ends. Another process holding it gets a clear error.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn open_db(dir: &Path) -> Result<sled::Db> {
+    let started = std::time::Instant::now();
+    loop {
+        let opened = sled::Config::new()
+            .path(dir)
+            .cache_capacity(64 * 1024 * 1024)
+            // Only the group-commit thread flushes (see module docs).
+            .flush_every_ms(None)
+            .open();
+        match opened {
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock && started.elapsed() < LOCK_WAIT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(StoreError::Locked(dir.display().to_string()))
+            }
+            other => return Ok(other?),
+        }
+    }
+}
 
 pub(crate) fn enc<T: Serialize>(v: &T) -> Vec<u8> {
     postcard::to_stdvec(v).expect("domain types always serialise")
@@ -166,12 +197,7 @@ impl Store {
     /// Opens (or creates) the database under `dir` and starts its group-commit
     /// task on the current tokio runtime.
     pub fn open(dir: &Path) -> Result<Store> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(64 * 1024 * 1024)
-            // Only the group-commit task flushes (see module docs).
-            .flush_every_ms(None)
-            .open()?;
+        let db = open_db(dir)?;
         let format: Option<u32> = match db.get(META_FORMAT)? {
             Some(v) => Some(dec(&v)?),
             None => None,

@@ -112,8 +112,16 @@ impl Store {
     }
 
     /// Removes a child site from the site list, remembering what a
-    /// re-created site keeps; its leftover outbox jobs move to the failed box.
-    pub fn remove_site(&self, gone: &DeletedSite) -> Result<usize> {
+    /// re-created site keeps (never lowering a counter already kept). The
+    /// caller's `leftover` rule decides each of the site's queued and
+    /// failed jobs: `Some(reason)` moves a queued job to the failed box with
+    /// that reason (a failed one stays), `None` drops it. Returns how many
+    /// queued jobs there were.
+    pub fn remove_site(
+        &self,
+        gone: &DeletedSite,
+        leftover: impl Fn(&Job) -> Option<String>,
+    ) -> Result<usize> {
         let code = &gone.site_code;
         let keys: Vec<sled::IVec> = self
             .inner
@@ -126,36 +134,32 @@ impl Store {
                 .transaction(|(ob, fb)| {
                     if let Some(v) = ob.remove(k)? {
                         let job: Job = dec(&v).map_err(ConflictableTransactionError::Abort)?;
-                        if matches!(job.payload, Payload::Deinstall(_) | Payload::Bootstrap(_)) {
-                            // Meaningless now, and harmful if retried later
-                            // against a site re-created with this code.
-                            return Ok(());
+                        if let Some(reason) = leftover(&job) {
+                            let f = FailedJob {
+                                job,
+                                reason,
+                                failed_unix_ms: now_ms(),
+                            };
+                            fb.insert(k, enc(&f))?;
                         }
-                        let f = FailedJob {
-                            job,
-                            reason: format!("site {code} was deleted"),
-                            failed_unix_ms: now_ms(),
-                        };
-                        fb.insert(k, enc(&f))?;
                     }
                     Ok(())
                 })
                 .map_err(txn_err)?;
         }
-        // Failed deinstall or bootstrap jobs of the site go too.
-        let stale: Vec<sled::IVec> = self
+        let dropped: Vec<sled::IVec> = self
             .inner
             .failed
             .scan_prefix(code.as_bytes())
             .filter_map(|kv| kv.ok())
             .filter(|(_, v)| {
                 dec::<FailedJob>(v)
-                    .map(|f| matches!(f.job.payload, Payload::Deinstall(_) | Payload::Bootstrap(_)))
+                    .map(|f| leftover(&f.job).is_none())
                     .unwrap_or(false)
             })
             .map(|(k, _)| k)
             .collect();
-        for k in stale {
+        for k in dropped {
             self.inner.failed.remove(k)?;
         }
         let trees = (
@@ -171,7 +175,13 @@ impl Store {
                 cc.remove(code.as_bytes())?;
                 pend.remove(code.as_bytes())?;
                 links.remove(code.as_bytes())?;
-                del.insert(code.as_bytes(), enc(gone))?;
+                let mut kept = gone.clone();
+                if let Some(prev) = del.get(code.as_bytes())? {
+                    let prev: DeletedSite =
+                        dec(&prev).map_err(ConflictableTransactionError::Abort)?;
+                    kept.next_unique_id = kept.next_unique_id.max(prev.next_unique_id);
+                }
+                del.insert(code.as_bytes(), enc(&kept))?;
                 Ok(())
             })
             .map_err(txn_err)?;
