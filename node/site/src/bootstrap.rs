@@ -197,7 +197,7 @@ async fn run(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
                 .set_bootstrap_state(&BootstrapState::Failed { phase, reason })?;
             ctx.store.durable().await?;
             ctx.components.set(site_component::BOOTSTRAP, "failed");
-            ctx.bootstrap_changed.notify_waiters();
+            ctx.bootstrap.changed();
             return Ok(());
         }
     }
@@ -213,7 +213,7 @@ async fn mark(ctx: &Arc<Ctx>, phase: u8) -> Result<(), String> {
         })
         .map_err(|e| e.to_string())?;
     ctx.store.durable().await.map_err(|e| e.to_string())?;
-    ctx.bootstrap_changed.notify_waiters();
+    ctx.bootstrap.changed();
     tracing::info!(phase, "phase {phase} complete");
     Ok(())
 }
@@ -340,7 +340,7 @@ async fn phase3(ctx: &Arc<Ctx>, pkg: &BootstrapPackage) -> Result<(), String> {
         ctx.store.durable().await.map_err(|e| e.to_string())?;
         tracing::info!("_INIT.CT1 placed in the site control inbox");
     }
-    ctx.scm_wake.notify_one();
+    ctx.scm.wake();
     let serial = loop {
         if let Some(c) = ctx.store.ct0().map_err(|e| e.to_string())? {
             break c.serial;
@@ -354,7 +354,7 @@ async fn phase3(ctx: &Arc<Ctx>, pkg: &BootstrapPackage) -> Result<(), String> {
         tokio::select! {
             _ = ctx.tasks.cancelled() => return Err("node shutting down".into()),
             _ = cfg.changed() => {}
-            _ = ctx.bootstrap_changed.notified() => {}
+            _ = ctx.bootstrap.progress() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     };
@@ -365,15 +365,15 @@ async fn phase3(ctx: &Arc<Ctx>, pkg: &BootstrapPackage) -> Result<(), String> {
     )
     .await?;
     mark(ctx, 3).await?;
-    ctx.scm_wake.notify_one();
+    ctx.scm.wake();
     Ok(())
 }
 
 /// Phase 4: wait for the SCM's first CT2 (see [`report_phase4`]).
 async fn phase4(ctx: &Arc<Ctx>) -> Result<(), String> {
-    ctx.scm_wake.notify_one();
+    ctx.scm.wake();
     loop {
-        let waiter = ctx.bootstrap_changed.notified();
+        let waiter = ctx.bootstrap.progress();
         if matches!(
             ctx.store.bootstrap_state(),
             Ok(Some(BootstrapState::Complete))
@@ -414,7 +414,7 @@ pub async fn report_phase4(ctx: &Arc<Ctx>) -> anyhow::Result<bool> {
     .await?;
     ctx.store.set_bootstrap_state(&BootstrapState::Complete)?;
     ctx.store.durable().await?;
-    ctx.bootstrap_changed.notify_waiters();
+    ctx.bootstrap.changed();
     tracing::info!("phase 4 complete: first CT2 going to the parent");
     Ok(true)
 }

@@ -52,22 +52,19 @@ pub struct Ctx {
     pub components: Components,
     /// The links to neighbouring sites and what their senders report.
     pub links: Links,
-    /// Wakes the Site Configuration Manager (a CT1 arrived, or a forced cycle).
-    pub scm_wake: Notify,
-    /// Wakes the Hierarchy Manager (a CT2 arrived).
-    pub hm_wake: Notify,
-    /// Wakes the Status Manager (messages to store or replicate).
-    pub status_wake: Notify,
-    /// Signals bootstrap progress changes to anyone waiting on them.
-    pub bootstrap_changed: Notify,
     /// Fires when the node must restart (its site was deleted: it restarts bare).
     restart: watch::Sender<bool>,
     /// Every read-modify-write of a site record goes through here.
     pub sites: SiteRecords,
-    pub(crate) scm: ScmState,
+    /// The Site Configuration Manager's handle: its wake-up and flags.
+    pub scm: ScmState,
+    /// The Hierarchy Manager's handle: its wake-up.
+    pub hm: HmState,
     pub(crate) logon: LogonLocks,
-    pub(crate) bootstrap: BootstrapRun,
-    pub(crate) status: StatusState,
+    /// The Bootstrap component's handle: its single runner and progress signal.
+    pub bootstrap: BootstrapRun,
+    /// The Status Manager's handle: its wake-up, watchers' feed, load guard.
+    pub status: StatusState,
     /// Calls up the layers, registered once at wiring time.
     upcalls: OnceLock<Arc<dyn Upcalls>>,
 }
@@ -86,13 +83,10 @@ impl Ctx {
             peers: cfg.peers,
             components: Components::default(),
             links: Links::default(),
-            scm_wake: Notify::new(),
-            hm_wake: Notify::new(),
-            status_wake: Notify::new(),
-            bootstrap_changed: Notify::new(),
             restart: watch::channel(false).0,
             sites: SiteRecords::default(),
             scm: ScmState::default(),
+            hm: HmState::default(),
             logon: LogonLocks::default(),
             bootstrap: BootstrapRun::default(),
             status: StatusState::default(),
@@ -193,33 +187,73 @@ impl Ctx {
 /// A file in the data dir that says: wipe the store at the next start.
 pub const DEINSTALL_MARKER: &str = "deinstall.marker";
 
-/// The Bootstrap component's state: at most one task runs the phases.
+/// The Bootstrap component's state: at most one task runs the phases, and
+/// whoever waits on its progress is told of each change.
 #[derive(Default)]
 pub struct BootstrapRun {
     task: SingleFlight,
+    changed: Notify,
 }
 
 impl BootstrapRun {
-    pub fn runner(&self) -> &SingleFlight {
+    pub(crate) fn runner(&self) -> &SingleFlight {
         &self.task
+    }
+
+    /// Tells every waiter the bootstrap moved on.
+    pub(crate) fn changed(&self) {
+        self.changed.notify_waiters();
+    }
+
+    /// Resolves at the next change of the bootstrap's progress.
+    pub async fn progress(&self) {
+        self.changed.notified().await
     }
 }
 
 /// The Site Configuration Manager's state.
 #[derive(Default)]
 pub struct ScmState {
+    /// A CT1 arrived, or a cycle was forced.
+    wake: Notify,
     /// Set by `force-ct2`: the next stage 4 sends a CT2 even if one is queued.
     force_ct2: std::sync::atomic::AtomicBool,
 }
 
+/// The Hierarchy Manager's state.
+#[derive(Default)]
+pub struct HmState {
+    /// A CT2 arrived.
+    wake: Notify,
+}
+
+impl HmState {
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub(crate) async fn woken(&self) {
+        self.wake.notified().await
+    }
+}
+
 impl ScmState {
-    pub fn request_ct2(&self) {
+    /// Runs a watchdog cycle soon (a CT1 is waiting in the inbox).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub(crate) async fn woken(&self) {
+        self.wake.notified().await
+    }
+
+    pub(crate) fn request_ct2(&self) {
         self.force_ct2
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Whether a CT2 was forced since the last call (and clears it).
-    pub fn take_ct2_request(&self) -> bool {
+    pub(crate) fn take_ct2_request(&self) -> bool {
         self.force_ct2
             .swap(false, std::sync::atomic::Ordering::SeqCst)
     }
@@ -235,11 +269,11 @@ pub struct LogonLocks {
 }
 
 impl LogonLocks {
-    pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+    pub(crate) async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.lock.lock().await
     }
 
-    pub fn refill(&self) -> &SingleFlight {
+    pub(crate) fn refill(&self) -> &SingleFlight {
         &self.refill
     }
 }
@@ -247,6 +281,8 @@ impl LogonLocks {
 /// The Status Manager's state: the feed watchers subscribe to, and the
 /// one-at-a-time guard of the load generator.
 pub struct StatusState {
+    /// Messages to store or replicate.
+    wake: Notify,
     /// Every batch of status messages stored at this site, for watchers
     /// (`WatchStatusMessages`); nothing is sent while no one watches.
     feed: broadcast::Sender<Stored>,
@@ -260,6 +296,7 @@ pub const WATCH_BACKLOG: usize = 128;
 impl Default for StatusState {
     fn default() -> Self {
         StatusState {
+            wake: Notify::new(),
             feed: broadcast::channel(WATCH_BACKLOG).0,
             load: SingleFlight::new(),
         }
@@ -267,11 +304,20 @@ impl Default for StatusState {
 }
 
 impl StatusState {
-    pub fn feed(&self) -> &broadcast::Sender<Stored> {
+    /// Replicates soon (messages were stored).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub(crate) async fn woken(&self) {
+        self.wake.notified().await
+    }
+
+    pub(crate) fn feed(&self) -> &broadcast::Sender<Stored> {
         &self.feed
     }
 
-    pub fn load_test(&self) -> &SingleFlight {
+    pub(crate) fn load_test(&self) -> &SingleFlight {
         &self.load
     }
 }

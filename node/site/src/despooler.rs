@@ -254,13 +254,13 @@ pub async fn despool(
         out.push((job.id, chunk, outcome));
     }
     if scm {
-        ctx.scm_wake.notify_one();
+        ctx.scm.wake();
     }
     if hm {
-        ctx.hm_wake.notify_one();
+        ctx.hm.wake();
     }
     if st {
-        ctx.status_wake.notify_one();
+        ctx.status.wake();
     }
     Ok(out)
 }

@@ -590,7 +590,7 @@ pub async fn run(ctx: Arc<Ctx>) -> anyhow::Result<()> {
         }
         tokio::select! {
             _ = ctx.tasks.cancelled() => return Ok(()),
-            _ = ctx.hm_wake.notified() => {}
+            _ = ctx.hm.woken() => {}
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
     }
@@ -850,7 +850,7 @@ pub async fn change_site_control(
             .put_inbox(Inbox::SiteControl, &job)
             .map_err(|e| internal(e.into()))?;
         ctx.store.durable().await.map_err(|e| internal(e.into()))?;
-        ctx.scm_wake.notify_one();
+        ctx.scm.wake();
     } else {
         crate::scheduler::submit(ctx, &job)
             .await

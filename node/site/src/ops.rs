@@ -276,7 +276,7 @@ pub async fn submit_ct1(ctx: &Ctx, ct1: Ct1) -> Result<(SiteCode, u64, u64), Ref
     );
     ctx.store.put_inbox(Inbox::SiteControl, &job)?;
     ctx.store.durable().await?;
-    ctx.scm_wake.notify_one();
+    ctx.scm.wake();
     Ok((id.site_code, base, base + 1))
 }
 

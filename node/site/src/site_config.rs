@@ -49,7 +49,7 @@ pub async fn run(ctx: Arc<Ctx>) -> anyhow::Result<()> {
             .max(MIN_POLLING_INTERVAL_MS);
         tokio::select! {
             _ = ctx.tasks.cancelled() => return Ok(()),
-            _ = ctx.scm_wake.notified() => {}
+            _ = ctx.scm.woken() => {}
             _ = tokio::time::sleep(Duration::from_millis(interval)) => {}
         }
     }
@@ -238,7 +238,7 @@ async fn stage1_site_control(ctx: &Arc<Ctx>) -> anyhow::Result<usize> {
                         &catalog::CT1_REJECTED,
                         &[ct1.proposed.site_code.to_string(), reason],
                     )?;
-                    ctx.bootstrap_changed.notify_waiters();
+                    ctx.bootstrap.changed();
                 }
             }
         }
@@ -280,7 +280,7 @@ pub async fn force_ct2(ctx: &Arc<Ctx>) -> anyhow::Result<(SiteCode, u64)> {
         &catalog::CT2_FORCED,
         &[id.site_code.to_string(), serial.to_string()],
     )?;
-    ctx.scm_wake.notify_one();
+    ctx.scm.wake();
     Ok((id.site_code, serial + 1))
 }
 
@@ -466,7 +466,7 @@ async fn stage4(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
             );
             ctx.store.put_inbox(Inbox::Hierarchy, &job)?;
             ctx.store.durable().await?;
-            ctx.hm_wake.notify_one();
+            ctx.hm.wake();
             tracing::info!(
                 serial = cfg.serial,
                 "CT2 written to this site's own Hierarchy Manager"

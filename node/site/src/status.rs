@@ -39,7 +39,7 @@ pub fn emit(ctx: &Ctx, def: &MessageDef, args: &[String]) -> anyhow::Result<()> 
     let msgs = [m];
     ctx.store.store_status(&msgs, id.parent.is_some())?;
     publish(ctx, &msgs);
-    ctx.status_wake.notify_one();
+    ctx.status.wake();
     Ok(())
 }
 
@@ -56,7 +56,7 @@ pub fn emit_many(ctx: &Ctx, def: &MessageDef, args: &[Vec<String>]) -> anyhow::R
         .collect();
     ctx.store.store_status(&msgs, id.parent.is_some())?;
     publish(ctx, &msgs);
-    ctx.status_wake.notify_one();
+    ctx.status.wake();
     Ok(())
 }
 

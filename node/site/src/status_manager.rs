@@ -175,7 +175,7 @@ pub async fn run(ctx: Arc<Ctx>) -> anyhow::Result<()> {
         };
         tokio::select! {
             _ = ctx.tasks.cancelled() => return Ok(()),
-            _ = ctx.status_wake.notified() => {}
+            _ = ctx.status.woken() => {}
             _ = tokio::time::sleep_until(until) => {}
         }
     }
