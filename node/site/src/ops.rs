@@ -10,7 +10,6 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use sms_store::Inbox;
 use sms_types::views::{LinkView, PackageSent};
 use sms_types::*;
 
@@ -268,14 +267,7 @@ pub async fn generate_status_load(
 pub async fn submit_ct1(ctx: &Ctx, ct1: Ct1) -> Result<(SiteCode, u64, u64), Refused> {
     let id = installed(ctx)?;
     let base = ct1.base_serial;
-    let job = Job::new(
-        id.site_code.clone(),
-        id.site_code.clone(),
-        Priority::High,
-        Payload::Ct1(ct1),
-    );
-    ctx.store.put_inbox(Inbox::SiteControl, &job)?;
-    ctx.store.durable().await?;
+    crate::site_config::queue_own_ct1(ctx, &id, ct1).await?;
     ctx.scm.wake();
     Ok((id.site_code, base, base + 1))
 }

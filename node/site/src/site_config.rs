@@ -265,14 +265,7 @@ pub async fn force_ct2(ctx: &Arc<Ctx>) -> anyhow::Result<(SiteCode, u64)> {
         proposed: ct0,
         origin: "force-ct2 (CT0 re-processed as a CT1)".into(),
     };
-    let job = Job::new(
-        id.site_code.clone(),
-        id.site_code.clone(),
-        Priority::High,
-        Payload::Ct1(ct1),
-    );
-    ctx.store.put_inbox(Inbox::SiteControl, &job)?;
-    ctx.store.durable().await?;
+    queue_own_ct1(ctx, &id, ct1).await?;
     ctx.scm.request_ct2();
     tracing::info!(serial, "force-ct2: CT0 placed in the inbox as a CT1");
     crate::status::emit(
@@ -282,6 +275,20 @@ pub async fn force_ct2(ctx: &Arc<Ctx>) -> anyhow::Result<(SiteCode, u64)> {
     )?;
     ctx.scm.wake();
     Ok((id.site_code, serial + 1))
+}
+
+/// Puts a CT1 in this site's own inbox, durably, as if it had arrived (the
+/// next cycle validates it like any other; `submit-ct1` and `force-ct2`).
+pub async fn queue_own_ct1(ctx: &Ctx, id: &Identity, ct1: Ct1) -> anyhow::Result<()> {
+    let job = Job::new(
+        id.site_code.clone(),
+        id.site_code.clone(),
+        Priority::High,
+        Payload::Ct1(ct1),
+    );
+    ctx.store.put_inbox(Inbox::SiteControl, &job)?;
+    ctx.store.durable().await?;
+    Ok(())
 }
 
 /// Checks a CT1 against the current CT0; returns the CT0 it becomes.

@@ -111,7 +111,7 @@ impl Store {
         let mut out = Vec::new();
         for v in self.inner.status.range(start..).values() {
             let m: StatusMessage = dec(&v?)?;
-            if site.is_some_and(|s| &m.site_code != s) || id.is_some_and(|i| m.id != i) {
+            if !selected(&m, site, id) {
                 continue;
             }
             out.push(m);
@@ -153,7 +153,7 @@ impl Store {
         let mut out = Vec::new();
         for v in self.inner.status.iter().values().rev() {
             let m: StatusMessage = dec(&v?)?;
-            if site.is_some_and(|s| &m.site_code != s) || id.is_some_and(|i| m.id != i) {
+            if !selected(&m, site, id) {
                 continue;
             }
             out.push(m);
@@ -164,4 +164,10 @@ impl Store {
         out.reverse();
         Ok(out)
     }
+}
+
+/// The filter of the status queries: this site's messages (if one is
+/// named), with this id (if one is given).
+fn selected(m: &StatusMessage, site: Option<&SiteCode>, id: Option<u32>) -> bool {
+    site.is_none_or(|s| &m.site_code == s) && id.is_none_or(|i| m.id == i)
 }
