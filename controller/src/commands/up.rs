@@ -2,17 +2,16 @@
 //! primary and a bare node as separate `sms-node` processes, creates the
 //! secondary site on the bare node, shows the hierarchy, and stops both
 //! nodes cleanly on Ctrl-C. Re-running it restarts the same hierarchy on
-//! the same ports.
+//! the same ports. The processes are run by the cluster runner
+//! (`sms-cluster`), the same code the end-to-end tests and the benchmark use.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 use serde_json::json;
+use sms_cluster::{find_node_binary, Cluster, Node, StartError, Stopped};
 use sms_proto::v1 as pb;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 use super::create_secondary::wait_active;
 use crate::client::{admin, status_err};
@@ -35,108 +34,57 @@ pub struct Args {
     /// Build the hierarchy, show it, stop the nodes and exit (no Ctrl-C wait).
     #[arg(long)]
     once: bool,
-    /// The sms-node binary (default: next to this controller, else on PATH).
+    /// The sms-node binary (default: $SMS_NODE_BIN, else next to this
+    /// controller, else on PATH).
     #[arg(long)]
     sms_node: Option<PathBuf>,
 }
 
-/// A node process; SIGTERM then a bounded wait on stop, SIGKILL on drop.
+/// A node of the demo and the name `up` reports it by. The runner kills
+/// the process if it is dropped without [`stop`].
 struct NodeProc {
     name: String,
-    child: Child,
-    addr: String,
+    node: Node,
 }
 
-impl NodeProc {
-    async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            // SAFETY: plain kill(2) on our own child's pid.
-            unsafe {
-                libc::kill(pid as i32, libc::SIGTERM);
-            }
-        }
-        match tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await {
-            Ok(_) => eprintln!("stopped {} ({})", self.name, self.addr),
-            Err(_) => {
-                let _ = self.child.kill().await;
-                eprintln!(
-                    "killed {} ({}): it did not stop within 10 s",
-                    self.name, self.addr
-                );
-            }
-        }
+/// SIGTERM, then up to 10 s for a clean exit before SIGKILL.
+fn stop(n: NodeProc) {
+    let NodeProc { name, mut node } = n;
+    let addr = node.addr().to_string();
+    // The runner's process control blocks; keep it off the async workers.
+    match tokio::task::block_in_place(|| node.stop(Duration::from_secs(10))) {
+        Stopped::Exited(_) | Stopped::NotRunning => eprintln!("stopped {name} ({addr})"),
+        Stopped::Killed => eprintln!("killed {name} ({addr}): it did not stop within 10 s"),
     }
 }
 
-fn node_binary(explicit: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    if let Some(p) = explicit {
-        return Ok(p.clone());
-    }
-    let exe = std::env::current_exe()?;
-    let sibling = exe.with_file_name(format!("sms-node{}", std::env::consts::EXE_SUFFIX));
-    if sibling.exists() {
-        return Ok(sibling);
-    }
-    Ok(PathBuf::from("sms-node"))
-}
-
-async fn spawn(
-    bin: &Path,
+fn spawn(
+    cluster: &Cluster,
     name: &str,
     data: &Path,
     port: u16,
     extra: &[&str],
 ) -> anyhow::Result<NodeProc> {
-    std::fs::create_dir_all(data)?;
-    let stderr = std::fs::File::create(data.join("stderr.log"))?;
-    let mut child = Command::new(bin)
-        .arg("--data")
-        .arg(data)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| {
-            format!(
-                "cannot start {} (build it with `cargo build`)",
-                bin.display()
-            )
-        })?;
-    let stdout = child.stdout.take().expect("piped");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(15), lines.next_line())
-        .await
-        .map_err(|_| anyhow!("{name} did not report its address within 15 s"))??;
-    let Some(line) = line else {
-        let log = std::fs::read_to_string(data.join("stderr.log")).unwrap_or_default();
-        bail!(
+    let node = tokio::task::block_in_place(|| cluster.start_on(data, port, extra));
+    let node = node.map_err(|e| match e {
+        StartError::Io { source, .. } => anyhow::Error::new(source),
+        StartError::Spawn { bin, source } => anyhow::Error::new(source).context(format!(
+            "cannot start {} (build it with `cargo build`)",
+            bin.display()
+        )),
+        StartError::Exited { stderr, .. } => anyhow!(
             "{name} exited at start: {}",
-            log.lines().last().unwrap_or("no output")
-        );
-    };
-    let addr = line
-        .split("listening on ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .ok_or_else(|| anyhow!("unexpected first line from {name}: {line}"))?
-        .to_string();
-    // Keep draining stdout so the node never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            stderr.lines().last().unwrap_or("no output")
+        ),
+        StartError::Timeout { after, .. } => anyhow!(
+            "{name} did not report its address within {} s",
+            after.as_secs()
+        ),
+    })?;
     Ok(NodeProc {
         name: name.to_string(),
-        child,
-        addr,
+        node,
     })
-}
-
-fn port_of(addr: &str) -> u16 {
-    addr.rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0)
 }
 
 pub async fn run(out: &Out, a: Args) -> anyhow::Result<()> {
@@ -145,7 +93,8 @@ pub async fn run(out: &Out, a: Args) -> anyhow::Result<()> {
             .with_context(|| format!("cannot wipe {}", a.dir.display()))?;
     }
     std::fs::create_dir_all(&a.dir)?;
-    let bin = node_binary(&a.sms_node)?;
+    let cluster = Cluster::new(find_node_binary(a.sms_node.as_deref()).path)
+        .start_timeout(Duration::from_secs(15));
     let ports_file = a.dir.join("ports.json");
     let ports: serde_json::Value = std::fs::read(&ports_file)
         .ok()
@@ -154,47 +103,44 @@ pub async fn run(out: &Out, a: Args) -> anyhow::Result<()> {
     let port = |k: &str| ports.get(k).and_then(|v| v.as_u64()).unwrap_or(0) as u16;
 
     let primary = spawn(
-        &bin,
+        &cluster,
         &format!("primary {}", a.primary),
         &a.dir.join(&a.primary),
         port("primary"),
         &["--install-primary", &a.primary],
-    )
-    .await?;
+    )?;
     let secondary = match spawn(
-        &bin,
+        &cluster,
         &format!("node for {}", a.secondary),
         &a.dir.join(&a.secondary),
         port("secondary"),
         &[],
-    )
-    .await
-    {
+    ) {
         Ok(s) => s,
         Err(e) => {
-            primary.stop().await;
+            stop(primary);
             return Err(e);
         }
     };
     std::fs::write(
         &ports_file,
         serde_json::to_vec_pretty(
-            &json!({"primary": port_of(&primary.addr), "secondary": port_of(&secondary.addr)}),
+            &json!({"primary": primary.node.port(), "secondary": secondary.node.port()}),
         )?,
     )?;
     if !out.json {
-        println!("central primary {} on {}", a.primary, primary.addr);
-        println!("bare node for {} on {}", a.secondary, secondary.addr);
+        println!("central primary {} on {}", a.primary, primary.node.addr());
+        println!("bare node for {} on {}", a.secondary, secondary.node.addr());
     }
-    let result = build(out, &a, &primary.addr, &secondary.addr).await;
+    let result = build(out, &a, primary.node.addr(), secondary.node.addr()).await;
     if result.is_ok() && !a.once {
         if !out.json {
-            println!("\nTry:  export SMS_NODE={}", primary.addr);
+            println!("\nTry:  export SMS_NODE={}", primary.node.addr());
             println!(
                 "      controller sites; controller status-messages --site {}",
                 a.secondary
             );
-            println!("      controller --node {} status", secondary.addr);
+            println!("      controller --node {} status", secondary.node.addr());
             println!(
                 "Press Ctrl-C to stop both nodes (data stays in {}).",
                 a.dir.display()
@@ -202,8 +148,8 @@ pub async fn run(out: &Out, a: Args) -> anyhow::Result<()> {
         }
         let _ = tokio::signal::ctrl_c().await;
     }
-    secondary.stop().await;
-    primary.stop().await;
+    stop(secondary);
+    stop(primary);
     result
 }
 

@@ -26,14 +26,10 @@ fn code(i: usize) -> String {
 
 pub async fn fan_out(ctx: &Ctx, runs: usize) -> anyhow::Result<Value> {
     let t_build = Instant::now();
-    let pri = Node::start(&ctx.bin, &ctx.dir("pri"), &["--install-primary", "PRI"])?;
+    let pri = ctx.start("pri", &["--install-primary", "PRI"])?;
     let mut nodes = Vec::with_capacity(SECONDARIES);
     for i in 0..SECONDARIES {
-        nodes.push(Node::start(
-            &ctx.bin,
-            &ctx.dir(&code(i).to_lowercase()),
-            &[],
-        )?);
+        nodes.push(ctx.start(&code(i).to_lowercase(), &[])?);
     }
     let started_secs = t_build.elapsed().as_secs_f64();
     // Ask for every secondary at once, then wait for all of them.
@@ -49,7 +45,7 @@ pub async fn fan_out(ctx: &Ctx, runs: usize) -> anyhow::Result<Value> {
     }
     let codes: Vec<String> = (0..SECONDARIES).map(code).collect();
     wait_active(
-        &pri,
+        pri.addr(),
         &codes,
         Duration::from_millis(100),
         Duration::from_secs(300),
@@ -133,7 +129,7 @@ pub async fn fan_out(ctx: &Ctx, runs: usize) -> anyhow::Result<Value> {
 /// RSS and CPU of every node over a quiet window.
 async fn idle(pri: &Node, nodes: &[Node]) -> anyhow::Result<Value> {
     let hz = clock_ticks_per_sec()?;
-    let pids: Vec<u32> = std::iter::once(pri.pid())
+    let pids: Vec<Option<u32>> = std::iter::once(pri.pid())
         .chain(nodes.iter().map(|n| n.pid()))
         .collect();
     let before: Vec<u64> = pids.iter().map(|p| cpu_ticks(*p)).collect();

@@ -1,102 +1,14 @@
-//! The pieces every scenario shares: one `sms-node` process per [`Node`]
-//! (killed on drop), the bench context, and percentile helpers.
+//! The pieces every scenario shares: the bench context (nodes come from the
+//! cluster runner, `sms-cluster`), a timed create-secondary, and
+//! percentile helpers.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use sms_proto::v1 as pb;
-use tonic::transport::Channel;
 
-pub type Admin = pb::admin_client::AdminClient<Channel>;
-
-/// One sms-node process; killed on drop.
-pub struct Node {
-    child: Option<Child>,
-    addr: String,
-    dir: PathBuf,
-    args: Vec<String>,
-}
-
-impl Node {
-    pub fn start(bin: &Path, dir: &Path, args: &[&str]) -> anyhow::Result<Node> {
-        let mut n = Node {
-            child: None,
-            addr: String::new(),
-            dir: dir.to_path_buf(),
-            args: args.iter().map(|s| s.to_string()).collect(),
-        };
-        n.launch(bin, "127.0.0.1:0")?;
-        Ok(n)
-    }
-
-    pub fn launch(&mut self, bin: &Path, listen: &str) -> anyhow::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
-        let addr_file = self.dir.join("node.addr");
-        let _ = std::fs::remove_file(&addr_file);
-        let child = Command::new(bin)
-            .arg("--data")
-            .arg(&self.dir)
-            .arg("--listen")
-            .arg(listen)
-            .args(&self.args)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("spawn sms-node")?;
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(s) = std::fs::read_to_string(&addr_file) {
-                if s.ends_with('\n') {
-                    self.addr = s.trim().to_string();
-                    return Ok(());
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("sms-node in {} did not start", self.dir.display());
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    pub fn restart(&mut self, bin: &Path) -> anyhow::Result<()> {
-        let listen = self.addr.clone();
-        for _ in 0..200 {
-            if std::net::TcpListener::bind(&listen).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        self.launch(bin, &listen)
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
-    }
-
-    pub async fn admin(&self) -> anyhow::Result<Admin> {
-        let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))?
-            .connect()
-            .await?;
-        Ok(Admin::new(ch).max_decoding_message_size(256 * 1024 * 1024))
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
+pub use sms_cluster::{wait_active, Admin, Cluster, Node};
 
 pub fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -112,8 +24,8 @@ pub fn sorted(mut v: Vec<f64>) -> Vec<f64> {
 }
 
 pub struct Ctx {
-    /// The release `sms-node` binary.
-    pub bin: PathBuf,
+    /// Runs the release `sms-node` binary, logging errors only.
+    pub cluster: Cluster,
     /// Scratch directory for every node's data dir; removed at the end.
     pub work: PathBuf,
     pub seq: std::sync::atomic::AtomicU32,
@@ -125,10 +37,15 @@ impl Ctx {
         self.work.join(format!("{name}-{n}"))
     }
 
+    /// Starts a node with data dir `dir(name)`.
+    pub fn start(&self, name: &str, args: &[&str]) -> anyhow::Result<Node> {
+        Ok(self.cluster.start(&self.dir(name), args)?)
+    }
+
     /// A central primary PRI and an Active secondary S01.
     pub async fn pair(&self) -> anyhow::Result<(Node, Node)> {
-        let p = Node::start(&self.bin, &self.dir("pri"), &["--install-primary", "PRI"])?;
-        let c = Node::start(&self.bin, &self.dir("s01"), &[])?;
+        let p = self.start("pri", &["--install-primary", "PRI"])?;
+        let c = self.start("s01", &[])?;
         create(&p, &c, "S01").await?;
         Ok((p, c))
     }
@@ -136,32 +53,8 @@ impl Ctx {
 
 /// create-secondary, then wait for Active; returns the time it took.
 pub async fn create(parent: &Node, child: &Node, code: &str) -> anyhow::Result<Duration> {
-    let mut a = parent.admin().await?;
-    let t0 = Instant::now();
-    a.create_secondary(pb::CreateSecondaryRequest {
-        site_code: code.into(),
-        server: child.addr.clone(),
-        sever_link_mid_bootstrap: false,
-        site_name: String::new(),
-    })
-    .await?;
-    loop {
-        let sites = a
-            .list_sites(pb::ListSitesRequest {})
-            .await?
-            .into_inner()
-            .sites;
-        if sites
-            .iter()
-            .any(|s| s.site_code == code && s.status == "Active")
-        {
-            return Ok(t0.elapsed());
-        }
-        if t0.elapsed() > Duration::from_secs(60) {
-            bail!("{code} did not become Active");
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    let (poll, timeout) = (Duration::from_millis(1), Duration::from_secs(60));
+    sms_cluster::create_secondary(parent.addr(), code, child.addr(), poll, timeout).await
 }
 
 pub async fn probe_count(a: &mut Admin) -> anyhow::Result<u64> {
@@ -258,10 +151,9 @@ pub async fn drain(
 }
 
 /// A numeric field of `/proc/PID/status` (`VmRSS:`, `Threads:`); 0 if the
-/// process is gone.
-fn proc_status(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
+/// process is gone (or was never running: `pid` is [`Node::pid`]).
+fn proc_status(pid: Option<u32>, field: &str) -> u64 {
+    pid.and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with(field))
@@ -271,59 +163,14 @@ fn proc_status(pid: u32, field: &str) -> u64 {
 }
 
 /// Resident memory of a process, in KiB.
-pub fn rss_kb(pid: u32) -> u64 {
+pub fn rss_kb(pid: Option<u32>) -> u64 {
     proc_status(pid, "VmRSS:")
-}
-
-impl Node {
-    /// The address the node listens on (`HOST:PORT`).
-    pub fn addr(&self) -> &str {
-        &self.addr
-    }
-}
-
-/// Polls `parent`'s site list (every `poll`) until every site in `codes` is
-/// Active there; returns how long that took.
-pub async fn wait_active(
-    parent: &Node,
-    codes: &[String],
-    poll: Duration,
-    timeout: Duration,
-) -> anyhow::Result<Duration> {
-    let mut a = parent.admin().await?;
-    let t0 = Instant::now();
-    loop {
-        let sites = a
-            .list_sites(pb::ListSitesRequest {})
-            .await?
-            .into_inner()
-            .sites;
-        let missing: Vec<&String> = codes
-            .iter()
-            .filter(|c| {
-                !sites
-                    .iter()
-                    .any(|s| &s.site_code == *c && s.status == "Active")
-            })
-            .collect();
-        if missing.is_empty() {
-            return Ok(t0.elapsed());
-        }
-        if t0.elapsed() > timeout {
-            bail!(
-                "{} sites not Active after {timeout:?}: {:?}",
-                missing.len(),
-                &missing[..missing.len().min(10)]
-            );
-        }
-        tokio::time::sleep(poll).await;
-    }
 }
 
 /// CPU time a process has used, user plus system, in clock ticks
 /// (`/proc/PID/stat` fields 14 and 15); 0 if it is gone.
-pub fn cpu_ticks(pid: u32) -> u64 {
-    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+pub fn cpu_ticks(pid: Option<u32>) -> u64 {
+    let Some(Ok(s)) = pid.map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat"))) else {
         return 0;
     };
     // Fields after the command name (which may hold spaces), from field 3 on.
@@ -348,7 +195,7 @@ pub fn clock_ticks_per_sec() -> anyhow::Result<f64> {
 }
 
 /// Threads of a process; 0 if it is gone.
-pub fn thread_count(pid: u32) -> u64 {
+pub fn thread_count(pid: Option<u32>) -> u64 {
     proc_status(pid, "Threads:")
 }
 

@@ -81,11 +81,11 @@ async fn backlog(ctx: &Ctx, runs: usize) -> anyhow::Result<Value> {
 }
 
 async fn create_to_active(ctx: &Ctx, n: usize) -> anyhow::Result<Value> {
-    let p = Node::start(&ctx.bin, &ctx.dir("pri"), &["--install-primary", "PRI"])?;
+    let p = ctx.start("pri", &["--install-primary", "PRI"])?;
     let mut times = vec![];
     let mut children = vec![];
     for i in 0..n {
-        let c = Node::start(&ctx.bin, &ctx.dir("s"), &[])?;
+        let c = ctx.start("s", &[])?;
         let t = create(&p, &c, &format!("S{i:02}")).await?;
         times.push(t.as_secs_f64() * 1000.0);
         children.push(c);
@@ -134,7 +134,7 @@ async fn file_package(ctx: &Ctx, runs: usize) -> anyhow::Result<Value> {
             // On the extra run, kill the receiver half way and count what is resent.
             if run == runs && !killed && got.0 as u64 >= SIZE / CHUNK / 2 {
                 p.kill9();
-                p.restart(&ctx.bin)?;
+                p.restart()?;
                 killed = true;
                 continue;
             }
@@ -416,8 +416,6 @@ async fn main() -> anyhow::Result<()> {
             ),
         }
     }
-    let exe = std::env::current_exe()?;
-    let bin = exe.with_file_name("sms-node");
     if let Ok(cargo) = std::env::var("CARGO") {
         // Under `cargo run`: make sure the node binary of this profile is current.
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -427,6 +425,8 @@ async fn main() -> anyhow::Result<()> {
             .status()?;
         anyhow::ensure!(status.success(), "building sms-node failed");
     }
+    // The one next to this executable (or $SMS_NODE_BIN).
+    let bin = sms_cluster::find_node_binary(None).path;
     anyhow::ensure!(
         bin.exists(),
         "{} not found: run `cargo build --release` first",
@@ -434,7 +434,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let work = std::env::temp_dir().join(format!("sms-bench-{}", std::process::id()));
     let ctx = Ctx {
-        bin,
+        cluster: Cluster::new(bin).env("RUST_LOG", "error"),
         work: work.clone(),
         seq: Default::default(),
     };

@@ -140,7 +140,7 @@ fn cpu_by_role(pri: &Node, primaries: &[Node], secondaries: &[(String, Node)]) -
         cpu_ticks(pri.pid()),
         primaries.iter().map(|n| cpu_ticks(n.pid())).sum(),
         secondaries.iter().map(|(_, n)| cpu_ticks(n.pid())).sum(),
-        cpu_ticks(std::process::id()),
+        cpu_ticks(Some(std::process::id())),
     ]
 }
 
@@ -189,15 +189,14 @@ async fn load(t: &Tiers, tag: &str) -> anyhow::Result<(u64, f64)> {
 
 pub async fn status_two_tiers(ctx: &Ctx, runs: usize) -> anyhow::Result<Value> {
     let t_build = Instant::now();
-    let pri = Node::start(&ctx.bin, &ctx.dir("pri"), &["--install-primary", "PRI"])?;
+    let pri = ctx.start("pri", &["--install-primary", "PRI"])?;
     let mut primaries = vec![];
     let mut secondaries = vec![];
     let mut codes = vec![];
     for p in 1..=CHILD_PRIMARIES {
         let code = format!("P{p:02}");
-        let node = Node::start(
-            &ctx.bin,
-            &ctx.dir(&code.to_lowercase()),
+        let node = ctx.start(
+            &code.to_lowercase(),
             &[
                 "--install-primary",
                 &code,
@@ -210,7 +209,7 @@ pub async fn status_two_tiers(ctx: &Ctx, runs: usize) -> anyhow::Result<Value> {
         codes.push(code);
         for s in 1..=SECONDARIES_EACH {
             let scode = format!("S{p}{s}");
-            let child = Node::start(&ctx.bin, &ctx.dir(&scode.to_lowercase()), &[])?;
+            let child = ctx.start(&scode.to_lowercase(), &[])?;
             create(&node, &child, &scode).await?;
             codes.push(scode.clone());
             secondaries.push((scode, child));
@@ -218,7 +217,7 @@ pub async fn status_two_tiers(ctx: &Ctx, runs: usize) -> anyhow::Result<Value> {
         primaries.push(node);
     }
     wait_active(
-        &pri,
+        pri.addr(),
         &codes,
         Duration::from_millis(50),
         Duration::from_secs(60),

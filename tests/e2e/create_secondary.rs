@@ -1,12 +1,10 @@
 //! create-secondary end to end across real processes.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 #[test]
 fn secondary_goes_active_and_reports_every_phase() {

@@ -5,13 +5,11 @@
 //! uids than ones it already saw; and a middle tier killed mid-load loses
 //! none of them.
 
-mod support;
-
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
+use crate::support::*;
 use sms_proto::v1 as pb;
-use support::*;
 use tokio::sync::mpsc;
 
 type Admin = pb::admin_client::AdminClient<tonic::transport::Channel>;

@@ -1,9 +1,7 @@
 //! Every node serves standard gRPC health and reflection, so generic tools
 //! can inspect it with nothing but the .proto files.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;

@@ -1,128 +1,83 @@
-//! A local cluster runner for end-to-end tests: spawns the real `sms-node`
-//! and `controller` binaries on loopback, each node with its own temp data
-//! dir and an OS-chosen port. Nodes are killed when dropped.
+//! The end-to-end tests' view of the cluster runner (`sms-cluster`): nodes
+//! run the real `sms-node` binary Cargo built for this test, and each node
+//! can drive the real `controller` binary against itself.
 
-#![allow(dead_code)]
-
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use sms_cluster::{Cluster, Node, StartError, Stopped};
 
 pub const SMS_NODE: &str = env!("CARGO_BIN_EXE_sms-node");
 pub const CONTROLLER: &str = env!("CARGO_BIN_EXE_controller");
 
-/// One `sms-node` process.
+/// Every test node: this build's `sms-node`, logging warnings and up.
+fn cluster() -> Cluster {
+    Cluster::new(SMS_NODE).env("RUST_LOG", "warn")
+}
+
+/// One `sms-node` process; panics on what a test cannot go on from.
+/// `addr` and `data` are plain fields because the tests read them a lot.
 pub struct NodeProc {
-    child: Option<Child>,
+    node: Node,
     pub addr: String,
     pub data: PathBuf,
-    args: Vec<String>,
+}
+
+impl Deref for NodeProc {
+    type Target = Node;
+    fn deref(&self) -> &Node {
+        &self.node
+    }
+}
+
+impl From<Node> for NodeProc {
+    fn from(node: Node) -> NodeProc {
+        NodeProc {
+            addr: node.addr().to_string(),
+            data: node.data().to_path_buf(),
+            node,
+        }
+    }
+}
+
+/// Panics with the node's stderr when it could not start.
+fn started<T>(r: Result<T, StartError>) -> T {
+    r.unwrap_or_else(|e| match &e {
+        StartError::Exited { stderr, .. } => panic!("{e}:\n{stderr}"),
+        _ => panic!("{e}"),
+    })
 }
 
 impl NodeProc {
     /// Starts a node on `127.0.0.1:0` with `extra` arguments and waits for
     /// the address it reports in its data dir.
     pub fn start(data: &Path, extra: &[&str]) -> NodeProc {
-        let mut n = NodeProc {
-            child: None,
-            addr: String::new(),
-            data: data.to_path_buf(),
-            args: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        n.launch("127.0.0.1:0");
-        n
-    }
-
-    fn launch(&mut self, listen: &str) {
-        std::fs::create_dir_all(&self.data).unwrap();
-        let addr_file = self.data.join("node.addr");
-        let _ = std::fs::remove_file(&addr_file);
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.data.join("stderr.log"))
-            .unwrap();
-        let child = Command::new(SMS_NODE)
-            .arg("--data")
-            .arg(&self.data)
-            .arg("--listen")
-            .arg(listen)
-            .args(&self.args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn sms-node");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(s) = std::fs::read_to_string(&addr_file) {
-                if s.ends_with('\n') {
-                    self.addr = s.trim().to_string();
-                    return;
-                }
-            }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                let log = std::fs::read_to_string(self.data.join("stderr.log")).unwrap_or_default();
-                panic!("sms-node exited with {status} at start:\n{log}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "sms-node did not report its address"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    pub fn port(&self) -> u16 {
-        self.addr.rsplit(':').next().unwrap().parse().unwrap()
+        started(cluster().start(data, extra)).into()
     }
 
     /// `kill -9`: no chance to flush or clean up.
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.node.kill9();
     }
 
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            unsafe {
-                libc::kill(c.id() as i32, libc::SIGTERM);
+        match self.node.stop(Duration::from_secs(15)) {
+            Stopped::Exited(status) => {
+                assert!(status.success(), "sms-node exited with {status} on SIGTERM")
             }
-            let deadline = Instant::now() + Duration::from_secs(15);
-            loop {
-                if let Some(status) = c.try_wait().unwrap() {
-                    assert!(status.success(), "sms-node exited with {status} on SIGTERM");
-                    return;
-                }
-                if Instant::now() > deadline {
-                    let _ = c.kill();
-                    panic!("sms-node did not stop within 15 s of SIGTERM");
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            Stopped::Killed => panic!("sms-node did not stop within 15 s of SIGTERM"),
+            Stopped::NotRunning => {}
         }
     }
 
     /// Starts the node again on the same port with the same arguments.
     pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "stop or kill the node first");
-        let listen = format!("127.0.0.1:{}", self.port());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            // The port may take a moment to be free after a kill.
-            let free = std::net::TcpListener::bind(&listen).is_ok();
-            if free || Instant::now() > deadline {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.launch(&listen);
+        started(self.node.restart());
+        self.addr = self.node.addr().to_string();
     }
 
     /// Runs a controller command against this node; returns the output.
@@ -225,17 +180,6 @@ impl NodeProc {
             );
         }
     }
-
-    pub fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.data.join("logs").join(format!("{name}.log")))
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        self.kill9();
-    }
 }
 
 pub fn controller(node: &str, args: &[&str]) -> Output {
@@ -292,13 +236,12 @@ impl Pair {
     /// Waits for `site` to be Active at the parent; on timeout, prints
     /// both nodes' state and log tails before failing.
     pub fn wait_active(&self, site: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while self.parent.site_status(site).as_deref() != Some("Active") {
-            if Instant::now() > deadline {
-                self.dump();
-                panic!("timed out after {timeout:?} waiting for {site} to be Active");
-            }
-            std::thread::sleep(Duration::from_millis(25));
+        let poll = Duration::from_millis(25);
+        let codes = [site];
+        let waited = sms_cluster::wait_active(&self.parent.addr, &codes, poll, timeout);
+        if let Err(e) = sms_cluster::block_on(waited) {
+            self.dump();
+            panic!("waiting for {site} to be Active at the parent: {e:#}");
         }
     }
 
@@ -337,30 +280,6 @@ impl Pair {
 
 /// PRI, P01 attached below it, S01 created below P01; S01 Active at PRI.
 pub fn three_tiers(dir: &Path) -> (NodeProc, NodeProc, NodeProc) {
-    let pri = NodeProc::start(&dir.join("pri"), &["--install-primary", "PRI"]);
-    let p01 = NodeProc::start(
-        &dir.join("p01"),
-        &[
-            "--install-primary",
-            "P01",
-            "--parent-site",
-            "PRI",
-            "--parent",
-            &pri.addr,
-        ],
-    );
-    let s01 = NodeProc::start(&dir.join("s01"), &[]);
-    let v = p01.json(&[
-        "create-secondary",
-        "--site-code",
-        "S01",
-        "--server",
-        &s01.addr,
-        "--wait",
-    ]);
-    assert_eq!(v["status"], "Active");
-    wait_for("S01 Active at PRI", Duration::from_secs(30), || {
-        pri.site_status("S01").as_deref() == Some("Active")
-    });
-    (pri, p01, s01)
+    let t = sms_cluster::block_on(cluster().three_tiers(dir)).unwrap_or_else(|e| panic!("{e:#}"));
+    (t.pri.into(), t.p01.into(), t.s01.into())
 }

@@ -1,12 +1,10 @@
 //! Site lifecycle across real processes: multi-tier hierarchies, site
 //! control changes from above, the bad box, and the recoveries.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 
 fn statuses(n: &NodeProc) -> Vec<(String, String, String)> {
     let mut v: Vec<_> = n.json(&["sites"])["sites"]

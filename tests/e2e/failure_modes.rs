@@ -1,11 +1,9 @@
 //! The SMS failure modes the controller reproduces on demand (articles 002
 //! and 003), and how the product behaves better than SMS once they are lifted.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 fn messages_from(n: &NodeProc, site: &str) -> usize {
     n.json(&["status-messages", "--site", site])["messages"]

@@ -1,11 +1,9 @@
 //! `kill -9` at several points of a create: every case converges to Active
 //! after a restart, with no manual help and nothing half-written visible.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 fn start_create(p: &Pair) {
     let v = p.parent.json(&[

@@ -2,14 +2,12 @@
 //! verification and reinstall, removal, and SMS unique IDs that are never
 //! issued twice.
 
-mod support;
-
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 /// IDs handed out, with the index of the logon server that gave them.
 type Issued = Arc<Mutex<Vec<(usize, Vec<u64>)>>>;

@@ -2,14 +2,12 @@
 //! through receiver crashes, priorities, chunked packages that resume, and
 //! refusal of anyone who is not a neighbour.
 
-mod support;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::Value;
 use sms_proto::v1 as pb;
-use support::*;
 
 fn received(n: &NodeProc) -> u64 {
     n.json(&["probe", "received", "--summary"])["count"]

@@ -1,0 +1,14 @@
+//! The end-to-end tests: real `sms-node` and `controller` processes on
+//! loopback, started through the cluster runner (`sms-cluster`). One test
+//! binary, so the suite is linked once rather than once per file.
+
+mod support;
+
+mod crash_recovery;
+mod create_secondary;
+mod failure_modes;
+mod grpc_surface;
+mod lifecycle;
+mod logon;
+mod status_load;
+mod transport;
