@@ -56,7 +56,9 @@ fn secondary_goes_active_and_reports_every_phase() {
     // All four phase reports reached the parent.
     p.parent.assert_phase_reports("S01");
     // The parent recorded each step of the status, in order.
-    let changes = p.parent.json(&["status-messages", "--id", "3101"]);
+    let changes = p
+        .parent
+        .json(&["status-messages", "--id", &id(&catalog::HM_SITE_STATUS)]);
     let seq: Vec<String> = changes["messages"]
         .as_array()
         .unwrap()

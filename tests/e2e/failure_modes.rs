@@ -212,7 +212,7 @@ fn ct2_job_failure_leaves_phase_4_complete_until_force_ct2() {
         Duration::from_secs(30),
         || {
             !p.parent
-                .message_ids(&["--site", "S01", "--id", "4400"])
+                .message_ids(&["--site", "S01", "--id", &id(&catalog::JOB_FAILED)])
                 .is_empty()
         },
     );

@@ -250,7 +250,7 @@ fn stale_and_malformed_ct1s_land_in_the_bad_box_and_change_nothing() {
         Duration::from_secs(30),
         || {
             p.parent
-                .message_ids(&["--site", "S01", "--id", "2801"])
+                .message_ids(&["--site", "S01", "--id", &id(&catalog::CT1_REJECTED)])
                 .len()
                 == 4
         },
@@ -304,7 +304,9 @@ fn upgrade_site_repairs_a_failed_bootstrap_and_reinstalls_an_active_site() {
         p.child.json(&["site-control"])["site_code"],
         before["site_code"]
     );
-    let changes = p.parent.message_ids(&["--id", "3104"]);
+    let changes = p
+        .parent
+        .message_ids(&["--id", &id(&catalog::HM_SITE_UPGRADE)]);
     assert_eq!(changes.len(), 2);
     let sites = p.parent.json(&["sites"]);
     let s01 = sites["sites"]
@@ -348,7 +350,12 @@ fn delete_site_returns_the_node_to_bare_and_a_rebuild_keeps_the_unique_id_counte
             && p.child.json(&["status"])["role"] == "bare"
     });
     assert!(p.parent.site_status("S01").is_none());
-    assert_eq!(p.parent.message_ids(&["--id", "3106"]).len(), 1);
+    assert_eq!(
+        p.parent
+            .message_ids(&["--id", &id(&catalog::HM_SITE_DELETED)])
+            .len(),
+        1
+    );
 
     // Rebuild with the same code on the same server: the counter survives.
     p.create_s01();
@@ -380,9 +387,13 @@ fn delete_site_of_an_unreachable_server_records_it_orphaned() {
         .json(&["delete-site", "--site", "S01", "--wait", "--timeout", "60"]);
     assert!(p.parent.site_status("S01").is_none());
     wait_for("the orphan report", Duration::from_secs(30), || {
-        !p.parent.message_ids(&["--id", "3107"]).is_empty()
+        !p.parent
+            .message_ids(&["--id", &id(&catalog::HM_SITE_ORPHANED)])
+            .is_empty()
     });
-    let orphaned = p.parent.json(&["status-messages", "--id", "3107"]);
+    let orphaned = p
+        .parent
+        .json(&["status-messages", "--id", &id(&catalog::HM_SITE_ORPHANED)]);
     assert!(orphaned["messages"][0]["text"]
         .as_str()
         .unwrap()
@@ -402,7 +413,7 @@ fn status_messages_follow_streams_new_messages() {
             "--follow",
             "--json",
             "--id",
-            "4401",
+            &id(&catalog::LINK_SEVERED),
         ])
         .stdout(std::process::Stdio::piped())
         .spawn()

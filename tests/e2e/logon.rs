@@ -195,7 +195,10 @@ fn member_servers_become_logon_servers_hand_out_unique_ids_and_leave_with_their_
     wait_for("m2 reinstalled", Duration::from_secs(30), || {
         role(&m2) == "logon-server"
     });
-    assert!(!p.child.message_ids(&["--id", "2812"]).is_empty());
+    assert!(!p
+        .child
+        .message_ids(&["--id", &id(&catalog::LOGON_REINSTALL)])
+        .is_empty());
     // Its new range is fresh: nothing it hands out was issued before.
     let fresh = m2.json(&["allocate-id", "--count", "10"]);
     for id in fresh["ids"].as_array().unwrap() {
@@ -225,7 +228,8 @@ fn member_servers_become_logon_servers_hand_out_unique_ids_and_leave_with_their_
         &m3.addr,
     ]);
     wait_for("S02 to report m3 as taken", Duration::from_secs(60), || {
-        !s02.message_ids(&["--id", "2814"]).is_empty()
+        !s02.message_ids(&["--id", &id(&catalog::LOGON_OTHER_SITE)])
+            .is_empty()
     });
     assert_eq!(m3.json(&["status"])["logon_site"], "S01");
     assert!(logon_servers(&s02, &[]).is_empty());
@@ -241,7 +245,10 @@ fn member_servers_become_logon_servers_hand_out_unique_ids_and_leave_with_their_
     assert_eq!(role(&m2), "bare");
     assert_eq!(role(&m3), "logon-server");
     wait_for("both uninstall reports", Duration::from_secs(30), || {
-        p.child.message_ids(&["--id", "2813"]).len() == 2
+        p.child
+            .message_ids(&["--id", &id(&catalog::LOGON_UNINSTALLED)])
+            .len()
+            == 2
     });
     assert!(m1
         .fails(&["allocate-id", "--count", "1"])

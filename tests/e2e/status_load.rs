@@ -33,13 +33,13 @@ struct Seen {
     stored_unix_us: u64,
 }
 
-/// Watches `node` for load test messages (id 4700) and forwards each one.
+/// Watches `node` for load test messages and forwards each one.
 async fn watch(node: &NodeProc, site: &str) -> mpsc::UnboundedReceiver<(Seen, u64)> {
     let mut a = admin(node).await;
     let mut stream = a
         .watch_status_messages(pb::WatchStatusMessagesRequest {
             site: site.into(),
-            id: 4700,
+            id: catalog::STATUS_LOAD_TEST.id,
         })
         .await
         .unwrap()
@@ -48,7 +48,11 @@ async fn watch(node: &NodeProc, site: &str) -> mpsc::UnboundedReceiver<(Seen, u6
     tokio::spawn(async move {
         while let Ok(Some(b)) = stream.message().await {
             for m in b.messages {
-                assert_eq!(m.id, 4700, "the watch let another id through");
+                assert_eq!(
+                    m.id,
+                    catalog::STATUS_LOAD_TEST.id,
+                    "the watch let another id through"
+                );
                 let seen = Seen {
                     site: m.site_code,
                     tag: m.insertion_strings[0].clone(),
@@ -208,7 +212,7 @@ async fn a_list(node: &NodeProc, site: &str) -> Vec<pb::StatusMessage> {
         .await
         .list_status_messages(pb::ListStatusMessagesRequest {
             site: site.into(),
-            id: 4700,
+            id: catalog::STATUS_LOAD_TEST.id,
             limit: 10_000,
             after_uid: vec![],
         })

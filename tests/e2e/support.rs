@@ -9,6 +9,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sms_cluster::{Cluster, Node, StartError, Stopped};
+pub use sms_types::catalog;
+
+/// A message id as `--id` takes it, from the one catalogue the node uses.
+pub fn id(def: &catalog::MessageDef) -> String {
+    def.id.to_string()
+}
 
 pub const SMS_NODE: &str = env!("CARGO_BIN_EXE_sms-node");
 pub const CONTROLLER: &str = env!("CARGO_BIN_EXE_controller");

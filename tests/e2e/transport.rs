@@ -256,7 +256,9 @@ async fn links_from_strangers_wrong_secrets_and_oversized_frames_are_refused() {
 
     // Nothing was delivered; the refusal is reported and counted.
     assert_eq!(received(&p.parent), before);
-    let msgs = p.parent.json(&["status-messages", "--id", "4600"]);
+    let msgs = p
+        .parent
+        .json(&["status-messages", "--id", &id(&catalog::DESPOOL_REFUSED)]);
     assert!(
         !msgs["messages"].as_array().unwrap().is_empty(),
         "refusal not reported"

@@ -30,7 +30,7 @@ const RATE: u32 = 1_000;
 /// Length of each run's load.
 const LOAD_SECS: u32 = 10;
 /// Catalogue id of the load test message.
-const LOAD_ID: u32 = 4700;
+const LOAD_ID: u32 = sms_types::catalog::STATUS_LOAD_TEST.id;
 /// How long a run may take to deliver everything after its load ended.
 const DRAIN_LIMIT: Duration = Duration::from_secs(120);
 
