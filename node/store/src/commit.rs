@@ -7,7 +7,14 @@ use std::sync::{Mutex, Weak};
 use tokio::sync::oneshot;
 
 use crate::blob_sync::BlobSync;
+use crate::log_sync::LogSync;
 use crate::Inner;
+
+/// Everything a commit makes durable beyond sled's own flush.
+pub(crate) struct DiskSync {
+    pub(crate) log: LogSync,
+    pub(crate) blobs: BlobSync,
+}
 
 /// One caller waiting for its writes to be durable.
 pub(crate) type FlushWaiter = oneshot::Sender<std::result::Result<(), String>>;
@@ -22,12 +29,16 @@ pub(crate) fn start(inner: Weak<Inner>, rx: Receiver<FlushWaiter>) -> std::io::R
     Ok(())
 }
 
-/// Flushes sled's log, then syncs its blob files (see [`BlobSync`]).
-pub(crate) fn flush_all(db: &sled::Db, blobs: &Mutex<BlobSync>) -> std::result::Result<(), String> {
+/// Flushes sled's log, then `fdatasync`s it (see [`LogSync`]), then syncs
+/// its blob files (see [`BlobSync`]).
+pub(crate) fn flush_all(db: &sled::Db, disk: &Mutex<DiskSync>) -> std::result::Result<(), String> {
     // One commit at a time, so no pass lists files before another's flush.
-    let mut blobs = blobs.lock().expect("blob sync lock");
+    let mut disk = disk.lock().expect("disk sync lock");
     db.flush().map_err(|e| e.to_string())?;
-    blobs
+    disk.log
+        .after_flush()
+        .map_err(|e| format!("syncing sled's log: {e}"))?;
+    disk.blobs
         .after_flush()
         .map_err(|e| format!("syncing sled's blob files: {e}"))
 }
@@ -41,7 +52,7 @@ fn group_commit(inner: Weak<Inner>, rx: Receiver<FlushWaiter>) {
             waiters.push(w);
         }
         let Some(inner) = inner.upgrade() else { break };
-        let res = flush_all(&inner.db, &inner.blobs);
+        let res = flush_all(&inner.db, &inner.disk);
         inner.flushes.fetch_add(1, Ordering::Relaxed);
         drop(inner);
         for w in waiters {

@@ -2,10 +2,12 @@
 //!
 //! Every tree is reached through a typed accessor here. Writes that another
 //! node relies on are followed by [`Store::durable`], which joins a group
-//! commit: one background task flushes sled for every waiter that registered
-//! before the flush began (sled's concurrent `flush_async` can deadlock, so
-//! nothing else ever flushes).
-
+//! commit: one thread flushes sled for every waiter that registered before
+//! the flush began (sled's concurrent `flush_async` can deadlock, so nothing
+//! else ever flushes), then `fdatasync`s sled's log (sled's own flush uses
+//! `sync_file_range`, which a power cut can undo), fsyncs the store
+//! directory when its entries changed and fsyncs new blob files; only then
+//! are the waiters released.
 //!
 //! One file per family of trees; a component that must change several
 //! families at once gets one method here that does it in one sled
@@ -17,6 +19,7 @@ mod blob_sync;
 mod commit;
 mod faults;
 mod keys;
+mod log_sync;
 mod logon;
 mod meta;
 mod packages;
@@ -44,6 +47,7 @@ pub use received::{Delivery, Despooled};
 pub use sms_types::records::*;
 
 use blob_sync::BlobSync;
+use log_sync::LogSync;
 use sms_types::*;
 
 /// What every family file needs.
@@ -169,8 +173,8 @@ pub(crate) struct Inner {
     pub(crate) faults: Tree,
     pub(crate) flush_tx: std::sync::mpsc::Sender<commit::FlushWaiter>,
     pub(crate) flushes: AtomicU64,
-    /// Blob files already fsynced (see [`BlobSync`]).
-    pub(crate) blobs: Arc<std::sync::Mutex<BlobSync>>,
+    /// The log, directory and blob-file syncs each commit ends with.
+    pub(crate) disk: Arc<std::sync::Mutex<commit::DiskSync>>,
     /// Probes received, kept in memory: sled counts a tree by walking it,
     /// and a count polled during a transfer would cost the transfer.
     pub(crate) probes_received: AtomicU64,
@@ -244,11 +248,13 @@ impl Store {
             flush_tx,
             flushes: AtomicU64::new(0),
             probes_received,
-            blobs: Arc::new(std::sync::Mutex::new(
-                BlobSync::open(dir.join("blobs")).map_err(|e| {
+            disk: Arc::new(std::sync::Mutex::new(commit::DiskSync {
+                log: LogSync::open(dir.to_path_buf())
+                    .map_err(|e| StoreError::Flush(format!("syncing sled's log at open: {e}")))?,
+                blobs: BlobSync::open(dir.join("blobs")).map_err(|e| {
                     StoreError::Flush(format!("syncing sled's blob files at open: {e}"))
                 })?,
-            )),
+            })),
         });
         commit::start(Arc::downgrade(&inner), flush_rx)
             .map_err(|e| StoreError::Flush(format!("cannot start the group-commit thread: {e}")))?;
@@ -275,7 +281,7 @@ impl Store {
 
     /// Synchronous final flush for shutdown.
     pub fn flush_now(&self) -> Result<()> {
-        commit::flush_all(&self.inner.db, &self.inner.blobs).map_err(StoreError::Flush)
+        commit::flush_all(&self.inner.db, &self.inner.disk).map_err(StoreError::Flush)
     }
 
     pub(crate) fn next_seq(&self) -> Result<u64> {
