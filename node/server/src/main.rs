@@ -55,6 +55,11 @@ struct RunArgs {
     /// Seconds shutdown waits for components to stop.
     #[arg(long, default_value_t = 5)]
     shutdown_grace_secs: u64,
+    /// Liveness of every connection: a PING after this many idle seconds,
+    /// and the connection is dropped if it is not answered within as many
+    /// again (a silent link is noticed within twice this).
+    #[arg(long, env = "SMS_KEEPALIVE_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    keepalive_secs: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -132,7 +137,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         domain: args.domain,
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
     };
-    let node = Node::start(cfg, listener, Connector::default()).await?;
+    let keepalive = Duration::from_secs(args.keepalive_secs);
+    let connector = Connector {
+        keepalive_interval: keepalive,
+        keepalive_timeout: keepalive,
+        ..Connector::default()
+    };
+    let node = Node::start(cfg, listener, connector).await?;
     let who = match node.ctx.identity() {
         Some(id) => format!("site {} ({})", id.site_code, id.kind.as_str()),
         None => "bare node".to_string(),

@@ -171,7 +171,7 @@ impl Node {
             node_id,
             identity: identity.clone(),
             tasks: tasks.clone(),
-            peers: Arc::new(connector) as Arc<dyn Peers>,
+            peers: Arc::new(connector.clone()) as Arc<dyn Peers>,
         })?);
         sms_site::wiring::wire(&ctx);
 
@@ -192,7 +192,7 @@ impl Node {
 
         let server = tasks.spawn(
             "grpc server",
-            crate::rpc::serve(ctx.clone(), listener, cfg.data_dir.join("logs")),
+            crate::rpc::serve(ctx.clone(), listener, cfg.data_dir.join("logs"), connector),
         );
         write_addr_file(&cfg.data_dir, &local_addr.to_string())?;
         Ok(Node {

@@ -25,6 +25,14 @@ pub const MAX_FRAME_BYTES: usize = 4 * 1024 * 1024;
 pub struct Connector {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// Liveness of every connection, both ends: an HTTP/2 PING (and a TCP
+    /// keepalive probe) after this long without traffic...
+    pub keepalive_interval: Duration,
+    /// ...and the connection is closed when the PING is not answered
+    /// within this. A link whose packets silently vanish (a lost NAT entry,
+    /// a dead router, a frozen peer) is noticed within the two together,
+    /// instead of showing "up" for as long as the kernel's TCP timeout.
+    pub keepalive_timeout: Duration,
 }
 
 impl Default for Connector {
@@ -32,6 +40,8 @@ impl Default for Connector {
         Connector {
             connect_timeout: Duration::from_secs(3),
             request_timeout: Duration::from_secs(10),
+            keepalive_interval: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -50,6 +60,11 @@ impl Connector {
             .map_err(|e| format!("{addr:?} is not a valid address: {e}"))?
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
+            .tcp_keepalive(Some(self.keepalive_interval))
+            .http2_keep_alive_interval(self.keepalive_interval)
+            .keep_alive_timeout(self.keepalive_timeout)
+            // A link with frames in flight but no traffic is still watched.
+            .keep_alive_while_idle(true)
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW);
         ep.connect()

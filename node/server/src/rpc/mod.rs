@@ -27,6 +27,7 @@ pub async fn serve(
     ctx: Arc<Ctx>,
     listener: TcpListener,
     log_dir: std::path::PathBuf,
+    liveness: peers::Connector,
 ) -> anyhow::Result<()> {
     let (health, health_svc) = tonic_health::server::health_reporter();
     health
@@ -48,6 +49,10 @@ pub async fn serve(
     let max = peers::MAX_FRAME_BYTES;
     let cancel = ctx.tasks.token();
     Server::builder()
+        // The despooler's end of a link is watched as the sender's is: a
+        // peer that goes silent is dropped, not waited on forever.
+        .http2_keepalive_interval(Some(liveness.keepalive_interval))
+        .http2_keepalive_timeout(Some(liveness.keepalive_timeout))
         .initial_stream_window_size(peers::STREAM_WINDOW)
         .initial_connection_window_size(peers::CONNECTION_WINDOW)
         .add_service(health_svc)
@@ -74,7 +79,9 @@ pub async fn serve(
         // `Server::tcp_nodelay` does not reach sockets from our own listener:
         // set it here, or replies wait on the peer's delayed ACK (~40 ms).
         .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            TcpIncoming::from(listener)
+                .with_nodelay(Some(true))
+                .with_keepalive(Some(liveness.keepalive_interval)),
             cancel.cancelled_owned(),
         )
         .await?;
