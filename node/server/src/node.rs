@@ -112,6 +112,25 @@ impl Node {
                     let parent = match (&cfg.parent_site, &cfg.parent) {
                         (Some(psite), Some(paddr)) => {
                             let name = cfg.site_name.clone().unwrap_or_default();
+                            // Check who is there first: attaching records this
+                            // site at the parent, and a mistyped parent would
+                            // keep a Pending ghost of it.
+                            let there = connector.probe(paddr).await.map_err(|e| {
+                                anyhow::anyhow!("cannot attach {code} below {psite}: {e}")
+                            })?;
+                            if there.site_code != psite.as_str()
+                                || there.role != sms_types::link::NodeRole::SiteServer
+                            {
+                                let what = if there.site_code.is_empty() {
+                                    format!("a {} node", there.role)
+                                } else {
+                                    format!("site {}", there.site_code)
+                                };
+                                bail!(
+                                    "{paddr} is {what}, not site {psite}; nothing was installed \
+                                     (check --parent-site and --parent)"
+                                );
+                            }
                             let a = connector
                                 .attach_primary(paddr, code, &advertise, &name)
                                 .await

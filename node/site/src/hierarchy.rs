@@ -117,6 +117,13 @@ fn child_secondary(
             me.site_code
         ))
     })?;
+    if rec.parent_site_code.as_ref() == Some(&me.site_code) && rec.kind == SiteKind::Primary {
+        return Err(Refused::Precondition(format!(
+            "site {code} is a primary site below {} that has reported (status {}); only a \
+             Pending primary (attached but never installed) can be removed with delete-site",
+            me.site_code, rec.status
+        )));
+    }
     if rec.parent_site_code.as_ref() != Some(&me.site_code) || rec.kind != SiteKind::Secondary {
         return Err(Refused::Precondition(format!(
             "site {code} is not a secondary site directly below {}; {hint}",
@@ -124,6 +131,19 @@ fn child_secondary(
         )));
     }
     Ok((me, code, rec))
+}
+
+/// A primary directly below this site that attached but never reported (its
+/// record is still Pending), if `code` names one.
+fn pending_child_primary(ctx: &Ctx, code: &str) -> Result<Option<SiteRecord>, Refused> {
+    let (Ok(code), Some(me)) = (code.parse::<SiteCode>(), ctx.identity()) else {
+        return Ok(None);
+    };
+    Ok(ctx.store.site(&code)?.filter(|r| {
+        r.kind == SiteKind::Primary
+            && r.status == SiteStatus::Pending
+            && r.parent_site_code.as_ref() == Some(&me.site_code)
+    }))
 }
 
 /// `upgrade-site`: runs the install of a child secondary again (article
@@ -180,6 +200,19 @@ pub async fn upgrade_site(ctx: &Arc<Ctx>, code: &str) -> Result<SiteRecord, Refu
 /// the site is marked Deleting and told to remove its install; it leaves the
 /// list when that job is acknowledged, or as orphaned when it fails.
 pub async fn delete_site(ctx: &Arc<Ctx>, code: &str) -> Result<SiteRecord, Refused> {
+    if let Some(rec) = pending_child_primary(ctx, code)? {
+        // Attached but never installed (a mistyped parent, an install that
+        // was given up): nothing runs there to tell, so it goes at once.
+        let code = rec.site_code.clone();
+        finish_delete(ctx, &code, false)
+            .await
+            .map_err(|e| Refused::Internal(format!("{e:#}")))?;
+        tracing::info!(site = %code, server = %rec.server, "pending primary removed from the site list");
+        return Ok(SiteRecord {
+            status: SiteStatus::Deleting,
+            ..rec
+        });
+    }
     let (me, code, mut rec) = child_secondary(
         ctx,
         code,
