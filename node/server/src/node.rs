@@ -127,7 +127,7 @@ impl Node {
                                     format!("site {}", there.site_code)
                                 };
                                 bail!(
-                                    "{paddr} is {what}, not site {psite}; nothing was installed \
+                                    "{paddr} is {what}, not {psite}; nothing was installed \
                                      (check --parent-site and --parent)"
                                 );
                             }

@@ -460,3 +460,67 @@ impl Peers for Connector {
         request_id_range(self, site_address, site, node_id).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+    use sms_types::limits::*;
+    use sms_types::*;
+
+    /// The bounds on site control keep any CT1 that passes them well below a
+    /// link's frame limit, so a change accepted at the call can be sent.
+    #[test]
+    fn the_largest_site_control_the_limits_allow_fits_in_a_frame() {
+        let code = |s: &str| s.parse::<SiteCode>().unwrap();
+        let rule = ScheduleRule {
+            start_hour: 1,
+            end_hour: 2,
+            lowest: Priority::Low,
+        };
+        let addresses = (0..MAX_ADDRESSES)
+            .map(|i| {
+                let mut a = Address::new(code(&format!("A{:02}", i % 100)), "s".repeat(255));
+                a.schedule = vec![rule.clone(); MAX_SCHEDULE_RULES];
+                a
+            })
+            .collect();
+        let domains = (0..MAX_DOMAINS)
+            .map(|i| Domain {
+                name: format!("D{i:0>14}"),
+                browse: vec!["b".repeat(MAX_SERVER_NAME); MAX_BROWSE_ENTRIES],
+                logon_servers: vec![],
+            })
+            .collect();
+        let control = SiteControl {
+            site_code: code("S01"),
+            site_name: "n".repeat(MAX_SITE_NAME),
+            serial: u64::MAX,
+            parent_site_code: Some(code("PRI")),
+            polling_interval_ms: MAX_POLLING_INTERVAL_MS,
+            domains,
+            addresses,
+            version: "9".repeat(32),
+            next_unique_id: MAX_UNIQUE_ID,
+        };
+        assert_eq!(check_site_control(&control), Ok(()));
+        let job = Job::new(
+            code("PRI"),
+            code("S01"),
+            Priority::High,
+            Payload::Ct1(Ct1 {
+                base_serial: u64::MAX,
+                proposed: control,
+                origin: "o".repeat(200),
+            }),
+        );
+        let frame = pb::LinkFrame {
+            kind: Some(pb::link_frame::Kind::Job(convert::job_to(&job, None))),
+        };
+        let size = frame.encoded_len();
+        assert!(
+            size < MAX_FRAME_BYTES / 2,
+            "the largest CT1 is {size} bytes; the frame limit is {MAX_FRAME_BYTES}"
+        );
+    }
+}

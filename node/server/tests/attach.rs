@@ -57,7 +57,7 @@ async fn a_mistyped_parent_site_leaves_no_ghost() {
     .expect_err("a parent that is not PRX must be refused");
     let msg = format!("{err:#}");
     assert!(
-        msg.contains("is site PRI, not site PRX") && msg.contains("nothing was installed"),
+        msg.contains("is site PRI, not PRX") && msg.contains("nothing was installed"),
         "{msg}"
     );
     let mut a = AdminClient::connect(format!("http://{}", pri.local_addr))

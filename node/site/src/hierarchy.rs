@@ -864,6 +864,8 @@ pub async fn change_site_control(
         d.logon_servers.clear();
     }
     change.apply(&mut proposed).map_err(Refused::Invalid)?;
+    // Refused here, at the call, rather than in the target's bad box.
+    sms_types::limits::check_site_control(&proposed).map_err(Refused::Invalid)?;
     let ct1 = Ct1 {
         base_serial: base,
         proposed,

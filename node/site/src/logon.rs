@@ -19,6 +19,19 @@ use sms_types::*;
 pub const RANGE_SIZE: u64 = 1000;
 /// A logon server asks for its next range when fewer IDs than this are left.
 pub const LOW_WATER: u64 = 300;
+
+/// A range past the eight-digit ID space is never handed out (the counter
+/// has moved past it, so the refusal does not repeat a range later).
+fn within_id_space(range: (u64, u64)) -> Result<(), String> {
+    if range.1 > sms_types::limits::MAX_UNIQUE_ID + 1 {
+        return Err(format!(
+            "the site's SMS unique ID space is used up (the next range would end at {}, past {})",
+            range.1 - 1,
+            sms_types::limits::MAX_UNIQUE_ID
+        ));
+    }
+    Ok(())
+}
 /// Port assumed for a browse entry given without one.
 pub const DEFAULT_PORT: u16 = 8500;
 
@@ -271,6 +284,10 @@ async fn install(
     // fails, the range is abandoned, never given twice.
     let range = ctx.store.allocate_range(RANGE_SIZE, cfg.next_unique_id)?;
     ctx.store.durable().await?;
+    if let Err(e) = within_id_space(range) {
+        tracing::error!(server = %r.server, "no logon server install: {e}");
+        return Ok(());
+    }
     let req = LogonInstallRequest {
         site_code: id.site_code.to_string(),
         site_address: ctx.advertise.clone(),
@@ -353,6 +370,7 @@ pub async fn grant_range(ctx: &Arc<Ctx>, node_id: &str) -> Result<(u64, u64), St
         .store
         .allocate_range(RANGE_SIZE, cfg.next_unique_id)
         .map_err(|e| e.to_string())?;
+    within_id_space(range)?;
     rec.range = range;
     ctx.store
         .put_logon_record(&rec)

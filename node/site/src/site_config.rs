@@ -348,6 +348,7 @@ pub fn validate(
             ));
         }
     }
+    sms_types::limits::check_site_control(p)?;
     let mut new = p.clone();
     new.serial = serial + 1;
     // Logon servers are the site's own business (kept beside CT0).

@@ -8,6 +8,7 @@
 
 pub mod catalog;
 pub mod fault;
+pub mod limits;
 pub mod link;
 mod model;
 pub mod records;

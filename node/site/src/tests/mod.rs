@@ -6,6 +6,7 @@ mod support;
 mod bootstrap;
 mod control_change;
 mod delivery;
+mod limits;
 mod ops;
 mod records;
 mod routing;
