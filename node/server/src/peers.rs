@@ -154,6 +154,14 @@ impl LinkStream for GrpcLink {
         let frame = pb::LinkFrame {
             kind: Some(pb::link_frame::Kind::Job(convert::job_to(job, chunk))),
         };
+        // Checked before it goes: a frame over the limit would end the whole
+        // stream at the receiver, and every job sharing it with it.
+        let size = prost::Message::encoded_len(&frame);
+        if size > MAX_FRAME_BYTES {
+            return Err(LinkError::TooLarge(format!(
+                "its frame is {size} bytes; a link takes at most {MAX_FRAME_BYTES}"
+            )));
+        }
         self.tx
             .send(frame)
             .await

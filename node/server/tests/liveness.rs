@@ -292,3 +292,101 @@ async fn a_silent_link_is_noticed_and_heals_without_loss() {
     child.shutdown().await.unwrap();
     pri.shutdown().await.unwrap();
 }
+
+/// With the child down, connection attempts fail again and again; none of
+/// them is charged to a job, so a short retry budget does not matter: when
+/// the child is back, everything queued is delivered and nothing failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_fails_no_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let pri = start(NodeConfig {
+        install_primary: Some("PRI".parse().unwrap()),
+        ..config(&dir.path().join("pri"))
+    })
+    .await;
+    let child = start(config(&dir.path().join("s01"))).await;
+    let child_addr = child.local_addr;
+    let mut p = admin(pri.local_addr).await;
+    p.create_secondary(pb::CreateSecondaryRequest {
+        site_code: "S01".into(),
+        server: child_addr.to_string(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    wait_until("S01 Active at PRI", || {
+        let mut p = p.clone();
+        async move {
+            let sites = p
+                .list_sites(pb::ListSitesRequest {})
+                .await
+                .map_err(|e| e.to_string())?
+                .into_inner()
+                .sites;
+            match sites.iter().find(|s| s.site_code == "S01") {
+                Some(s) if s.status == "Active" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await;
+    // Two attempts per job and 100 ms between them: before, a job was
+    // failed after two refused connections.
+    p.change_site_control(pb::ChangeSiteControlRequest {
+        address: Some(pb::AddressChange {
+            to: "S01".into(),
+            retry_count: Some(2),
+            retry_delay_ms: Some(100),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    child.shutdown().await.unwrap();
+    let ids: HashSet<Vec<u8>> = p
+        .send_probes(pb::SendProbesRequest {
+            to: "S01".into(),
+            count: 50,
+            bytes: 16,
+            priority: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .job_ids
+        .into_iter()
+        .collect();
+    // Well over two attempts' worth of refused connections.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let l = link_to(&mut p, "S01").await;
+    assert_eq!(l.failed_jobs, 0, "the outage failed jobs: {l:?}");
+    assert_eq!(l.queued_jobs, 50, "{l:?}");
+
+    // Back on the same address: everything arrives.
+    let listener = loop {
+        match TcpListener::bind(child_addr).await {
+            Ok(l) => break l,
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    let child = Node::start(config(&dir.path().join("s01")), listener, connector())
+        .await
+        .unwrap();
+    let mut c = admin(child.local_addr).await;
+    wait_until("the 50 probes at S01", || {
+        let mut c = c.clone();
+        async move {
+            let n = probes_at(&mut c).await.len();
+            (n == 50).then_some(()).ok_or(format!("{n} arrived"))
+        }
+    })
+    .await;
+    let got: HashSet<Vec<u8>> = probes_at(&mut c).await.into_iter().collect();
+    assert_eq!(got, ids);
+    assert_eq!(link_to(&mut p, "S01").await.failed_jobs, 0);
+    child.shutdown().await.unwrap();
+    pri.shutdown().await.unwrap();
+}

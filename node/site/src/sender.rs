@@ -77,6 +77,7 @@ fn new_backoff(addr: &Address) -> Backoff {
 /// The sender loop of one link.
 pub async fn run(ctx: Arc<Ctx>, link: Arc<Link>) -> anyhow::Result<()> {
     let mut backoff: Option<Backoff> = None;
+    let mut cautious = false;
     loop {
         if ctx.tasks.is_cancelled() {
             return Ok(());
@@ -165,7 +166,9 @@ pub async fn run(ctx: Arc<Ctx>, link: Arc<Link>) -> anyhow::Result<()> {
             link_secret: secret,
         };
         let mut session = Session::new(&addr);
+        session.cautious = cautious;
         let result = session.run(&ctx, &link, &server, &hello).await;
+        cautious = session.died_without_progress(&result);
         if session.progress {
             // The link delivered something: start the backoff over.
             backoff = None;
@@ -182,10 +185,14 @@ pub async fn run(ctx: Arc<Ctx>, link: Arc<Link>) -> anyhow::Result<()> {
                 };
                 retry_pause(&ctx, &link, &addr_cap, &mut backoff, &msg).await;
             }
-            Err(LinkError::Refused(msg)) | Err(LinkError::Failed(msg)) => {
+            Err(LinkError::Refused(msg))
+            | Err(LinkError::Failed(msg))
+            | Err(LinkError::TooLarge(msg)) => {
                 tracing::warn!(to = %link.to, %server, "link failed: {msg}");
                 let charged = session.charge_list(&ctx, &link.to)?;
-                charge(&ctx, &link, &addr, charged, &msg, false).await?;
+                if !charged.is_empty() {
+                    charge(&ctx, &link, &addr, charged, &msg, false).await?;
+                }
                 retry_pause(&ctx, &link, &addr, &mut backoff, &msg).await;
             }
         }
@@ -320,6 +327,10 @@ pub(crate) struct Session {
     file_acked: HashMap<Uuid, (OutboxKey, Job)>,
     /// The receiver acknowledged something: the link works (resets backoff).
     progress: bool,
+    /// The previous session died with frames out and none acknowledged.
+    pub(crate) cautious: bool,
+    /// The stream was opened (a failure after this is not a connection failure).
+    opened: bool,
     /// Spacing of attempts on a CT2 held back by the injected fault.
     fault_backoff: Backoff,
     fault_next: Option<Instant>,
@@ -339,6 +350,8 @@ impl Session {
             files: [None, None, None],
             file_acked: HashMap::new(),
             progress: false,
+            cautious: false,
+            opened: false,
             fault_backoff: new_backoff(addr),
             fault_next: None,
             next_free: Instant::now(),
@@ -346,7 +359,15 @@ impl Session {
     }
 
     pub(crate) fn room(&self) -> bool {
-        self.inflight.len() < self.window && self.inflight_bytes < MAX_INFLIGHT_BYTES
+        // After a stream died with frames out and nothing acknowledged, one
+        // frame at a time until something is: a job that kills streams is
+        // then alone in flight when it does, and only it is charged.
+        let window = if self.cautious && !self.progress {
+            1
+        } else {
+            self.window
+        };
+        self.inflight.len() < window && self.inflight_bytes < MAX_INFLIGHT_BYTES
     }
 
     pub(crate) fn track(
@@ -395,6 +416,7 @@ impl Session {
     ) -> Result<(), LinkError> {
         link.set_state(LinkStatus::Connecting, format!("connecting to {server}"));
         let mut conn = ctx.peers.open_link(server, hello, self.window).await?;
+        self.opened = true;
         link.set_state(LinkStatus::Up, server.to_string());
         tracing::info!(to = %link.to, %server, "link up");
         loop {
@@ -514,7 +536,18 @@ impl Session {
                         break;
                     }
                     self.throttle(approx_size(&job)).await;
-                    conn.send(&job, None).await?;
+                    match conn.send(&job, None).await {
+                        Ok(()) => {}
+                        Err(LinkError::TooLarge(why)) => {
+                            // A poison job: it alone fails, for good.
+                            let reason = format!("it cannot be sent: {why}");
+                            charge(ctx, link, &self.addr, vec![(key, job)], &reason, true)
+                                .await
+                                .map_err(fail)?;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
                     let deinstall = matches!(job.payload, Payload::Deinstall(_));
                     self.track(job.id, 0, key, 0, deinstall);
                     if !self.room() {
@@ -662,30 +695,47 @@ impl Session {
         .map_err(fail)
     }
 
-    /// Jobs to charge an attempt after a failure: those in flight, or the job
-    /// that would have gone first when nothing got out.
+    /// Jobs to charge an attempt after the session failed. A connection
+    /// failure (nothing opened, or refused) is the link's problem: the link
+    /// backs off and no job's retry budget is spent, except a deinstall's,
+    /// whose budget is how long a delete-site keeps trying to reach that
+    /// server before it records the site as orphaned. A stream that died
+    /// with frames out and nothing acknowledged charges those frames (one
+    /// of them may be what kills it; the next session sends one at a time,
+    /// see [`Session::room`]). A stream that made progress charges nothing.
     fn charge_list(&self, ctx: &Ctx, to: &SiteCode) -> anyhow::Result<Vec<(OutboxKey, Job)>> {
-        let mut out = Vec::new();
-        if self.inflight_keys.is_empty() {
-            for p in Priority::ALL {
-                let head = ctx
-                    .store
-                    .outbox_scan(to, p, None, 16)?
+        if !self.opened {
+            let head = Priority::ALL.iter().find_map(|p| {
+                ctx.store
+                    .outbox_scan(to, *p, None, 16)
+                    .ok()?
                     .into_iter()
-                    .find(|(_, j)| !matches!(j.payload, Payload::Bootstrap(_)));
-                if let Some(first) = head {
-                    out.push(first);
-                    break;
-                }
-            }
-            return Ok(out);
+                    .find(|(_, j)| !matches!(j.payload, Payload::Bootstrap(_)))
+            });
+            return Ok(head
+                .filter(|(_, j)| matches!(j.payload, Payload::Deinstall(_)))
+                .into_iter()
+                .collect());
         }
+        if self.progress {
+            return Ok(vec![]);
+        }
+        let mut out = Vec::new();
         for k in self.inflight_keys.keys() {
             if let Some(j) = ctx.store.outbox_get(*k)? {
                 out.push((*k, j));
             }
         }
         Ok(out)
+    }
+
+    /// Whether this session ended as a suspect one: opened, frames out,
+    /// failed, nothing acknowledged.
+    fn died_without_progress(&self, result: &Result<(), LinkError>) -> bool {
+        matches!(result, Err(LinkError::Failed(_)))
+            && self.opened
+            && !self.progress
+            && !self.inflight_keys.is_empty()
     }
 }
 

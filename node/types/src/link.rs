@@ -42,6 +42,10 @@ pub enum LinkError {
     /// Network or peer failure.
     #[error("{0}")]
     Failed(String),
+    /// This one job can never go on the link (its frame is larger than the
+    /// link takes): it alone fails, the stream goes on.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 /// Why a link is refused by this site's despooler.

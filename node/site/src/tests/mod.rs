@@ -8,6 +8,7 @@ mod control_change;
 mod delivery;
 mod limits;
 mod ops;
+mod poison;
 mod records;
 mod routing;
 mod sender;
