@@ -101,7 +101,28 @@ pub fn link_json(l: &pb::LinkState) -> Value {
         "server": l.server,
         "detail": l.detail,
         "refused_frames": l.refused_frames,
+        "clock_skew_ms": l.clock_skew_ms,
     })
+}
+
+/// How far a neighbour's clock is from this node's, in words ("3 s ahead",
+/// "30 days behind"), or None when it is unknown.
+pub fn skew_words(ms: Option<i64>) -> Option<String> {
+    let ms = ms?;
+    let secs = ms.unsigned_abs() / 1000;
+    let amount = if secs >= 86_400 {
+        format!("{:.1} days", secs as f64 / 86_400.0)
+    } else if secs >= 3_600 {
+        format!("{:.1} h", secs as f64 / 3_600.0)
+    } else if secs >= 60 {
+        format!("{} min", secs / 60)
+    } else {
+        format!("{} s", secs)
+    };
+    Some(format!(
+        "{amount} {}",
+        if ms < 0 { "behind" } else { "ahead" }
+    ))
 }
 
 /// One line saying how a link stands after it was changed.
@@ -394,6 +415,7 @@ mod tests {
         assert_eq!(
             keys(&v),
             [
+                "clock_skew_ms",
                 "detail",
                 "failed_jobs",
                 "queued_jobs",
@@ -404,6 +426,7 @@ mod tests {
             ]
         );
         assert_eq!(v["queued_jobs"], 3);
+        assert!(v["clock_skew_ms"].is_null(), "unknown skew is null");
         let t = links_table(&[l]).to_string();
         assert!(t.contains("link to") && t.contains("S01") && t.contains("by administrator"));
     }
@@ -536,5 +559,16 @@ mod tests {
     fn or_dash_marks_only_empty_cells() {
         assert_eq!(or_dash(""), "-");
         assert_eq!(or_dash("PRI"), "PRI");
+    }
+
+    #[test]
+    fn clock_skew_reads_in_words() {
+        assert_eq!(skew_words(None), None);
+        assert_eq!(skew_words(Some(3_400)).as_deref(), Some("3 s ahead"));
+        assert_eq!(skew_words(Some(-125_000)).as_deref(), Some("2 min behind"));
+        assert_eq!(
+            skew_words(Some(-30 * 86_400_000)).as_deref(),
+            Some("30.0 days behind")
+        );
     }
 }

@@ -603,6 +603,7 @@ pub fn link_view_to(l: &LinkView) -> pb::LinkState {
         to: l.to.to_string(),
         state: l.state.as_str().to_string(),
         state_kind: link_state_kind(l.state),
+        clock_skew_ms: l.clock_skew_ms,
         queued_jobs: l.queued_jobs,
         failed_jobs: l.failed_jobs,
         server: l.server.clone(),

@@ -706,6 +706,7 @@ fn link(to: &str, state: LinkState) -> LinkView {
         detail: "retry in 2s".into(),
         refused_frames: 1,
         chunk_bytes_sent: 1 << 32,
+        clock_skew_ms: Some(-2_592_000_000),
     }
 }
 
@@ -720,6 +721,7 @@ fn link_view_to_copies_every_field() {
     assert_eq!(w.detail, "retry in 2s");
     assert_eq!(w.refused_frames, 1);
     assert_eq!(w.chunk_bytes_sent, 1 << 32);
+    assert_eq!(w.clock_skew_ms, Some(-2_592_000_000));
 }
 
 fn record() -> SiteRecord {

@@ -185,6 +185,8 @@ fn hello(source: &str, dest: &str, secret: &str) -> pb::LinkFrame {
             dest_site: dest.into(),
             source_address: String::new(),
             link_secret: secret.into(),
+            // As an older node sends it: no clock.
+            sent_unix_ms: 0,
         })),
     }
 }

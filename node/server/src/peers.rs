@@ -121,6 +121,7 @@ impl GrpcLink {
                 dest_site: hello.dest_site.to_string(),
                 source_address: hello.source_address.clone(),
                 link_secret: hello.link_secret.clone(),
+                sent_unix_ms: hello.sent_unix_ms,
             })),
         };
         tx.send(hello)

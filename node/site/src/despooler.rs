@@ -79,6 +79,9 @@ pub async fn accept_link(ctx: &Arc<Ctx>, hello: &LinkHello) -> Result<SiteCode, 
         )));
     }
     follow_move(ctx, from, &hello.source_address, child).await;
+    if hello.sent_unix_ms != 0 {
+        ctx.links.record_skew(from, hello.sent_unix_ms, now_ms());
+    }
     Ok(from.clone())
 }
 

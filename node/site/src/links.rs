@@ -54,6 +54,9 @@ pub struct Links {
     pub refused_strangers: AtomicU64,
     /// Resent frames the despooler recognised and did not deliver again.
     pub duplicates: AtomicU64,
+    /// How far each neighbour's clock is ahead of ours (ms), as of its last
+    /// link handshake here.
+    skew: Mutex<HashMap<SiteCode, i64>>,
     /// When a refusal was last reported as a status message, by kind.
     reported: Mutex<HashMap<String, u64>>,
 }
@@ -88,6 +91,20 @@ impl Links {
                 true
             }
         }
+    }
+
+    /// Records a neighbour's clock against ours from its handshake.
+    pub fn record_skew(&self, from: &SiteCode, their_ms: u64, our_ms: u64) {
+        let skew = their_ms as i64 - our_ms as i64;
+        self.skew
+            .lock()
+            .expect("skew lock")
+            .insert(from.clone(), skew);
+    }
+
+    /// How far `to`'s clock is ahead of ours (negative: behind), if known.
+    pub fn skew(&self, to: &SiteCode) -> Option<i64> {
+        self.skew.lock().expect("skew lock").get(to).copied()
     }
 
     /// Wakes the sender of a link, if it exists.

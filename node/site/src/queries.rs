@@ -59,6 +59,7 @@ pub fn link_view(ctx: &Ctx, to: &SiteCode) -> LinkView {
         detail,
         refused_frames: refused,
         chunk_bytes_sent: chunk_bytes,
+        clock_skew_ms: ctx.links.skew(to),
     }
 }
 

@@ -164,6 +164,7 @@ pub async fn run(ctx: Arc<Ctx>, link: Arc<Link>) -> anyhow::Result<()> {
             dest_site: link.to.clone(),
             source_address: ctx.advertise.clone(),
             link_secret: secret,
+            sent_unix_ms: now_ms(),
         };
         let mut session = Session::new(&addr);
         session.cautious = cautious;

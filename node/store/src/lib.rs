@@ -158,6 +158,9 @@ pub(crate) struct Inner {
     pub(crate) bad: Tree,
     pub(crate) status: Tree,
     pub(crate) status_outq: Tree,
+    /// (arrival time here, uid) of every stored status message: retention
+    /// goes by this site's clock, never by the reporting site's.
+    pub(crate) status_arrival: Tree,
     pub(crate) outbox: Tree,
     pub(crate) failed: Tree,
     pub(crate) seen: Tree,
@@ -231,6 +234,7 @@ impl Store {
             bad: t("bad")?,
             status: t("status")?,
             status_outq: t("status.outq")?,
+            status_arrival: t("status.arrival")?,
             outbox: t("outbox")?,
             failed: t("failed")?,
             seen: t("despool.seen")?,
@@ -258,7 +262,9 @@ impl Store {
         });
         commit::start(Arc::downgrade(&inner), flush_rx)
             .map_err(|e| StoreError::Flush(format!("cannot start the group-commit thread: {e}")))?;
-        Ok(Store { inner })
+        let store = Store { inner };
+        store.index_unindexed_status()?;
+        Ok(store)
     }
 
     /// Waits until every write made before this call is on disk. Many callers

@@ -83,22 +83,6 @@ impl Store {
             .collect()
     }
 
-    /// Drops status messages created before `before_ms` (oldest first, by
-    /// their time-ordered key). Returns how many.
-    pub fn prune_status(&self, before_ms: u64) -> Result<usize> {
-        let mut n = 0;
-        for kv in self.inner.status.iter() {
-            let (k, v) = kv?;
-            let m: StatusMessage = dec(&v)?;
-            if m.time_unix_ms >= before_ms {
-                break;
-            }
-            self.inner.status.remove(k)?;
-            n += 1;
-        }
-        Ok(n)
-    }
-
     /// Forgets delivered job ids recorded before `before_ms`: a sender
     /// resends only within moments of a broken stream.
     pub fn prune_seen(&self, before_ms: u64) -> Result<usize> {

@@ -7,10 +7,27 @@ impl Store {
     /// Stores messages at this site and, when `replicate`, queues them for
     /// the parent; keyed by uid, so a repeat is harmless.
     pub fn store_status(&self, msgs: &[StatusMessage], replicate: bool) -> Result<()> {
-        (&self.inner.status, &self.inner.status_outq)
-            .transaction(|(st, oq)| {
+        self.store_status_at(msgs, replicate, now_ms())
+    }
+
+    /// [`Store::store_status`] with the arrival time given (tests).
+    pub(crate) fn store_status_at(
+        &self,
+        msgs: &[StatusMessage],
+        replicate: bool,
+        arrival_ms: u64,
+    ) -> Result<()> {
+        (
+            &self.inner.status,
+            &self.inner.status_outq,
+            &self.inner.status_arrival,
+        )
+            .transaction(|(st, oq, ar)| {
                 for m in msgs {
                     let fresh = st.insert(m.uid.as_bytes(), enc(m))?.is_none();
+                    if fresh {
+                        ar.insert(&arrival_key(arrival_ms, &m.uid), &[] as &[u8])?;
+                    }
                     if replicate && fresh {
                         // The queue holds uids only: the message is in `status`.
                         oq.insert(m.uid.as_bytes(), &[] as &[u8])?;
@@ -19,6 +36,42 @@ impl Store {
                 Ok(())
             })
             .map_err(txn_err)
+    }
+
+    /// Gives every message without an arrival record one dated now (a store
+    /// written before arrivals were recorded): it is then kept a full
+    /// retention period from the upgrade, never dropped early.
+    pub(crate) fn index_unindexed_status(&self) -> Result<()> {
+        if !self.inner.status_arrival.is_empty() || self.inner.status.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        for k in self.inner.status.iter().keys() {
+            let k = k?;
+            if let Ok(uid) = Uuid::from_slice(&k) {
+                self.inner
+                    .status_arrival
+                    .insert(arrival_key(now, &uid), &[] as &[u8])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops status messages that arrived here before `before_ms` (by this
+    /// site's clock), oldest arrival first. Returns how many.
+    pub fn prune_status(&self, before_ms: u64) -> Result<usize> {
+        let end = arrival_key(before_ms, &Uuid::nil());
+        let mut n = 0;
+        for k in self.inner.status_arrival.range(..end).keys() {
+            let k = k?;
+            if let Ok(uid) = Uuid::from_slice(&k[8..]) {
+                self.inner.status.remove(uid.as_bytes())?;
+                self.inner.status_outq.remove(uid.as_bytes())?;
+            }
+            self.inner.status_arrival.remove(k)?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Takes received status batches out of the inbox and stores their
@@ -33,10 +86,15 @@ impl Store {
             &self.inner.status,
             &self.inner.status_outq,
             &self.inner.status_inbox,
+            &self.inner.status_arrival,
         )
-            .transaction(|(st, oq, inbox)| {
+            .transaction(|(st, oq, inbox, ar)| {
+                let now = now_ms();
                 for m in msgs {
                     let fresh = st.insert(m.uid.as_bytes(), enc(m))?.is_none();
+                    if fresh {
+                        ar.insert(&arrival_key(now, &m.uid), &[] as &[u8])?;
+                    }
                     if replicate && fresh {
                         // The queue holds uids only: the message is in `status`.
                         oq.insert(m.uid.as_bytes(), &[] as &[u8])?;
@@ -170,4 +228,13 @@ impl Store {
 /// named), with this id (if one is given).
 fn selected(m: &StatusMessage, site: Option<&SiteCode>, id: Option<u32>) -> bool {
     site.is_none_or(|s| &m.site_code == s) && id.is_none_or(|i| m.id == i)
+}
+
+/// Key of the arrival index: arrival time (big-endian, so keys sort by it),
+/// then the message's uid.
+fn arrival_key(arrival_ms: u64, uid: &Uuid) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..8].copy_from_slice(&arrival_ms.to_be_bytes());
+    k[8..].copy_from_slice(uid.as_bytes());
+    k
 }

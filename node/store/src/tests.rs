@@ -85,9 +85,9 @@ async fn old_status_messages_and_job_ids_are_pruned() {
         insertion_strings: vec![],
         text: "t".into(),
     };
-    store
-        .store_status(&[msg(1_000), msg(2_000), msg(3_000)], false)
-        .unwrap();
+    for t in [1_000, 2_000, 3_000] {
+        store.store_status_at(&[msg(t)], false, t).unwrap();
+    }
     assert_eq!(store.prune_status(2_500).unwrap(), 2);
     let left = store.status_messages(None, None, 10).unwrap();
     assert_eq!(left.len(), 1);
@@ -1171,7 +1171,11 @@ async fn recent_severity_counts_errors_and_warnings_per_site() {
 async fn pruned_messages_leave_the_replication_queue() {
     let (_d, store) = open();
     let msgs = [info(1_000), info(2_000), info(3_000)];
-    store.store_status(&msgs, true).unwrap();
+    for m in &msgs {
+        store
+            .store_status_at(std::slice::from_ref(m), true, m.time_unix_ms)
+            .unwrap();
+    }
     assert_eq!(store.prune_status(2_500).unwrap(), 2);
     assert_eq!(store.status_outq(10).unwrap(), vec![msgs[2].clone()]);
     assert_eq!(store.prune_status(10_000).unwrap(), 1);
@@ -1689,4 +1693,49 @@ fn sms_site_leftover(job: &Job) -> Option<String> {
         Payload::Deinstall(_) | Payload::Bootstrap(_) => None,
         _ => Some(format!("site {} was deleted", job.dest)),
     }
+}
+
+/// Retention goes by when a message arrived here, not by the time its site
+/// wrote on it: a site whose clock is 30 days behind does not have its
+/// messages deleted on arrival.
+#[tokio::test]
+async fn retention_goes_by_this_sites_clock_not_the_senders() {
+    let (_d, store) = open();
+    let thirty_days = 30 * 24 * 3_600_000;
+    let skewed = StatusMessage {
+        uid: uuid::Builder::from_unix_timestamp_millis(now_ms() - thirty_days, &[9; 10])
+            .into_uuid(),
+        id: 1,
+        severity: Severity::Informational,
+        site_code: code("S01"),
+        component: "c".into(),
+        machine: "m".into(),
+        time_unix_ms: now_ms() - thirty_days,
+        insertion_strings: vec![],
+        text: "from a slow clock".into(),
+    };
+    store
+        .store_status(std::slice::from_ref(&skewed), false)
+        .unwrap();
+    let week = 7 * 24 * 3_600_000;
+    assert_eq!(store.prune_status(now_ms() - week).unwrap(), 0);
+    assert_eq!(store.status_messages(None, None, 10).unwrap(), vec![skewed]);
+    assert_eq!(store.prune_status(now_ms() + 1).unwrap(), 1);
+    assert!(store.status_messages(None, None, 10).unwrap().is_empty());
+}
+
+/// A store written before arrivals were recorded gets them at open, dated
+/// then: its messages are kept a full period from the upgrade.
+#[tokio::test]
+async fn messages_from_before_the_arrival_index_are_kept_from_the_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.store_status(&[info(1_000)], false).unwrap();
+        store.inner.status_arrival.clear().unwrap();
+        store.durable().await.unwrap();
+    }
+    let store = reopen(dir.path());
+    assert_eq!(store.prune_status(now_ms() - 60_000).unwrap(), 0);
+    assert_eq!(store.prune_status(now_ms() + 1).unwrap(), 1);
 }

@@ -17,6 +17,8 @@ pub struct LinkHello {
     pub dest_site: SiteCode,
     pub source_address: String,
     pub link_secret: String,
+    /// The sender's clock when it opened the link (0: not sent).
+    pub sent_unix_ms: u64,
 }
 
 /// What the despooler at the other end answered.

@@ -15,6 +15,9 @@ pub struct LinkView {
     pub detail: String,
     pub refused_frames: u64,
     pub chunk_bytes_sent: u64,
+    /// How far the neighbour's clock is ahead of this node's (negative:
+    /// behind), from its last link handshake here.
+    pub clock_skew_ms: Option<i64>,
 }
 
 /// A site in the list a primary keeps, with health at a glance.

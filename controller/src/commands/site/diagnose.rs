@@ -148,6 +148,7 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
         "parent": {
             "site_code": me.site_code,
             "link": link_json(link.as_ref()),
+            "clock_skew_ms": link.as_ref().and_then(|l| l.clock_skew_ms),
             "failed_jobs": failed_down.iter().map(job_json).collect::<Vec<_>>(),
             "last_messages": last.iter().map(|m| json!({"id": m.id, "time": time(m.time_unix_ms), "text": m.text})).collect::<Vec<_>>(),
         },
@@ -169,6 +170,17 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
                 "  {} has no direct link to {}",
                 me.site_code, site.site_code
             ),
+        }
+        // Under a second is the handshake's own latency: not worth a line.
+        let skew = link
+            .as_ref()
+            .and_then(|l| l.clock_skew_ms)
+            .filter(|ms| ms.abs() >= 1_000);
+        if let Some(w) = output::skew_words(skew) {
+            println!(
+                "  clock of {} is {w} of {}'s (status messages are kept by when they arrive, so this shortens no retention)",
+                site.site_code, me.site_code
+            );
         }
         match last.last() {
             Some(m) => println!(

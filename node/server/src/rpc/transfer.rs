@@ -57,6 +57,7 @@ impl pb::transfer_server::Transfer for TransferSvc {
             dest_site: convert::code(&h.dest_site, "hello.dest_site")?,
             source_address: h.source_address,
             link_secret: h.link_secret,
+            sent_unix_ms: h.sent_unix_ms,
         };
         let ctx = self.ctx.clone();
         let from = despooler::accept_link(&ctx, &hello)

@@ -12,5 +12,6 @@ mod poison;
 mod records;
 mod routing;
 mod sender;
+mod skew;
 mod status;
 mod validate;
