@@ -21,7 +21,7 @@
 #   deploy/e2e.sh               # build (cargo + image) and run
 #   deploy/e2e.sh --no-cargo    # reuse the static binaries already built
 #   E2E_KEEP=1 deploy/e2e.sh    # leave the hierarchy running, even after a failure
-#   E2E_PROBES=N deploy/e2e.sh  # probes queued each way for the kill step (default 10000)
+#   E2E_PROBES=N deploy/e2e.sh  # probes queued each way for the kill step (default 40000)
 #
 # Needs: docker with `docker compose` or `docker-compose`, python3, and root
 # (or passwordless sudo) for nsenter + iptables in S02's network namespace.
@@ -41,7 +41,7 @@ target_dir=${SMS_STATIC_TARGET_DIR:-$root/target/static}
 ctl_bin=$target_dir/x86_64-unknown-linux-gnu/release/controller
 build_args=()
 [ "${1:-}" = "--no-cargo" ] && build_args+=(--no-cargo)
-probes=${E2E_PROBES:-10000}
+probes=${E2E_PROBES:-40000}
 passed=0
 
 # ---------------------------------------------------------------- helpers
