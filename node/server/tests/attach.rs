@@ -1,7 +1,6 @@
 //! Attaching a primary below another: a mistyped parent leaves nothing
 //! behind, and a primary that attached but never installed can be removed.
 
-use std::path::Path;
 use std::time::Duration;
 
 use sms_proto::v1 as pb;
@@ -9,22 +8,14 @@ use sms_proto::v1::admin_client::AdminClient;
 use sms_server::{Connector, Node, NodeConfig};
 use tokio::net::TcpListener;
 
-fn config(dir: &Path) -> NodeConfig {
-    NodeConfig {
-        data_dir: dir.to_path_buf(),
-        advertise: None,
-        install_primary: None,
-        site_name: None,
-        parent_site: None,
-        parent: None,
-        domain: None,
-        shutdown_grace: Duration::from_secs(5),
-    }
-}
+mod common;
 
+use common::{config, start_with};
+
+/// Starts a node with the default connector; the error is the node's own.
 async fn start(cfg: NodeConfig) -> anyhow::Result<Node> {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    Node::start(cfg, l, Connector::default()).await
+    start_with(cfg, l, Connector::default()).await
 }
 
 async fn site_codes(a: &mut AdminClient<tonic::transport::Channel>) -> Vec<(String, String)> {
