@@ -75,11 +75,13 @@ impl Node {
                     format!("cannot remove the deleted site's store {}", db.display())
                 })?;
             }
+            sms_site::witness::remove(&cfg.data_dir)?;
             std::fs::remove_file(&marker)?;
             tracing::warn!(
                 "the site install was removed at its parent's request; starting as a bare node"
             );
         }
+        refuse_missing_store(&cfg.data_dir)?;
         let store = Store::open(&cfg.data_dir.join("db"))
             .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?;
         let node_id = store.node_id()?;
@@ -89,6 +91,7 @@ impl Node {
             .unwrap_or_else(|| local_addr.to_string());
 
         let mut identity = store.identity()?;
+        check_witness(&cfg.data_dir, &store, node_id, identity.as_ref())?;
         let mut installed_now = false;
         if let Some(code) = &cfg.install_primary {
             match &identity {
@@ -166,6 +169,15 @@ impl Node {
                     let id =
                         install_primary(&store, code, cfg.site_name.clone(), &advertise, parent)?;
                     store.durable().await?;
+                    sms_site::witness::write(
+                        &cfg.data_dir,
+                        &sms_site::witness::Witness {
+                            site_code: id.site_code.clone(),
+                            node_id,
+                            ct0_serial: 1,
+                        },
+                    )
+                    .context("cannot write the site witness")?;
                     identity = Some(id);
                     installed_now = true;
                 }
@@ -236,6 +248,68 @@ impl Node {
         }
         self.ctx.store.flush_now()?;
         Ok(())
+    }
+}
+
+/// With a witness but no store log (the store directory deleted, or its log
+/// emptied), refuses before opening: opening would create an empty store.
+fn refuse_missing_store(data_dir: &Path) -> anyhow::Result<()> {
+    use sms_site::witness;
+    let Ok(Some(w)) = witness::read(data_dir) else {
+        return Ok(());
+    };
+    let log = data_dir.join("db").join("db");
+    let problem = match std::fs::metadata(&log) {
+        Err(_) => format!("its store ({}) is gone", log.display()),
+        Ok(m) if m.len() == 0 => format!("its store log ({}) is empty", log.display()),
+        Ok(_) => return Ok(()),
+    };
+    bail!(witness::refusal(
+        data_dir,
+        &w,
+        &format!("this data dir held site {}, but {problem}", w.site_code)
+    ))
+}
+
+/// Refuses a store that does not match the site witness beside it (see
+/// `sms_site::witness`); an installed store without one (a data dir from
+/// before witnesses) gets one now.
+fn check_witness(
+    data_dir: &Path,
+    store: &Store,
+    node_id: uuid::Uuid,
+    identity: Option<&Identity>,
+) -> anyhow::Result<()> {
+    use sms_site::witness;
+    let ct0_serial = store.ct0()?.map(|c| c.serial).unwrap_or(0);
+    let w = witness::read(data_dir).with_context(|| {
+        format!(
+            "refusing to start: {} is unreadable; restore it from a backup",
+            data_dir.join(witness::WITNESS_FILE).display()
+        )
+    })?;
+    let found = witness::Found {
+        node_id,
+        identity,
+        ct0_serial,
+    };
+    match (&w, witness::check(w.as_ref(), &found)) {
+        (Some(w), Err(problem)) => bail!(witness::refusal(data_dir, w, &problem)),
+        (None, _) => {
+            if let Some(id) = identity {
+                witness::write(
+                    data_dir,
+                    &witness::Witness {
+                        site_code: id.site_code.clone(),
+                        node_id,
+                        ct0_serial,
+                    },
+                )
+                .context("cannot write the site witness")?;
+            }
+            Ok(())
+        }
+        (Some(_), Ok(())) => Ok(()),
     }
 }
 

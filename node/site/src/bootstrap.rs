@@ -287,6 +287,7 @@ async fn phase1(ctx: &Arc<Ctx>, pkg: &BootstrapPackage) -> Result<(), String> {
         };
         ctx.set_identity(id).map_err(|e| e.to_string())?;
         ctx.store.durable().await.map_err(|e| e.to_string())?;
+        crate::witness::record(ctx, 0).map_err(|e| format!("writing the site witness: {e}"))?;
         tracing::info!(site = %pkg.site_code, "site identity created");
     }
     ctx.upcalls()

@@ -36,6 +36,7 @@ pub mod site_records;
 pub mod status;
 pub mod status_manager;
 pub mod wiring;
+pub mod witness;
 
 pub use crate::core::{CoreConfig, Ctx, DEINSTALL_MARKER};
 

@@ -202,6 +202,7 @@ async fn stage1_site_control(ctx: &Arc<Ctx>) -> anyhow::Result<usize> {
                 Ok(new) => {
                     ctx.store.apply_ct1(key, &new)?;
                     ctx.store.durable().await?;
+                    crate::witness::record(ctx, new.serial)?;
                     let from = current.map(|c| c.serial).unwrap_or(0);
                     tracing::info!(from, to = new.serial, origin = %ct1.origin, "CT1 applied: site identification, domains, addresses and site settings written");
                     crate::status::emit(
