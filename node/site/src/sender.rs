@@ -22,6 +22,13 @@ use sms_types::catalog;
 use sms_types::link::{LinkError, LinkEvent, LinkHello};
 use sms_types::*;
 
+/// The stall watchdog: with frames out, a session that hears nothing back
+/// for this many times its usual acknowledgement latency (at least
+/// [`STALL_FLOOR`], at most [`STALL_CEILING`]) replaces its connection.
+const STALL_FACTOR: u32 = 8;
+const STALL_FLOOR: Duration = Duration::from_secs(2);
+const STALL_CEILING: Duration = Duration::from_secs(30);
+
 /// Bytes of file chunks in flight on one link at most (the resume window).
 pub const MAX_INFLIGHT_BYTES: usize = 8 * 1024 * 1024;
 
@@ -78,6 +85,11 @@ fn new_backoff(addr: &Address) -> Backoff {
 pub async fn run(ctx: Arc<Ctx>, link: Arc<Link>) -> anyhow::Result<()> {
     let mut backoff: Option<Backoff> = None;
     let mut cautious = false;
+    // Carried across sessions: the link's usual acknowledgement latency,
+    // and the watchdog's floor, doubled after each stall (a receiver that is
+    // slow rather than gone gets ever longer to answer) and reset by progress.
+    let mut ack_latency: Option<Duration> = None;
+    let mut stall_floor = STALL_FLOOR;
     loop {
         if ctx.tasks.is_cancelled() {
             return Ok(());
@@ -168,8 +180,16 @@ pub async fn run(ctx: Arc<Ctx>, link: Arc<Link>) -> anyhow::Result<()> {
         };
         let mut session = Session::new(&addr);
         session.cautious = cautious;
+        session.ack_latency = ack_latency;
+        session.stall_floor = stall_floor;
         let result = session.run(&ctx, &link, &server, &hello).await;
         cautious = session.died_without_progress(&result);
+        ack_latency = session.ack_latency;
+        stall_floor = match &result {
+            Err(LinkError::Stalled(_)) => (stall_floor * 2).min(STALL_CEILING),
+            _ if session.progress => STALL_FLOOR,
+            _ => stall_floor,
+        };
         if session.progress {
             // The link delivered something: start the backoff over.
             backoff = None;
@@ -185,6 +205,12 @@ pub async fn run(ctx: Arc<Ctx>, link: Arc<Link>) -> anyhow::Result<()> {
                     ..addr.clone()
                 };
                 retry_pause(&ctx, &link, &addr_cap, &mut backoff, &msg).await;
+            }
+            Err(LinkError::Stalled(msg)) => {
+                // A connection, not a job, went wrong: a new one at once
+                // (the receiver drops what it already has).
+                tracing::warn!(to = %link.to, %server, "link stalled: {msg}");
+                link.set_state(LinkStatus::Retrying, msg);
             }
             Err(LinkError::Refused(msg))
             | Err(LinkError::Failed(msg))
@@ -298,6 +324,8 @@ async fn charge(
 pub(crate) struct InFlight {
     key: OutboxKey,
     bytes: usize,
+    /// When it went out, for the acknowledgement latency.
+    sent: Instant,
     /// A deinstall job: its acknowledgement completes a delete-site.
     deinstall: bool,
 }
@@ -330,6 +358,13 @@ pub(crate) struct Session {
     progress: bool,
     /// The previous session died with frames out and none acknowledged.
     pub(crate) cautious: bool,
+    /// The last acknowledgement (or the moment frames went out after none
+    /// were): the stall watchdog measures from here.
+    last_activity: Instant,
+    /// Smoothed time from a frame going out to its acknowledgement.
+    pub(crate) ack_latency: Option<Duration>,
+    /// The stall watchdog's floor (tests shorten it).
+    pub(crate) stall_floor: Duration,
     /// The stream was opened (a failure after this is not a connection failure).
     opened: bool,
     /// Spacing of attempts on a CT2 held back by the injected fault.
@@ -353,6 +388,9 @@ impl Session {
             progress: false,
             cautious: false,
             opened: false,
+            last_activity: Instant::now(),
+            ack_latency: None,
+            stall_floor: STALL_FLOOR,
             fault_backoff: new_backoff(addr),
             fault_next: None,
             next_free: Instant::now(),
@@ -384,9 +422,14 @@ impl Session {
             InFlight {
                 key,
                 bytes,
+                sent: Instant::now(),
                 deinstall,
             },
         );
+        if self.inflight.len() == 1 {
+            // Waiting starts now, not at the last acknowledgement.
+            self.last_activity = Instant::now();
+        }
         *self.inflight_keys.entry(key).or_default() += 1;
         self.inflight_bytes += bytes;
     }
@@ -408,7 +451,7 @@ impl Session {
         self.inflight_keys.contains_key(key) || self.files.iter().flatten().any(|f| &f.key == key)
     }
 
-    async fn run(
+    pub(crate) async fn run(
         &mut self,
         ctx: &Arc<Ctx>,
         link: &Arc<Link>,
@@ -425,8 +468,25 @@ impl Session {
             if self.inflight.is_empty() && !ctx.store.outbox_has(&link.to) {
                 link.set_state(LinkStatus::Up, format!("{server}; nothing queued"));
             }
+            let stall_at = self.stall_deadline();
             tokio::select! {
+                // Answers first: a long fill (a rate limit) leaves acks
+                // waiting, and they must count before the watchdog does.
+                biased;
+                ev = conn.next() => match ev? {
+                    LinkEvent::Acks(acks) => self.acked(ctx, link, acks)?,
+                    LinkEvent::Refused { job_id, reason } => self.refused(ctx, link, job_id, reason).await?,
+                },
                 _ = ctx.tasks.cancelled() => return Ok(()),
+                _ = sleep_until_opt(stall_at) => {
+                    let quiet = self.last_activity.elapsed();
+                    return Err(LinkError::Stalled(format!(
+                        "{} frames out and nothing acknowledged for {} ms (usually {} ms); reconnecting",
+                        self.inflight.len(),
+                        quiet.as_millis(),
+                        self.ack_latency.unwrap_or_default().as_millis()
+                    )));
+                }
                 _ = link.wake.notified() => {
                     if ctx.store.link_fault(&link.to).map_err(fail)?.is_some() {
                         return Ok(());
@@ -444,12 +504,19 @@ impl Session {
                     }
                     self.cursors = [None; 3];
                 }
-                ev = conn.next() => match ev? {
-                    LinkEvent::Acks(acks) => self.acked(ctx, link, acks)?,
-                    LinkEvent::Refused { job_id, reason } => self.refused(ctx, link, job_id, reason).await?,
-                },
             }
         }
+    }
+
+    /// When the watchdog fires if nothing is acknowledged meanwhile (None:
+    /// nothing is out).
+    fn stall_deadline(&self) -> Option<tokio::time::Instant> {
+        if self.inflight.is_empty() {
+            return None;
+        }
+        let usual = self.ack_latency.unwrap_or_default() * STALL_FACTOR;
+        let allowed = usual.clamp(self.stall_floor, STALL_CEILING.max(self.stall_floor));
+        Some((self.last_activity + allowed).into())
     }
 
     /// Hands queued frames to the stream until the window is full: high
@@ -617,6 +684,13 @@ impl Session {
                 continue;
             };
             self.progress = true;
+            self.last_activity = Instant::now();
+            let sample = f.sent.elapsed();
+            self.ack_latency = Some(match self.ack_latency {
+                // Smoothed like TCP's round-trip estimate (7/8 old, 1/8 new).
+                Some(l) => (l * 7 + sample) / 8,
+                None => sample,
+            });
             if let Some((key, job)) = self.file_acked.get_mut(&id) {
                 job.acked_chunks = job.acked_chunks.max(chunk + 1);
                 let count = match &job.payload {
@@ -737,6 +811,14 @@ impl Session {
             && self.opened
             && !self.progress
             && !self.inflight_keys.is_empty()
+    }
+}
+
+/// Sleeps until `at`, or forever when there is no deadline.
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -44,6 +44,12 @@ pub enum LinkError {
     /// Network or peer failure.
     #[error("{0}")]
     Failed(String),
+    /// Frames were out and nothing came back for much longer than the link
+    /// usually takes: the connection is replaced (a TCP connection whose
+    /// retransmission timeout has backed off to seconds under loss stalls
+    /// the whole direction while it still looks up). Charges nothing.
+    #[error("{0}")]
+    Stalled(String),
     /// This one job can never go on the link (its frame is larger than the
     /// link takes): it alone fails, the stream goes on.
     #[error("{0}")]

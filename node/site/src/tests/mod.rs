@@ -13,5 +13,6 @@ mod records;
 mod routing;
 mod sender;
 mod skew;
+mod stall;
 mod status;
 mod validate;
