@@ -11,9 +11,12 @@
 //!   `fdatasync` *of that file* writes its dirty pages and its size
 //!   (truncations included) to the durable copy. Nothing else does:
 //!   `sync_file_range`, `close`, `flush` and the passage of time never
-//!   reach the layer as a sync, so sled's own flush (which is
-//!   `sync_file_range`) leaves its log volatile here, as it can on a real
-//!   disk whose write cache is lost.
+//!   reach the layer as a sync (FUSE does not even see a
+//!   `sync_file_range`), so sled's own flush leaves its log volatile here.
+//!   That is stricter than a real disk, where data `sync_file_range` wrote
+//!   out also becomes durable at the next cache flush anyone causes; what
+//!   it models is the moment before that flush, when an acknowledgement
+//!   based on `sync_file_range` alone is a lie.
 //! * **Names** (create, mkdir, unlink, rmdir, rename). They change the live
 //!   tree at once and the durable tree only when synced:
 //!   - `fsync` of a directory makes its whole entry list durable as it is
@@ -25,7 +28,9 @@
 //!     as one unit). This is what ext4's journal (and XFS's log, and
 //!     btrfs's log tree) does for the fsynced inode; ext4 in fact commits
 //!     *every* earlier metadata change with it, so this model keeps a
-//!     subset of what ext4 keeps and is at least as strict;
+//!     subset of what ext4 keeps and is at least as strict (sled needs
+//!     its log, blob files and snapshot renames durable; each is reached
+//!     by an fsync of the file or of its directory);
 //!   - in [`Namespace::Posix`] only a directory `fsync` makes names
 //!     durable: the letter of POSIX, stricter than any Linux filesystem.
 //! * **A power cut** ([`State::cut`]) freezes the durable state and fails
@@ -105,6 +110,9 @@ pub struct CutReport {
     /// The files that had dirty pages or an unsynced size, by live path
     /// (`?` for an unlinked one), with their dirty page counts.
     pub files: Vec<(String, u64)>,
+    /// The last syncs before the cut, oldest first: `fsync PATH` (file or
+    /// directory) with the number of dirty pages it wrote.
+    pub last_syncs: Vec<String>,
 }
 
 /// Counters since the layer was created (across remounts).
@@ -345,7 +353,11 @@ pub struct State {
     /// Sabotage for negative controls: `fdatasync` of files with this name
     /// succeeds without syncing anything.
     ignore_fdatasync: Option<OsString>,
+    /// The last [`SYNC_HISTORY`] syncs, for [`CutReport::last_syncs`].
+    syncs: std::collections::VecDeque<String>,
 }
+
+const SYNC_HISTORY: usize = 16;
 
 impl State {
     /// Powers `disk` up: the live view starts equal to the durable state.
@@ -361,6 +373,7 @@ impl State {
             epoch: 0,
             stats: Stats::default(),
             ignore_fdatasync: None,
+            syncs: Default::default(),
         };
         s.reboot()?;
         Ok(s)
@@ -418,6 +431,7 @@ impl State {
             }
         }
         r.files.sort();
+        r.last_syncs = self.syncs.iter().cloned().collect();
         r
     }
 
@@ -838,6 +852,12 @@ impl State {
     /// `fsync` of a file or directory.
     pub fn fsync(&mut self, ino: Ino) -> R<()> {
         let kind = self.node(ino)?.kind;
+        if self.syncs.len() == SYNC_HISTORY {
+            self.syncs.pop_front();
+        }
+        let pages = self.live[&ino].pages.len();
+        let what = format!("fsync /{} ({pages} pages)", self.path(ino));
+        self.syncs.push_back(what);
         match kind {
             Kind::File => self.sync_contents(ino).map_err(|_| libc::EIO)?,
             Kind::Dir => self.sync_entries(ino).map_err(|_| libc::EIO)?,
@@ -884,7 +904,7 @@ impl State {
         let live = self.live[&ino].entries.clone();
         let durable = self.disk.nodes[&ino].entries.clone();
         for (name, c) in durable {
-            if live.get(&name) != Some(&c) && std::env::var_os("XKEEP").is_none() {
+            if live.get(&name) != Some(&c) {
                 self.disk.unname(c);
             }
         }
