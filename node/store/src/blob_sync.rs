@@ -2,11 +2,12 @@
 
 /// sled 0.34 writes any log item larger than a quarter segment (128 KiB: a
 /// file chunk, or a consolidated tree node of large values) to its own file
-/// under `blobs/`, named by its log sequence number, and never fsyncs it,
-/// while its log flush makes the reference durable. After a power loss sled's
-/// recovery stops at a reference to a torn blob, dropping everything logged
-/// after it. So each group commit, after the log flush and before anyone is
-/// told the writes are durable, fsyncs the blob files:
+/// under `blobs/`, named by its log sequence number, and never fsyncs it.
+/// After a power loss sled's recovery stops at a reference to a torn blob
+/// (dropping everything logged after it), and silently skips a record whose
+/// blob file is missing (taking it for a blob deleted long ago), which keeps
+/// half of a transaction. So each group commit, after sled's flush, fsyncs
+/// the blob files, and only then makes the log durable (see `commit.rs`):
 ///
 /// - The flush waits for every log reservation made before it began, and a
 ///   blob file is created after its reservation; so every blob a flushed

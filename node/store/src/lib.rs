@@ -205,6 +205,13 @@ impl Store {
     /// task on the current tokio runtime.
     pub fn open(dir: &Path) -> Result<Store> {
         let db = open_db(dir)?;
+        // The store directory's own name must survive a power cut too
+        // (sled creates it but never syncs its parent).
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::File::open(parent)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| StoreError::Flush(format!("syncing {}: {e}", parent.display())))?;
+        }
         let format: Option<u32> = match db.get(META_FORMAT)? {
             Some(v) => Some(dec(&v)?),
             None => None,

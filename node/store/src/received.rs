@@ -140,6 +140,15 @@ fn despool_one(
             },
         };
         if *index < rec.chunks_received {
+            // A resend of a chunk already counted is a duplicate only if the
+            // chunk is really there: after a power cut sled can keep the
+            // package record and lose the chunk's blob, and this resend is
+            // then the only copy left.
+            let key = Store::chunk_key(&job.id, *index);
+            if chunks.get(&key)?.is_none() {
+                chunks.insert(&key, data.as_slice())?;
+                return Ok(Despooled::Stored);
+            }
             return Ok(Despooled::Duplicate);
         }
         if *index > rec.chunks_received {
