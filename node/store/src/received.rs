@@ -145,7 +145,7 @@ fn despool_one(
             // package record and lose the chunk's blob, and this resend is
             // then the only copy left.
             let key = Store::chunk_key(&job.id, *index);
-            if chunks.get(&key)?.is_none() {
+            if chunks.get(key)?.is_none() {
                 chunks.insert(&key, data.as_slice())?;
                 return Ok(Despooled::Stored);
             }
