@@ -128,10 +128,26 @@ mod tests {
     #[tokio::test]
     async fn shutdown_ends_the_pause_between_restarts() {
         let tc = TaskCenter::new();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         Worker::new("always-failing")
             .pauses(Duration::from_secs(3600), Duration::from_secs(3600))
-            .start(&tc, || async { anyhow::bail!("no") }, |_| {});
-        tokio::time::sleep(Duration::from_millis(20)).await;
+            .start(
+                &tc,
+                || async { anyhow::bail!("no") },
+                move |s| {
+                    let _ = tx.send(s);
+                },
+            );
+        // Wait until it is in its hour-long pause.
+        loop {
+            let s = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("the worker reports its states")
+                .expect("the observer lives");
+            if matches!(s, WorkerState::Restarting(_)) {
+                break;
+            }
+        }
         assert_eq!(tc.running(), vec!["always-failing"]);
         assert!(tc.shutdown(Duration::from_secs(2)).await.is_empty());
     }

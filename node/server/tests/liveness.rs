@@ -232,11 +232,31 @@ async fn an_outage_fails_no_job() {
         })
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_for("PRI to apply the address change", WAIT, || async {
+        let a = pri.ctx.config().and_then(|c| {
+            c.addresses
+                .into_iter()
+                .find(|a| a.site_code.as_str() == "S01")
+        });
+        match a {
+            Some(a) if a.retry_count == 2 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
 
     child.shutdown().await.unwrap();
     let ids: HashSet<Vec<u8>> = send_probes(&p, "S01", 50).await.into_iter().collect();
-    // Well over two attempts' worth of refused connections.
+    // The link is failing to connect...
+    wait_for("PRI's link to S01 to fail to connect", WAIT, || async {
+        let l = link(&p, "S01").await;
+        (l.state == "retrying" && l.detail.contains("cannot reach"))
+            .then_some(())
+            .ok_or(format!("{} {}", l.state, l.detail))
+    })
+    .await;
+    // ...and keeps failing for well over two attempts' worth (a window in
+    // which nothing must happen cannot be waited for otherwise).
     tokio::time::sleep(Duration::from_secs(3)).await;
     let l = link(&p, "S01").await;
     assert_eq!(l.failed_jobs, 0, "the outage failed jobs: {l:?}");
