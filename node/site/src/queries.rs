@@ -40,6 +40,13 @@ pub fn link_view(ctx: &Ctx, to: &SiteCode) -> LinkView {
     } else {
         state
     };
+    let queued_jobs = ctx.store.outbox_len(to) as u64;
+    // The sender words its detail when it last looked; work queued since
+    // (or stuck behind a silent connection) must not read "nothing queued".
+    let detail = match detail.strip_suffix("; nothing queued") {
+        Some(server) if queued_jobs > 0 => server.to_string(),
+        _ => detail,
+    };
     let server = match ctx.identity().and_then(|i| i.parent) {
         Some(p) if &p.site_code == to => p.address,
         _ => ctx
@@ -53,7 +60,7 @@ pub fn link_view(ctx: &Ctx, to: &SiteCode) -> LinkView {
     LinkView {
         to: to.clone(),
         state,
-        queued_jobs: ctx.store.outbox_len(to) as u64,
+        queued_jobs,
         failed_jobs: ctx.store.failed_len(to) as u64,
         server,
         detail,

@@ -286,11 +286,21 @@ async fn charge(
     for (key, mut job) in jobs {
         job.attempts += 1;
         if permanent || job.attempts >= addr.retry_count.max(1) {
+            // Say which: refused for good, or the retry policy spent.
+            let why = if permanent {
+                reason.to_string()
+            } else {
+                format!(
+                    "{reason} (attempt {} of the {} the address's retry count allows)",
+                    job.attempts,
+                    addr.retry_count.max(1)
+                )
+            };
             ctx.store.outbox_fail(
                 key,
                 &FailedJob {
                     job: job.clone(),
-                    reason: reason.to_string(),
+                    reason: why,
                     failed_unix_ms: now_ms(),
                 },
             )?;

@@ -308,3 +308,25 @@ async fn a_link_severed_in_the_store_shows_severed() {
     assert_eq!(view.state, LinkState::Severed);
     assert_eq!(view.detail, "up", "the sender's own detail is kept");
 }
+
+/// A link whose sender last said "nothing queued" never shows that while
+/// jobs wait (work queued since, or stuck behind a silent connection).
+#[tokio::test]
+async fn a_link_with_queued_jobs_never_reads_nothing_queued() {
+    let node = central("PRI");
+    put_site(&node.ctx, "S01", Some("PRI"), SiteKind::Secondary);
+    let link = crate::scheduler::ensure_link(&node.ctx, &code("S01"));
+    link.set_state(
+        crate::links::LinkStatus::Up,
+        "127.0.0.1:7101; nothing queued",
+    );
+    let idle = crate::queries::link_view(&node.ctx, &code("S01"));
+    assert_eq!(idle.detail, "127.0.0.1:7101; nothing queued");
+    node.ctx
+        .store
+        .enqueue(&code("S01"), &probe("PRI", "S01", Priority::Low))
+        .unwrap();
+    let busy = crate::queries::link_view(&node.ctx, &code("S01"));
+    assert_eq!(busy.queued_jobs, 1);
+    assert_eq!(busy.detail, "127.0.0.1:7101");
+}
