@@ -19,6 +19,13 @@ pub struct Cli {
     /// Print one JSON document instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Directory with the administrator certificate (ca.pem, admin.pem,
+    /// admin.key) [default: .sms-up/admin, written by `controller up`].
+    #[arg(long, global = true, env = "SMS_TLS_DIR", value_name = "DIR")]
+    pub tls_dir: Option<std::path::PathBuf>,
+    /// Talk plaintext to nodes started with --insecure.
+    #[arg(long, global = true, env = "SMS_INSECURE")]
+    pub insecure: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -81,6 +88,14 @@ pub enum Command {
     Package(package::Cmd),
     /// Launch a local demo hierarchy (central primary + one secondary) on loopback.
     Up(up::Args),
+    /// Join tokens: make one for a new site or member server (at its parent primary).
+    #[command(subcommand)]
+    Token(trust::TokenCmd),
+    /// Administrator certificates: issue one (the key is made here and never sent).
+    #[command(subcommand)]
+    Admin(trust::AdminCmd),
+    /// The node's certificates with their expiry, and the join tokens it issued.
+    Certs,
 }
 
 impl Cli {
@@ -88,6 +103,7 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         let out = Out { json: self.json };
         let node = self.node;
+        crate::client::init_security(self.tls_dir, self.insecure);
         match self.command {
             Command::Status(a) => status::node::run(&node, &out, a).await,
             Command::Sites(a) => site::list::run(&node, &out, a).await,
@@ -128,6 +144,9 @@ impl Cli {
             Command::Probe(c) => probe::run(&node, &out, c).await,
             Command::Package(c) => package::run(&node, &out, c).await,
             Command::Up(a) => up::run(&out, a).await,
+            Command::Token(c) => trust::token(&node, &out, c).await,
+            Command::Admin(c) => trust::admin(&node, &out, c).await,
+            Command::Certs => trust::certs(&node, &out).await,
         }
     }
 }
@@ -196,6 +215,9 @@ mod tests {
                 "probe",
                 "package",
                 "up",
+                "token",
+                "admin",
+                "certs",
             ]
         );
     }

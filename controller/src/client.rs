@@ -1,5 +1,7 @@
 //! Connecting to a node and turning gRPC failures into one-line reasons.
 
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
@@ -16,13 +18,73 @@ pub fn node_addr(node: &Option<String>) -> Result<String> {
     }
 }
 
+/// Where `controller up` writes the demo's administrator certificate, and
+/// where the controller looks when no --tls-dir is given.
+pub const DEFAULT_TLS_DIR: &str = ".sms-up/admin";
+
+/// How this run of the controller connects.
+enum Security {
+    Tls(Arc<rustls::ClientConfig>),
+    Plaintext,
+    /// No certificate could be loaded: every connection reports why.
+    Missing(String),
+}
+
+static SECURITY: OnceLock<Security> = OnceLock::new();
+
+/// Chooses how to connect, once per run: `--insecure`, else the
+/// administrator certificate in `tls_dir` (or [`DEFAULT_TLS_DIR`]).
+pub fn init_security(tls_dir: Option<PathBuf>, insecure: bool) {
+    let s = if insecure {
+        Security::Plaintext
+    } else {
+        let dir = tls_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_TLS_DIR));
+        match load(&dir) {
+            Ok(cfg) => Security::Tls(cfg),
+            Err(e) => Security::Missing(e),
+        }
+    };
+    let _ = SECURITY.set(s);
+}
+
+fn load(dir: &Path) -> std::result::Result<Arc<rustls::ClientConfig>, String> {
+    if !dir.join("admin.pem").exists() {
+        return Err(format!(
+            "no administrator certificate in {}: pass --tls-dir DIR (or set SMS_TLS_DIR) with \
+             ca.pem, admin.pem and admin.key; `controller up` writes them to {DEFAULT_TLS_DIR}, \
+             a central site to DATA/admin",
+            dir.display()
+        ));
+    }
+    let creds = sms_connect::load_admin(dir).map_err(|e| format!("{e:#}"))?;
+    sms_connect::admin_tls(&creds).map_err(|e| format!("{e:#}"))
+}
+
+/// The TLS settings of this run (`None`: plaintext).
+pub fn tls() -> Result<Option<Arc<rustls::ClientConfig>>> {
+    match SECURITY.get_or_init(|| {
+        std::env::var_os("SMS_TLS_DIR")
+            .map(PathBuf::from)
+            .map_or_else(
+                || load(Path::new(DEFAULT_TLS_DIR)),
+                |d| load(&d),
+            )
+            .map_or_else(Security::Missing, Security::Tls)
+    }) {
+        Security::Tls(c) => Ok(Some(c.clone())),
+        Security::Plaintext => Ok(None),
+        Security::Missing(why) => Err(anyhow!("{why}")),
+    }
+}
+
 /// Opens a channel to `addr`.
 pub async fn channel(addr: &str) -> Result<Channel> {
+    let tls = tls()?;
     let ep = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|_| anyhow!("{addr:?} is not a HOST:PORT address"))?
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(60));
-    ep.connect()
+    sms_connect::channel(ep, addr, tls, Duration::from_secs(10))
         .await
         .map_err(|e| anyhow!("cannot reach node {addr}: {}", chain(&e)))
 }
@@ -66,6 +128,13 @@ impl<T> Reply<T> for std::result::Result<tonic::Response<T>, tonic::Status> {
 
 /// A gRPC failure as the node explained it.
 pub fn status_err(what: &str, s: tonic::Status) -> anyhow::Error {
+    if s.message().contains("h2 protocol error") {
+        return anyhow!(
+            "{what}: the node did not speak plaintext gRPC ({}); it uses TLS: drop --insecure \
+             (and unset SMS_INSECURE)",
+            s.message()
+        );
+    }
     if s.code() == tonic::Code::Unavailable && s.message().contains("transport") {
         return anyhow!("{what}: the node is unreachable ({})", s.message());
     }

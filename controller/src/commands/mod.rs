@@ -14,6 +14,7 @@ pub mod probe;
 pub mod site;
 pub mod site_control;
 pub mod status;
+pub mod trust;
 pub mod up;
 
 /// `up` follows the install through this, its path from before the

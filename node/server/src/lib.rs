@@ -10,6 +10,8 @@ pub mod logging;
 pub mod node;
 pub mod peers;
 pub mod rpc;
+pub mod security;
 
 pub use node::{Node, NodeConfig, ADDR_FILE};
 pub use peers::Connector;
+pub use security::{NodeTls, Security};

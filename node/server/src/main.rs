@@ -60,6 +60,25 @@ struct RunArgs {
     /// again (a silent link is noticed within twice this).
     #[arg(long, env = "SMS_KEEPALIVE_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     keepalive_secs: u64,
+    /// Join the hierarchy with this token (made at the parent with
+    /// `controller token create`): the node gets its certificate from the
+    /// token's issuer. Needed once, by a node that has no certificate yet.
+    #[arg(long, env = "SMS_JOIN_TOKEN", value_name = "TOKEN", conflicts_with = "join_token_file")]
+    join_token: Option<String>,
+    /// Read the join token from this file (for containers and secrets).
+    #[arg(long, env = "SMS_JOIN_TOKEN_FILE", value_name = "FILE")]
+    join_token_file: Option<PathBuf>,
+    /// With --install-primary and no parent: use this CA certificate (PEM,
+    /// self-signed) as the hierarchy's root instead of creating one...
+    #[arg(long, value_name = "FILE", requires_all = ["ca_key", "install_primary"], env = "SMS_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+    /// ...with this PKCS#8 private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "ca_cert", env = "SMS_CA_KEY")]
+    ca_key: Option<PathBuf>,
+    /// Plaintext and unauthenticated connections, for comparison
+    /// benchmarks and tests on loopback. Never on a network you do not own.
+    #[arg(long, env = "SMS_INSECURE")]
+    insecure: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -69,6 +88,9 @@ enum Command {
         /// Node address.
         #[arg(long, default_value = "127.0.0.1:8500", env = "SMS_HEALTH_ADDR")]
         addr: String,
+        /// The node runs with --insecure (plaintext).
+        #[arg(long, env = "SMS_INSECURE")]
+        insecure: bool,
     },
 }
 
@@ -85,7 +107,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Some(Command::Health { addr }) => rt.block_on(health(addr)),
+        Some(Command::Health { addr, insecure }) => rt.block_on(health(addr, insecure)),
         None => rt.block_on(run(cli.run)),
     };
     match result {
@@ -97,19 +119,34 @@ fn main() -> ExitCode {
     }
 }
 
-async fn health(addr: String) -> anyhow::Result<()> {
+async fn health(addr: String, insecure: bool) -> anyhow::Result<()> {
     use tonic_health::pb::health_check_response::ServingStatus;
-    let channel = Connector::default()
-        .connect(&addr)
+    let connector = Connector::default();
+    // The health probe sends no credentials and reads only a flag, so it
+    // does not verify the node's certificate (it may not have the root).
+    let tls = if insecure {
+        None
+    } else {
+        Some(std::sync::Arc::new(sms_trust::tls::client_config(
+            None,
+            None,
+            sms_trust::tls::Expect::Unverified,
+        )?))
+    };
+    let channel = connector
+        .connect_with(&addr, tls)
         .await
         .map_err(anyhow::Error::msg)?;
     let mut c = tonic_health::pb::health_client::HealthClient::new(channel);
-    let r = c
-        .check(tonic_health::pb::HealthCheckRequest {
+    let r = tokio::time::timeout(
+        connector.request_timeout,
+        c.check(tonic_health::pb::HealthCheckRequest {
             service: String::new(),
-        })
-        .await?
-        .into_inner();
+        }),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("{addr}: no answer within {:?}", connector.request_timeout))??
+    .into_inner();
     if r.status == ServingStatus::Serving as i32 {
         println!("{addr}: serving");
         Ok(())
@@ -136,6 +173,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         parent: args.parent,
         domain: args.domain,
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+        insecure: args.insecure,
+        join_token: match (&args.join_token, &args.join_token_file) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(f)) => Some(
+                std::fs::read_to_string(f)
+                    .map_err(|e| anyhow::anyhow!("cannot read the join token file {}: {e}", f.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+            (None, None) => None,
+        },
+        ca_files: args.ca_cert.clone().zip(args.ca_key.clone()),
     };
     let keepalive = Duration::from_secs(args.keepalive_secs);
     let connector = Connector {
@@ -177,9 +226,12 @@ fn reexec(bound: std::net::SocketAddr) -> anyhow::Error {
     let mut it = std::env::args_os().skip(1);
     while let Some(a) = it.next() {
         let s = a.to_string_lossy();
-        if s == "--listen" {
+        // The restarted bare node gets a new address flag, and no join
+        // token: the old one is used up, and a deleted site's node must be
+        // given a new one to join again.
+        if s == "--listen" || s == "--join-token" || s == "--join-token-file" {
             it.next();
-        } else if !s.starts_with("--listen=") {
+        } else if !(s.starts_with("--listen=") || s.starts_with("--join-token")) {
             args.push(a);
         }
     }
@@ -189,7 +241,11 @@ fn reexec(bound: std::net::SocketAddr) -> anyhow::Error {
         Ok(e) => e,
         Err(e) => return anyhow::anyhow!("cannot find this executable to restart: {e}"),
     };
-    let err = std::process::Command::new(exe).args(args).exec();
+    let err = std::process::Command::new(exe)
+        .args(args)
+        .env_remove("SMS_JOIN_TOKEN")
+        .env_remove("SMS_JOIN_TOKEN_FILE")
+        .exec();
     anyhow::anyhow!("cannot restart: {err}")
 }
 

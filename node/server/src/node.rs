@@ -19,6 +19,7 @@ use sms_types::*;
 use tokio::net::TcpListener;
 
 use crate::peers::Connector;
+use crate::security::{NodeTls, Security};
 
 /// How a node is started (from the command line or a test).
 #[derive(Clone, Debug)]
@@ -37,6 +38,27 @@ pub struct NodeConfig {
     pub domain: Option<String>,
     /// How long shutdown waits for components before giving up.
     pub shutdown_grace: Duration,
+    /// No TLS, no authentication (comparison benchmarks and old tests only).
+    pub insecure: bool,
+    /// A join token, for a node that has no certificate yet.
+    pub join_token: Option<String>,
+    /// With `install_primary` and no parent: an existing CA (certificate
+    /// and PKCS#8 key, PEM files) to use as the hierarchy's root.
+    pub ca_files: Option<(PathBuf, PathBuf)>,
+}
+
+/// The directory in a central site's data dir where its first
+/// administrator's certificate is written for its operator.
+pub const ADMIN_DIR: &str = "admin";
+
+/// The site code or name this node's certificate is for, if it has one.
+pub fn own_site_label(ctx: &Ctx) -> Option<String> {
+    sms_site::trust::node_credentials(&ctx.store)
+        .ok()
+        .flatten()
+        .and_then(|c| c.identity().ok())
+        .filter(|id| id.role.is_site())
+        .map(|id| id.name.label)
 }
 
 /// A running node.
@@ -61,7 +83,7 @@ impl Node {
     pub async fn start(
         cfg: NodeConfig,
         listener: TcpListener,
-        connector: Connector,
+        mut connector: Connector,
     ) -> anyhow::Result<Node> {
         let local_addr = listener.local_addr()?;
         std::fs::create_dir_all(&cfg.data_dir)
@@ -92,6 +114,7 @@ impl Node {
 
         let mut identity = store.identity()?;
         check_witness(&cfg.data_dir, &store, node_id, identity.as_ref())?;
+        connector.security = establish_trust(&cfg, &store, &connector, identity.as_ref()).await?;
         let mut installed_now = false;
         if let Some(code) = &cfg.install_primary {
             match &identity {
@@ -376,4 +399,184 @@ fn write_addr_file(dir: &Path, addr: &str) -> std::io::Result<()> {
     let tmp = dir.join(format!("{ADDR_FILE}.tmp"));
     std::fs::write(&tmp, format!("{addr}\n"))?;
     std::fs::rename(tmp, dir.join(ADDR_FILE))
+}
+
+/// Decides how this node's connections are secured, getting a certificate
+/// first when it has none: the central install creates the hierarchy's
+/// root; a join token buys one from its issuer; anything else is refused
+/// with the fix.
+async fn establish_trust(
+    cfg: &NodeConfig,
+    store: &Store,
+    connector: &Connector,
+    identity: Option<&Identity>,
+) -> anyhow::Result<Security> {
+    if cfg.insecure {
+        tracing::warn!(
+            "--insecure: connections are plaintext and unauthenticated; never run this on a \
+             network you do not own"
+        );
+        return Ok(Security::Plaintext);
+    }
+    if let Some(c) = sms_site::trust::node_credentials(store)? {
+        if cfg.join_token.is_some() {
+            tracing::info!("this node already holds a certificate; the join token was not used");
+        }
+        return Ok(Security::Tls(Arc::new(NodeTls::new(c)?)));
+    }
+    if let Some(id) = identity {
+        bail!(
+            "site {} is installed in {} but holds no certificate (it was installed with \
+             --insecure); start it with --insecure, or install it again with TLS",
+            id.site_code,
+            cfg.data_dir.display()
+        );
+    }
+    let creds = match (&cfg.install_primary, &cfg.parent, &cfg.join_token) {
+        (Some(code), None, _) => {
+            let existing = match &cfg.ca_files {
+                Some((cert, key)) => {
+                    let read = |p: &PathBuf| {
+                        std::fs::read_to_string(p)
+                            .with_context(|| format!("cannot read {}", p.display()))
+                    };
+                    Some(
+                        sms_trust::Credentials::from_pem(&read(cert)?, &read(key)?)
+                            .context("the CA files given with --ca-cert and --ca-key")?,
+                    )
+                }
+                None => None,
+            };
+            let c = sms_site::trust::install_root(store, code, existing)?;
+            write_admin_files(&cfg.data_dir, store)?;
+            tracing::info!(
+                "created the hierarchy's certificate authority; the first administrator's \
+                 certificate is in {}",
+                cfg.data_dir.join(ADMIN_DIR).display()
+            );
+            c
+        }
+        (_, _, Some(text)) => enroll(cfg, store, connector, text).await?,
+        _ => bail!(
+            "this node has no certificate: start it with --join-token TOKEN (make one at its \
+             parent with `controller token create --site CODE`), or with --insecure for a \
+             plaintext test setup"
+        ),
+    };
+    store.durable().await?;
+    Ok(Security::Tls(Arc::new(NodeTls::new(creds)?)))
+}
+
+/// Gets this node's certificate with a join token: a key made here, a
+/// signing request and the token's proof to the issuer, whose chain must
+/// end in the root the token names.
+async fn enroll(
+    cfg: &NodeConfig,
+    store: &Store,
+    connector: &Connector,
+    text: &str,
+) -> anyhow::Result<sms_trust::Credentials> {
+    use sms_proto::v1 as pb;
+    use sms_trust::{ca, tls::Expect, JoinToken, Role};
+    let token = JoinToken::decode(text)?;
+    let role = token.role().context("the join token names no role")?;
+    match (role, &cfg.install_primary) {
+        (Role::Primary, Some(code)) if code.as_str() == token.label => {}
+        (Role::Primary, _) => bail!(
+            "this join token is for primary site {0}: start with --install-primary {0} \
+             --parent-site CODE --parent ADDR",
+            token.label
+        ),
+        (Role::Secondary, Some(code)) => bail!(
+            "this join token is for secondary site {}, but --install-primary {code} was given: a \
+             secondary is installed by its parent (`controller create-secondary`)",
+            token.label
+        ),
+        (Role::Secondary | Role::Member, None) => {}
+        (Role::Member, Some(_)) => {
+            bail!("this join token is for a member server; start it without --install-primary")
+        }
+        (other, _) => bail!("a join token cannot be for a {other}"),
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    if now >= token.expires_unix {
+        bail!(
+            "this join token expired {} s ago; make a new one with `controller token create`",
+            now - token.expires_unix
+        );
+    }
+    let issuer = cfg.parent.clone().unwrap_or_else(|| token.issuer.clone());
+    let key = ca::new_key()?;
+    let csr = ca::signing_request(&key)?;
+    let tls = sms_trust::tls::client_config(None, None, Expect::Root(token.ca_fingerprint))?;
+    let channel = connector
+        .connect_with(&issuer, Some(Arc::new(tls)))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot join through {issuer}: {e}"))?;
+    let mut client = pb::bootstrap_client::BootstrapClient::new(channel);
+    let req = pb::EnrollRequest {
+        token_id: token.id.to_vec(),
+        proof: token.proof(&csr),
+        csr,
+    };
+    let reply = tokio::time::timeout(connector.request_timeout, client.enroll(req))
+        .await
+        .map_err(|_| anyhow::anyhow!("{issuer} did not answer the join request"))?
+        .map_err(|s| anyhow::anyhow!("{issuer} refused the join token: {}", s.message()))?
+        .into_inner();
+    let issued = sms_trust::Credentials::new(&key, reply.certs);
+    if ca::fingerprint(issued.root()) != token.ca_fingerprint {
+        bail!("{issuer} answered with a chain that does not end in the token's root; nothing was kept");
+    }
+    let id = issued.identity()?;
+    tracing::info!(serial = %id.serial, "joined the hierarchy as {} {}", id.role, id.name.label);
+    if role == Role::Primary {
+        // Our own authority, and our site server's certificate under it.
+        let code: SiteCode = token.label.parse().map_err(anyhow::Error::msg)?;
+        Ok(sms_site::trust::install_child_authority(
+            store,
+            &issued,
+            &code,
+            &id.name.ancestors,
+        )?)
+    } else {
+        sms_site::trust::set_node_credentials(store, &issued)?;
+        Ok(issued)
+    }
+}
+
+/// Writes the central site's first administrator certificate (full role)
+/// and the root, for the operator: `controller --tls-dir DIR/admin`.
+fn write_admin_files(data_dir: &Path, store: &Store) -> anyhow::Result<()> {
+    let creds = sms_site::trust::issue_local_admin(store, "admin")?;
+    let dir = data_dir.join(ADMIN_DIR);
+    std::fs::create_dir_all(&dir)?;
+    write_synced(&dir.join("ca.pem"), sms_trust::ca::pem("CERTIFICATE", creds.root()).as_bytes(), 0o644)?;
+    write_synced(&dir.join("admin.pem"), creds.chain_pem().as_bytes(), 0o644)?;
+    write_synced(&dir.join("admin.key"), creds.key_pem().as_bytes(), 0o600)?;
+    std::fs::File::open(&dir)?.sync_all()?;
+    std::fs::File::open(data_dir)?.sync_all()?;
+    Ok(())
+}
+
+/// Writes a file whole (temp file, fsync, rename) with `mode`.
+fn write_synced(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut f = opts.open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(tmp, path)
 }

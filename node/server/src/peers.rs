@@ -7,7 +7,10 @@ use std::time::Duration;
 use sms_proto::v1 as pb;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use sms_trust::tls::Expect;
 use tonic::transport::{Channel, Endpoint};
+
+use crate::security::Security;
 use tonic::Code;
 use uuid::Uuid;
 
@@ -33,6 +36,8 @@ pub struct Connector {
     /// a dead router, a frozen peer) is noticed within the two together,
     /// instead of showing "up" for as long as the kernel's TCP timeout.
     pub keepalive_timeout: Duration,
+    /// TLS with this node's certificate, or plaintext (`--insecure`).
+    pub security: Security,
 }
 
 impl Default for Connector {
@@ -42,6 +47,7 @@ impl Default for Connector {
             request_timeout: Duration::from_secs(10),
             keepalive_interval: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(10),
+            security: Security::Plaintext,
         }
     }
 }
@@ -54,20 +60,36 @@ pub const STREAM_WINDOW: u32 = 16 * 1024 * 1024;
 pub const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 
 impl Connector {
-    /// A channel to `addr` (`host:port`).
+    /// A channel to any node of the hierarchy at `addr` (`host:port`).
     pub async fn connect(&self, addr: &str) -> Result<Channel, String> {
+        self.connect_to(addr, Expect::Any).await
+    }
+
+    /// A channel to `addr`, whose certificate must be what `expect` says.
+    pub async fn connect_to(&self, addr: &str, expect: Expect) -> Result<Channel, String> {
+        let tls = match &self.security {
+            Security::Tls(t) => Some(t.client(expect)?),
+            Security::Plaintext => None,
+        };
+        self.connect_with(addr, tls).await
+    }
+
+    /// A channel to `addr` with these TLS settings (`None`: plaintext).
+    pub async fn connect_with(
+        &self,
+        addr: &str,
+        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    ) -> Result<Channel, String> {
         let ep = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| format!("{addr:?} is not a valid address: {e}"))?
             .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true)
-            .tcp_keepalive(Some(self.keepalive_interval))
             .http2_keep_alive_interval(self.keepalive_interval)
             .keep_alive_timeout(self.keepalive_timeout)
             // A link with frames in flight but no traffic is still watched.
             .keep_alive_while_idle(true)
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW);
-        ep.connect()
+        sms_connect::channel(ep, addr, tls, self.keepalive_interval)
             .await
             .map_err(|e| format!("cannot reach {addr}: {}", error_chain(&e)))
     }
@@ -110,7 +132,10 @@ impl GrpcLink {
         hello: &LinkHello,
         window: usize,
     ) -> Result<GrpcLink, LinkError> {
-        let channel = connector.connect(server).await.map_err(LinkError::Failed)?;
+        let channel = connector
+            .connect_to(server, Expect::Site(hello.dest_site.clone()))
+            .await
+            .map_err(LinkError::Failed)?;
         let mut client = pb::transfer_client::TransferClient::new(channel)
             .max_decoding_message_size(MAX_FRAME_BYTES)
             .max_encoding_message_size(MAX_FRAME_BYTES);
@@ -215,7 +240,7 @@ async fn install_bootstrap(
         });
     };
     let channel = connector
-        .connect(server)
+        .connect_to(server, Expect::Site(pkg.site_code.clone()))
         .await
         .map_err(|m| BootstrapError {
             message: m,
@@ -291,7 +316,7 @@ async fn prepare_delete(
     server: &str,
     site: &SiteCode,
 ) -> Result<u64, String> {
-    let channel = connector.connect(server).await?;
+    let channel = connector.connect_to(server, Expect::Site(site.clone())).await?;
     let mut c = pb::admin_client::AdminClient::new(channel);
     let req = pb::SiteRequest {
         site: site.to_string(),
@@ -380,7 +405,9 @@ async fn request_id_range(
     site: &SiteCode,
     node_id: &str,
 ) -> Result<(u64, u64), String> {
-    let channel = connector.connect(site_address).await?;
+    let channel = connector
+        .connect_to(site_address, Expect::Site(site.clone()))
+        .await?;
     let mut c = pb::admin_client::AdminClient::new(channel);
     let req = pb::IdRangeRequest {
         site_code: site.to_string(),

@@ -35,6 +35,7 @@ pub mod site_config;
 pub mod site_records;
 pub mod status;
 pub mod status_manager;
+pub mod trust;
 pub mod wiring;
 pub mod witness;
 

@@ -29,6 +29,9 @@ mod site_control;
 mod sites;
 mod status;
 #[cfg(test)]
+mod trust_tests;
+mod trust;
+#[cfg(test)]
 mod tests;
 
 use std::path::Path;
@@ -174,6 +177,9 @@ pub(crate) struct Inner {
     pub(crate) logon_servers: Tree,
     pub(crate) links: Tree,
     pub(crate) faults: Tree,
+    pub(crate) trust: Tree,
+    pub(crate) tokens: Tree,
+    pub(crate) revoked: Tree,
     pub(crate) flush_tx: std::sync::mpsc::Sender<commit::FlushWaiter>,
     pub(crate) flushes: AtomicU64,
     /// The log, directory and blob-file syncs each commit ends with.
@@ -255,6 +261,9 @@ impl Store {
             logon_servers: t("logon.servers")?,
             links: t("link_faults")?,
             faults: t("faults")?,
+            trust: t("trust")?,
+            tokens: t("trust.tokens")?,
+            revoked: t("trust.revoked")?,
             db,
             flush_tx,
             flushes: AtomicU64::new(0),

@@ -99,6 +99,14 @@ catalogue! {
         "Refused a connection from site %1: %2.";
     DESPOOL_UNROUTABLE = 4601, Warning, "SMS_DESPOOLER",
         "Refused job %1 from site %2 for site %3: %4.";
+    AUDIT_ADMIN_ACTION = 4800, Informational, "SMS_PROVIDER",
+        "Administrator %1 ran %2 on site %3 (%4).";
+    AUDIT_TOKEN_CREATED = 4801, Informational, "SMS_PROVIDER",
+        "Administrator %1 created join token %2 for %3 %4, valid until unix time %5.";
+    AUDIT_CERT_ISSUED = 4802, Informational, "SMS_PROVIDER",
+        "A certificate was issued for %1 %2 (serial %3): %4.";
+    TRUST_REFUSED = 4803, Warning, "SMS_PROVIDER",
+        "Refused %1 from %2: %3.";
     STATUS_LOAD_TEST = 4700, Informational, "SMS_STATUS_MANAGER",
         "Load test %1: test message %2 of %3, reported at %4 per second.";
 }

@@ -88,3 +88,55 @@ pub enum DespoolRefusal {
     #[error("{0}")]
     Unroutable(String),
 }
+
+/// A key and certificate chain as the store keeps them (own certificate
+/// first, root last). The trust crate gives them meaning.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredCredentials {
+    pub key_pkcs8: Vec<u8>,
+    pub chain: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Debug for StoredCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredCredentials")
+            .field("chain_len", &self.chain.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A join token as its issuer keeps it: the secret, what it is for, until
+/// when, and whether it was used (a token works once).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub id: [u8; 16],
+    pub secret: [u8; 32],
+    /// Site code or member name.
+    pub label: String,
+    pub role: String,
+    pub created_unix: i64,
+    pub expires_unix: i64,
+    /// When it was redeemed, and the serial of the certificate it bought.
+    pub used: Option<(i64, String)>,
+}
+
+impl std::fmt::Debug for TokenRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRecord")
+            .field("label", &self.label)
+            .field("role", &self.role)
+            .field("expires_unix", &self.expires_unix)
+            .field("used", &self.used)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a token could not be redeemed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenRefusal {
+    Unknown,
+    Used { at_unix: i64 },
+    Expired { at_unix: i64 },
+    BadProof,
+    Other(String),
+}

@@ -16,7 +16,9 @@ use sms_types::*;
 use tokio::sync::broadcast;
 use tonic::{Request, Response, Status};
 
+use super::auth::{self, Caller};
 use super::errors::{status, status_for_child};
+use sms_trust::AdminRole;
 
 pub struct AdminSvc {
     pub ctx: Arc<Ctx>,
@@ -44,6 +46,43 @@ impl AdminSvc {
 
     fn ctx(&self) -> Arc<Ctx> {
         self.ctx.clone()
+    }
+
+    /// This site's path, own code first (empty on a bare node).
+    fn here(&self) -> Vec<SiteCode> {
+        self.ctx
+            .identity()
+            .map(|id| {
+                let mut p = vec![id.site_code.clone()];
+                p.extend(id.ancestors.iter().cloned());
+                p
+            })
+            .unwrap_or_default()
+    }
+
+    /// The caller must be an administrator with at least `need`.
+    fn allow<T>(&self, req: &Request<T>, need: AdminRole) -> Result<Caller, Status> {
+        auth::admin(req, need, &self.here())
+    }
+
+    /// A state-changing call that passed its checks: recorded in the
+    /// audit trail (a status message, replicated up like any other).
+    fn audit(&self, caller: &Caller, action: &str, detail: String) {
+        let site = self
+            .ctx
+            .identity()
+            .map(|id| id.site_code.to_string())
+            .unwrap_or_else(|| "(bare node)".into());
+        tracing::info!(caller = %caller.subject(), action, %detail, "audit");
+        if self.ctx.identity().is_some() {
+            if let Err(e) = sms_site::status::emit(
+                &self.ctx,
+                &sms_types::catalog::AUDIT_ADMIN_ACTION,
+                &[caller.subject(), action.to_string(), site, detail],
+            ) {
+                tracing::warn!("cannot record the audit message: {e:#}");
+            }
+        }
     }
 }
 
@@ -105,6 +144,7 @@ impl pb::admin_server::Admin for AdminSvc {
         &self,
         req: Request<pb::WatchStatusMessagesRequest>,
     ) -> R<StoredStream> {
+        let _caller = self.allow(&req, AdminRole::ReadOnly)?;
         queries::installed(&self.ctx).map_err(status)?;
         let req = req.into_inner();
         let site = convert::opt_code(&req.site, "site")?;
@@ -154,6 +194,8 @@ impl pb::admin_server::Admin for AdminSvc {
         &self,
         req: Request<pb::StatusLoadRequest>,
     ) -> R<pb::StatusLoadReply> {
+        let caller = self.allow(&req, AdminRole::Operator)?;
+        self.audit(&caller, "generate-status-load", format!("{:?}", req.get_ref()).chars().take(200).collect());
         let (req, ctx) = (req.into_inner(), self.ctx());
         let run = self
             .detached(async move {
@@ -169,6 +211,8 @@ impl pb::admin_server::Admin for AdminSvc {
     }
 
     async fn delete_site(&self, req: Request<pb::SiteRequest>) -> R<pb::CreateSecondaryReply> {
+        let caller = self.allow(&req, AdminRole::Full)?;
+        self.audit(&caller, "delete-site", format!("{:?}", req.get_ref()).chars().take(200).collect());
         let (site, ctx) = (req.into_inner().site, self.ctx());
         let rec = self
             .ctx
@@ -183,6 +227,8 @@ impl pb::admin_server::Admin for AdminSvc {
     }
 
     async fn upgrade_site(&self, req: Request<pb::SiteRequest>) -> R<pb::CreateSecondaryReply> {
+        let caller = self.allow(&req, AdminRole::Full)?;
+        self.audit(&caller, "upgrade-site", format!("{:?}", req.get_ref()).chars().take(200).collect());
         let (site, ctx) = (req.into_inner().site, self.ctx());
         let rec = self
             .ctx
@@ -197,6 +243,8 @@ impl pb::admin_server::Admin for AdminSvc {
     }
 
     async fn submit_ct1(&self, req: Request<pb::Ct1>) -> R<pb::ChangeSiteControlReply> {
+        let caller = self.allow(&req, AdminRole::Full)?;
+        self.audit(&caller, "submit-ct1", format!("{:?}", req.get_ref()).chars().take(200).collect());
         queries::installed(&self.ctx).map_err(status)?;
         let (ct1, ctx) = (convert::ct1_from(&req.into_inner())?, self.ctx());
         let (site, base, serial) = self
@@ -209,14 +257,17 @@ impl pb::admin_server::Admin for AdminSvc {
         })
     }
 
-    async fn list_bad_ct1(&self, _: Request<pb::ListBadCt1Request>) -> R<pb::BadCt1List> {
+    async fn list_bad_ct1(&self, req: Request<pb::ListBadCt1Request>) -> R<pb::BadCt1List> {
+        let _caller = self.allow(&req, AdminRole::ReadOnly)?;
         let bad = queries::bad_ct1s(&self.ctx).map_err(status)?;
         reply(pb::BadCt1List {
             entries: bad.iter().map(convert::bad_ct1_to).collect(),
         })
     }
 
-    async fn force_ct2(&self, _: Request<pb::ForceCt2Request>) -> R<pb::ForceCt2Reply> {
+    async fn force_ct2(&self, req: Request<pb::ForceCt2Request>) -> R<pb::ForceCt2Reply> {
+        let caller = self.allow(&req, AdminRole::Operator)?;
+        self.audit(&caller, "force-ct2", format!("{:?}", req.get_ref()).chars().take(200).collect());
         queries::installed(&self.ctx).map_err(status)?;
         let ctx = self.ctx();
         let (site, serial) = self
@@ -236,6 +287,8 @@ impl pb::admin_server::Admin for AdminSvc {
         &self,
         req: Request<pb::ChangeSiteControlRequest>,
     ) -> R<pb::ChangeSiteControlReply> {
+        let caller = self.allow(&req, AdminRole::Full)?;
+        self.audit(&caller, "change-site-control", format!("{:?}", req.get_ref()).chars().take(200).collect());
         let req = req.into_inner();
         let site = convert::opt_code(&req.site, "site")?;
         let (change, ctx) = (control_change(req)?, self.ctx());
@@ -253,6 +306,10 @@ impl pb::admin_server::Admin for AdminSvc {
         &self,
         req: Request<pb::AttachPrimaryRequest>,
     ) -> R<pb::AttachPrimaryReply> {
+        // Only the new primary itself, with the certificate its join token
+        // bought: nobody can squat a site code or read another's secret.
+        let claimed = code(&req.get_ref().site_code, "site_code")?;
+        auth::site_is(&req, &claimed, "attach itself as that site")?;
         let (req, ctx) = (req.into_inner(), self.ctx());
         let a = self
             .detached(async move { hierarchy::attach(&ctx, &req.site_code, &req.server).await })
@@ -266,6 +323,8 @@ impl pb::admin_server::Admin for AdminSvc {
     }
 
     async fn allocate_ids(&self, req: Request<pb::AllocateIdsRequest>) -> R<pb::IdList> {
+        let caller = self.allow(&req, AdminRole::Full)?;
+        self.audit(&caller, "allocate-ids", format!("{:?}", req.get_ref()).chars().take(200).collect());
         let (count, ctx) = (req.into_inner().count, self.ctx());
         let (ids, sms_ids) = self
             .detached(async move { ops::allocate_ids(&ctx, count).await })
@@ -274,6 +333,12 @@ impl pb::admin_server::Admin for AdminSvc {
     }
 
     async fn prepare_delete(&self, req: Request<pb::SiteRequest>) -> R<pb::IdRange> {
+        match self.ctx.identity().and_then(|id| id.parent) {
+            Some(p) => auth::site_is(&req, &p.site_code, "delete this site")?,
+            None => {
+                self.allow(&req, AdminRole::Full)?;
+            }
+        }
         let (site, ctx) = (req.into_inner().site, self.ctx());
         let next = self
             .detached(async move { ops::prepare_delete(&ctx, &site).await })
@@ -285,6 +350,7 @@ impl pb::admin_server::Admin for AdminSvc {
     }
 
     async fn request_id_range(&self, req: Request<pb::IdRangeRequest>) -> R<pb::IdRange> {
+        auth::node(&req)?;
         let (req, ctx) = (req.into_inner(), self.ctx());
         let (start, end) = self
             .detached(
@@ -295,6 +361,7 @@ impl pb::admin_server::Admin for AdminSvc {
     }
 
     async fn list_failed_jobs(&self, req: Request<pb::LinkRequest>) -> R<pb::FailedJobList> {
+        let _caller = self.allow(&req, AdminRole::ReadOnly)?;
         let to = code(&req.into_inner().to, "to")?;
         let jobs = queries::failed_jobs(&self.ctx, &to).map_err(status)?;
         reply(pb::FailedJobList {
@@ -306,6 +373,8 @@ impl pb::admin_server::Admin for AdminSvc {
         &self,
         req: Request<pb::CreateSecondaryRequest>,
     ) -> R<pb::CreateSecondaryReply> {
+        let caller = self.allow(&req, AdminRole::Full)?;
+        self.audit(&caller, "create-secondary", format!("{:?}", req.get_ref()).chars().take(200).collect());
         let req = req.into_inner();
         let create = CreateSecondary {
             site_code: req.site_code,
@@ -321,6 +390,8 @@ impl pb::admin_server::Admin for AdminSvc {
     }
 
     async fn sever_link(&self, req: Request<pb::LinkRequest>) -> R<pb::LinkState> {
+        let caller = self.allow(&req, AdminRole::Operator)?;
+        self.audit(&caller, "sever-link", format!("{:?}", req.get_ref()).chars().take(200).collect());
         let (to, ctx) = (code(&req.into_inner().to, "to")?, self.ctx());
         let l = self
             .detached(async move { ops::sever_link(&ctx, &to).await })
@@ -329,6 +400,8 @@ impl pb::admin_server::Admin for AdminSvc {
     }
 
     async fn restore_link(&self, req: Request<pb::LinkRequest>) -> R<pb::LinkState> {
+        let caller = self.allow(&req, AdminRole::Operator)?;
+        self.audit(&caller, "restore-link", format!("{:?}", req.get_ref()).chars().take(200).collect());
         let (to, ctx) = (code(&req.into_inner().to, "to")?, self.ctx());
         let l = self
             .detached(async move { ops::restore_link(&ctx, &to).await })
@@ -337,6 +410,8 @@ impl pb::admin_server::Admin for AdminSvc {
     }
 
     async fn inject_fault(&self, req: Request<pb::FaultRequest>) -> R<pb::FaultList> {
+        let caller = self.allow(&req, AdminRole::Operator)?;
+        self.audit(&caller, "inject-fault", format!("{:?}", req.get_ref()).chars().take(200).collect());
         let (req, ctx) = (req.into_inner(), self.ctx());
         let f = self
             .detached(async move { ops::inject_fault(&ctx, &req.name, req.phase).await })
@@ -345,6 +420,8 @@ impl pb::admin_server::Admin for AdminSvc {
     }
 
     async fn clear_fault(&self, req: Request<pb::FaultRequest>) -> R<pb::FaultList> {
+        let caller = self.allow(&req, AdminRole::Operator)?;
+        self.audit(&caller, "clear-fault", format!("{:?}", req.get_ref()).chars().take(200).collect());
         let (req, ctx) = (req.into_inner(), self.ctx());
         let f = self
             .detached(async move { ops::clear_fault(&ctx, &req.name).await })
@@ -353,6 +430,8 @@ impl pb::admin_server::Admin for AdminSvc {
     }
 
     async fn retry_failed_jobs(&self, req: Request<pb::LinkRequest>) -> R<pb::LinkState> {
+        let caller = self.allow(&req, AdminRole::Operator)?;
+        self.audit(&caller, "retry-jobs", format!("{:?}", req.get_ref()).chars().take(200).collect());
         let (to, ctx) = (code(&req.into_inner().to, "to")?, self.ctx());
         let l = self
             .detached(async move { ops::retry_failed_jobs(&ctx, &to).await })
@@ -361,6 +440,8 @@ impl pb::admin_server::Admin for AdminSvc {
     }
 
     async fn send_probes(&self, req: Request<pb::SendProbesRequest>) -> R<pb::SendProbesReply> {
+        let caller = self.allow(&req, AdminRole::Operator)?;
+        self.audit(&caller, "send-probes", format!("{:?}", req.get_ref()).chars().take(200).collect());
         let req = req.into_inner();
         let priority = if req.priority == 0 {
             Priority::Medium
@@ -379,6 +460,8 @@ impl pb::admin_server::Admin for AdminSvc {
     }
 
     async fn send_package(&self, req: Request<pb::SendPackageRequest>) -> R<pb::SendPackageReply> {
+        let caller = self.allow(&req, AdminRole::Full)?;
+        self.audit(&caller, "send-package", format!("{:?}", req.get_ref()).chars().take(200).collect());
         let req = req.into_inner();
         let (to, ctx) = (code(&req.to, "to")?, self.ctx());
         let source = if req.source_path.is_empty() {
@@ -399,11 +482,13 @@ impl pb::admin_server::Admin for AdminSvc {
         })
     }
 
-    async fn get_status(&self, _: Request<pb::GetStatusRequest>) -> R<pb::NodeStatus> {
+    async fn get_status(&self, req: Request<pb::GetStatusRequest>) -> R<pb::NodeStatus> {
+        let _caller = self.allow(&req, AdminRole::ReadOnly)?;
         reply(convert::node_view_to(&queries::node_view(&self.ctx)))
     }
 
-    async fn list_sites(&self, _: Request<pb::ListSitesRequest>) -> R<pb::SiteList> {
+    async fn list_sites(&self, req: Request<pb::ListSitesRequest>) -> R<pb::SiteList> {
+        let _caller = self.allow(&req, AdminRole::ReadOnly)?;
         let rows = queries::sites(&self.ctx).map_err(status)?;
         reply(pb::SiteList {
             sites: rows.iter().map(convert::site_row_to).collect(),
@@ -414,6 +499,7 @@ impl pb::admin_server::Admin for AdminSvc {
         &self,
         req: Request<pb::GetSiteControlRequest>,
     ) -> R<pb::SiteControl> {
+        let _caller = self.allow(&req, AdminRole::ReadOnly)?;
         let req = req.into_inner();
         let site = convert::opt_code(&req.site, "site")?;
         let ctl = queries::site_control(&self.ctx, site, req.serial).map_err(status)?;
@@ -424,6 +510,7 @@ impl pb::admin_server::Admin for AdminSvc {
         &self,
         req: Request<pb::ListStatusMessagesRequest>,
     ) -> R<pb::StatusMessageList> {
+        let _caller = self.allow(&req, AdminRole::ReadOnly)?;
         let req = req.into_inner();
         let site = convert::opt_code(&req.site, "site")?;
         let after = if req.after_uid.is_empty() {
@@ -441,6 +528,7 @@ impl pb::admin_server::Admin for AdminSvc {
     }
 
     async fn read_log(&self, req: Request<pb::ReadLogRequest>) -> R<pb::LogLines> {
+        let _caller = self.allow(&req, AdminRole::ReadOnly)?;
         let req = req.into_inner();
         let lines = crate::logging::read(&self.log_dir, &req.name, req.tail as usize)
             .map_err(Status::invalid_argument)?;
@@ -448,6 +536,7 @@ impl pb::admin_server::Admin for AdminSvc {
     }
 
     async fn list_probes(&self, req: Request<pb::ListProbesRequest>) -> R<pb::ProbeList> {
+        let _caller = self.allow(&req, AdminRole::ReadOnly)?;
         if req.into_inner().count_only {
             return reply(pb::ProbeList {
                 probes: vec![],
@@ -464,10 +553,137 @@ impl pb::admin_server::Admin for AdminSvc {
         })
     }
 
-    async fn list_packages(&self, _: Request<pb::ListPackagesRequest>) -> R<pb::PackageList> {
+    async fn list_packages(&self, req: Request<pb::ListPackagesRequest>) -> R<pb::PackageList> {
+        let _caller = self.allow(&req, AdminRole::ReadOnly)?;
         let packages = queries::packages(&self.ctx).map_err(status)?;
         reply(pb::PackageList {
             packages: packages.iter().map(convert::package_to).collect(),
+        })
+    }
+
+    async fn create_token(&self, req: Request<pb::CreateTokenRequest>) -> R<pb::CreateTokenReply> {
+        let caller = self.allow(&req, AdminRole::Full)?;
+        let req = req.into_inner();
+        let role = match req.role.as_str() {
+            "" | "secondary" => sms_trust::Role::Secondary,
+            "primary" => sms_trust::Role::Primary,
+            "member" => sms_trust::Role::Member,
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "{:?} is not a token role; use secondary, primary or member",
+                    sms_trust::clip(other)
+                )))
+            }
+        };
+        let ttl = if req.ttl_secs == 0 {
+            sms_site::trust::DEFAULT_TOKEN_SECS
+        } else {
+            req.ttl_secs
+        };
+        let t = sms_site::trust::create_token(&self.ctx, &req.label, role, ttl).map_err(status)?;
+        self.ctx.store.durable().await.map_err(|e| Status::internal(e.to_string()))?;
+        if self.ctx.identity().is_some() {
+            let _ = sms_site::status::emit(
+                &self.ctx,
+                &sms_types::catalog::AUDIT_TOKEN_CREATED,
+                &[
+                    caller.subject(),
+                    t.id_hex(),
+                    t.role.clone(),
+                    t.label.clone(),
+                    t.expires_unix.to_string(),
+                ],
+            );
+        }
+        reply(pb::CreateTokenReply {
+            token: t.encode(),
+            token_id: t.id_hex(),
+            expires_unix: t.expires_unix,
+        })
+    }
+
+    async fn issue_admin(&self, req: Request<pb::IssueAdminRequest>) -> R<pb::CertificateChain> {
+        let caller = self.allow(&req, AdminRole::Full)?;
+        let req = req.into_inner();
+        let role: AdminRole = req.role.parse().map_err(Status::invalid_argument)?;
+        let chain = sms_site::trust::issue_admin(&self.ctx, &req.name, role, &req.csr)
+            .map_err(status)?;
+        let serial = sms_trust::Identity::from_der(&chain[0])
+            .map(|i| i.serial)
+            .unwrap_or_default();
+        if self.ctx.identity().is_some() {
+            let _ = sms_site::status::emit(
+                &self.ctx,
+                &sms_types::catalog::AUDIT_CERT_ISSUED,
+                &[
+                    format!("administrator ({role})"),
+                    req.name.clone(),
+                    serial,
+                    format!("requested by {}", caller.subject()),
+                ],
+            );
+        }
+        reply(pb::CertificateChain { certs: chain })
+    }
+
+    async fn list_certificates(
+        &self,
+        req: Request<pb::ListCertificatesRequest>,
+    ) -> R<pb::CertificateList> {
+        self.allow(&req, AdminRole::ReadOnly)?;
+        let info = |use_: &str, der: &[u8]| -> pb::CertificateInfo {
+            match sms_trust::Identity::from_der(der) {
+                Ok(id) => pb::CertificateInfo {
+                    r#use: use_.into(),
+                    subject: id.subject.clone(),
+                    role: id.role.as_str().into(),
+                    serial: id.serial.clone(),
+                    not_before: id.not_before,
+                    not_after: id.not_after,
+                    issuer: String::new(),
+                },
+                Err(e) => pb::CertificateInfo {
+                    r#use: use_.into(),
+                    subject: format!("unreadable: {e}"),
+                    ..Default::default()
+                },
+            }
+        };
+        let mut certificates = Vec::new();
+        let store = &self.ctx.store;
+        if let Some(c) = store.node_credentials().map_err(|e| Status::internal(e.to_string()))? {
+            for (i, der) in c.chain.iter().enumerate() {
+                let use_ = match (i, c.chain.len() - 1 - i) {
+                    (0, _) => "node",
+                    (_, 0) => "root",
+                    _ => "issuer",
+                };
+                certificates.push(info(use_, der));
+            }
+        }
+        if let Some(c) = store.ca_credentials().map_err(|e| Status::internal(e.to_string()))? {
+            if let Some(der) = c.chain.first() {
+                certificates.push(info("ca", der));
+            }
+        }
+        let tokens = store
+            .tokens()
+            .map_err(|e| Status::internal(e.to_string()))?
+            .into_iter()
+            .map(|t| pb::TokenInfo {
+                token_id: hex::encode(t.id),
+                label: t.label,
+                role: t.role,
+                created_unix: t.created_unix,
+                expires_unix: t.expires_unix,
+                used_unix: t.used.map(|u| u.0).unwrap_or(0),
+            })
+            .collect();
+        let tls = !matches!(auth::Caller::of(&req), Caller::Insecure);
+        reply(pb::CertificateList {
+            certificates,
+            tokens,
+            tls,
         })
     }
 }

@@ -7,6 +7,7 @@ use sms_proto::v1 as pb;
 use sms_site::{bootstrap, queries, Ctx};
 use tonic::{Request, Response, Status};
 
+use super::auth;
 use super::errors::status;
 
 pub struct BootstrapSvc {
@@ -28,6 +29,16 @@ impl pb::bootstrap_server::Bootstrap for BootstrapSvc {
         &self,
         req: Request<pb::InstallRequest>,
     ) -> Result<Response<pb::InstallReply>, Status> {
+        let claimed_parent = req
+            .get_ref()
+            .package
+            .as_ref()
+            .map(|p| p.parent_site_code.clone())
+            .unwrap_or_default();
+        let parent = convert::code(&claimed_parent, "package.parent_site_code")?;
+        // Only the parent the package names, proven by its certificate: a
+        // stranger cannot hijack a bare node.
+        auth::site_is(&req, &parent, "install a site whose parent is that site")?;
         let req = req.into_inner();
         let job_id = convert::uuid(&req.job_id, "job_id")?;
         let pkg = req
@@ -35,6 +46,14 @@ impl pb::bootstrap_server::Bootstrap for BootstrapSvc {
             .as_ref()
             .ok_or_else(|| Status::invalid_argument("package is missing"))?;
         let pkg = convert::bootstrap_from(pkg)?;
+        if let Some(own) = crate::node::own_site_label(&self.ctx) {
+            if own != pkg.site_code.as_str() {
+                return Err(Status::permission_denied(format!(
+                    "this node joined the hierarchy as {own}; it cannot be installed as {}",
+                    pkg.site_code
+                )));
+            }
+        }
         // Detached: if the parent disconnects mid-call, the install is still
         // recorded and started as a whole.
         let ctx = self.ctx.clone();
@@ -50,5 +69,35 @@ impl pb::bootstrap_server::Bootstrap for BootstrapSvc {
             started: true,
             detail: "bootstrap started".into(),
         }))
+    }
+
+    async fn enroll(&self, req: Request<pb::EnrollRequest>) -> Result<Response<pb::EnrollReply>, Status> {
+        let req = req.into_inner();
+        if req.csr.len() > 16 * 1024 || req.proof.len() > 64 {
+            return Err(Status::invalid_argument("the signing request or proof is too large"));
+        }
+        let chain = sms_site::trust::redeem(&self.ctx, &req.token_id, &req.csr, &req.proof)
+            .map_err(status)?;
+        self.ctx
+            .store
+            .durable()
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        if let Ok(id) = sms_trust::Identity::from_der(&chain[0]) {
+            tracing::info!(serial = %id.serial, "issued a certificate for {} {} with a join token", id.role, id.name.label);
+            if self.ctx.identity().is_some() {
+                let _ = sms_site::status::emit(
+                    &self.ctx,
+                    &sms_types::catalog::AUDIT_CERT_ISSUED,
+                    &[
+                        id.role.to_string(),
+                        id.name.label.clone(),
+                        id.serial.clone(),
+                        format!("join token {}", hex::encode(&req.token_id)),
+                    ],
+                );
+            }
+        }
+        Ok(Response::new(pb::EnrollReply { certs: chain }))
     }
 }

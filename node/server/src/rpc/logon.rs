@@ -8,6 +8,15 @@ use sms_proto::v1 as pb;
 use sms_site::{logon, Ctx};
 use tonic::{Request, Response, Status};
 
+use super::auth;
+
+/// Only the site server of the site a request names may change this
+/// node's logon server component.
+fn from_site<T>(req: &Request<T>, site: &str) -> Result<(), Status> {
+    let site = convert::code(site, "site_code")?;
+    auth::site_is(req, &site, "manage its own logon servers")
+}
+
 pub struct LogonSvc {
     pub ctx: Arc<Ctx>,
 }
@@ -34,13 +43,15 @@ impl LogonSvc {
 
 #[tonic::async_trait]
 impl pb::logon_server::Logon for LogonSvc {
-    async fn describe(&self, _: Request<pb::LogonDescribeRequest>) -> R {
+    async fn describe(&self, req: Request<pb::LogonDescribeRequest>) -> R {
+        auth::member(&req)?;
         Ok(Response::new(convert::logon_view_to(&logon::describe(
             &self.ctx,
         ))))
     }
 
     async fn install(&self, req: Request<pb::LogonInstallRequest>) -> R {
+        from_site(&req, &req.get_ref().site_code)?;
         let (ctx, req) = (
             self.ctx.clone(),
             convert::logon_install_from(req.into_inner()),
@@ -50,12 +61,14 @@ impl pb::logon_server::Logon for LogonSvc {
     }
 
     async fn uninstall(&self, req: Request<pb::LogonUninstallRequest>) -> R {
+        from_site(&req, &req.get_ref().site_code)?;
         let (ctx, site) = (self.ctx.clone(), req.into_inner().site_code);
         self.change(async move { logon::uninstall_here(&ctx, &site).await })
             .await
     }
 
     async fn refresh_script(&self, req: Request<pb::LogonScript>) -> R {
+        from_site(&req, &req.get_ref().site_code)?;
         let (ctx, req) = (
             self.ctx.clone(),
             convert::logon_script_from(req.into_inner()),

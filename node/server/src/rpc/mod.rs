@@ -4,6 +4,7 @@
 //! Nothing below the server crate sees a prost or tonic type.
 
 mod admin;
+pub mod auth;
 mod bootstrap;
 mod errors;
 mod logon;
@@ -13,7 +14,6 @@ use std::sync::Arc;
 
 use sms_proto::v1 as pb;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
 use sms_site::Ctx;
@@ -77,11 +77,14 @@ pub async fn serve(
                 .max_encoding_message_size(64 * 1024 * 1024),
         )
         // `Server::tcp_nodelay` does not reach sockets from our own listener:
-        // set it here, or replies wait on the peer's delayed ACK (~40 ms).
+        // the acceptor sets it, or replies wait on the peer's delayed ACK
+        // (~40 ms); it also runs the TLS handshakes.
         .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener)
-                .with_nodelay(Some(true))
-                .with_keepalive(Some(liveness.keepalive_interval)),
+            crate::security::incoming(
+                listener,
+                liveness.security.clone(),
+                liveness.keepalive_interval,
+            ),
             cancel.cancelled_owned(),
         )
         .await?;

@@ -40,6 +40,8 @@ impl pb::transfer_server::Transfer for TransferSvc {
         &self,
         req: Request<Streaming<pb::LinkFrame>>,
     ) -> Result<Response<ReplyStream>, Status> {
+        // The peer's site comes from its certificate; the Hello must agree.
+        let cert_site = super::auth::site(&req)?;
         let mut inbound = req.into_inner();
         let first = tokio::time::timeout(Duration::from_secs(10), inbound.message())
             .await
@@ -59,6 +61,15 @@ impl pb::transfer_server::Transfer for TransferSvc {
             link_secret: h.link_secret,
             sent_unix_ms: h.sent_unix_ms,
         };
+        if let Some(cert) = &cert_site {
+            if cert != &hello.source_site {
+                tracing::warn!(cert = %cert, claimed = %hello.source_site, "refused a link: the hello claims another site than the certificate");
+                return Err(Status::permission_denied(format!(
+                    "the caller's certificate is for site {cert}, but its hello claims {}",
+                    hello.source_site
+                )));
+            }
+        }
         let ctx = self.ctx.clone();
         let from = despooler::accept_link(&ctx, &hello)
             .await

@@ -1,0 +1,221 @@
+//! `controller token create`, `controller admin issue`, `controller certs`:
+//! join tokens for new nodes, administrator certificates (the key is made
+//! here; only a signing request travels), and what a node holds.
+
+use std::path::PathBuf;
+
+use serde_json::json;
+use sms_proto::v1 as pb;
+
+use crate::client::{connect, Reply};
+use crate::output::{or_dash, table, Out};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Make a single-use join token at this primary: for a secondary site
+    /// (`--site S02`), a child primary (`--site P02 --role primary`) or a
+    /// member server (`--member NAME`). Start the new node with
+    /// `sms-node --join-token TOKEN`.
+    Create {
+        /// The new site's code.
+        #[arg(long, conflicts_with = "member", required_unless_present = "member")]
+        site: Option<String>,
+        /// A member server's name (for logon servers).
+        #[arg(long)]
+        member: Option<String>,
+        /// secondary or primary (with --site).
+        #[arg(long, default_value = "secondary", value_parser = ["secondary", "primary"])]
+        role: String,
+        /// How long the token works (60s to 7d).
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum AdminCmd {
+    /// Issue an administrator certificate at this primary, valid for its
+    /// subtree, and write it with its new key to --out.
+    Issue {
+        /// The administrator's name (lowercase letters, digits, hyphens).
+        #[arg(long)]
+        name: String,
+        /// full, operator or read-only.
+        #[arg(long, value_parser = ["full", "operator", "read-only"])]
+        role: String,
+        /// Directory to write ca.pem, admin.pem and admin.key to (must not
+        /// hold a certificate already).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+pub async fn token(node: &Option<String>, out: &Out, cmd: TokenCmd) -> anyhow::Result<()> {
+    let TokenCmd::Create {
+        site,
+        member,
+        role,
+        ttl,
+    } = cmd;
+    let (label, role) = match (site, member) {
+        (Some(s), None) => (s, role),
+        (None, Some(m)) => (m, "member".to_string()),
+        _ => anyhow::bail!("give --site CODE or --member NAME"),
+    };
+    let (_, mut c) = connect(node).await?;
+    let r = c
+        .create_token(pb::CreateTokenRequest {
+            label: label.clone(),
+            role: role.clone(),
+            ttl_secs: ttl.as_secs(),
+        })
+        .await
+        .reply("token create")?;
+    out.print(
+        &json!({"token": r.token, "token_id": r.token_id, "expires_unix": r.expires_unix, "label": label, "role": role}),
+        || println!("{}", r.token),
+    );
+    Ok(())
+}
+
+pub async fn admin(node: &Option<String>, out: &Out, cmd: AdminCmd) -> anyhow::Result<()> {
+    let AdminCmd::Issue {
+        name,
+        role,
+        out: dir,
+    } = cmd;
+    if dir.join("admin.key").exists() {
+        anyhow::bail!(
+            "{} already holds admin.key; choose another --out directory (nothing was issued)",
+            dir.display()
+        );
+    }
+    let key = sms_trust::ca::new_key()?;
+    let csr = sms_trust::ca::signing_request(&key)?;
+    let (_, mut c) = connect(node).await?;
+    let r = c
+        .issue_admin(pb::IssueAdminRequest {
+            name: name.clone(),
+            role: role.clone(),
+            csr,
+        })
+        .await
+        .reply("admin issue")?;
+    let creds = sms_trust::Credentials::new(&key, r.certs);
+    let id = creds.identity()?;
+    std::fs::create_dir_all(&dir)?;
+    write(&dir.join("ca.pem"), &sms_trust::ca::pem("CERTIFICATE", creds.root()), 0o644)?;
+    write(&dir.join("admin.pem"), &creds.chain_pem(), 0o644)?;
+    write(&dir.join("admin.key"), &creds.key_pem(), 0o600)?;
+    out.print(
+        &json!({"name": name, "role": role, "serial": id.serial, "not_after": id.not_after, "dir": dir}),
+        || {
+            println!(
+                "issued {role} administrator certificate for {name} (serial {}), written to {}; \
+                 use it with --tls-dir {}",
+                id.serial,
+                dir.display(),
+                dir.display()
+            )
+        },
+    );
+    Ok(())
+}
+
+fn write(path: &std::path::Path, text: &str, mode: u32) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut f = o
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn when(unix: i64) -> String {
+    if unix <= 0 {
+        return "-".into();
+    }
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix as u64))
+        .to_string()
+}
+
+pub async fn certs(node: &Option<String>, out: &Out) -> anyhow::Result<()> {
+    let (addr, mut c) = connect(node).await?;
+    let r = c
+        .list_certificates(pb::ListCertificatesRequest {})
+        .await
+        .reply("certs")?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    let certs: Vec<_> = r
+        .certificates
+        .iter()
+        .map(|c| {
+            json!({"use": c.r#use, "subject": c.subject, "role": c.role, "serial": c.serial,
+                   "not_before": c.not_before, "not_after": c.not_after,
+                   "days_left": (c.not_after - now) / 86400})
+        })
+        .collect();
+    let tokens: Vec<_> = r
+        .tokens
+        .iter()
+        .map(|t| {
+            json!({"token_id": t.token_id, "label": t.label, "role": t.role,
+                   "created_unix": t.created_unix, "expires_unix": t.expires_unix,
+                   "used_unix": (t.used_unix != 0).then_some(t.used_unix)})
+        })
+        .collect();
+    out.print(
+        &json!({"node": addr, "tls": r.tls, "certificates": certs, "tokens": tokens}),
+        || {
+            if !r.tls {
+                println!("{addr} runs with --insecure: no TLS, no certificates checked");
+            }
+            let mut t = table(&["use", "subject", "role", "serial", "expires", "days left"]);
+            for c in &r.certificates {
+                t.add_row(vec![
+                    c.r#use.clone(),
+                    c.subject.clone(),
+                    or_dash(&c.role),
+                    c.serial.chars().take(16).collect(),
+                    when(c.not_after),
+                    ((c.not_after - now) / 86400).to_string(),
+                ]);
+            }
+            println!("{t}");
+            if !r.tokens.is_empty() {
+                let mut t = table(&["token", "for", "role", "expires", "used"]);
+                for k in &r.tokens {
+                    let state = if k.used_unix != 0 {
+                        when(k.used_unix)
+                    } else if k.expires_unix <= now {
+                        "expired".into()
+                    } else {
+                        "unused".into()
+                    };
+                    t.add_row(vec![
+                        k.token_id.chars().take(12).collect(),
+                        k.label.clone(),
+                        k.role.clone(),
+                        when(k.expires_unix),
+                        state,
+                    ]);
+                }
+                println!("{t}");
+            }
+        },
+    );
+    Ok(())
+}

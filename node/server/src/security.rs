@@ -1,0 +1,243 @@
+//! Transport security of every connection: the TLS acceptor in front of the
+//! gRPC server (which records who the peer is for the handlers), and the
+//! connector the clients dial with. Plaintext exists only behind an
+//! explicit `--insecure` flag, for comparison benchmarks.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use sms_connect::tune_socket;
+use sms_trust::tls::Expect;
+use sms_trust::{Credentials, Identity};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tonic::transport::server::Connected;
+
+/// What a node's connections use.
+#[derive(Clone)]
+pub enum Security {
+    /// Mutual TLS with this node's certificate.
+    Tls(Arc<NodeTls>),
+    /// No TLS and no authentication: only with `--insecure`.
+    Plaintext,
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Security::Tls(t) => write!(f, "Tls({})", t.identity.subject),
+            Security::Plaintext => f.write_str("Plaintext"),
+        }
+    }
+}
+
+/// A node's (or an administrator's) certificate and the TLS settings made
+/// from it.
+pub struct NodeTls {
+    pub creds: Credentials,
+    pub identity: Identity,
+    server: Option<Arc<rustls::ServerConfig>>,
+    clients: Mutex<HashMap<Expect, Arc<rustls::ClientConfig>>>,
+}
+
+impl NodeTls {
+    pub fn new(creds: Credentials) -> anyhow::Result<NodeTls> {
+        let identity = creds.identity()?;
+        let server = if identity.role.is_site() || identity.role == sms_trust::Role::Member {
+            Some(Arc::new(sms_trust::tls::server_config(&creds)?))
+        } else {
+            None
+        };
+        Ok(NodeTls {
+            creds,
+            identity,
+            server,
+            clients: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The client settings for reaching `expect` (made once, then shared).
+    pub fn client(&self, expect: Expect) -> Result<Arc<rustls::ClientConfig>, String> {
+        let mut cache = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cache.get(&expect) {
+            return Ok(c.clone());
+        }
+        let cfg = Arc::new(
+            sms_trust::tls::client_config(Some(&self.creds), Some(self.creds.root()), expect.clone())
+                .map_err(|e| e.to_string())?,
+        );
+        cache.insert(expect, cfg.clone());
+        Ok(cfg)
+    }
+}
+
+/// Who is on the other end of a connection, as the handlers see it.
+#[derive(Clone, Debug)]
+pub struct PeerInfo {
+    pub remote: Option<SocketAddr>,
+    /// The verified client certificate's identity; `None` when the client
+    /// presented none (or on a plaintext node).
+    pub identity: Option<Identity>,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+/// One accepted connection.
+pub enum ServerIo {
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>, PeerInfo),
+    Plain(TcpStream, PeerInfo),
+}
+
+impl Connected for ServerIo {
+    type ConnectInfo = PeerInfo;
+    fn connect_info(&self) -> PeerInfo {
+        match self {
+            ServerIo::Tls(_, p) | ServerIo::Plain(_, p) => p.clone(),
+        }
+    }
+}
+
+impl AsyncRead for ServerIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ServerIo::Tls(s, _) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            ServerIo::Plain(s, _) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ServerIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ServerIo::Tls(s, _) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            ServerIo::Plain(s, _) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ServerIo::Tls(s, _) => Pin::new(s.as_mut()).poll_flush(cx),
+            ServerIo::Plain(s, _) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ServerIo::Tls(s, _) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            ServerIo::Plain(s, _) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ServerIo::Tls(s, _) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            ServerIo::Plain(s, _) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            ServerIo::Tls(s, _) => s.is_write_vectored(),
+            ServerIo::Plain(s, _) => s.is_write_vectored(),
+        }
+    }
+}
+
+/// A TLS handshake that does not finish in this long is dropped, so silent
+/// connections cannot hold the acceptor's slots.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at once; further connections wait in the
+/// kernel's backlog.
+const CONCURRENT_HANDSHAKES: usize = 128;
+
+/// Accepts connections on `listener`: TLS handshakes run concurrently
+/// (bounded), failures are logged and dropped, never ending the server.
+pub fn incoming(
+    listener: TcpListener,
+    security: Security,
+    keepalive: Duration,
+) -> impl Stream<Item = Result<ServerIo, std::io::Error>> {
+    let acceptor = match &security {
+        Security::Tls(t) => t
+            .server
+            .clone()
+            .map(tokio_rustls::TlsAcceptor::from),
+        Security::Plaintext => None,
+    };
+    tokio_stream::wrappers::TcpListenerStream::new(listener)
+        .filter_map(|r| async move {
+            match r {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    // Out of descriptors and the like: say so, and pause so
+                    // the loop does not spin.
+                    tracing::warn!("cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    None
+                }
+            }
+        })
+        .map(move |tcp| {
+            let acceptor = acceptor.clone();
+            async move {
+                tune_socket(&tcp, keepalive);
+                let remote = tcp.peer_addr().ok();
+                let Some(acceptor) = acceptor else {
+                    return Some(ServerIo::Plain(
+                        tcp,
+                        PeerInfo {
+                            remote,
+                            identity: None,
+                            tls: false,
+                        },
+                    ));
+                };
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let identity = tls
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .and_then(|c| Identity::from_der(c).ok());
+                        Some(ServerIo::Tls(
+                            Box::new(tls),
+                            PeerInfo {
+                                remote,
+                                identity,
+                                tls: true,
+                            },
+                        ))
+                    }
+                    Ok(Err(e)) => {
+                        tracing::info!(peer = ?remote, "refused a connection: TLS handshake failed: {e}");
+                        None
+                    }
+                    Err(_) => {
+                        tracing::info!(peer = ?remote, "refused a connection: no TLS handshake within {HANDSHAKE_TIMEOUT:?}");
+                        None
+                    }
+                }
+            }
+        })
+        .buffer_unordered(CONCURRENT_HANDSHAKES)
+        .filter_map(|io| async move { io.map(Ok) })
+}
+

@@ -1,0 +1,269 @@
+//! The site's side of trust: creating the hierarchy's root at the central
+//! install, keeping this node's certificate, issuing join tokens and
+//! redeeming them, and issuing administrator certificates. The crypto is in
+//! `sms-trust`; the material is in the store; the handshakes are in the
+//! server.
+
+use sms_store::{Store, StoredCredentials, TokenRecord, TokenRefusal};
+use sms_trust::names::check_label;
+use sms_trust::{token, AdminRole, Authority, Credentials, JoinToken, Name, Role};
+use sms_types::SiteCode;
+
+use crate::core::Ctx;
+use crate::error::Refused;
+
+/// Shortest and longest life of a join token.
+pub const MIN_TOKEN_SECS: u64 = 60;
+pub const MAX_TOKEN_SECS: u64 = 7 * 24 * 3600;
+pub const DEFAULT_TOKEN_SECS: u64 = 3600;
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+fn to_stored(c: &Credentials) -> StoredCredentials {
+    StoredCredentials {
+        key_pkcs8: c.key_pkcs8.clone(),
+        chain: c.chain.clone(),
+    }
+}
+
+fn from_stored(c: StoredCredentials) -> Credentials {
+    Credentials {
+        key_pkcs8: c.key_pkcs8,
+        chain: c.chain,
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Refused {
+    Refused::Internal(e.to_string())
+}
+
+/// This node's own key and chain, if it has one.
+pub fn node_credentials(store: &Store) -> Result<Option<Credentials>, Refused> {
+    Ok(store.node_credentials()?.map(from_stored))
+}
+
+/// Stores this node's own key and chain (the caller makes it durable).
+pub fn set_node_credentials(store: &Store, c: &Credentials) -> Result<(), Refused> {
+    c.identity().map_err(internal)?;
+    store.set_node_credentials(&to_stored(c))?;
+    Ok(())
+}
+
+/// The central site's install: a new root authority (or `existing`, an
+/// operator's own CA) and this site server's certificate under it.
+pub fn install_root(
+    store: &Store,
+    code: &SiteCode,
+    existing: Option<Credentials>,
+) -> Result<Credentials, Refused> {
+    let ca = match existing {
+        Some(c) => {
+            let a = Authority::load(&c).map_err(|e| Refused::Invalid(e.to_string()))?;
+            if c.chain.len() != 1 {
+                return Err(Refused::Invalid(
+                    "the CA certificate must be a self-signed root (one certificate)".into(),
+                ));
+            }
+            a
+        }
+        None => Authority::new_root(code).map_err(internal)?,
+    };
+    install_authority(store, &ca, code, &[])
+}
+
+/// A primary's own certificate, issued by its own authority, both stored.
+pub fn install_authority(
+    store: &Store,
+    ca: &Authority,
+    code: &SiteCode,
+    ancestors: &[SiteCode],
+) -> Result<Credentials, Refused> {
+    let own = ca
+        .issue_own(Role::Primary, &Name::site(code, ancestors))
+        .map_err(internal)?;
+    store.set_ca_credentials(&to_stored(&ca.credentials()))?;
+    store.set_node_credentials(&to_stored(&own))?;
+    Ok(own)
+}
+
+fn authority(store: &Store) -> Result<Authority, Refused> {
+    let c = store.ca_credentials()?.ok_or_else(|| {
+        Refused::Precondition(
+            "this node holds no certificate authority: only a primary site issues tokens and \
+             certificates; ask its parent primary"
+                .into(),
+        )
+    })?;
+    Authority::load(&from_stored(c)).map_err(internal)
+}
+
+/// Makes a join token for one site code (role `secondary` or `primary`) or
+/// one member server name (role `member`), valid `ttl_secs`.
+pub fn create_token(
+    ctx: &Ctx,
+    label: &str,
+    role: Role,
+    ttl_secs: u64,
+) -> Result<JoinToken, Refused> {
+    let ca = authority(&ctx.store)?;
+    match role {
+        Role::Primary | Role::Secondary => {
+            let code: SiteCode = label.parse().map_err(|e| Refused::Invalid(format!("{e}")))?;
+            if ctx.identity().is_some_and(|id| id.site_code == code) {
+                return Err(Refused::Invalid(format!(
+                    "{code} is this site; a token is for a new site below it"
+                )));
+            }
+        }
+        Role::Member => check_label(label).map_err(|e| Refused::Invalid(e.to_string()))?,
+        other => {
+            return Err(Refused::Invalid(format!(
+                "a join token is for a primary, a secondary or a member server, not a {other}"
+            )))
+        }
+    }
+    if !(MIN_TOKEN_SECS..=MAX_TOKEN_SECS).contains(&ttl_secs) {
+        return Err(Refused::Invalid(format!(
+            "a token lives {MIN_TOKEN_SECS} s to {MAX_TOKEN_SECS} s (7 days); {ttl_secs} s is out of range"
+        )));
+    }
+    let now = now_unix();
+    let t = JoinToken::new(
+        ca.root_fingerprint(),
+        ctx.advertise.clone(),
+        label.to_string(),
+        role,
+        now + ttl_secs as i64,
+    );
+    ctx.store.insert_token(&TokenRecord {
+        id: t.id,
+        secret: t.secret,
+        label: t.label.clone(),
+        role: t.role.clone(),
+        created_unix: now,
+        expires_unix: t.expires_unix,
+        used: None,
+    })?;
+    Ok(t)
+}
+
+/// Redeems a join token: checks it is known, unused and unexpired and that
+/// the caller holds its secret, then issues the certificate for `csr`.
+/// Returns the new chain. The token is used up in the same step.
+pub fn redeem(ctx: &Ctx, id: &[u8], csr: &[u8], proof: &[u8]) -> Result<Vec<Vec<u8>>, Refused> {
+    let id: [u8; 16] = id
+        .try_into()
+        .map_err(|_| Refused::Invalid("a token id is 16 bytes".into()))?;
+    let ca = authority(&ctx.store)?;
+    let here = ca.name().site_path(Role::Ca);
+    let now = now_unix();
+    let r = ctx.store.redeem_token(
+        &id,
+        now,
+        |t| {
+            if let Some((at, _)) = t.used {
+                return Err(TokenRefusal::Used { at_unix: at });
+            }
+            if now >= t.expires_unix {
+                return Err(TokenRefusal::Expired {
+                    at_unix: t.expires_unix,
+                });
+            }
+            if !token::verify_proof(&t.secret, &t.id, csr, proof) {
+                return Err(TokenRefusal::BadProof);
+            }
+            Ok(())
+        },
+        |t| {
+            let role = Role::parse(&t.role)
+                .ok_or_else(|| TokenRefusal::Other(format!("unknown role {}", t.role)))?;
+            // A child primary gets an authority of its own, constrained to
+            // its subtree; everyone else a leaf.
+            let issued_role = if role == Role::Primary { Role::Ca } else { role };
+            let name = Name {
+                label: t.label.clone(),
+                ancestors: here.clone(),
+            };
+            let chain = ca
+                .issue(csr, issued_role, &name)
+                .map_err(|e| TokenRefusal::Other(e.to_string()))?;
+            let serial = sms_trust::Identity::from_der(&chain[0])
+                .map(|i| i.serial)
+                .unwrap_or_default();
+            Ok((serial, chain))
+        },
+    )?;
+    r.map_err(|refusal| match refusal {
+        TokenRefusal::Unknown => Refused::Denied(
+            "this join token was not issued here (or its site was reinstalled); make a new one \
+             with `controller token create` at the parent"
+                .into(),
+        ),
+        TokenRefusal::Used { at_unix } => Refused::Denied(format!(
+            "this join token was already used (at unix time {at_unix}); a token works once: make \
+             a new one with `controller token create`"
+        )),
+        TokenRefusal::Expired { at_unix } => Refused::Denied(format!(
+            "this join token expired at unix time {at_unix}; make a new one with `controller token create`"
+        )),
+        TokenRefusal::BadProof => Refused::Denied(
+            "the proof does not match this join token's secret; the token was altered or copied wrongly"
+                .into(),
+        ),
+        TokenRefusal::Other(m) => Refused::Invalid(m),
+    })
+}
+
+/// Issues an administrator certificate for the public key in `csr`. Its
+/// scope is this site's subtree.
+pub fn issue_admin(
+    ctx: &Ctx,
+    name: &str,
+    role: AdminRole,
+    csr: &[u8],
+) -> Result<Vec<Vec<u8>>, Refused> {
+    check_label(name).map_err(|e| Refused::Invalid(e.to_string()))?;
+    let ca = authority(&ctx.store)?;
+    let here = ca.name().site_path(Role::Ca);
+    ca.issue(
+        csr,
+        Role::Admin(role),
+        &Name {
+            label: name.to_string(),
+            ancestors: here,
+        },
+    )
+    .map_err(|e| Refused::Invalid(e.to_string()))
+}
+
+/// Issues an administrator certificate with a key made here (the first
+/// administrator of a new hierarchy, written for its operator).
+pub fn issue_local_admin(store: &Store, name: &str) -> Result<Credentials, Refused> {
+    let ca = authority(store)?;
+    let here = ca.name().site_path(Role::Ca);
+    ca.issue_own(
+        Role::Admin(AdminRole::Full),
+        &Name {
+            label: name.to_string(),
+            ancestors: here,
+        },
+    )
+    .map_err(internal)
+}
+
+/// For a child primary: its own authority from the chain its parent issued,
+/// and its site server's certificate under it.
+pub fn install_child_authority(
+    store: &Store,
+    creds: &Credentials,
+    code: &SiteCode,
+    ancestors: &[SiteCode],
+) -> Result<Credentials, Refused> {
+    let ca = Authority::load(creds).map_err(internal)?;
+    install_authority(store, &ca, code, ancestors)
+}
