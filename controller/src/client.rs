@@ -1,7 +1,7 @@
 //! Connecting to a node and turning gRPC failures into one-line reasons.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
@@ -30,7 +30,7 @@ enum Security {
     Missing(String),
 }
 
-static SECURITY: OnceLock<Security> = OnceLock::new();
+static SECURITY: RwLock<Option<Security>> = RwLock::new(None);
 
 /// Chooses how to connect, once per run: `--insecure`, else the
 /// administrator certificate in `tls_dir` (or [`DEFAULT_TLS_DIR`]).
@@ -44,7 +44,23 @@ pub fn init_security(tls_dir: Option<PathBuf>, insecure: bool) {
             Err(e) => Security::Missing(e),
         }
     };
-    let _ = SECURITY.set(s);
+    *SECURITY.write().unwrap_or_else(|p| p.into_inner()) = Some(s);
+}
+
+/// Whether this run talks plaintext (`--insecure`).
+pub fn insecure() -> bool {
+    matches!(
+        *SECURITY.read().unwrap_or_else(|p| p.into_inner()),
+        Some(Security::Plaintext)
+    )
+}
+
+/// Uses the administrator certificate in `dir` from now on (`controller
+/// up`, once its central site has written one).
+pub fn use_admin_dir(dir: &Path) -> Result<()> {
+    let cfg = load(dir).map_err(|e| anyhow!("{e}"))?;
+    *SECURITY.write().unwrap_or_else(|p| p.into_inner()) = Some(Security::Tls(cfg));
+    Ok(())
 }
 
 fn load(dir: &Path) -> std::result::Result<Arc<rustls::ClientConfig>, String> {
@@ -62,18 +78,14 @@ fn load(dir: &Path) -> std::result::Result<Arc<rustls::ClientConfig>, String> {
 
 /// The TLS settings of this run (`None`: plaintext).
 pub fn tls() -> Result<Option<Arc<rustls::ClientConfig>>> {
-    match SECURITY.get_or_init(|| {
-        std::env::var_os("SMS_TLS_DIR")
-            .map(PathBuf::from)
-            .map_or_else(
-                || load(Path::new(DEFAULT_TLS_DIR)),
-                |d| load(&d),
-            )
-            .map_or_else(Security::Missing, Security::Tls)
-    }) {
-        Security::Tls(c) => Ok(Some(c.clone())),
-        Security::Plaintext => Ok(None),
-        Security::Missing(why) => Err(anyhow!("{why}")),
+    if SECURITY.read().unwrap_or_else(|p| p.into_inner()).is_none() {
+        init_security(std::env::var_os("SMS_TLS_DIR").map(PathBuf::from), false);
+    }
+    match &*SECURITY.read().unwrap_or_else(|p| p.into_inner()) {
+        Some(Security::Tls(c)) => Ok(Some(c.clone())),
+        Some(Security::Plaintext) => Ok(None),
+        Some(Security::Missing(why)) => Err(anyhow!("{why}")),
+        None => Err(anyhow!("no connection security chosen")),
     }
 }
 

@@ -222,6 +222,7 @@ fn bad_create_requests_are_refused_and_change_nothing() {
     let mut p = p;
     p.child.stop();
     let out = std::process::Command::new(SMS_NODE)
+        .env("SMS_INSECURE", "1")
         .args([
             "--data",
             p.child.data.to_str().unwrap(),

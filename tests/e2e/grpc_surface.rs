@@ -59,6 +59,7 @@ async fn health_and_reflection_answer_on_bare_and_installed_nodes() {
     }
     // The binary's own health subcommand (used by container health checks).
     let out = std::process::Command::new(SMS_NODE)
+        .env("SMS_INSECURE", "1")
         .args(["health", "--addr", &primary.addr])
         .output()
         .unwrap();
@@ -68,6 +69,7 @@ async fn health_and_reflection_answer_on_bare_and_installed_nodes() {
         String::from_utf8_lossy(&out.stderr)
     );
     let out = std::process::Command::new(SMS_NODE)
+        .env("SMS_INSECURE", "1")
         .args(["health", "--addr", "127.0.0.1:1"])
         .output()
         .unwrap();

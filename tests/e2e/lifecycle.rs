@@ -144,6 +144,7 @@ fn a_site_cannot_be_its_own_ancestor_or_take_a_used_code() {
     let attach = |code: &str, parent_site: &str, parent: &str, name: &str| {
         let data = dir.path().join(name);
         let out = std::process::Command::new(SMS_NODE)
+            .env("SMS_INSECURE", "1")
             .args(["--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0"])
             .args([
                 "--install-primary",
@@ -406,6 +407,7 @@ fn status_messages_follow_streams_new_messages() {
     let p = Pair::start();
     p.create_s01();
     let mut child = std::process::Command::new(CONTROLLER)
+        .env("SMS_INSECURE", "1")
         .args([
             "--node",
             &p.parent.addr,

@@ -21,7 +21,11 @@ pub const CONTROLLER: &str = env!("CARGO_BIN_EXE_controller");
 
 /// Every test node: this build's `sms-node`, logging warnings and up.
 fn cluster() -> Cluster {
-    Cluster::new(SMS_NODE).env("RUST_LOG", "warn")
+    // These tests exercise the hierarchy's behaviour, not its trust, on
+    // plaintext; the trust tests (trust.rs) run the nodes with TLS.
+    Cluster::new(SMS_NODE)
+        .env("RUST_LOG", "warn")
+        .env("SMS_INSECURE", "1")
 }
 
 /// One `sms-node` process; panics on what a test cannot go on from.
@@ -194,6 +198,7 @@ pub fn controller(node: &str, args: &[&str]) -> Output {
         .arg(node)
         .args(args)
         .env_remove("SMS_NODE")
+        .env("SMS_INSECURE", "1")
         .output()
         .expect("run controller")
 }

@@ -104,7 +104,11 @@ pub async fn admin(node: &Option<String>, out: &Out, cmd: AdminCmd) -> anyhow::R
     let creds = sms_trust::Credentials::new(&key, r.certs);
     let id = creds.identity()?;
     std::fs::create_dir_all(&dir)?;
-    write(&dir.join("ca.pem"), &sms_trust::ca::pem("CERTIFICATE", creds.root()), 0o644)?;
+    write(
+        &dir.join("ca.pem"),
+        &sms_trust::ca::pem("CERTIFICATE", creds.root()),
+        0o644,
+    )?;
     write(&dir.join("admin.pem"), &creds.chain_pem(), 0o644)?;
     write(&dir.join("admin.key"), &creds.key_pem(), 0o600)?;
     out.print(
@@ -145,8 +149,10 @@ fn when(unix: i64) -> String {
     if unix <= 0 {
         return "-".into();
     }
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix as u64))
-        .to_string()
+    humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix as u64),
+    )
+    .to_string()
 }
 
 pub async fn certs(node: &Option<String>, out: &Out) -> anyhow::Result<()> {

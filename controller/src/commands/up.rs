@@ -93,8 +93,12 @@ pub async fn run(out: &Out, a: Args) -> anyhow::Result<()> {
             .with_context(|| format!("cannot wipe {}", a.dir.display()))?;
     }
     std::fs::create_dir_all(&a.dir)?;
-    let cluster = Cluster::new(find_node_binary(a.sms_node.as_deref()).path)
+    let insecure = crate::client::insecure();
+    let mut cluster = Cluster::new(find_node_binary(a.sms_node.as_deref()).path)
         .start_timeout(Duration::from_secs(15));
+    if insecure {
+        cluster = cluster.env("SMS_INSECURE", "1");
+    }
     let ports_file = a.dir.join("ports.json");
     let ports: serde_json::Value = std::fs::read(&ports_file)
         .ok()
@@ -109,12 +113,37 @@ pub async fn run(out: &Out, a: Args) -> anyhow::Result<()> {
         port("primary"),
         &["--install-primary", &a.primary],
     )?;
+    // Secure by default: the central site wrote its first administrator's
+    // certificate; keep a copy where the controller looks by default, and
+    // get the secondary's node a join token from the primary.
+    let mut token = None;
+    if !insecure {
+        let admin_dir = a.dir.join("admin");
+        if let Err(e) = copy_admin(&a.dir.join(&a.primary).join(ADMIN_SUBDIR), &admin_dir)
+            .and_then(|_| crate::client::use_admin_dir(&admin_dir))
+            .and_then(|_| Ok(()))
+        {
+            stop(primary);
+            return Err(e);
+        }
+        match join_token(primary.node.addr(), &a.secondary).await {
+            Ok(t) => token = Some(t),
+            Err(e) => {
+                stop(primary);
+                return Err(e);
+            }
+        }
+    }
+    let join: Vec<&str> = match &token {
+        Some(t) => vec!["--join-token", t],
+        None => vec![],
+    };
     let secondary = match spawn(
         &cluster,
         &format!("node for {}", a.secondary),
         &a.dir.join(&a.secondary),
         port("secondary"),
-        &[],
+        &join,
     ) {
         Ok(s) => s,
         Err(e) => {
@@ -135,7 +164,18 @@ pub async fn run(out: &Out, a: Args) -> anyhow::Result<()> {
     let result = build(out, &a, primary.node.addr(), secondary.node.addr()).await;
     if result.is_ok() && !a.once {
         if !out.json {
-            println!("\nTry:  export SMS_NODE={}", primary.node.addr());
+            if insecure {
+                println!(
+                    "\nTry:  export SMS_NODE={} SMS_INSECURE=1",
+                    primary.node.addr()
+                );
+            } else {
+                println!(
+                    "\nTry:  export SMS_NODE={} SMS_TLS_DIR={}",
+                    primary.node.addr(),
+                    a.dir.join("admin").display()
+                );
+            }
             println!(
                 "      controller sites; controller status-messages --site {}",
                 a.secondary
@@ -212,4 +252,41 @@ async fn build(out: &Out, a: &Args, primary: &str, secondary: &str) -> anyhow::R
         println!("{t}");
     });
     Ok(())
+}
+
+/// Where a central site writes its first administrator's certificate.
+const ADMIN_SUBDIR: &str = "admin";
+
+/// Copies the central site's administrator files to `to` (once).
+fn copy_admin(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for f in ["ca.pem", "admin.pem", "admin.key"] {
+        let src = from.join(f);
+        let dst = to.join(f);
+        if dst.exists() {
+            continue;
+        }
+        std::fs::copy(&src, &dst).with_context(|| {
+            format!(
+                "cannot copy the administrator certificate {}",
+                src.display()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// A join token for `code` from the primary at `primary` (one hour).
+async fn join_token(primary: &str, code: &str) -> anyhow::Result<String> {
+    let mut c = admin(primary).await?;
+    let r = c
+        .create_token(pb::CreateTokenRequest {
+            label: code.to_string(),
+            role: "secondary".into(),
+            ttl_secs: 0,
+        })
+        .await
+        .map_err(|e| status_err("token create", e))?
+        .into_inner();
+    Ok(r.token)
 }

@@ -63,7 +63,12 @@ struct RunArgs {
     /// Join the hierarchy with this token (made at the parent with
     /// `controller token create`): the node gets its certificate from the
     /// token's issuer. Needed once, by a node that has no certificate yet.
-    #[arg(long, env = "SMS_JOIN_TOKEN", value_name = "TOKEN", conflicts_with = "join_token_file")]
+    #[arg(
+        long,
+        env = "SMS_JOIN_TOKEN",
+        value_name = "TOKEN",
+        conflicts_with = "join_token_file"
+    )]
     join_token: Option<String>,
     /// Read the join token from this file (for containers and secrets).
     #[arg(long, env = "SMS_JOIN_TOKEN_FILE", value_name = "FILE")]
@@ -178,7 +183,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             (Some(t), _) => Some(t.clone()),
             (None, Some(f)) => Some(
                 std::fs::read_to_string(f)
-                    .map_err(|e| anyhow::anyhow!("cannot read the join token file {}: {e}", f.display()))?
+                    .map_err(|e| {
+                        anyhow::anyhow!("cannot read the join token file {}: {e}", f.display())
+                    })?
                     .trim()
                     .to_string(),
             ),

@@ -554,7 +554,11 @@ fn write_admin_files(data_dir: &Path, store: &Store) -> anyhow::Result<()> {
     let creds = sms_site::trust::issue_local_admin(store, "admin")?;
     let dir = data_dir.join(ADMIN_DIR);
     std::fs::create_dir_all(&dir)?;
-    write_synced(&dir.join("ca.pem"), sms_trust::ca::pem("CERTIFICATE", creds.root()).as_bytes(), 0o644)?;
+    write_synced(
+        &dir.join("ca.pem"),
+        sms_trust::ca::pem("CERTIFICATE", creds.root()).as_bytes(),
+        0o644,
+    )?;
     write_synced(&dir.join("admin.pem"), creds.chain_pem().as_bytes(), 0o644)?;
     write_synced(&dir.join("admin.key"), creds.key_pem().as_bytes(), 0o600)?;
     std::fs::File::open(&dir)?.sync_all()?;

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use sms_proto::v1 as pb;
+use sms_trust::tls::Expect;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use sms_trust::tls::Expect;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::security::Security;
@@ -316,7 +316,9 @@ async fn prepare_delete(
     server: &str,
     site: &SiteCode,
 ) -> Result<u64, String> {
-    let channel = connector.connect_to(server, Expect::Site(site.clone())).await?;
+    let channel = connector
+        .connect_to(server, Expect::Site(site.clone()))
+        .await?;
     let mut c = pb::admin_client::AdminClient::new(channel);
     let req = pb::SiteRequest {
         site: site.to_string(),

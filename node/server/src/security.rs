@@ -68,8 +68,12 @@ impl NodeTls {
             return Ok(c.clone());
         }
         let cfg = Arc::new(
-            sms_trust::tls::client_config(Some(&self.creds), Some(self.creds.root()), expect.clone())
-                .map_err(|e| e.to_string())?,
+            sms_trust::tls::client_config(
+                Some(&self.creds),
+                Some(self.creds.root()),
+                expect.clone(),
+            )
+            .map_err(|e| e.to_string())?,
         );
         cache.insert(expect, cfg.clone());
         Ok(cfg)
@@ -175,10 +179,7 @@ pub fn incoming(
     keepalive: Duration,
 ) -> impl Stream<Item = Result<ServerIo, std::io::Error>> {
     let acceptor = match &security {
-        Security::Tls(t) => t
-            .server
-            .clone()
-            .map(tokio_rustls::TlsAcceptor::from),
+        Security::Tls(t) => t.server.clone().map(tokio_rustls::TlsAcceptor::from),
         Security::Plaintext => None,
     };
     tokio_stream::wrappers::TcpListenerStream::new(listener)
@@ -240,4 +241,3 @@ pub fn incoming(
         .buffer_unordered(CONCURRENT_HANDSHAKES)
         .filter_map(|io| async move { io.map(Ok) })
 }
-

@@ -113,7 +113,9 @@ pub fn create_token(
     let ca = authority(&ctx.store)?;
     match role {
         Role::Primary | Role::Secondary => {
-            let code: SiteCode = label.parse().map_err(|e| Refused::Invalid(format!("{e}")))?;
+            let code: SiteCode = label
+                .parse()
+                .map_err(|e| Refused::Invalid(format!("{e}")))?;
             if ctx.identity().is_some_and(|id| id.site_code == code) {
                 return Err(Refused::Invalid(format!(
                     "{code} is this site; a token is for a new site below it"
@@ -184,7 +186,11 @@ pub fn redeem(ctx: &Ctx, id: &[u8], csr: &[u8], proof: &[u8]) -> Result<Vec<Vec<
                 .ok_or_else(|| TokenRefusal::Other(format!("unknown role {}", t.role)))?;
             // A child primary gets an authority of its own, constrained to
             // its subtree; everyone else a leaf.
-            let issued_role = if role == Role::Primary { Role::Ca } else { role };
+            let issued_role = if role == Role::Primary {
+                Role::Ca
+            } else {
+                role
+            };
             let name = Name {
                 label: t.label.clone(),
                 ancestors: here.clone(),

@@ -29,10 +29,10 @@ mod site_control;
 mod sites;
 mod status;
 #[cfg(test)]
-mod trust_tests;
+mod tests;
 mod trust;
 #[cfg(test)]
-mod tests;
+mod trust_tests;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -434,7 +434,9 @@ async fn main() -> anyhow::Result<()> {
     );
     let work = std::env::temp_dir().join(format!("sms-bench-{}", std::process::id()));
     let ctx = Ctx {
-        cluster: Cluster::new(bin).env("RUST_LOG", "error"),
+        cluster: Cluster::new(bin)
+            .env("RUST_LOG", "error")
+            .env("SMS_INSECURE", "1"),
         work: work.clone(),
         seq: Default::default(),
     };

@@ -195,7 +195,9 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
         ));
     }
     eprintln!("chaos: nodes run {}", bin.path.display());
-    let cluster = Cluster::new(bin.path).env("RUST_LOG", "warn");
+    let cluster = Cluster::new(bin.path)
+        .env("RUST_LOG", "warn")
+        .env("SMS_INSECURE", "1");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

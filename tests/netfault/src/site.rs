@@ -50,7 +50,9 @@ fn cluster_in(ns: &Ns, ip: IpAddr, dir: &Path) -> Cluster {
     std::fs::write(&script, body).expect("write the wrapper script");
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
         .expect("make the wrapper executable");
-    Cluster::new(script).env("RUST_LOG", "warn")
+    Cluster::new(script)
+        .env("RUST_LOG", "warn")
+        .env("SMS_INSECURE", "1")
 }
 
 /// Starts a node, retrying ETXTBSY (the wrapper script was just written).

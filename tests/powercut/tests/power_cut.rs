@@ -521,6 +521,7 @@ fn run_cuts(plan: &Plan) -> Result<(), String> {
     );
     let cluster = Cluster::new(&bin.path)
         .env("RUST_LOG", "warn")
+        .env("SMS_INSECURE", "1")
         .start_timeout(Duration::from_secs(60));
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("mnt")).unwrap();

@@ -195,7 +195,11 @@ impl pb::admin_server::Admin for AdminSvc {
         req: Request<pb::StatusLoadRequest>,
     ) -> R<pb::StatusLoadReply> {
         let caller = self.allow(&req, AdminRole::Operator)?;
-        self.audit(&caller, "generate-status-load", format!("{:?}", req.get_ref()).chars().take(200).collect());
+        self.audit(
+            &caller,
+            "generate-status-load",
+            format!("{:?}", req.get_ref()).chars().take(200).collect(),
+        );
         let (req, ctx) = (req.into_inner(), self.ctx());
         let run = self
             .detached(async move {
@@ -212,7 +216,11 @@ impl pb::admin_server::Admin for AdminSvc {
 
     async fn delete_site(&self, req: Request<pb::SiteRequest>) -> R<pb::CreateSecondaryReply> {
         let caller = self.allow(&req, AdminRole::Full)?;
-        self.audit(&caller, "delete-site", format!("{:?}", req.get_ref()).chars().take(200).collect());
+        self.audit(
+            &caller,
+            "delete-site",
+            format!("{:?}", req.get_ref()).chars().take(200).collect(),
+        );
         let (site, ctx) = (req.into_inner().site, self.ctx());
         let rec = self
             .ctx
@@ -228,7 +236,11 @@ impl pb::admin_server::Admin for AdminSvc {
 
     async fn upgrade_site(&self, req: Request<pb::SiteRequest>) -> R<pb::CreateSecondaryReply> {
         let caller = self.allow(&req, AdminRole::Full)?;
-        self.audit(&caller, "upgrade-site", format!("{:?}", req.get_ref()).chars().take(200).collect());
+        self.audit(
+            &caller,
+            "upgrade-site",
+            format!("{:?}", req.get_ref()).chars().take(200).collect(),
+        );
         let (site, ctx) = (req.into_inner().site, self.ctx());
         let rec = self
             .ctx
@@ -244,7 +256,11 @@ impl pb::admin_server::Admin for AdminSvc {
 
     async fn submit_ct1(&self, req: Request<pb::Ct1>) -> R<pb::ChangeSiteControlReply> {
         let caller = self.allow(&req, AdminRole::Full)?;
-        self.audit(&caller, "submit-ct1", format!("{:?}", req.get_ref()).chars().take(200).collect());
+        self.audit(
+            &caller,
+            "submit-ct1",
+            format!("{:?}", req.get_ref()).chars().take(200).collect(),
+        );
         queries::installed(&self.ctx).map_err(status)?;
         let (ct1, ctx) = (convert::ct1_from(&req.into_inner())?, self.ctx());
         let (site, base, serial) = self
@@ -267,7 +283,11 @@ impl pb::admin_server::Admin for AdminSvc {
 
     async fn force_ct2(&self, req: Request<pb::ForceCt2Request>) -> R<pb::ForceCt2Reply> {
         let caller = self.allow(&req, AdminRole::Operator)?;
-        self.audit(&caller, "force-ct2", format!("{:?}", req.get_ref()).chars().take(200).collect());
+        self.audit(
+            &caller,
+            "force-ct2",
+            format!("{:?}", req.get_ref()).chars().take(200).collect(),
+        );
         queries::installed(&self.ctx).map_err(status)?;
         let ctx = self.ctx();
         let (site, serial) = self
@@ -288,7 +308,11 @@ impl pb::admin_server::Admin for AdminSvc {
         req: Request<pb::ChangeSiteControlRequest>,
     ) -> R<pb::ChangeSiteControlReply> {
         let caller = self.allow(&req, AdminRole::Full)?;
-        self.audit(&caller, "change-site-control", format!("{:?}", req.get_ref()).chars().take(200).collect());
+        self.audit(
+            &caller,
+            "change-site-control",
+            format!("{:?}", req.get_ref()).chars().take(200).collect(),
+        );
         let req = req.into_inner();
         let site = convert::opt_code(&req.site, "site")?;
         let (change, ctx) = (control_change(req)?, self.ctx());
@@ -324,7 +348,11 @@ impl pb::admin_server::Admin for AdminSvc {
 
     async fn allocate_ids(&self, req: Request<pb::AllocateIdsRequest>) -> R<pb::IdList> {
         let caller = self.allow(&req, AdminRole::Full)?;
-        self.audit(&caller, "allocate-ids", format!("{:?}", req.get_ref()).chars().take(200).collect());
+        self.audit(
+            &caller,
+            "allocate-ids",
+            format!("{:?}", req.get_ref()).chars().take(200).collect(),
+        );
         let (count, ctx) = (req.into_inner().count, self.ctx());
         let (ids, sms_ids) = self
             .detached(async move { ops::allocate_ids(&ctx, count).await })
@@ -374,7 +402,11 @@ impl pb::admin_server::Admin for AdminSvc {
         req: Request<pb::CreateSecondaryRequest>,
     ) -> R<pb::CreateSecondaryReply> {
         let caller = self.allow(&req, AdminRole::Full)?;
-        self.audit(&caller, "create-secondary", format!("{:?}", req.get_ref()).chars().take(200).collect());
+        self.audit(
+            &caller,
+            "create-secondary",
+            format!("{:?}", req.get_ref()).chars().take(200).collect(),
+        );
         let req = req.into_inner();
         let create = CreateSecondary {
             site_code: req.site_code,
@@ -391,7 +423,11 @@ impl pb::admin_server::Admin for AdminSvc {
 
     async fn sever_link(&self, req: Request<pb::LinkRequest>) -> R<pb::LinkState> {
         let caller = self.allow(&req, AdminRole::Operator)?;
-        self.audit(&caller, "sever-link", format!("{:?}", req.get_ref()).chars().take(200).collect());
+        self.audit(
+            &caller,
+            "sever-link",
+            format!("{:?}", req.get_ref()).chars().take(200).collect(),
+        );
         let (to, ctx) = (code(&req.into_inner().to, "to")?, self.ctx());
         let l = self
             .detached(async move { ops::sever_link(&ctx, &to).await })
@@ -401,7 +437,11 @@ impl pb::admin_server::Admin for AdminSvc {
 
     async fn restore_link(&self, req: Request<pb::LinkRequest>) -> R<pb::LinkState> {
         let caller = self.allow(&req, AdminRole::Operator)?;
-        self.audit(&caller, "restore-link", format!("{:?}", req.get_ref()).chars().take(200).collect());
+        self.audit(
+            &caller,
+            "restore-link",
+            format!("{:?}", req.get_ref()).chars().take(200).collect(),
+        );
         let (to, ctx) = (code(&req.into_inner().to, "to")?, self.ctx());
         let l = self
             .detached(async move { ops::restore_link(&ctx, &to).await })
@@ -411,7 +451,11 @@ impl pb::admin_server::Admin for AdminSvc {
 
     async fn inject_fault(&self, req: Request<pb::FaultRequest>) -> R<pb::FaultList> {
         let caller = self.allow(&req, AdminRole::Operator)?;
-        self.audit(&caller, "inject-fault", format!("{:?}", req.get_ref()).chars().take(200).collect());
+        self.audit(
+            &caller,
+            "inject-fault",
+            format!("{:?}", req.get_ref()).chars().take(200).collect(),
+        );
         let (req, ctx) = (req.into_inner(), self.ctx());
         let f = self
             .detached(async move { ops::inject_fault(&ctx, &req.name, req.phase).await })
@@ -421,7 +465,11 @@ impl pb::admin_server::Admin for AdminSvc {
 
     async fn clear_fault(&self, req: Request<pb::FaultRequest>) -> R<pb::FaultList> {
         let caller = self.allow(&req, AdminRole::Operator)?;
-        self.audit(&caller, "clear-fault", format!("{:?}", req.get_ref()).chars().take(200).collect());
+        self.audit(
+            &caller,
+            "clear-fault",
+            format!("{:?}", req.get_ref()).chars().take(200).collect(),
+        );
         let (req, ctx) = (req.into_inner(), self.ctx());
         let f = self
             .detached(async move { ops::clear_fault(&ctx, &req.name).await })
@@ -431,7 +479,11 @@ impl pb::admin_server::Admin for AdminSvc {
 
     async fn retry_failed_jobs(&self, req: Request<pb::LinkRequest>) -> R<pb::LinkState> {
         let caller = self.allow(&req, AdminRole::Operator)?;
-        self.audit(&caller, "retry-jobs", format!("{:?}", req.get_ref()).chars().take(200).collect());
+        self.audit(
+            &caller,
+            "retry-jobs",
+            format!("{:?}", req.get_ref()).chars().take(200).collect(),
+        );
         let (to, ctx) = (code(&req.into_inner().to, "to")?, self.ctx());
         let l = self
             .detached(async move { ops::retry_failed_jobs(&ctx, &to).await })
@@ -441,7 +493,11 @@ impl pb::admin_server::Admin for AdminSvc {
 
     async fn send_probes(&self, req: Request<pb::SendProbesRequest>) -> R<pb::SendProbesReply> {
         let caller = self.allow(&req, AdminRole::Operator)?;
-        self.audit(&caller, "send-probes", format!("{:?}", req.get_ref()).chars().take(200).collect());
+        self.audit(
+            &caller,
+            "send-probes",
+            format!("{:?}", req.get_ref()).chars().take(200).collect(),
+        );
         let req = req.into_inner();
         let priority = if req.priority == 0 {
             Priority::Medium
@@ -461,7 +517,11 @@ impl pb::admin_server::Admin for AdminSvc {
 
     async fn send_package(&self, req: Request<pb::SendPackageRequest>) -> R<pb::SendPackageReply> {
         let caller = self.allow(&req, AdminRole::Full)?;
-        self.audit(&caller, "send-package", format!("{:?}", req.get_ref()).chars().take(200).collect());
+        self.audit(
+            &caller,
+            "send-package",
+            format!("{:?}", req.get_ref()).chars().take(200).collect(),
+        );
         let req = req.into_inner();
         let (to, ctx) = (code(&req.to, "to")?, self.ctx());
         let source = if req.source_path.is_empty() {
@@ -581,7 +641,11 @@ impl pb::admin_server::Admin for AdminSvc {
             req.ttl_secs
         };
         let t = sms_site::trust::create_token(&self.ctx, &req.label, role, ttl).map_err(status)?;
-        self.ctx.store.durable().await.map_err(|e| Status::internal(e.to_string()))?;
+        self.ctx
+            .store
+            .durable()
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
         if self.ctx.identity().is_some() {
             let _ = sms_site::status::emit(
                 &self.ctx,
@@ -606,8 +670,8 @@ impl pb::admin_server::Admin for AdminSvc {
         let caller = self.allow(&req, AdminRole::Full)?;
         let req = req.into_inner();
         let role: AdminRole = req.role.parse().map_err(Status::invalid_argument)?;
-        let chain = sms_site::trust::issue_admin(&self.ctx, &req.name, role, &req.csr)
-            .map_err(status)?;
+        let chain =
+            sms_site::trust::issue_admin(&self.ctx, &req.name, role, &req.csr).map_err(status)?;
         let serial = sms_trust::Identity::from_der(&chain[0])
             .map(|i| i.serial)
             .unwrap_or_default();
@@ -651,7 +715,10 @@ impl pb::admin_server::Admin for AdminSvc {
         };
         let mut certificates = Vec::new();
         let store = &self.ctx.store;
-        if let Some(c) = store.node_credentials().map_err(|e| Status::internal(e.to_string()))? {
+        if let Some(c) = store
+            .node_credentials()
+            .map_err(|e| Status::internal(e.to_string()))?
+        {
             for (i, der) in c.chain.iter().enumerate() {
                 let use_ = match (i, c.chain.len() - 1 - i) {
                     (0, _) => "node",
@@ -661,7 +728,10 @@ impl pb::admin_server::Admin for AdminSvc {
                 certificates.push(info(use_, der));
             }
         }
-        if let Some(c) = store.ca_credentials().map_err(|e| Status::internal(e.to_string()))? {
+        if let Some(c) = store
+            .ca_credentials()
+            .map_err(|e| Status::internal(e.to_string()))?
+        {
             if let Some(der) = c.chain.first() {
                 certificates.push(info("ca", der));
             }

@@ -71,10 +71,15 @@ impl pb::bootstrap_server::Bootstrap for BootstrapSvc {
         }))
     }
 
-    async fn enroll(&self, req: Request<pb::EnrollRequest>) -> Result<Response<pb::EnrollReply>, Status> {
+    async fn enroll(
+        &self,
+        req: Request<pb::EnrollRequest>,
+    ) -> Result<Response<pb::EnrollReply>, Status> {
         let req = req.into_inner();
         if req.csr.len() > 16 * 1024 || req.proof.len() > 64 {
-            return Err(Status::invalid_argument("the signing request or proof is too large"));
+            return Err(Status::invalid_argument(
+                "the signing request or proof is too large",
+            ));
         }
         let chain = sms_site::trust::redeem(&self.ctx, &req.token_id, &req.csr, &req.proof)
             .map_err(status)?;

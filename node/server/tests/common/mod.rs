@@ -35,6 +35,11 @@ pub fn config(dir: &Path) -> NodeConfig {
         parent: None,
         domain: None,
         shutdown_grace: GRACE,
+        // Behaviour tests on plaintext; `secure.rs` runs the same nodes
+        // with TLS.
+        insecure: true,
+        join_token: None,
+        ca_files: None,
     }
 }
 
