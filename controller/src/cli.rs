@@ -24,7 +24,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "SMS_TLS_DIR", value_name = "DIR")]
     pub tls_dir: Option<std::path::PathBuf>,
     /// Talk plaintext to nodes started with --insecure.
-    #[arg(long, global = true, env = "SMS_INSECURE")]
+    #[arg(long, global = true, env = "SMS_INSECURE", value_parser = clap::builder::FalseyValueParser::new())]
     pub insecure: bool,
     #[command(subcommand)]
     pub command: Command,

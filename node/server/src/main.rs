@@ -82,7 +82,7 @@ struct RunArgs {
     ca_key: Option<PathBuf>,
     /// Plaintext and unauthenticated connections, for comparison
     /// benchmarks and tests on loopback. Never on a network you do not own.
-    #[arg(long, env = "SMS_INSECURE")]
+    #[arg(long, env = "SMS_INSECURE", value_parser = clap::builder::FalseyValueParser::new())]
     insecure: bool,
 }
 
@@ -94,7 +94,7 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8500", env = "SMS_HEALTH_ADDR")]
         addr: String,
         /// The node runs with --insecure (plaintext).
-        #[arg(long, env = "SMS_INSECURE")]
+        #[arg(long, env = "SMS_INSECURE", value_parser = clap::builder::FalseyValueParser::new())]
         insecure: bool,
     },
 }

@@ -1,0 +1,249 @@
+//! The hierarchy with TLS on, nodes in one process over loopback: a
+//! secondary joins with a token and is installed over mutual TLS; then the
+//! edge refuses what an attacker on the network tries: no TLS, no
+//! certificate, a certificate from another hierarchy, a site's certificate
+//! used as an administrator's, and a valid site certificate posing as
+//! another site on a link.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sms_proto::v1 as pb;
+use sms_server::{Node, NodeConfig};
+use sms_trust::tls::Expect;
+use sms_trust::{Authority, Credentials, Name, Role};
+use tonic::transport::{Channel, Endpoint};
+
+mod common;
+
+use common::*;
+
+fn secure(cfg: NodeConfig) -> NodeConfig {
+    NodeConfig {
+        insecure: false,
+        ..cfg
+    }
+}
+
+/// A channel to `node` with these TLS settings (`None`: plaintext).
+async fn dial(node: &Node, tls: Option<Arc<rustls::ClientConfig>>) -> Result<Channel, String> {
+    let addr = node.local_addr.to_string();
+    let ep = Endpoint::from_shared(format!("http://{addr}")).unwrap();
+    sms_connect::channel(ep, &addr, tls, Duration::from_secs(10))
+        .await
+        .map_err(|e| format!("{e:?}"))
+}
+
+fn admin_creds(pri: &Node) -> Credentials {
+    sms_connect::load_admin(&pri.ctx.data_dir.join("admin")).expect("the central site's admin files")
+}
+
+async fn secure_admin(pri: &Node) -> Admin {
+    let tls = sms_connect::admin_tls(&admin_creds(pri)).unwrap();
+    Admin::new(dial(pri, Some(tls)).await.expect("admin channel"))
+}
+
+/// PRI (TLS) and S01 joined with a token and installed by PRI.
+async fn pri_and_s01(dir: &Path) -> (Node, Node) {
+    let pri = start(secure(central(&dir.join("pri")))).await;
+    let token = sms_site::trust::create_token(&pri.ctx, "S01", Role::Secondary, 600)
+        .expect("token")
+        .encode();
+    let s01 = start(NodeConfig {
+        join_token: Some(token.clone()),
+        ..secure(config(&dir.join("s01")))
+    })
+    .await;
+    let c = secure_admin(&pri).await;
+    c.clone()
+        .create_secondary(pb::CreateSecondaryRequest {
+            site_code: "S01".into(),
+            server: s01.local_addr.to_string(),
+            sever_link_mid_bootstrap: false,
+            site_name: String::new(),
+        })
+        .await
+        .expect("create_secondary over mutual TLS");
+    wait_active("PRI", &c, "S01").await;
+    // The token is used up: a second node cannot join with it.
+    let listener = bind("127.0.0.1:0".parse().unwrap()).await;
+    let err = Node::start(
+        NodeConfig {
+            join_token: Some(token),
+            ..secure(config(&dir.join("thief")))
+        },
+        listener,
+        sms_server::Connector::default(),
+    )
+    .await
+    .expect_err("a used token must be refused");
+    assert!(format!("{err:#}").contains("already used"), "{err:#}");
+    (pri, s01)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secondary_joins_with_a_token_and_links_carry_jobs_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pri, _s01) = pri_and_s01(dir.path()).await;
+    let c = secure_admin(&pri).await;
+    send_probes(&c, "S01", 50).await;
+    wait_outbox_empty(&c, "S01").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_refuses_strangers_and_impostors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pri, _s01) = pri_and_s01(dir.path()).await;
+    let root = admin_creds(&pri).root().to_vec();
+
+    // Plaintext: no gRPC at all.
+    if let Ok(ch) = dial(&pri, None).await {
+        let r = Admin::new(ch).list_sites(pb::ListSitesRequest {}).await;
+        assert!(r.is_err(), "a plaintext client got an answer: {r:?}");
+    }
+
+    // TLS without a certificate: only joining is open.
+    let anon = sms_trust::tls::client_config(None, Some(&root), Expect::Any).unwrap();
+    let r = Admin::new(dial(&pri, Some(Arc::new(anon))).await.unwrap())
+        .list_sites(pb::ListSitesRequest {})
+        .await
+        .expect_err("no certificate, no answer");
+    assert_eq!(r.code(), tonic::Code::Unauthenticated, "{r:?}");
+
+    // A certificate from another hierarchy: the handshake fails.
+    let other = Authority::new_root(&code("PRI")).unwrap();
+    let theirs = other
+        .issue_own(Role::Admin(sms_trust::AdminRole::Full), &Name { label: "eve".into(), ancestors: vec![code("PRI")] })
+        .unwrap();
+    let cfg = sms_trust::tls::client_config(Some(&theirs), Some(&root), Expect::Any).unwrap();
+    let refused = match dial(&pri, Some(Arc::new(cfg))).await {
+        Err(_) => true,
+        Ok(ch) => Admin::new(ch).list_sites(pb::ListSitesRequest {}).await.is_err(),
+    };
+    assert!(refused, "another hierarchy's administrator got an answer");
+
+    // A valid certificate for site S02, made with PRI's own authority.
+    let ca = Authority::load(&{
+        let c = pri.ctx.store.ca_credentials().unwrap().unwrap();
+        Credentials { key_pkcs8: c.key_pkcs8, chain: c.chain }
+    })
+    .unwrap();
+    let s02 = ca.issue_own(Role::Secondary, &Name::site(&code("S02"), &[code("PRI")])).unwrap();
+    let cfg = Arc::new(sms_trust::tls::client_config(Some(&s02), Some(&root), Expect::Site(code("PRI"))).unwrap());
+
+    // ...is not an administrator's.
+    let r = Admin::new(dial(&pri, Some(cfg.clone())).await.unwrap())
+        .delete_site(pb::SiteRequest { site: "S01".into() })
+        .await
+        .expect_err("a site certificate cannot administer");
+    assert_eq!(r.code(), tonic::Code::PermissionDenied, "{r:?}");
+    assert!(r.message().contains("not an administrator"), "{}", r.message());
+
+    // ...cannot open a link claiming to be S01.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(pb::LinkFrame {
+        kind: Some(pb::link_frame::Kind::Hello(pb::Hello {
+            source_site: "S01".into(),
+            dest_site: "PRI".into(),
+            source_address: "127.0.0.1:1".into(),
+            link_secret: String::new(),
+            sent_unix_ms: 0,
+        })),
+    })
+    .await
+    .unwrap();
+    let mut t = pb::transfer_client::TransferClient::new(dial(&pri, Some(cfg.clone())).await.unwrap());
+    let r = match t.link(tokio_stream::wrappers::ReceiverStream::new(rx)).await {
+        Err(s) => s,
+        Ok(resp) => resp.into_inner().message().await.expect_err("the impostor's link must end"),
+    };
+    assert_eq!(r.code(), tonic::Code::PermissionDenied, "{r:?}");
+    assert!(r.message().contains("certificate is for site S02"), "{}", r.message());
+
+    // ...and cannot attach itself as another primary.
+    let r = Admin::new(dial(&pri, Some(cfg)).await.unwrap())
+        .attach_primary(pb::AttachPrimaryRequest {
+            site_code: "P09".into(),
+            server: "127.0.0.1:1".into(),
+            site_name: String::new(),
+        })
+        .await
+        .expect_err("no squatting");
+    assert_eq!(r.code(), tonic::Code::PermissionDenied, "{r:?}");
+    let sites = secure_admin(&pri).await.list_sites(pb::ListSitesRequest {}).await.unwrap().into_inner().sites;
+    assert!(!sites.iter().any(|s| s.site_code == "P09"), "nothing was recorded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administrator_roles_are_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pri, _s01) = pri_and_s01(dir.path()).await;
+    let root = admin_creds(&pri).root().to_vec();
+    let as_role = |role: sms_trust::AdminRole| {
+        let key = sms_trust::ca::new_key().unwrap();
+        let csr = sms_trust::ca::signing_request(&key).unwrap();
+        let chain = sms_site::trust::issue_admin(&pri.ctx, role.as_str(), role, &csr).unwrap();
+        Credentials::new(&key, chain)
+    };
+    let client = |creds: Credentials| {
+        let root = root.clone();
+        let pri = &pri;
+        async move {
+            let cfg = sms_trust::tls::client_config(Some(&creds), Some(&root), Expect::Any).unwrap();
+            Admin::new(dial(pri, Some(Arc::new(cfg))).await.unwrap())
+        }
+    };
+    let ro = client(as_role(sms_trust::AdminRole::ReadOnly)).await;
+    ro.clone().list_sites(pb::ListSitesRequest {}).await.expect("read-only may read");
+    let r = ro
+        .clone()
+        .sever_link(pb::LinkRequest { to: "S01".into() })
+        .await
+        .expect_err("read-only may not sever");
+    assert_eq!(r.code(), tonic::Code::PermissionDenied);
+    let r = ro
+        .clone()
+        .change_site_control(pb::ChangeSiteControlRequest {
+            polling_interval_ms: Some(5000),
+            ..Default::default()
+        })
+        .await
+        .expect_err("read-only may not change site control");
+    assert!(r.message().contains("needs full"), "{}", r.message());
+
+    let op = client(as_role(sms_trust::AdminRole::Operator)).await;
+    op.clone()
+        .sever_link(pb::LinkRequest { to: "S01".into() })
+        .await
+        .expect("an operator may sever");
+    op.clone()
+        .restore_link(pb::LinkRequest { to: "S01".into() })
+        .await
+        .expect("an operator may restore");
+    let r = op
+        .clone()
+        .delete_site(pb::SiteRequest { site: "S01".into() })
+        .await
+        .expect_err("an operator may not delete");
+    assert!(r.message().contains("has role operator; this needs full"), "{}", r.message());
+
+    // Every state-changing call is in the audit trail with its caller.
+    let full = secure_admin(&pri).await;
+    let msgs = full
+        .clone()
+        .list_status_messages(pb::ListStatusMessagesRequest {
+            id: sms_types::catalog::AUDIT_ADMIN_ACTION.id,
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .messages;
+    let texts: Vec<String> = msgs.iter().map(|m| m.text.clone()).collect();
+    assert!(
+        texts.iter().any(|t| t.contains("operator (admin-operator) ran sever-link")),
+        "{texts:#?}"
+    );
+}
