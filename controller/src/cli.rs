@@ -396,6 +396,8 @@ mod tests {
             "0",
             "--schedule",
             "8-18:high",
+            "--keepalive-secs",
+            "default",
         ]) else {
             panic!()
         };
@@ -406,6 +408,10 @@ mod tests {
             (Some(2), Some(0))
         );
         assert_eq!(a.schedule.as_deref(), Some("8-18:high"));
+        assert_eq!(
+            a.keepalive_secs,
+            Some(crate::commands::site_control::set_address::Keepalive::Default)
+        );
         let Command::AddDomain(a) = parse(&[
             "add-domain",
             "--site",
@@ -437,6 +443,10 @@ mod tests {
         );
         assert_eq!(
             refuse(&["set-address", "--to", "PRI", "--retry-count", "many"]).kind(),
+            ErrorKind::ValueValidation
+        );
+        assert_eq!(
+            refuse(&["set-address", "--to", "PRI", "--keepalive-secs", "soon"]).kind(),
             ErrorKind::ValueValidation
         );
     }

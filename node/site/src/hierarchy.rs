@@ -55,6 +55,8 @@ fn build_package(
     if let Some(a) = ct0.addresses.iter().find(|a| &a.site_code == code) {
         up.retry_count = a.retry_count;
         up.retry_delay_ms = a.retry_delay_ms;
+        // Both ends of a slow or costly link want the same probing.
+        up.keepalive_secs = a.keepalive_secs;
     }
     let init_control = SiteControl {
         site_code: code.clone(),
@@ -690,6 +692,9 @@ pub struct AddressChange {
     pub rate_limit_bytes_per_sec: Option<u64>,
     /// Replaces the schedule when set (empty: no restriction).
     pub schedule: Option<Vec<ScheduleRule>>,
+    /// Sets the keepalive when set: `Some(None)` goes back to the node's
+    /// default, `Some(Some(s))` probes after `s` idle seconds.
+    pub keepalive_secs: Option<Option<u32>>,
 }
 
 /// What an administrator changes in a site's control.
@@ -733,6 +738,10 @@ impl ControlChange {
             if a.concurrent_sendings == Some(0) {
                 return Err("an address needs at least 1 concurrent sending".into());
             }
+            if let Some(Some(secs)) = a.keepalive_secs {
+                sms_types::limits::check_keepalive_secs(secs)
+                    .map_err(|e| format!("the address of site {to}: {e}"))?;
+            }
             let idx = match ctl.addresses.iter().position(|x| x.site_code == to) {
                 Some(i) => i,
                 None => {
@@ -755,6 +764,9 @@ impl ControlChange {
             }
             if let Some(s) = &a.schedule {
                 addr.schedule = s.clone();
+            }
+            if let Some(k) = a.keepalive_secs {
+                addr.keepalive_secs = k;
             }
             changed = true;
         }

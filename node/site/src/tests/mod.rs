@@ -6,6 +6,7 @@ mod support;
 mod bootstrap;
 mod control_change;
 mod delivery;
+mod keepalive;
 mod limits;
 mod ops;
 mod poison;
