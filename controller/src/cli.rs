@@ -55,7 +55,9 @@ pub enum Command {
     ForceCt2(site_control::force_ct2::Args),
     /// Re-run the install of a secondary site from its parent (upgrade or repair).
     UpgradeSite(site::upgrade::Args),
-    /// Remove a secondary site from the hierarchy; its node returns to bare.
+    /// Remove a direct child site (and the sites below it) from the hierarchy:
+    /// a secondary's node returns to bare; an installed primary is detached
+    /// and carries on as a central site with its own sites.
     DeleteSite(site::delete::Args),
     /// Explain why a site is not Active, from both ends, and the command that fixes it.
     Diagnose(site::diagnose::Args),

@@ -405,7 +405,9 @@ pub enum Payload {
     Probe(Vec<u8>),
     File(FilePackage),
     Bootstrap(Box<BootstrapPackage>),
-    /// Remove this site's install (delete-site at the parent).
+    /// The parent removed this site from its hierarchy (delete-site): a
+    /// secondary removes its install, a primary detaches and carries on as
+    /// a central site with the sites below it.
     Deinstall(SiteCode),
 }
 

@@ -5,6 +5,7 @@ mod support;
 
 mod bootstrap;
 mod control_change;
+mod delete;
 mod delivery;
 mod keepalive;
 mod limits;
