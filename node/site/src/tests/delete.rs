@@ -226,6 +226,48 @@ async fn a_primary_told_by_its_parent_detaches_and_keeps_its_sites() {
         .await;
 }
 
+/// A detach cut short after the parent was forgotten (the site control
+/// still names it, the job is still in the inbox) completes on the next
+/// cycle, instead of the job being ignored as not from the parent.
+#[tokio::test]
+async fn a_detach_cut_short_completes_on_the_next_cycle() {
+    let node = primary_below("P01", "PRI");
+    let mut id = node.ctx.identity().unwrap();
+    id.parent = None;
+    id.ancestors.clear();
+    node.ctx.set_identity(id).unwrap();
+    let deinstall = job(
+        "PRI",
+        "P01",
+        Priority::High,
+        Payload::Deinstall(code("P01")),
+    );
+    node.ctx
+        .store
+        .put_inbox(Inbox::SiteControl, &deinstall)
+        .unwrap();
+    crate::site_config::stage1_site_control(&node.ctx)
+        .await
+        .unwrap();
+    let ct0 = node.ctx.store.ct0().unwrap().unwrap();
+    assert_eq!((ct0.serial, ct0.parent_site_code), (2, None));
+    assert_eq!(node.ctx.store.inbox_len(Inbox::SiteControl), 0);
+    // A second copy of the job (a resend) changes nothing more.
+    node.ctx
+        .store
+        .put_inbox(Inbox::SiteControl, &deinstall)
+        .unwrap();
+    crate::site_config::stage1_site_control(&node.ctx)
+        .await
+        .unwrap();
+    assert_eq!(node.ctx.store.ct0().unwrap().unwrap().serial, 2);
+    assert_eq!(node.ctx.store.inbox_len(Inbox::SiteControl), 0);
+    node.ctx
+        .tasks
+        .shutdown(std::time::Duration::from_secs(2))
+        .await;
+}
+
 /// A secondary told the same thing still removes its install.
 #[tokio::test]
 async fn a_secondary_told_by_its_parent_still_deinstalls() {
