@@ -62,7 +62,9 @@ pub enum Command {
     ForceCt2(site_control::force_ct2::Args),
     /// Re-run the install of a secondary site from its parent (upgrade or repair).
     UpgradeSite(site::upgrade::Args),
-    /// Remove a secondary site from the hierarchy; its node returns to bare.
+    /// Remove a direct child site (and the sites below it) from the hierarchy:
+    /// a secondary's node returns to bare; an installed primary is detached
+    /// and carries on as a central site with its own sites.
     DeleteSite(site::delete::Args),
     /// Explain why a site is not Active, from both ends, and the command that fixes it.
     Diagnose(site::diagnose::Args),
@@ -418,6 +420,8 @@ mod tests {
             "0",
             "--schedule",
             "8-18:high",
+            "--keepalive-secs",
+            "default",
         ]) else {
             panic!()
         };
@@ -428,6 +432,10 @@ mod tests {
             (Some(2), Some(0))
         );
         assert_eq!(a.schedule.as_deref(), Some("8-18:high"));
+        assert_eq!(
+            a.keepalive_secs,
+            Some(crate::commands::site_control::set_address::Keepalive::Default)
+        );
         let Command::AddDomain(a) = parse(&[
             "add-domain",
             "--site",
@@ -459,6 +467,10 @@ mod tests {
         );
         assert_eq!(
             refuse(&["set-address", "--to", "PRI", "--retry-count", "many"]).kind(),
+            ErrorKind::ValueValidation
+        );
+        assert_eq!(
+            refuse(&["set-address", "--to", "PRI", "--keepalive-secs", "soon"]).kind(),
             ErrorKind::ValueValidation
         );
     }

@@ -334,6 +334,8 @@ pub fn control_json(c: &pb::SiteControl) -> Value {
             "retry_delay_ms": a.retry_delay_ms,
             "concurrent_sendings": a.concurrent_sendings,
             "rate_limit_bytes_per_sec": a.rate_limit_bytes_per_sec,
+            // null: the sending node's --keepalive-secs.
+            "keepalive_secs": a.keepalive_secs,
             "schedule": a.schedule.iter().map(|r| json!({
                 "start_hour": r.start_hour,
                 "end_hour": r.end_hour,

@@ -84,6 +84,7 @@ pub fn address_to(a: &Address) -> pb::Address {
         concurrent_sendings: a.concurrent_sendings,
         rate_limit_bytes_per_sec: a.rate_limit_bytes_per_sec,
         schedule: a.schedule.iter().map(rule_to).collect(),
+        keepalive_secs: a.keepalive_secs,
     }
 }
 
@@ -118,6 +119,7 @@ pub fn address_from(a: &pb::Address) -> R<Address> {
         concurrent_sendings: a.concurrent_sendings,
         rate_limit_bytes_per_sec: a.rate_limit_bytes_per_sec,
         schedule: a.schedule.iter().map(rule_from).collect::<R<_>>()?,
+        keepalive_secs: a.keepalive_secs,
     })
 }
 

@@ -69,6 +69,7 @@ fn control() -> SiteControl {
                         lowest: Priority::Low,
                     },
                 ],
+                keepalive_secs: Some(30),
             },
             Address::new(sc("S02"), "s02:7000".into()),
         ],

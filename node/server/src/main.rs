@@ -57,7 +57,9 @@ struct RunArgs {
     shutdown_grace_secs: u64,
     /// Liveness of every connection: a PING after this many idle seconds,
     /// and the connection is dropped if it is not answered within as many
-    /// again (a silent link is noticed within twice this).
+    /// again (a silent link is noticed within twice this). The default for
+    /// links whose address sets no keepalive (`controller set-address
+    /// --keepalive-secs`); the address's own value wins for its link.
     #[arg(long, env = "SMS_KEEPALIVE_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     keepalive_secs: u64,
     /// Join the hierarchy with this token (made at the parent with

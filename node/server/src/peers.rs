@@ -434,8 +434,14 @@ impl Peers for Connector {
         server: &str,
         hello: &LinkHello,
         window: usize,
+        opts: &LinkOptions,
     ) -> Result<Box<dyn LinkStream>, LinkError> {
-        Ok(Box::new(GrpcLink::open(self, server, hello, window).await?))
+        // The address's keepalive, for this link's connection only.
+        let mut c = self.clone();
+        if let Some(k) = opts.keepalive {
+            (c.keepalive_interval, c.keepalive_timeout) = (k, k);
+        }
+        Ok(Box::new(GrpcLink::open(&c, server, hello, window).await?))
     }
 
     async fn install_bootstrap(&self, server: &str, job: &Job) -> Result<(), BootstrapError> {

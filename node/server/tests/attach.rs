@@ -1,7 +1,6 @@
 //! Attaching a primary below another: a mistyped parent leaves nothing
-//! behind, and a primary that attached but never installed can be removed.
-
-use std::time::Duration;
+//! behind, a primary that attached but never installed can be removed, and
+//! an installed one is detached with the sites below it.
 
 use sms_proto::v1 as pb;
 use sms_proto::v1::admin_client::AdminClient;
@@ -10,7 +9,9 @@ use tokio::net::TcpListener;
 
 mod common;
 
-use common::{config, start_with};
+use common::{config, start_with, wait_active, wait_for, WAIT};
+use sms_site::ports::Peers;
+use sms_types::link::{LinkError, LinkHello, LinkOptions};
 
 /// Starts a node with the default connector; the error is the node's own.
 async fn start(cfg: NodeConfig) -> anyhow::Result<Node> {
@@ -67,7 +68,7 @@ async fn a_mistyped_parent_site_leaves_no_ghost() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pending_primary_can_be_deleted_an_installed_one_cannot() {
+async fn a_pending_primary_can_be_deleted_and_an_installed_one_is_detached() {
     let dir = tempfile::tempdir().unwrap();
     let pri = start(NodeConfig {
         install_primary: Some("PRI".parse().unwrap()),
@@ -97,7 +98,7 @@ async fn a_pending_primary_can_be_deleted_an_installed_one_cannot() {
     assert_eq!(r.site_code, "P04");
     assert!(site_codes(&mut a).await.iter().all(|(c, _)| c != "P04"));
 
-    // A primary that installed and reported is refused, with the reason.
+    // An installed primary with a secondary of its own.
     let p01 = start(NodeConfig {
         install_primary: Some("P01".parse().unwrap()),
         parent_site: Some("PRI".parse().unwrap()),
@@ -106,31 +107,87 @@ async fn a_pending_primary_can_be_deleted_an_installed_one_cannot() {
     })
     .await
     .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !site_codes(&mut a)
+    let s11 = start(config(&dir.path().join("s11"))).await.unwrap();
+    let b = common::admin(&p01).await;
+    wait_active("PRI", &a, "P01").await;
+    b.clone()
+        .create_secondary(pb::CreateSecondaryRequest {
+            site_code: "S11".into(),
+            server: s11.local_addr.to_string(),
+            ..Default::default()
+        })
         .await
-        .contains(&("P01".into(), "Active".into()))
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "P01 never became Active at PRI: {:?}",
-            site_codes(&mut a).await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        .unwrap();
+    wait_active("P01", &b, "S11").await;
+    wait_active("PRI", &a, "S11").await;
+    let old_secret = p01.ctx.identity().unwrap().parent.unwrap().link_secret;
+
+    // Not a direct child: refused with where to run it.
     let e = a
-        .delete_site(pb::SiteRequest { site: "P01".into() })
+        .delete_site(pb::SiteRequest { site: "S11".into() })
         .await
-        .expect_err("an installed primary is not deleted");
-    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+        .expect_err("a grandchild is deleted at its parent");
     assert!(
-        e.message().contains("only a Pending primary"),
+        e.message()
+            .contains("its parent is P01); run delete-site at P01"),
         "{}",
         e.message()
     );
-    assert!(site_codes(&mut a)
+
+    // The installed primary leaves PRI's hierarchy with its subtree...
+    a.delete_site(pb::SiteRequest { site: "P01".into() })
         .await
-        .contains(&("P01".into(), "Active".into())));
+        .unwrap();
+    wait_for("P01 and S11 to leave PRI's list", WAIT, || {
+        let mut a = a.clone();
+        async move {
+            let sites = site_codes(&mut a).await;
+            if sites.iter().all(|(c, _)| c != "P01" && c != "S11") {
+                Ok(())
+            } else {
+                Err(format!("{sites:?}"))
+            }
+        }
+    })
+    .await;
+    // ...and carries on as a central site with it.
+    wait_for("P01 to forget its parent", WAIT, || async {
+        match p01.ctx.identity().unwrap().parent {
+            None => Ok(()),
+            Some(p) => Err(format!("parent still {}", p.site_code)),
+        }
+    })
+    .await;
+    assert!(p01.ctx.config().unwrap().parent_site_code.is_none());
+    let mut b2 = b.clone();
+    let below = site_codes(&mut b2).await;
+    assert!(
+        below.contains(&("S11".into(), "Active".into())),
+        "P01 kept S11: {below:?}"
+    );
+
+    // PRI forgot the link and its secret: P01's old link is refused.
+    let hello = LinkHello {
+        source_site: "P01".parse().unwrap(),
+        dest_site: "PRI".parse().unwrap(),
+        source_address: p01.local_addr.to_string(),
+        link_secret: old_secret,
+        sent_unix_ms: 0,
+    };
+    match Connector::default()
+        .open_link(
+            &pri.local_addr.to_string(),
+            &hello,
+            1,
+            &LinkOptions::default(),
+        )
+        .await
+    {
+        Err(LinkError::Refused(m)) => assert!(m.contains("not a neighbour"), "{m}"),
+        Err(e) => panic!("refused for another reason: {e}"),
+        Ok(_) => panic!("PRI still accepts the detached P01's link"),
+    }
+    s11.shutdown().await.unwrap();
     p01.shutdown().await.unwrap();
     pri.shutdown().await.unwrap();
 }

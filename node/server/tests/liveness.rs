@@ -275,3 +275,84 @@ async fn an_outage_fails_no_job() {
     child.shutdown().await.unwrap();
     pri.shutdown().await.unwrap();
 }
+
+/// The keepalive of an address governs its link: with the node's own set
+/// to an hour, an idle link to S01 whose packets vanish is noticed by the
+/// 1 s keepalive of PRI's address to S01 (no frames are out, so only a
+/// keepalive can notice it), long before the idle session would close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_keepalive_notices_an_idle_silent_link() {
+    let slow = || Connector {
+        keepalive_interval: Duration::from_secs(3600),
+        keepalive_timeout: Duration::from_secs(3600),
+        ..Connector::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let pri = start_with(central(&dir.path().join("pri")), l, slow())
+        .await
+        .unwrap();
+    let p = admin(&pri).await;
+    p.clone()
+        .change_site_control(pb::ChangeSiteControlRequest {
+            address: Some(pb::AddressChange {
+                to: "S01".into(),
+                keepalive_secs: Some(1),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    wait_for("PRI to apply the keepalive", WAIT, || async {
+        let k = pri.ctx.config().and_then(|c| {
+            c.addresses
+                .into_iter()
+                .find(|a| a.site_code.as_str() == "S01")
+                .and_then(|a| a.keepalive_secs)
+        });
+        (k == Some(1)).then_some(()).ok_or(format!("{k:?}"))
+    })
+    .await;
+    let child_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay = Relay::start(child_listener.local_addr().unwrap()).await;
+    let child = start_with(
+        NodeConfig {
+            advertise: Some(relay.addr.to_string()),
+            ..config(&dir.path().join("s01"))
+        },
+        child_listener,
+        slow(),
+    )
+    .await
+    .unwrap();
+    let c = admin(&child).await;
+    create_s01(&p, relay.addr).await;
+    send_probes(&p, "S01", 5).await;
+    wait_n_probes(&c, 5).await;
+    wait_for("PRI's link to S01 up and idle", WAIT, || async {
+        let l = link(&p, "S01").await;
+        (l.state == "up" && l.queued_jobs == 0)
+            .then_some(())
+            .ok_or(format!("{} {} queued", l.state, l.queued_jobs))
+    })
+    .await;
+
+    relay.blackhole(true);
+    let noticed = time_until("the address's keepalive to drop the link", || async {
+        let l = link(&p, "S01").await;
+        (l.state == "retrying")
+            .then_some(())
+            .ok_or(format!("{}: {}", l.state, l.detail))
+    })
+    .await;
+    // 1 s idle, 1 s for the PING's answer; the idle session closes at 10 s
+    // (as `idle`, not `retrying`), and the node's keepalive is an hour.
+    assert!(
+        noticed < Duration::from_secs(8),
+        "noticed after {noticed:?}"
+    );
+    eprintln!("idle silent link noticed after {noticed:?}");
+    child.shutdown().await.unwrap();
+    pri.shutdown().await.unwrap();
+}

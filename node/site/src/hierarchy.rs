@@ -55,6 +55,8 @@ fn build_package(
     if let Some(a) = ct0.addresses.iter().find(|a| &a.site_code == code) {
         up.retry_count = a.retry_count;
         up.retry_delay_ms = a.retry_delay_ms;
+        // Both ends of a slow or costly link want the same probing.
+        up.keepalive_secs = a.keepalive_secs;
     }
     let init_control = SiteControl {
         site_code: code.clone(),
@@ -98,12 +100,13 @@ fn build_package(
     })
 }
 
-/// A secondary site directly below this one, by code; `hint` tells where
-/// to run the command instead when it is not.
-fn child_secondary(
+/// A site directly below this one, by code, of either kind. The refusals
+/// say what the site is instead and where to run the command; `verb` names
+/// it (`delete-site`, `upgrade-site`).
+fn direct_child(
     ctx: &Ctx,
     code: &str,
-    hint: &str,
+    verb: &str,
 ) -> Result<(Identity, SiteCode, SiteRecord), Refused> {
     let code: SiteCode = code
         .parse()
@@ -111,23 +114,42 @@ fn child_secondary(
     let me = ctx.identity().ok_or_else(|| {
         Refused::Precondition("this node is bare: no site is installed here".into())
     })?;
+    if code == me.site_code {
+        return Err(Refused::Invalid(format!(
+            "site {code} is this site; run {verb} at its parent{}",
+            me.parent
+                .as_ref()
+                .map(|p| format!(" ({})", p.site_code))
+                .unwrap_or_default()
+        )));
+    }
     let rec = ctx.store.site(&code)?.ok_or_else(|| {
         Refused::Invalid(format!(
-            "site {code} is not in the site list of {}",
+            "site {code} is not in the site list of {}; `controller sites` lists the sites below it",
             me.site_code
         ))
     })?;
-    if rec.parent_site_code.as_ref() == Some(&me.site_code) && rec.kind == SiteKind::Primary {
-        return Err(Refused::Precondition(format!(
-            "site {code} is a primary site below {} that has reported (status {}); only a \
-             Pending primary (attached but never installed) can be removed with delete-site",
-            me.site_code, rec.status
-        )));
-    }
-    if rec.parent_site_code.as_ref() != Some(&me.site_code) || rec.kind != SiteKind::Secondary {
-        return Err(Refused::Precondition(format!(
-            "site {code} is not a secondary site directly below {}; {hint}",
+    match &rec.parent_site_code {
+        Some(p) if p == &me.site_code => Ok((me, code, rec)),
+        Some(p) => Err(Refused::Precondition(format!(
+            "site {code} is not directly below {} (its parent is {p}); run {verb} at {p}",
             me.site_code
+        ))),
+        None => Err(Refused::Precondition(format!(
+            "site {code} has no parent; it is not below {}",
+            me.site_code
+        ))),
+    }
+}
+
+/// A secondary site directly below this one (upgrade-site re-runs the
+/// install a parent gave; a primary installed itself).
+fn child_secondary(ctx: &Ctx, code: &str) -> Result<(Identity, SiteCode, SiteRecord), Refused> {
+    let (me, code, rec) = direct_child(ctx, code, "upgrade-site")?;
+    if rec.kind == SiteKind::Primary {
+        return Err(Refused::Precondition(format!(
+            "site {code} is a primary site; upgrade-site re-runs the install of a secondary \
+             site, and a primary is installed at its own server (sms-node --install-primary)"
         )));
     }
     Ok((me, code, rec))
@@ -152,7 +174,7 @@ fn pending_child_primary(ctx: &Ctx, code: &str) -> Result<Option<SiteRecord>, Re
 /// installed site keeps its identity and control and re-runs its phases.
 pub async fn upgrade_site(ctx: &Arc<Ctx>, code: &str) -> Result<SiteRecord, Refused> {
     let _records = ctx.sites.lock().await;
-    let (me, code, mut rec) = child_secondary(ctx, code, "run upgrade-site at its parent")?;
+    let (me, code, mut rec) = child_secondary(ctx, code)?;
     if rec.status == SiteStatus::Deleting {
         return Err(Refused::Precondition(format!(
             "site {code} is being deleted"
@@ -195,10 +217,24 @@ pub async fn upgrade_site(ctx: &Arc<Ctx>, code: &str) -> Result<SiteRecord, Refu
     Ok(rec)
 }
 
-/// `delete-site`: removes a child secondary from the hierarchy. A bare
-/// server (an install that never got going) is released at once; otherwise
-/// the site is marked Deleting and told to remove its install; it leaves the
-/// list when that job is acknowledged, or as orphaned when it fails.
+/// `delete-site`: removes a direct child site, and everything below it,
+/// from this site's hierarchy.
+///
+/// - A Pending primary (attached, never installed) goes at once: nothing
+///   runs there to tell.
+/// - A secondary on a bare server (an install that never got going) is
+///   released at once; otherwise it is marked Deleting and a deinstall job
+///   tells it to remove its install (its node restarts bare).
+/// - An installed primary is detached, not deinstalled: a primary is
+///   administered at its own server and may have sites of its own below
+///   it, which a removed install would strand. It is marked Deleting and
+///   the same deinstall job tells it to carry on as a central site with its
+///   subtree (`site_config` does that on its side).
+///
+/// Either way the site leaves the list (with its subtree, its control
+/// copies, its link secret, and its queued jobs by [`leftover_job`]) when
+/// that job is acknowledged, or as orphaned when it fails for good; from
+/// then on its link is refused as not a neighbour.
 pub async fn delete_site(ctx: &Arc<Ctx>, code: &str) -> Result<SiteRecord, Refused> {
     if let Some(rec) = pending_child_primary(ctx, code)? {
         // Attached but never installed (a mistyped parent, an install that
@@ -213,11 +249,10 @@ pub async fn delete_site(ctx: &Arc<Ctx>, code: &str) -> Result<SiteRecord, Refus
             ..rec
         });
     }
-    let (me, code, mut rec) = child_secondary(
-        ctx,
-        code,
-        "delete-site removes secondary sites at their parent",
-    )?;
+    let (me, code, mut rec) = direct_child(ctx, code, "delete-site")?;
+    if rec.kind == SiteKind::Primary {
+        return detach_primary(ctx, &me, &code).await;
+    }
     let bare = ctx
         .peers
         .probe(&rec.server)
@@ -278,6 +313,91 @@ pub async fn delete_site(ctx: &Arc<Ctx>, code: &str) -> Result<SiteRecord, Refus
     Ok(rec)
 }
 
+/// `delete-site` of an installed child primary (see [`delete_site`]): no
+/// `prepare_delete`, since it keeps handing out its SMS unique IDs as a
+/// central site; the counter its last CT2 reported is kept here.
+async fn detach_primary(
+    ctx: &Arc<Ctx>,
+    me: &Identity,
+    code: &SiteCode,
+) -> Result<SiteRecord, Refused> {
+    let rec = {
+        let _records = ctx.sites.lock().await;
+        let rec = crate::site_records::update_locked(&ctx.store, code, |r| {
+            r.status = SiteStatus::Deleting;
+            r.status_changed_unix_ms = now_ms();
+            true
+        })?
+        .ok_or_else(|| Refused::Precondition(format!("site {code} was removed meanwhile")))?;
+        let job = Job::new(
+            me.site_code.clone(),
+            code.clone(),
+            Priority::High,
+            Payload::Deinstall(code.clone()),
+        );
+        ctx.store.enqueue(code, &job)?;
+        ctx.store
+            .durable()
+            .await
+            .map_err(|e| Refused::Internal(e.to_string()))?;
+        rec
+    };
+    tracing::info!(site = %code, server = %rec.server, "detaching child primary; it is told to carry on as a central site");
+    crate::status::emit(
+        ctx,
+        &catalog::HM_PRIMARY_DETACHING,
+        &[code.to_string(), rec.server.clone()],
+    )
+    .map_err(|e| Refused::Internal(e.to_string()))?;
+    crate::scheduler::ensure_link(ctx, code).wake.notify_one();
+    Ok(rec)
+}
+
+/// Every site below `code` in this site's list (its children, theirs, ...).
+fn subtree(ctx: &Ctx, code: &SiteCode) -> anyhow::Result<Vec<SiteRecord>> {
+    let all = ctx.store.sites()?;
+    let mut below: Vec<SiteRecord> = vec![];
+    let mut frontier = vec![code.clone()];
+    // Bounded by the list: a corrupt loop of records cannot hang it.
+    while let Some(c) = frontier.pop() {
+        for r in all
+            .iter()
+            .filter(|r| r.parent_site_code.as_ref() == Some(&c))
+        {
+            if &r.site_code != code && !below.iter().any(|b| b.site_code == r.site_code) {
+                frontier.push(r.site_code.clone());
+                below.push(r.clone());
+            }
+        }
+    }
+    Ok(below)
+}
+
+/// Takes the sites below a removed site out of this site's list too (a
+/// detached primary leaves with its subtree), each with the counter its
+/// last CT2 reported kept. Returns how many.
+fn forget_subtree(ctx: &Ctx, code: &SiteCode, when: u64) -> anyhow::Result<usize> {
+    let below = subtree(ctx, code)?;
+    for r in &below {
+        let next_unique_id = ctx
+            .store
+            .child_ct2(&r.site_code)?
+            .map(|c| c.control.next_unique_id)
+            .unwrap_or(1);
+        ctx.store.remove_site(
+            &DeletedSite {
+                site_code: r.site_code.clone(),
+                next_unique_id,
+                deleted_unix_ms: when,
+                orphaned: false,
+                server: r.server.clone(),
+            },
+            leftover_job,
+        )?;
+    }
+    Ok(below.len())
+}
+
 /// What becomes of a job still queued for a site being removed: a deinstall
 /// or bootstrap is dropped (meaningless now, and harmful if retried later
 /// against a site re-created with this code); anything else moves to the
@@ -314,16 +434,21 @@ pub async fn finish_delete(ctx: &Arc<Ctx>, code: &SiteCode, orphaned: bool) -> a
         orphaned,
         server: rec.server.clone(),
     };
+    let below = forget_subtree(ctx, code, gone.deleted_unix_ms)?;
     let moved = ctx.store.remove_site(&gone, leftover_job)?;
     ctx.store.durable().await?;
     let args = [
         code.to_string(),
         rec.server.clone(),
         next_unique_id.to_string(),
+        below.to_string(),
     ];
     if orphaned {
-        tracing::warn!(site = %code, server = %rec.server, "site removed; its server could not be told (orphaned)");
+        tracing::warn!(site = %code, server = %rec.server, below, "site removed; its server could not be told (orphaned)");
         crate::status::emit(ctx, &catalog::HM_SITE_ORPHANED, &args)?;
+    } else if rec.kind == SiteKind::Primary && rec.status != SiteStatus::Pending {
+        tracing::info!(site = %code, server = %rec.server, moved, below, "primary detached from the hierarchy with the sites below it");
+        crate::status::emit(ctx, &catalog::HM_PRIMARY_DETACHED, &args)?;
     } else {
         tracing::info!(site = %code, server = %rec.server, moved, "site removed from the hierarchy");
         crate::status::emit(ctx, &catalog::HM_SITE_DELETED, &args)?;
@@ -534,7 +659,13 @@ fn learn_from_report(ctx: &Ctx, m: &StatusMessage) -> anyhow::Result<()> {
 /// A child primary reports that it deleted one of its sites (3106, 3107):
 /// take it out of this site's list as well.
 fn forget_deleted(ctx: &Ctx, m: &StatusMessage) -> anyhow::Result<()> {
-    if m.id != catalog::HM_SITE_DELETED.id && m.id != catalog::HM_SITE_ORPHANED.id {
+    if ![
+        catalog::HM_SITE_DELETED.id,
+        catalog::HM_SITE_ORPHANED.id,
+        catalog::HM_PRIMARY_DETACHED.id,
+    ]
+    .contains(&m.id)
+    {
         return Ok(());
     }
     let Some(code) = m
@@ -553,6 +684,7 @@ fn forget_deleted(ctx: &Ctx, m: &StatusMessage) -> anyhow::Result<()> {
                 .get(2)
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(1);
+            let below = forget_subtree(ctx, &code, m.time_unix_ms)?;
             ctx.store.remove_site(
                 &DeletedSite {
                     site_code: code.clone(),
@@ -563,7 +695,7 @@ fn forget_deleted(ctx: &Ctx, m: &StatusMessage) -> anyhow::Result<()> {
                 },
                 leftover_job,
             )?;
-            tracing::info!(site = %code, parent = %m.site_code, "a site below was deleted");
+            tracing::info!(site = %code, parent = %m.site_code, below, "a site below was deleted");
         }
     }
     Ok(())
@@ -690,6 +822,9 @@ pub struct AddressChange {
     pub rate_limit_bytes_per_sec: Option<u64>,
     /// Replaces the schedule when set (empty: no restriction).
     pub schedule: Option<Vec<ScheduleRule>>,
+    /// Sets the keepalive when set: `Some(None)` goes back to the node's
+    /// default, `Some(Some(s))` probes after `s` idle seconds.
+    pub keepalive_secs: Option<Option<u32>>,
 }
 
 /// What an administrator changes in a site's control.
@@ -733,6 +868,10 @@ impl ControlChange {
             if a.concurrent_sendings == Some(0) {
                 return Err("an address needs at least 1 concurrent sending".into());
             }
+            if let Some(Some(secs)) = a.keepalive_secs {
+                sms_types::limits::check_keepalive_secs(secs)
+                    .map_err(|e| format!("the address of site {to}: {e}"))?;
+            }
             let idx = match ctl.addresses.iter().position(|x| x.site_code == to) {
                 Some(i) => i,
                 None => {
@@ -755,6 +894,9 @@ impl ControlChange {
             }
             if let Some(s) = &a.schedule {
                 addr.schedule = s.clone();
+            }
+            if let Some(k) = a.keepalive_secs {
+                addr.keepalive_secs = k;
             }
             changed = true;
         }

@@ -10,12 +10,14 @@ use sms_types::*;
 #[async_trait]
 pub trait Peers: Send + Sync + 'static {
     /// Connects to a neighbour's despooler, sends the Hello, waits for the
-    /// Welcome. `window` is how many frames may be queued on the stream.
+    /// Welcome. `window` is how many frames may be queued on the stream;
+    /// `opts` are the address's connection settings (its keepalive).
     async fn open_link(
         &self,
         server: &str,
         hello: &LinkHello,
         window: usize,
+        opts: &LinkOptions,
     ) -> Result<Box<dyn LinkStream>, LinkError>;
     /// Delivers a bootstrap job to a bare node's bootstrap service.
     async fn install_bootstrap(&self, server: &str, job: &Job) -> Result<(), BootstrapError>;

@@ -19,7 +19,7 @@ use crate::links::{Link, LinkStatus};
 use crate::ports::LinkStream;
 use sms_store::OutboxKey;
 use sms_types::catalog;
-use sms_types::link::{LinkError, LinkEvent, LinkHello};
+use sms_types::link::{LinkError, LinkEvent, LinkHello, LinkOptions};
 use sms_types::*;
 
 /// The stall watchdog: with frames out, a session that hears nothing back
@@ -469,7 +469,16 @@ impl Session {
         hello: &LinkHello,
     ) -> Result<(), LinkError> {
         link.set_state(LinkStatus::Connecting, format!("connecting to {server}"));
-        let mut conn = ctx.peers.open_link(server, hello, self.window).await?;
+        let opts = LinkOptions {
+            keepalive: self
+                .addr
+                .keepalive_secs
+                .map(|s| Duration::from_secs(s.into())),
+        };
+        let mut conn = ctx
+            .peers
+            .open_link(server, hello, self.window, &opts)
+            .await?;
         self.opened = true;
         link.set_state(LinkStatus::Up, server.to_string());
         tracing::info!(to = %link.to, %server, "link up");

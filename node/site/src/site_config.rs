@@ -168,7 +168,7 @@ async fn stage1_timers(ctx: &Arc<Ctx>, t: &mut Timers) -> anyhow::Result<()> {
 }
 
 /// Stage 1b-e: validate each CT1 and make it the new CT0, in arrival order.
-async fn stage1_site_control(ctx: &Arc<Ctx>) -> anyhow::Result<usize> {
+pub(crate) async fn stage1_site_control(ctx: &Arc<Ctx>) -> anyhow::Result<usize> {
     let mut applied = 0;
     loop {
         let items = ctx.store.inbox_items(Inbox::SiteControl, 32)?;
@@ -178,10 +178,27 @@ async fn stage1_site_control(ctx: &Arc<Ctx>) -> anyhow::Result<usize> {
         for (key, job) in items {
             let current = ctx.store.ct0()?;
             if let Payload::Deinstall(site) = &job.payload {
-                let from_parent = ctx
-                    .identity()
-                    .and_then(|i| i.parent)
+                let id = ctx.identity();
+                let from_parent = id
+                    .as_ref()
+                    .and_then(|i| i.parent.as_ref())
                     .is_some_and(|p| p.site_code == job.source);
+                let is_primary = id.as_ref().is_some_and(|i| i.kind == SiteKind::Primary);
+                // A detach cut short by a crash: the parent is forgotten
+                // but the site control still names it.
+                let detaching = is_primary
+                    && id.as_ref().is_some_and(|i| i.parent.is_none())
+                    && current
+                        .as_ref()
+                        .is_some_and(|c| c.parent_site_code.as_ref() == Some(&job.source));
+                if Some(site) == ctx.site_code().as_ref()
+                    && is_primary
+                    && (from_parent || detaching)
+                {
+                    detach(ctx, key, &job.source).await?;
+                    applied += 1;
+                    continue;
+                }
                 if Some(site) == ctx.site_code().as_ref() && from_parent {
                     let parent = job.source.to_string();
                     tracing::warn!(parent = %parent, "site deleted by its parent: removing the install; the node restarts bare");
@@ -244,6 +261,75 @@ async fn stage1_site_control(ctx: &Arc<Ctx>) -> anyhow::Result<usize> {
             }
         }
     }
+}
+
+/// A primary removed from its parent's hierarchy (`delete-site` there)
+/// detaches instead of removing its install: it is administered here and
+/// may have sites of its own below it, which a removed install would
+/// strand. It forgets its parent (the despooler then refuses the parent's
+/// link as not a neighbour's, and nothing is reported up any more), becomes
+/// a central site (its site control moves on one serial, without a parent;
+/// stage 4 reports to its own Hierarchy Manager), and sets aside what was
+/// queued for the parent: reports are dropped, anything else goes to the
+/// failed box with the reason. Each step is idempotent, so a crash part way
+/// resumes from the deinstall job still in the inbox.
+async fn detach(ctx: &Arc<Ctx>, key: u64, parent: &SiteCode) -> anyhow::Result<()> {
+    let Some(mut id) = ctx.identity() else {
+        return Ok(());
+    };
+    let me = id.site_code.clone();
+    tracing::warn!(parent = %parent, "removed from its parent's hierarchy: detaching; this site carries on as a central site");
+    if id.parent.is_some() {
+        id.parent = None;
+        id.ancestors.clear();
+        ctx.set_identity(id)?;
+    }
+    ctx.sites
+        .update(&ctx.store, &me, |r| r.parent_site_code.take().is_some())
+        .await?;
+    let reason =
+        format!("site {me} left the hierarchy of site {parent}; nothing goes to {parent} any more");
+    let mut set_aside = 0;
+    for p in Priority::ALL {
+        loop {
+            let batch = ctx.store.outbox_scan(parent, p, None, 256)?;
+            if batch.is_empty() {
+                break;
+            }
+            for (k, job) in batch {
+                set_aside += 1;
+                match job.payload {
+                    Payload::Ct2(_) | Payload::Status(_) => ctx.store.outbox_remove(&[k])?,
+                    _ => ctx.store.outbox_fail(
+                        k,
+                        &FailedJob {
+                            job,
+                            reason: reason.clone(),
+                            failed_unix_ms: now_ms(),
+                        },
+                    )?,
+                }
+            }
+        }
+    }
+    let Some(mut new) = ctx.store.ct0()? else {
+        ctx.store.inbox_remove(Inbox::SiteControl, key)?;
+        return Ok(());
+    };
+    new.serial += 1;
+    new.parent_site_code = None;
+    // The deinstall job leaves the inbox with the new control, in one step.
+    ctx.store.apply_ct1(key, &new)?;
+    ctx.store.durable().await?;
+    crate::witness::record(ctx, new.serial)?;
+    crate::status::emit(
+        ctx,
+        &catalog::SITE_DETACHED,
+        &[parent.to_string(), set_aside.to_string()],
+    )?;
+    ctx.publish_config(new);
+    ctx.links.wake(parent);
+    Ok(())
 }
 
 /// `force-ct2` (article 002's workaround of renaming CT0 to a CT1): the

@@ -204,7 +204,9 @@ const META_FORMAT: &[u8] = b"format";
 pub(crate) const META_UNIQUE_ID: &[u8] = b"unique_id_next";
 pub(crate) const META_LOGON: &[u8] = b"logon_install";
 pub(crate) const META_IDS_FROZEN: &[u8] = b"ids_frozen";
-const STORE_FORMAT: u32 = 1;
+/// 2: an address carries its keepalive (postcard has no optional trailing
+/// fields, so every stored site control, CT1 and CT2 changed shape).
+const STORE_FORMAT: u32 = 2;
 
 impl Store {
     /// Opens (or creates) the database under `dir` and starts its group-commit

@@ -55,6 +55,12 @@ catalogue! {
         "Site %1 was removed from the hierarchy; its server %2 is a bare node again. Its SMS unique ID counter (%3) is kept for a site re-created with the same code.";
     HM_SITE_ORPHANED = 3107, Warning, "SMS_HIERARCHY_MANAGER",
         "Site %1 was removed from the hierarchy, but its server %2 could not be told and may still hold its install (orphaned). Its SMS unique ID counter (%3) is kept.";
+    HM_PRIMARY_DETACHING = 3108, Informational, "SMS_HIERARCHY_MANAGER",
+        "Primary site %1 is being removed from this hierarchy; its server %2 is told to carry on as a central site of its own.";
+    HM_PRIMARY_DETACHED = 3109, Informational, "SMS_HIERARCHY_MANAGER",
+        "Primary site %1 (server %2) left the hierarchy with the %4 sites below it and carries on as a central site of its own. Its SMS unique ID counter as last reported (%3) is kept here.";
+    SITE_DETACHED = 1004, Warning, "SMS_SITE_COMPONENT_MANAGER",
+        "Parent site %1 removed this primary site from its hierarchy: it is now a central site, with the sites below it; %2 jobs queued for %1 were set aside.";
     SITE_STATUS_SUMMARY = 1003, Informational, "SMS_SITE_CONFIG_MANAGER",
         "Site status of %1: %2 of %3 components running; links: %4.";
     SITE_DEINSTALLING = 1002, Warning, "SMS_SITE_COMPONENT_MANAGER",

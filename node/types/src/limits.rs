@@ -29,6 +29,11 @@ pub const MAX_CONCURRENT_SENDINGS: u32 = 4_096;
 /// 10 GB/s: above any link this runs on; 0 means unlimited.
 pub const MAX_RATE_LIMIT: u64 = 10_000_000_000;
 pub const MAX_SCHEDULE_RULES: usize = 24;
+/// An address's keepalive: a probe every second at most (more is noise on
+/// the link), an hour at least (longer and a dead link goes unnoticed for
+/// longer than any retry delay).
+pub const MIN_KEEPALIVE_SECS: u32 = 1;
+pub const MAX_KEEPALIVE_SECS: u32 = 3_600;
 
 /// Checks the bounds of a site control image; the error names the value
 /// and the allowed range.
@@ -155,6 +160,9 @@ pub fn check_address(a: &Address) -> Result<(), String> {
             a.schedule.len()
         ));
     }
+    if let Some(k) = a.keepalive_secs {
+        check_keepalive_secs(k)?;
+    }
     for r in &a.schedule {
         if r.start_hour > 23 || r.end_hour > 24 || r.start_hour == r.end_hour {
             return Err(format!(
@@ -162,6 +170,17 @@ pub fn check_address(a: &Address) -> Result<(), String> {
                 r.start_hour, r.end_hour
             ));
         }
+    }
+    Ok(())
+}
+
+/// The bounds of an address's keepalive interval, with the way out.
+pub fn check_keepalive_secs(k: u32) -> Result<(), String> {
+    if !(MIN_KEEPALIVE_SECS..=MAX_KEEPALIVE_SECS).contains(&k) {
+        return Err(format!(
+            "keepalive {k} s is outside {MIN_KEEPALIVE_SECS}..={MAX_KEEPALIVE_SECS} s; give a value \
+             in that range, or `default` for the node's --keepalive-secs"
+        ));
     }
     Ok(())
 }
@@ -224,6 +243,26 @@ mod tests {
         let mut c = control();
         c.addresses[0].rate_limit_bytes_per_sec = u64::MAX;
         assert!(check_site_control(&c).unwrap_err().contains("rate limit"));
+    }
+
+    #[test]
+    fn keepalive_is_optional_and_bounded() {
+        let mut c = control();
+        assert_eq!(c.addresses[0].keepalive_secs, None, "default: the node's");
+        for ok in [MIN_KEEPALIVE_SECS, 30, MAX_KEEPALIVE_SECS] {
+            c.addresses[0].keepalive_secs = Some(ok);
+            assert_eq!(check_site_control(&c), Ok(()), "{ok}");
+        }
+        for bad in [0, MAX_KEEPALIVE_SECS + 1, u32::MAX] {
+            c.addresses[0].keepalive_secs = Some(bad);
+            let e = check_site_control(&c).unwrap_err();
+            assert!(
+                e.contains(&format!("keepalive {bad} s is outside 1..=3600 s"))
+                    && e.contains("site PRI")
+                    && e.contains("`default`"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -21,6 +21,16 @@ pub struct LinkHello {
     pub sent_unix_ms: u64,
 }
 
+/// How a link's connection is opened, from the address's settings (the
+/// connector applies them per connection).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkOptions {
+    /// Probe the connection after this long without traffic, and drop it
+    /// when the probe is not answered within as long again. None: the
+    /// node's own keepalive (`--keepalive-secs`).
+    pub keepalive: Option<std::time::Duration>,
+}
+
 /// What the despooler at the other end answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkEvent {

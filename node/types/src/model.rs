@@ -192,6 +192,12 @@ pub struct Address {
     pub concurrent_sendings: u32,
     pub rate_limit_bytes_per_sec: u64,
     pub schedule: Vec<ScheduleRule>,
+    /// Seconds without traffic before the link's connection is probed (an
+    /// HTTP/2 PING and TCP keepalive), and to wait for the answer: a link
+    /// whose packets silently vanish is noticed within twice this. None:
+    /// the node's `--keepalive-secs`. Per address because a slow or costly
+    /// WAN link wants fewer probes than a LAN one wants quick detection.
+    pub keepalive_secs: Option<u32>,
 }
 
 /// Between two UTC hours, only jobs of at least `lowest` priority pass
@@ -233,6 +239,7 @@ impl Address {
             concurrent_sendings: 256,
             rate_limit_bytes_per_sec: 0,
             schedule: vec![],
+            keepalive_secs: None,
         }
     }
 }
@@ -398,7 +405,9 @@ pub enum Payload {
     Probe(Vec<u8>),
     File(FilePackage),
     Bootstrap(Box<BootstrapPackage>),
-    /// Remove this site's install (delete-site at the parent).
+    /// The parent removed this site from its hierarchy (delete-site): a
+    /// secondary removes its install, a primary detaches and carries on as
+    /// a central site with the sites below it.
     Deinstall(SiteCode),
 }
 

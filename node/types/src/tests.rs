@@ -65,6 +65,7 @@ fn control() -> SiteControl {
         }],
         addresses: vec![Address {
             schedule: vec![rule(22, 6, Priority::High)],
+            keepalive_secs: Some(25),
             ..Address::new(code("PRI"), "pri:7000".into())
         }],
         version: "1.2.3".into(),

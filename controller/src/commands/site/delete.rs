@@ -1,7 +1,9 @@
-//! `controller delete-site --site C` (at C's parent): remove a secondary from
-//! the hierarchy. Its node removes its install and restarts bare (or, if it
-//! cannot be reached, the site is recorded as orphaned). A site re-created
-//! with the same code keeps its SMS unique ID counter.
+//! `controller delete-site --site C` (at C's parent): remove a direct child
+//! and the sites below it from the hierarchy. A secondary's node removes its
+//! install and restarts bare; an installed primary is detached and carries
+//! on as a central site with its own sites (or, if the child cannot be
+//! reached, the site is recorded as orphaned). A site re-created with the
+//! same code keeps its SMS unique ID counter.
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +12,7 @@ use tonic::transport::Channel;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The secondary site (a direct child of this node's site).
+    /// The site to remove (a direct child of this node's site).
     #[arg(long)]
     pub site: String,
     /// Wait until the site has left the site list.

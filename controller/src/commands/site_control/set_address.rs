@@ -29,6 +29,31 @@ pub struct Args {
     /// priority jobs from 08:00 to 18:00). `always` clears the schedule.
     #[arg(long)]
     pub schedule: Option<String>,
+    /// Seconds without traffic before the link's connection is probed
+    /// (HTTP/2 PING, TCP keepalive), and to wait for the answer: a silent
+    /// link is noticed within twice this. 1-3600, or `default` for the
+    /// sending node's --keepalive-secs.
+    #[arg(long, value_name = "SECS|default")]
+    pub keepalive_secs: Option<Keepalive>,
+}
+
+/// `--keepalive-secs`: a number of seconds, or back to the node's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keepalive {
+    Default,
+    Secs(u32),
+}
+
+impl std::str::FromStr for Keepalive {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "default" => Ok(Keepalive::Default),
+            n => n.parse().map(Keepalive::Secs).map_err(|_| {
+                format!("{s:?} is neither a number of seconds (1-3600) nor `default`")
+            }),
+        }
+    }
 }
 
 /// Parses `8-18:high,22-2:medium` (or `always`) into schedule rules. A rule
@@ -73,6 +98,12 @@ pub fn request(a: Args) -> anyhow::Result<pb::ChangeSiteControlRequest> {
                 Some(s) => parse_schedule(s)?,
                 None => vec![],
             },
+            // The node checks the bounds: one rule, in one place.
+            keepalive_secs: match a.keepalive_secs {
+                Some(Keepalive::Secs(n)) => Some(n),
+                _ => None,
+            },
+            reset_keepalive: a.keepalive_secs == Some(Keepalive::Default),
         }),
         ..Default::default()
     })
@@ -139,6 +170,7 @@ mod tests {
             concurrent_sendings: None,
             rate_limit_bytes_per_sec: Some(0),
             schedule: schedule.map(String::from),
+            keepalive_secs: None,
         };
         let kept = request(args(None)).unwrap().address.unwrap();
         assert!(!kept.replace_schedule && kept.schedule.is_empty());
@@ -153,5 +185,35 @@ mod tests {
             [rule(1, 2, pb::Priority::High)]
         );
         assert!(request(args(Some("nope"))).is_err());
+    }
+
+    #[test]
+    fn a_keepalive_is_a_number_or_default_and_absent_leaves_it() {
+        let args = |k: Option<Keepalive>| Args {
+            site: None,
+            to: "PRI".into(),
+            retry_count: None,
+            retry_delay_ms: None,
+            concurrent_sendings: None,
+            rate_limit_bytes_per_sec: None,
+            schedule: None,
+            keepalive_secs: k,
+        };
+        let set = request(args(Some("45".parse().unwrap())))
+            .unwrap()
+            .address
+            .unwrap();
+        assert_eq!((set.keepalive_secs, set.reset_keepalive), (Some(45), false));
+        let reset = request(args(Some("default".parse().unwrap())))
+            .unwrap()
+            .address
+            .unwrap();
+        assert_eq!((reset.keepalive_secs, reset.reset_keepalive), (None, true));
+        let kept = request(args(None)).unwrap().address.unwrap();
+        assert_eq!((kept.keepalive_secs, kept.reset_keepalive), (None, false));
+        assert_eq!(
+            "soon".parse::<Keepalive>().unwrap_err(),
+            "\"soon\" is neither a number of seconds (1-3600) nor `default`"
+        );
     }
 }

@@ -177,6 +177,7 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
                 "retries",
                 "max retry delay ms",
                 "concurrent",
+                "keepalive s",
             ]);
             for x in &c.addresses {
                 t.add_row(vec![
@@ -185,6 +186,8 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
                     x.retry_count.to_string(),
                     x.retry_delay_ms.to_string(),
                     x.concurrent_sendings.to_string(),
+                    x.keepalive_secs
+                        .map_or_else(|| "node default".to_string(), |k| k.to_string()),
                 ]);
             }
             println!("{t}");

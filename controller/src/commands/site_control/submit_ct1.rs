@@ -90,6 +90,10 @@ fn control(v: &Value) -> anyhow::Result<pb::SiteControl> {
                     .as_array()
                     .map(|rules| rules.iter().map(rule).collect())
                     .unwrap_or_default(),
+                // Out of range stays out of range (the SCM refuses it), never wraps.
+                keepalive_secs: a["keepalive_secs"]
+                    .as_u64()
+                    .map(|k| u32::try_from(k).unwrap_or(u32::MAX)),
             })
             .collect(),
     })
@@ -171,6 +175,7 @@ mod tests {
                         lowest: pb::Priority::Medium as i32,
                     },
                 ],
+                keepalive_secs: Some(30),
             }],
         };
         let text = json!({"base_serial": 7, "proposed": control_json(&c)}).to_string();

@@ -122,6 +122,11 @@ fn control_change(req: pb::ChangeSiteControlRequest) -> Result<ControlChange, St
                 } else {
                     None
                 },
+                keepalive_secs: if a.reset_keepalive {
+                    Some(None)
+                } else {
+                    a.keepalive_secs.map(Some)
+                },
             })
         })
         .transpose()?;

@@ -88,6 +88,7 @@ async fn a_change_out_of_bounds_is_refused_at_the_call_and_nothing_is_queued() {
             concurrent_sendings: None,
             rate_limit_bytes_per_sec: Some(u64::MAX),
             schedule: None,
+            keepalive_secs: None,
         }),
         ..change()
     };

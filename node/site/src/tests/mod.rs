@@ -5,7 +5,9 @@ mod support;
 
 mod bootstrap;
 mod control_change;
+mod delete;
 mod delivery;
+mod keepalive;
 mod limits;
 mod ops;
 mod poison;

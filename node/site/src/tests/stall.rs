@@ -25,6 +25,7 @@ impl Peers for Silent {
         _server: &str,
         _hello: &LinkHello,
         _window: usize,
+        _opts: &LinkOptions,
     ) -> Result<Box<dyn LinkStream>, LinkError> {
         Ok(Box::new(Mute))
     }

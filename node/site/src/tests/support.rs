@@ -44,8 +44,15 @@ impl Peers for FakePeers {
         server: &str,
         hello: &LinkHello,
         window: usize,
+        opts: &LinkOptions,
     ) -> Result<Box<dyn LinkStream>, LinkError> {
-        self.record(format!("open_link {server} {} {window}", hello.dest_site));
+        let keepalive = opts
+            .keepalive
+            .map_or("default".to_string(), |k| format!("{}s", k.as_secs()));
+        self.record(format!(
+            "open_link {server} {} {window} keepalive={keepalive}",
+            hello.dest_site
+        ));
         Err(LinkError::Failed("fake peers open no links".into()))
     }
     async fn install_bootstrap(&self, server: &str, job: &Job) -> Result<(), BootstrapError> {
