@@ -140,7 +140,8 @@ impl<T> Reply<T> for std::result::Result<tonic::Response<T>, tonic::Status> {
 
 /// A gRPC failure as the node explained it.
 pub fn status_err(what: &str, s: tonic::Status) -> anyhow::Error {
-    if s.message().contains("h2 protocol error") {
+    let m = s.message();
+    if insecure() && (m.contains("h2 protocol error") || m.contains("transport error")) {
         return anyhow!(
             "{what}: the node did not speak plaintext gRPC ({}); it uses TLS: drop --insecure \
              (and unset SMS_INSECURE)",

@@ -12,3 +12,4 @@ mod lifecycle;
 mod logon;
 mod status_load;
 mod transport;
+mod trust;

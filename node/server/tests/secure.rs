@@ -36,7 +36,8 @@ async fn dial(node: &Node, tls: Option<Arc<rustls::ClientConfig>>) -> Result<Cha
 }
 
 fn admin_creds(pri: &Node) -> Credentials {
-    sms_connect::load_admin(&pri.ctx.data_dir.join("admin")).expect("the central site's admin files")
+    sms_connect::load_admin(&pri.ctx.data_dir.join("admin"))
+        .expect("the central site's admin files")
 }
 
 async fn secure_admin(pri: &Node) -> Admin {
@@ -114,23 +115,39 @@ async fn the_edge_refuses_strangers_and_impostors() {
     // A certificate from another hierarchy: the handshake fails.
     let other = Authority::new_root(&code("PRI")).unwrap();
     let theirs = other
-        .issue_own(Role::Admin(sms_trust::AdminRole::Full), &Name { label: "eve".into(), ancestors: vec![code("PRI")] })
+        .issue_own(
+            Role::Admin(sms_trust::AdminRole::Full),
+            &Name {
+                label: "eve".into(),
+                ancestors: vec![code("PRI")],
+            },
+        )
         .unwrap();
     let cfg = sms_trust::tls::client_config(Some(&theirs), Some(&root), Expect::Any).unwrap();
     let refused = match dial(&pri, Some(Arc::new(cfg))).await {
         Err(_) => true,
-        Ok(ch) => Admin::new(ch).list_sites(pb::ListSitesRequest {}).await.is_err(),
+        Ok(ch) => Admin::new(ch)
+            .list_sites(pb::ListSitesRequest {})
+            .await
+            .is_err(),
     };
     assert!(refused, "another hierarchy's administrator got an answer");
 
     // A valid certificate for site S02, made with PRI's own authority.
     let ca = Authority::load(&{
         let c = pri.ctx.store.ca_credentials().unwrap().unwrap();
-        Credentials { key_pkcs8: c.key_pkcs8, chain: c.chain }
+        Credentials {
+            key_pkcs8: c.key_pkcs8,
+            chain: c.chain,
+        }
     })
     .unwrap();
-    let s02 = ca.issue_own(Role::Secondary, &Name::site(&code("S02"), &[code("PRI")])).unwrap();
-    let cfg = Arc::new(sms_trust::tls::client_config(Some(&s02), Some(&root), Expect::Site(code("PRI"))).unwrap());
+    let s02 = ca
+        .issue_own(Role::Secondary, &Name::site(&code("S02"), &[code("PRI")]))
+        .unwrap();
+    let cfg = Arc::new(
+        sms_trust::tls::client_config(Some(&s02), Some(&root), Expect::Site(code("PRI"))).unwrap(),
+    );
 
     // ...is not an administrator's.
     let r = Admin::new(dial(&pri, Some(cfg.clone())).await.unwrap())
@@ -138,7 +155,11 @@ async fn the_edge_refuses_strangers_and_impostors() {
         .await
         .expect_err("a site certificate cannot administer");
     assert_eq!(r.code(), tonic::Code::PermissionDenied, "{r:?}");
-    assert!(r.message().contains("not an administrator"), "{}", r.message());
+    assert!(
+        r.message().contains("not an administrator"),
+        "{}",
+        r.message()
+    );
 
     // ...cannot open a link claiming to be S01.
     let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -153,13 +174,25 @@ async fn the_edge_refuses_strangers_and_impostors() {
     })
     .await
     .unwrap();
-    let mut t = pb::transfer_client::TransferClient::new(dial(&pri, Some(cfg.clone())).await.unwrap());
-    let r = match t.link(tokio_stream::wrappers::ReceiverStream::new(rx)).await {
+    let mut t =
+        pb::transfer_client::TransferClient::new(dial(&pri, Some(cfg.clone())).await.unwrap());
+    let r = match t
+        .link(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+    {
         Err(s) => s,
-        Ok(resp) => resp.into_inner().message().await.expect_err("the impostor's link must end"),
+        Ok(resp) => resp
+            .into_inner()
+            .message()
+            .await
+            .expect_err("the impostor's link must end"),
     };
     assert_eq!(r.code(), tonic::Code::PermissionDenied, "{r:?}");
-    assert!(r.message().contains("certificate is for site S02"), "{}", r.message());
+    assert!(
+        r.message().contains("certificate is for site S02"),
+        "{}",
+        r.message()
+    );
 
     // ...and cannot attach itself as another primary.
     let r = Admin::new(dial(&pri, Some(cfg)).await.unwrap())
@@ -171,8 +204,17 @@ async fn the_edge_refuses_strangers_and_impostors() {
         .await
         .expect_err("no squatting");
     assert_eq!(r.code(), tonic::Code::PermissionDenied, "{r:?}");
-    let sites = secure_admin(&pri).await.list_sites(pb::ListSitesRequest {}).await.unwrap().into_inner().sites;
-    assert!(!sites.iter().any(|s| s.site_code == "P09"), "nothing was recorded");
+    let sites = secure_admin(&pri)
+        .await
+        .list_sites(pb::ListSitesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .sites;
+    assert!(
+        !sites.iter().any(|s| s.site_code == "P09"),
+        "nothing was recorded"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,12 +232,16 @@ async fn administrator_roles_are_enforced() {
         let root = root.clone();
         let pri = &pri;
         async move {
-            let cfg = sms_trust::tls::client_config(Some(&creds), Some(&root), Expect::Any).unwrap();
+            let cfg =
+                sms_trust::tls::client_config(Some(&creds), Some(&root), Expect::Any).unwrap();
             Admin::new(dial(pri, Some(Arc::new(cfg))).await.unwrap())
         }
     };
     let ro = client(as_role(sms_trust::AdminRole::ReadOnly)).await;
-    ro.clone().list_sites(pb::ListSitesRequest {}).await.expect("read-only may read");
+    ro.clone()
+        .list_sites(pb::ListSitesRequest {})
+        .await
+        .expect("read-only may read");
     let r = ro
         .clone()
         .sever_link(pb::LinkRequest { to: "S01".into() })
@@ -226,7 +272,11 @@ async fn administrator_roles_are_enforced() {
         .delete_site(pb::SiteRequest { site: "S01".into() })
         .await
         .expect_err("an operator may not delete");
-    assert!(r.message().contains("has role operator; this needs full"), "{}", r.message());
+    assert!(
+        r.message().contains("has role operator; this needs full"),
+        "{}",
+        r.message()
+    );
 
     // Every state-changing call is in the audit trail with its caller.
     let full = secure_admin(&pri).await;
@@ -243,7 +293,9 @@ async fn administrator_roles_are_enforced() {
         .messages;
     let texts: Vec<String> = msgs.iter().map(|m| m.text.clone()).collect();
     assert!(
-        texts.iter().any(|t| t.contains("operator (admin-operator) ran sever-link")),
+        texts
+            .iter()
+            .any(|t| t.contains("operator (admin-operator) ran sever-link")),
         "{texts:#?}"
     );
 }

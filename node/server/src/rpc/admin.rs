@@ -200,82 +200,94 @@ impl pb::admin_server::Admin for AdminSvc {
         req: Request<pb::StatusLoadRequest>,
     ) -> R<pb::StatusLoadReply> {
         let caller = self.allow(&req, AdminRole::Operator)?;
-        self.audit(
-            &caller,
-            "generate-status-load",
-            format!("{:?}", req.get_ref()).chars().take(200).collect(),
-        );
-        let (req, ctx) = (req.into_inner(), self.ctx());
-        let run = self
-            .detached(async move {
-                ops::generate_status_load(&ctx, req.count, req.per_second, &req.tag).await
+        let detail: String = format!("{:?}", req.get_ref()).chars().take(200).collect();
+        let result = async {
+            let (req, ctx) = (req.into_inner(), self.ctx());
+            let run = self
+                .detached(async move {
+                    ops::generate_status_load(&ctx, req.count, req.per_second, &req.tag).await
+                })
+                .await?;
+            reply(pb::StatusLoadReply {
+                emitted: run.emitted,
+                tag: run.tag,
+                started_unix_ms: run.started_unix_ms,
+                finished_unix_ms: run.finished_unix_ms,
             })
-            .await?;
-        reply(pb::StatusLoadReply {
-            emitted: run.emitted,
-            tag: run.tag,
-            started_unix_ms: run.started_unix_ms,
-            finished_unix_ms: run.finished_unix_ms,
-        })
+        }
+        .await;
+        if result.is_ok() {
+            self.audit(&caller, "generate-status-load", detail);
+        }
+        result
     }
 
     async fn delete_site(&self, req: Request<pb::SiteRequest>) -> R<pb::CreateSecondaryReply> {
         let caller = self.allow(&req, AdminRole::Full)?;
-        self.audit(
-            &caller,
-            "delete-site",
-            format!("{:?}", req.get_ref()).chars().take(200).collect(),
-        );
-        let (site, ctx) = (req.into_inner().site, self.ctx());
-        let rec = self
-            .ctx
-            .tasks
-            .run_detached("delete-site", async move {
-                hierarchy::delete_site(&ctx, &site).await
-            })
-            .await
-            .map_err(Status::internal)?
-            .map_err(status_for_child)?;
-        site_reply(rec)
+        let detail: String = format!("{:?}", req.get_ref()).chars().take(200).collect();
+        let result = async {
+            let (site, ctx) = (req.into_inner().site, self.ctx());
+            let rec = self
+                .ctx
+                .tasks
+                .run_detached("delete-site", async move {
+                    hierarchy::delete_site(&ctx, &site).await
+                })
+                .await
+                .map_err(Status::internal)?
+                .map_err(status_for_child)?;
+            site_reply(rec)
+        }
+        .await;
+        if result.is_ok() {
+            self.audit(&caller, "delete-site", detail);
+        }
+        result
     }
 
     async fn upgrade_site(&self, req: Request<pb::SiteRequest>) -> R<pb::CreateSecondaryReply> {
         let caller = self.allow(&req, AdminRole::Full)?;
-        self.audit(
-            &caller,
-            "upgrade-site",
-            format!("{:?}", req.get_ref()).chars().take(200).collect(),
-        );
-        let (site, ctx) = (req.into_inner().site, self.ctx());
-        let rec = self
-            .ctx
-            .tasks
-            .run_detached("upgrade-site", async move {
-                hierarchy::upgrade_site(&ctx, &site).await
-            })
-            .await
-            .map_err(Status::internal)?
-            .map_err(status_for_child)?;
-        site_reply(rec)
+        let detail: String = format!("{:?}", req.get_ref()).chars().take(200).collect();
+        let result = async {
+            let (site, ctx) = (req.into_inner().site, self.ctx());
+            let rec = self
+                .ctx
+                .tasks
+                .run_detached("upgrade-site", async move {
+                    hierarchy::upgrade_site(&ctx, &site).await
+                })
+                .await
+                .map_err(Status::internal)?
+                .map_err(status_for_child)?;
+            site_reply(rec)
+        }
+        .await;
+        if result.is_ok() {
+            self.audit(&caller, "upgrade-site", detail);
+        }
+        result
     }
 
     async fn submit_ct1(&self, req: Request<pb::Ct1>) -> R<pb::ChangeSiteControlReply> {
         let caller = self.allow(&req, AdminRole::Full)?;
-        self.audit(
-            &caller,
-            "submit-ct1",
-            format!("{:?}", req.get_ref()).chars().take(200).collect(),
-        );
-        queries::installed(&self.ctx).map_err(status)?;
-        let (ct1, ctx) = (convert::ct1_from(&req.into_inner())?, self.ctx());
-        let (site, base, serial) = self
-            .detached(async move { ops::submit_ct1(&ctx, ct1).await })
-            .await?;
-        reply(pb::ChangeSiteControlReply {
-            site_code: site.to_string(),
-            base_serial: base,
-            serial,
-        })
+        let detail: String = format!("{:?}", req.get_ref()).chars().take(200).collect();
+        let result = async {
+            queries::installed(&self.ctx).map_err(status)?;
+            let (ct1, ctx) = (convert::ct1_from(&req.into_inner())?, self.ctx());
+            let (site, base, serial) = self
+                .detached(async move { ops::submit_ct1(&ctx, ct1).await })
+                .await?;
+            reply(pb::ChangeSiteControlReply {
+                site_code: site.to_string(),
+                base_serial: base,
+                serial,
+            })
+        }
+        .await;
+        if result.is_ok() {
+            self.audit(&caller, "submit-ct1", detail);
+        }
+        result
     }
 
     async fn list_bad_ct1(&self, req: Request<pb::ListBadCt1Request>) -> R<pb::BadCt1List> {
@@ -288,24 +300,27 @@ impl pb::admin_server::Admin for AdminSvc {
 
     async fn force_ct2(&self, req: Request<pb::ForceCt2Request>) -> R<pb::ForceCt2Reply> {
         let caller = self.allow(&req, AdminRole::Operator)?;
-        self.audit(
-            &caller,
-            "force-ct2",
-            format!("{:?}", req.get_ref()).chars().take(200).collect(),
-        );
-        queries::installed(&self.ctx).map_err(status)?;
-        let ctx = self.ctx();
-        let (site, serial) = self
-            .detached(async move {
-                sms_site::site_config::force_ct2(&ctx)
-                    .await
-                    .map_err(|e| Refused::Precondition(format!("{e:#}")))
+        let detail: String = format!("{:?}", req.get_ref()).chars().take(200).collect();
+        let result = async {
+            queries::installed(&self.ctx).map_err(status)?;
+            let ctx = self.ctx();
+            let (site, serial) = self
+                .detached(async move {
+                    sms_site::site_config::force_ct2(&ctx)
+                        .await
+                        .map_err(|e| Refused::Precondition(format!("{e:#}")))
+                })
+                .await?;
+            reply(pb::ForceCt2Reply {
+                site_code: site.to_string(),
+                serial,
             })
-            .await?;
-        reply(pb::ForceCt2Reply {
-            site_code: site.to_string(),
-            serial,
-        })
+        }
+        .await;
+        if result.is_ok() {
+            self.audit(&caller, "force-ct2", detail);
+        }
+        result
     }
 
     async fn change_site_control(
@@ -313,22 +328,25 @@ impl pb::admin_server::Admin for AdminSvc {
         req: Request<pb::ChangeSiteControlRequest>,
     ) -> R<pb::ChangeSiteControlReply> {
         let caller = self.allow(&req, AdminRole::Full)?;
-        self.audit(
-            &caller,
-            "change-site-control",
-            format!("{:?}", req.get_ref()).chars().take(200).collect(),
-        );
-        let req = req.into_inner();
-        let site = convert::opt_code(&req.site, "site")?;
-        let (change, ctx) = (control_change(req)?, self.ctx());
-        let (site, base, serial) = self
-            .detached(async move { hierarchy::change_site_control(&ctx, site, &change).await })
-            .await?;
-        reply(pb::ChangeSiteControlReply {
-            site_code: site.to_string(),
-            base_serial: base,
-            serial,
-        })
+        let detail: String = format!("{:?}", req.get_ref()).chars().take(200).collect();
+        let result = async {
+            let req = req.into_inner();
+            let site = convert::opt_code(&req.site, "site")?;
+            let (change, ctx) = (control_change(req)?, self.ctx());
+            let (site, base, serial) = self
+                .detached(async move { hierarchy::change_site_control(&ctx, site, &change).await })
+                .await?;
+            reply(pb::ChangeSiteControlReply {
+                site_code: site.to_string(),
+                base_serial: base,
+                serial,
+            })
+        }
+        .await;
+        if result.is_ok() {
+            self.audit(&caller, "change-site-control", detail);
+        }
+        result
     }
 
     async fn attach_primary(
@@ -353,16 +371,19 @@ impl pb::admin_server::Admin for AdminSvc {
 
     async fn allocate_ids(&self, req: Request<pb::AllocateIdsRequest>) -> R<pb::IdList> {
         let caller = self.allow(&req, AdminRole::Full)?;
-        self.audit(
-            &caller,
-            "allocate-ids",
-            format!("{:?}", req.get_ref()).chars().take(200).collect(),
-        );
-        let (count, ctx) = (req.into_inner().count, self.ctx());
-        let (ids, sms_ids) = self
-            .detached(async move { ops::allocate_ids(&ctx, count).await })
-            .await?;
-        reply(pb::IdList { ids, sms_ids })
+        let detail: String = format!("{:?}", req.get_ref()).chars().take(200).collect();
+        let result = async {
+            let (count, ctx) = (req.into_inner().count, self.ctx());
+            let (ids, sms_ids) = self
+                .detached(async move { ops::allocate_ids(&ctx, count).await })
+                .await?;
+            reply(pb::IdList { ids, sms_ids })
+        }
+        .await;
+        if result.is_ok() {
+            self.audit(&caller, "allocate-ids", detail);
+        }
+        result
     }
 
     async fn prepare_delete(&self, req: Request<pb::SiteRequest>) -> R<pb::IdRange> {
@@ -407,144 +428,168 @@ impl pb::admin_server::Admin for AdminSvc {
         req: Request<pb::CreateSecondaryRequest>,
     ) -> R<pb::CreateSecondaryReply> {
         let caller = self.allow(&req, AdminRole::Full)?;
-        self.audit(
-            &caller,
-            "create-secondary",
-            format!("{:?}", req.get_ref()).chars().take(200).collect(),
-        );
-        let req = req.into_inner();
-        let create = CreateSecondary {
-            site_code: req.site_code,
-            server: req.server,
-            site_name: (!req.site_name.is_empty()).then_some(req.site_name),
-            sever_link_mid_bootstrap: req.sever_link_mid_bootstrap,
-        };
-        let ctx = self.ctx();
-        let rec = self
-            .detached(async move { hierarchy::create_secondary(&ctx, create).await })
-            .await?;
-        site_reply(rec)
+        let detail: String = format!("{:?}", req.get_ref()).chars().take(200).collect();
+        let result = async {
+            let req = req.into_inner();
+            let create = CreateSecondary {
+                site_code: req.site_code,
+                server: req.server,
+                site_name: (!req.site_name.is_empty()).then_some(req.site_name),
+                sever_link_mid_bootstrap: req.sever_link_mid_bootstrap,
+            };
+            let ctx = self.ctx();
+            let rec = self
+                .detached(async move { hierarchy::create_secondary(&ctx, create).await })
+                .await?;
+            site_reply(rec)
+        }
+        .await;
+        if result.is_ok() {
+            self.audit(&caller, "create-secondary", detail);
+        }
+        result
     }
 
     async fn sever_link(&self, req: Request<pb::LinkRequest>) -> R<pb::LinkState> {
         let caller = self.allow(&req, AdminRole::Operator)?;
-        self.audit(
-            &caller,
-            "sever-link",
-            format!("{:?}", req.get_ref()).chars().take(200).collect(),
-        );
-        let (to, ctx) = (code(&req.into_inner().to, "to")?, self.ctx());
-        let l = self
-            .detached(async move { ops::sever_link(&ctx, &to).await })
-            .await?;
-        reply(convert::link_view_to(&l))
+        let detail: String = format!("{:?}", req.get_ref()).chars().take(200).collect();
+        let result = async {
+            let (to, ctx) = (code(&req.into_inner().to, "to")?, self.ctx());
+            let l = self
+                .detached(async move { ops::sever_link(&ctx, &to).await })
+                .await?;
+            reply(convert::link_view_to(&l))
+        }
+        .await;
+        if result.is_ok() {
+            self.audit(&caller, "sever-link", detail);
+        }
+        result
     }
 
     async fn restore_link(&self, req: Request<pb::LinkRequest>) -> R<pb::LinkState> {
         let caller = self.allow(&req, AdminRole::Operator)?;
-        self.audit(
-            &caller,
-            "restore-link",
-            format!("{:?}", req.get_ref()).chars().take(200).collect(),
-        );
-        let (to, ctx) = (code(&req.into_inner().to, "to")?, self.ctx());
-        let l = self
-            .detached(async move { ops::restore_link(&ctx, &to).await })
-            .await?;
-        reply(convert::link_view_to(&l))
+        let detail: String = format!("{:?}", req.get_ref()).chars().take(200).collect();
+        let result = async {
+            let (to, ctx) = (code(&req.into_inner().to, "to")?, self.ctx());
+            let l = self
+                .detached(async move { ops::restore_link(&ctx, &to).await })
+                .await?;
+            reply(convert::link_view_to(&l))
+        }
+        .await;
+        if result.is_ok() {
+            self.audit(&caller, "restore-link", detail);
+        }
+        result
     }
 
     async fn inject_fault(&self, req: Request<pb::FaultRequest>) -> R<pb::FaultList> {
         let caller = self.allow(&req, AdminRole::Operator)?;
-        self.audit(
-            &caller,
-            "inject-fault",
-            format!("{:?}", req.get_ref()).chars().take(200).collect(),
-        );
-        let (req, ctx) = (req.into_inner(), self.ctx());
-        let f = self
-            .detached(async move { ops::inject_fault(&ctx, &req.name, req.phase).await })
-            .await?;
-        reply(convert::faults_to(&f))
+        let detail: String = format!("{:?}", req.get_ref()).chars().take(200).collect();
+        let result = async {
+            let (req, ctx) = (req.into_inner(), self.ctx());
+            let f = self
+                .detached(async move { ops::inject_fault(&ctx, &req.name, req.phase).await })
+                .await?;
+            reply(convert::faults_to(&f))
+        }
+        .await;
+        if result.is_ok() {
+            self.audit(&caller, "inject-fault", detail);
+        }
+        result
     }
 
     async fn clear_fault(&self, req: Request<pb::FaultRequest>) -> R<pb::FaultList> {
         let caller = self.allow(&req, AdminRole::Operator)?;
-        self.audit(
-            &caller,
-            "clear-fault",
-            format!("{:?}", req.get_ref()).chars().take(200).collect(),
-        );
-        let (req, ctx) = (req.into_inner(), self.ctx());
-        let f = self
-            .detached(async move { ops::clear_fault(&ctx, &req.name).await })
-            .await?;
-        reply(convert::faults_to(&f))
+        let detail: String = format!("{:?}", req.get_ref()).chars().take(200).collect();
+        let result = async {
+            let (req, ctx) = (req.into_inner(), self.ctx());
+            let f = self
+                .detached(async move { ops::clear_fault(&ctx, &req.name).await })
+                .await?;
+            reply(convert::faults_to(&f))
+        }
+        .await;
+        if result.is_ok() {
+            self.audit(&caller, "clear-fault", detail);
+        }
+        result
     }
 
     async fn retry_failed_jobs(&self, req: Request<pb::LinkRequest>) -> R<pb::LinkState> {
         let caller = self.allow(&req, AdminRole::Operator)?;
-        self.audit(
-            &caller,
-            "retry-jobs",
-            format!("{:?}", req.get_ref()).chars().take(200).collect(),
-        );
-        let (to, ctx) = (code(&req.into_inner().to, "to")?, self.ctx());
-        let l = self
-            .detached(async move { ops::retry_failed_jobs(&ctx, &to).await })
-            .await?;
-        reply(convert::link_view_to(&l))
+        let detail: String = format!("{:?}", req.get_ref()).chars().take(200).collect();
+        let result = async {
+            let (to, ctx) = (code(&req.into_inner().to, "to")?, self.ctx());
+            let l = self
+                .detached(async move { ops::retry_failed_jobs(&ctx, &to).await })
+                .await?;
+            reply(convert::link_view_to(&l))
+        }
+        .await;
+        if result.is_ok() {
+            self.audit(&caller, "retry-jobs", detail);
+        }
+        result
     }
 
     async fn send_probes(&self, req: Request<pb::SendProbesRequest>) -> R<pb::SendProbesReply> {
         let caller = self.allow(&req, AdminRole::Operator)?;
-        self.audit(
-            &caller,
-            "send-probes",
-            format!("{:?}", req.get_ref()).chars().take(200).collect(),
-        );
-        let req = req.into_inner();
-        let priority = if req.priority == 0 {
-            Priority::Medium
-        } else {
-            convert::priority_from(req.priority)?
-        };
-        let (to, ctx) = (code(&req.to, "to")?, self.ctx());
-        let ids = self
-            .detached(
-                async move { ops::send_probes(&ctx, &to, req.count, req.bytes, priority).await },
-            )
-            .await?;
-        reply(pb::SendProbesReply {
-            job_ids: ids.iter().map(|i| i.as_bytes().to_vec()).collect(),
-        })
+        let detail: String = format!("{:?}", req.get_ref()).chars().take(200).collect();
+        let result = async {
+            let req = req.into_inner();
+            let priority = if req.priority == 0 {
+                Priority::Medium
+            } else {
+                convert::priority_from(req.priority)?
+            };
+            let (to, ctx) = (code(&req.to, "to")?, self.ctx());
+            let ids = self
+                .detached(async move {
+                    ops::send_probes(&ctx, &to, req.count, req.bytes, priority).await
+                })
+                .await?;
+            reply(pb::SendProbesReply {
+                job_ids: ids.iter().map(|i| i.as_bytes().to_vec()).collect(),
+            })
+        }
+        .await;
+        if result.is_ok() {
+            self.audit(&caller, "send-probes", detail);
+        }
+        result
     }
 
     async fn send_package(&self, req: Request<pb::SendPackageRequest>) -> R<pb::SendPackageReply> {
         let caller = self.allow(&req, AdminRole::Full)?;
-        self.audit(
-            &caller,
-            "send-package",
-            format!("{:?}", req.get_ref()).chars().take(200).collect(),
-        );
-        let req = req.into_inner();
-        let (to, ctx) = (code(&req.to, "to")?, self.ctx());
-        let source = if req.source_path.is_empty() {
-            ops::PackageSource::Random(req.size_bytes)
-        } else {
-            ops::PackageSource::Path(req.source_path)
-        };
-        let sent = self
-            .detached(async move {
-                ops::send_package(&ctx, &to, &req.name, source, req.chunk_bytes as usize).await
+        let detail: String = format!("{:?}", req.get_ref()).chars().take(200).collect();
+        let result = async {
+            let req = req.into_inner();
+            let (to, ctx) = (code(&req.to, "to")?, self.ctx());
+            let source = if req.source_path.is_empty() {
+                ops::PackageSource::Random(req.size_bytes)
+            } else {
+                ops::PackageSource::Path(req.source_path)
+            };
+            let sent = self
+                .detached(async move {
+                    ops::send_package(&ctx, &to, &req.name, source, req.chunk_bytes as usize).await
+                })
+                .await?;
+            reply(pb::SendPackageReply {
+                job_id: sent.job_id.as_bytes().to_vec(),
+                size_bytes: sent.size_bytes,
+                chunk_count: sent.chunk_count,
+                sha256: sent.sha256_hex,
             })
-            .await?;
-        reply(pb::SendPackageReply {
-            job_id: sent.job_id.as_bytes().to_vec(),
-            size_bytes: sent.size_bytes,
-            chunk_count: sent.chunk_count,
-            sha256: sent.sha256_hex,
-        })
+        }
+        .await;
+        if result.is_ok() {
+            self.audit(&caller, "send-package", detail);
+        }
+        result
     }
 
     async fn get_status(&self, req: Request<pb::GetStatusRequest>) -> R<pb::NodeStatus> {
