@@ -121,7 +121,6 @@ pub async fn run(out: &Out, a: Args) -> anyhow::Result<()> {
         let admin_dir = a.dir.join("admin");
         if let Err(e) = copy_admin(&a.dir.join(&a.primary).join(ADMIN_SUBDIR), &admin_dir)
             .and_then(|_| crate::client::use_admin_dir(&admin_dir))
-            .and_then(|_| Ok(()))
         {
             stop(primary);
             return Err(e);
