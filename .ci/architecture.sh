@@ -19,6 +19,8 @@ forbid sms-store   'tonic|prost|sms-proto|sms-runtime|sms-site|sms-server'
 forbid sms-runtime 'sled|tonic|prost|sms-types|sms-proto|sms-store|sms-site|sms-server'
 forbid sms-site    'tonic|prost|sms-proto|sms-server'
 forbid sms-proto   'sled|sms-store|sms-runtime|sms-site|sms-server'
+forbid sms-trust   'tokio|sled|tonic|prost|sms-proto|sms-store|sms-runtime|sms-site|sms-server'
+forbid sms-connect 'sled|prost|sms-proto|sms-store|sms-runtime|sms-site|sms-server'
 
 # Only the store names sled; only the runtime spawns tasks; only proto and
 # the server name wire types (tests excepted).

@@ -29,7 +29,7 @@ pub async fn fan_out(ctx: &Ctx, runs: usize) -> anyhow::Result<Value> {
     let pri = ctx.start("pri", &["--install-primary", "PRI"])?;
     let mut nodes = Vec::with_capacity(SECONDARIES);
     for i in 0..SECONDARIES {
-        nodes.push(ctx.start(&code(i).to_lowercase(), &[])?);
+        nodes.push(ctx.bare(&code(i).to_lowercase(), &pri, &code(i)).await?);
     }
     let started_secs = t_build.elapsed().as_secs_f64();
     // Ask for every secondary at once, then wait for all of them.

@@ -29,6 +29,8 @@ pub struct Ctx {
     /// Scratch directory for every node's data dir; removed at the end.
     pub work: PathBuf,
     pub seq: std::sync::atomic::AtomicU32,
+    /// Nodes run with TLS (bare nodes join with a token from their parent).
+    pub secure: bool,
 }
 
 impl Ctx {
@@ -42,10 +44,21 @@ impl Ctx {
         Ok(self.cluster.start(&self.dir(name), args)?)
     }
 
+    /// A bare node that `parent` will install as site `code`: with TLS it
+    /// joins with a token from `parent` first.
+    pub async fn bare(&self, name: &str, parent: &Node, code: &str) -> anyhow::Result<Node> {
+        if self.secure {
+            let token = sms_cluster::join_token(parent.addr(), code).await?;
+            self.start(name, &["--join-token", &token])
+        } else {
+            self.start(name, &[])
+        }
+    }
+
     /// A central primary PRI and an Active secondary S01.
     pub async fn pair(&self) -> anyhow::Result<(Node, Node)> {
         let p = self.start("pri", &["--install-primary", "PRI"])?;
-        let c = self.start("s01", &[])?;
+        let c = self.bare("s01", &p, "S01").await?;
         create(&p, &c, "S01").await?;
         Ok((p, c))
     }

@@ -85,7 +85,7 @@ async fn create_to_active(ctx: &Ctx, n: usize) -> anyhow::Result<Value> {
     let mut times = vec![];
     let mut children = vec![];
     for i in 0..n {
-        let c = ctx.start("s", &[])?;
+        let c = ctx.bare("s", &p, &format!("S{i:02}")).await?;
         let t = create(&p, &c, &format!("S{i:02}")).await?;
         times.push(t.as_secs_f64() * 1000.0);
         children.push(c);
@@ -191,6 +191,34 @@ fn summary(name: &str, v: &Value) -> Vec<(String, String, String, &'static str)>
         )
     };
     let key = name.split_whitespace().next().unwrap_or("");
+    if key == "TLS" {
+        // One row per figure: both values and the ratio; 1a and 6 must keep
+        // 85 % of their plaintext rate.
+        return v
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(fig, x)| {
+                        let r = x["tls_over_plaintext"].as_f64().unwrap_or(f64::NAN);
+                        let rate = !fig.starts_with("1b");
+                        let measured = format!(
+                            "{:.0} -> {:.0} ({:.2}x)",
+                            x["plaintext"].as_f64().unwrap_or(f64::NAN),
+                            x["tls"].as_f64().unwrap_or(f64::NAN),
+                            r
+                        );
+                        let (target, ok) = if fig.starts_with("1a") || fig.starts_with("6 ") {
+                            (">= 0.85x", Some(r >= 0.85))
+                        } else {
+                            ("", None)
+                        };
+                        let _ = rate;
+                        row(fig, measured, target, ok)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+    }
     match key {
         "1a" => {
             let x = f(&["jobs_per_sec_median"]);
@@ -402,17 +430,25 @@ async fn main() -> anyhow::Result<()> {
     let mut runs = 3usize;
     let mut out = PathBuf::from("bench-results.json");
     let mut only: Option<Vec<String>> = None;
+    let mut tls = "off".to_string();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--runs" => runs = args.next().context("--runs N")?.parse()?,
             "--out" => out = args.next().context("--out FILE")?.into(),
+            "--tls" => {
+                tls = args.next().context("--tls off|on|both")?;
+                anyhow::ensure!(
+                    ["off", "on", "both"].contains(&tls.as_str()),
+                    "--tls takes off, on or both"
+                );
+            }
             "--only" => {
                 let list = args.next().context("--only 1a,1b,2,3,4,5,6,7,rss")?;
                 only = Some(list.split(',').map(String::from).collect());
             }
             other => bail!(
-                "unknown argument {other:?} (use --runs N, --out FILE, --only 1a,1b,2,3,4,5,6,7,rss)"
+                "unknown argument {other:?} (use --runs N, --out FILE, --only 1a,1b,2,3,4,5,6,7,rss, --tls off|on|both)"
             ),
         }
     }
@@ -433,13 +469,24 @@ async fn main() -> anyhow::Result<()> {
         bin.display()
     );
     let work = std::env::temp_dir().join(format!("sms-bench-{}", std::process::id()));
-    let ctx = Ctx {
-        cluster: Cluster::new(bin)
-            .env("RUST_LOG", "error")
-            .env("SMS_INSECURE", "1"),
+    // `--tls on` runs every scenario with TLS; `both` runs them without,
+    // then 1a, 1b, 3 and 6 again with TLS, and prints what TLS costs.
+    let plain_cluster = Cluster::new(&bin)
+        .env("RUST_LOG", "error")
+        .env("SMS_INSECURE", "1");
+    let tls_ctx = Ctx {
+        cluster: Cluster::new(&bin).env("RUST_LOG", "error"),
+        work: work.join("tls"),
+        seq: Default::default(),
+        secure: true,
+    };
+    let plain_ctx = Ctx {
+        cluster: plain_cluster,
         work: work.clone(),
         seq: Default::default(),
+        secure: false,
     };
+    let ctx = if tls == "on" { &tls_ctx } else { &plain_ctx };
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
@@ -455,7 +502,7 @@ async fn main() -> anyhow::Result<()> {
     // Scenario 2 divides by this figure; it is measured there if 1a is not selected.
     #[cfg_attr(not(feature = "nats"), allow(unused_variables))]
     let ours_1a = if want("1a") {
-        let v = throughput(&ctx, runs).await?;
+        let v = throughput(ctx, runs).await?;
         let median = v["jobs_per_sec_median"].as_f64();
         scenarios.push(("1a durable transfer, 1 KiB, 64 in flight", v));
         median
@@ -463,20 +510,20 @@ async fn main() -> anyhow::Result<()> {
         None
     };
     if want("1b") {
-        scenarios.push(("1b round trip, 1 in flight", latency(&ctx, runs).await?));
+        scenarios.push(("1b round trip, 1 in flight", latency(ctx, runs).await?));
     }
     if want("2") {
         #[cfg(feature = "nats")]
         {
             let ours = match ours_1a {
                 Some(x) => x,
-                None => throughput(&ctx, runs).await?["jobs_per_sec_median"]
+                None => throughput(ctx, runs).await?["jobs_per_sec_median"]
                     .as_f64()
                     .context("scenario 1a gave no median")?,
             };
             scenarios.push((
                 "2 ours vs NATS JetStream, 1 KiB, 64 in flight",
-                nats::side_by_side(&ctx, runs, ours).await?,
+                nats::side_by_side(ctx, runs, ours).await?,
             ));
         }
         #[cfg(not(feature = "nats"))]
@@ -486,31 +533,77 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
     if want("3") {
-        scenarios.push(("3 file package 256 MiB", file_package(&ctx, runs).await?));
+        scenarios.push(("3 file package 256 MiB", file_package(ctx, runs).await?));
     }
     if want("4") {
         scenarios.push((
             "4 create-secondary -> Active (20)",
-            create_to_active(&ctx, 20).await?,
+            create_to_active(ctx, 20).await?,
         ));
     }
     if want("5") {
         scenarios.push((
             "5 fan-out to 100 secondaries",
-            fanout::fan_out(&ctx, runs).await?,
+            fanout::fan_out(ctx, runs).await?,
         ));
     }
     if want("6") {
-        scenarios.push(("6 backlog drain 100 000 jobs", backlog(&ctx, runs).await?));
+        scenarios.push(("6 backlog drain 100 000 jobs", backlog(ctx, runs).await?));
     }
     if want("7") {
         scenarios.push((
             "7 status up two tiers, 10 sites x 1000/s",
-            status_tiers::status_two_tiers(&ctx, runs).await?,
+            status_tiers::status_two_tiers(ctx, runs).await?,
         ));
     }
     if want("rss") {
-        scenarios.push(("idle RSS", idle_rss(&ctx).await?));
+        scenarios.push(("idle RSS", idle_rss(ctx).await?));
+    }
+    if tls == "both" {
+        let mut cost = serde_json::Map::new();
+        let plain: Vec<(String, Value)> = scenarios
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.clone()))
+            .collect();
+        let mut with_tls: Vec<(String, Value)> = vec![];
+        if want("1a") {
+            with_tls.push(("1a durable transfer, 1 KiB, 64 in flight (TLS)".into(), throughput(&tls_ctx, runs).await?));
+        }
+        if want("1b") {
+            with_tls.push(("1b round trip, 1 in flight (TLS)".into(), latency(&tls_ctx, runs).await?));
+        }
+        if want("3") {
+            with_tls.push(("3 file package 256 MiB (TLS)".into(), file_package(&tls_ctx, runs).await?));
+        }
+        if want("6") {
+            with_tls.push(("6 backlog drain 100 000 jobs (TLS)".into(), backlog(&tls_ctx, runs).await?));
+        }
+        for (name, v) in &with_tls {
+            let key = name.split_whitespace().next().unwrap_or("");
+            let field = match key {
+                "1a" | "6" => "jobs_per_sec_median",
+                "1b" => "p50_us",
+                "3" => "mb_per_sec_median",
+                _ => continue,
+            };
+            let base = plain
+                .iter()
+                .find(|(n, _)| n.split_whitespace().next() == Some(key))
+                .and_then(|(_, pv)| pv[field].as_f64());
+            if let (Some(b), Some(t)) = (base, v[field].as_f64()) {
+                cost.insert(
+                    format!("{key} {field}"),
+                    json!({"plaintext": b, "tls": t, "tls_over_plaintext": t / b}),
+                );
+            }
+        }
+        eprintln!("TLS cost: {}", Value::Object(cost.clone()));
+        let leaked: Vec<(&'static str, Value)> = with_tls
+            .into_iter()
+            .map(|(n, v)| (&*Box::leak(n.into_boxed_str()), v))
+            .collect();
+        scenarios.extend(leaked);
+        scenarios.push(("TLS cost (TLS / plaintext, same run)", Value::Object(cost)));
     }
     let mut table = comfy_table::Table::new();
     table

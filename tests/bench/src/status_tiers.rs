@@ -209,7 +209,7 @@ pub async fn status_two_tiers(ctx: &Ctx, runs: usize) -> anyhow::Result<Value> {
         codes.push(code);
         for s in 1..=SECONDARIES_EACH {
             let scode = format!("S{p}{s}");
-            let child = ctx.start(&scode.to_lowercase(), &[])?;
+            let child = ctx.bare(&scode.to_lowercase(), &node, &scode).await?;
             create(&node, &child, &scode).await?;
             codes.push(scode.clone());
             secondaries.push((scode, child));

@@ -16,12 +16,28 @@ pub type Admin = pb::admin_client::AdminClient<Channel>;
 
 /// An admin client for the node at `addr` (`HOST:PORT`). Replies may be
 /// large (whole probe lists), hence the raised decoding limit.
+/// A node this process started with TLS is reached with its hierarchy's
+/// administrator certificate; any other in plaintext.
 pub async fn admin(addr: &str) -> anyhow::Result<Admin> {
-    let ch = Endpoint::from_shared(format!("http://{addr}"))?
-        .connect()
+    let ep = Endpoint::from_shared(format!("http://{addr}"))?;
+    let ch = sms_connect::channel(ep, addr, crate::tls_for(addr), Duration::from_secs(10))
         .await
         .with_context(|| format!("cannot reach {addr}"))?;
     Ok(Admin::new(ch).max_decoding_message_size(256 * 1024 * 1024))
+}
+
+/// A join token for site `code` (a secondary) from the primary at `parent`.
+pub async fn join_token(parent: &str, code: &str) -> anyhow::Result<String> {
+    let r = admin(parent)
+        .await?
+        .create_token(pb::CreateTokenRequest {
+            label: code.into(),
+            role: "secondary".into(),
+            ttl_secs: 0,
+        })
+        .await?
+        .into_inner();
+    Ok(r.token)
 }
 
 /// Polls the site list at `parent` (every `poll`) until every site in

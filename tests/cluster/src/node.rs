@@ -56,6 +56,13 @@ impl Cluster {
         self
     }
 
+    /// Whether nodes run with SMS_INSECURE (plaintext).
+    pub fn insecure(&self) -> bool {
+        self.env.iter().any(|(k, v)| {
+            k == "SMS_INSECURE" && !matches!(v.to_str(), Some("" | "0" | "false" | "no" | "off"))
+        })
+    }
+
     pub fn bin(&self) -> &Path {
         &self.bin
     }
@@ -204,6 +211,9 @@ impl Node {
                 self.addr = addr.to_string();
                 self.port = addr.port();
                 self.child = Some(child);
+                if !self.cluster.insecure() {
+                    crate::trust::learn(&self.data, &self.args, &self.addr);
+                }
                 return Ok(());
             }
             if let Ok(Some(status)) = child.try_wait() {
