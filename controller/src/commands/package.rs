@@ -13,10 +13,11 @@ pub enum Cmd {
         /// Destination site.
         #[arg(long)]
         to: String,
-        /// File to send, read on the node's host.
+        /// File to send: a relative name in the node's DATA/package-sources
+        /// directory (at most 1 GiB; nothing else on its host is read).
         #[arg(long, conflicts_with = "size")]
         path: Option<String>,
-        /// Generate this many random bytes instead.
+        /// Generate this many random bytes instead (at most 1 GiB).
         #[arg(long)]
         size: Option<u64>,
         #[arg(long, default_value = "package")]

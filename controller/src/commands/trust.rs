@@ -48,6 +48,15 @@ pub enum AdminCmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Revoke a certificate this node issued (serial as `controller certs`
+    /// or `admin issue` shows it): calls presenting it are refused here.
+    Revoke {
+        #[arg(long)]
+        serial: String,
+        /// Why (kept with the revocation and in the audit trail).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
 }
 
 pub async fn token(node: &Option<String>, out: &Out, cmd: TokenCmd) -> anyhow::Result<()> {
@@ -79,11 +88,20 @@ pub async fn token(node: &Option<String>, out: &Out, cmd: TokenCmd) -> anyhow::R
 }
 
 pub async fn admin(node: &Option<String>, out: &Out, cmd: AdminCmd) -> anyhow::Result<()> {
-    let AdminCmd::Issue {
-        name,
-        role,
-        out: dir,
-    } = cmd;
+    let (name, role, dir) = match cmd {
+        AdminCmd::Issue { name, role, out } => (name, role, out),
+        AdminCmd::Revoke { serial, reason } => {
+            let (_, mut c) = connect(node).await?;
+            let r = c
+                .revoke_certificate(pb::RevokeCertificateRequest { serial, reason })
+                .await
+                .reply("admin revoke")?;
+            out.print(&json!({"revoked": r.serial}), || {
+                println!("revoked certificate {}", r.serial)
+            });
+            return Ok(());
+        }
+    };
     if dir.join("admin.key").exists() {
         anyhow::bail!(
             "{} already holds admin.key; choose another --out directory (nothing was issued)",

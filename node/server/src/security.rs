@@ -89,6 +89,9 @@ pub struct PeerInfo {
     pub identity: Option<Identity>,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// Serial numbers of every certificate the client presented (its own
+    /// and its issuers'), checked against this node's revocations.
+    pub chain_serials: Vec<String>,
 }
 
 /// One accepted connection.
@@ -207,16 +210,18 @@ pub fn incoming(
                             remote,
                             identity: None,
                             tls: false,
+                            chain_serials: Vec::new(),
                         },
                     ));
                 };
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {
-                        let identity = tls
-                            .get_ref()
-                            .1
-                            .peer_certificates()
-                            .and_then(|c| c.first())
+                        let certs = tls.get_ref().1.peer_certificates().unwrap_or_default();
+                        let ids: Vec<Identity> =
+                            certs.iter().filter_map(|c| Identity::from_der(c).ok()).collect();
+                        let chain_serials = ids.iter().map(|i| i.serial.clone()).collect();
+                        let identity = certs
+                            .first()
                             .and_then(|c| Identity::from_der(c).ok());
                         Some(ServerIo::Tls(
                             Box::new(tls),
@@ -224,6 +229,7 @@ pub fn incoming(
                                 remote,
                                 identity,
                                 tls: true,
+                                chain_serials,
                             },
                         ))
                     }

@@ -299,3 +299,68 @@ async fn administrator_roles_are_enforced() {
         "{texts:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_certificates_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pri, _s01) = pri_and_s01(dir.path()).await;
+    let root = admin_creds(&pri).root().to_vec();
+    let key = sms_trust::ca::new_key().unwrap();
+    let csr = sms_trust::ca::signing_request(&key).unwrap();
+    let chain =
+        sms_site::trust::issue_admin(&pri.ctx, "olga", sms_trust::AdminRole::Operator, &csr)
+            .unwrap();
+    let olga = Credentials::new(&key, chain);
+    let serial = olga.identity().unwrap().serial;
+    let cfg =
+        Arc::new(sms_trust::tls::client_config(Some(&olga), Some(&root), Expect::Any).unwrap());
+    let c = Admin::new(dial(&pri, Some(cfg.clone())).await.unwrap());
+    c.clone()
+        .list_sites(pb::ListSitesRequest {})
+        .await
+        .expect("before revocation");
+    secure_admin(&pri)
+        .await
+        .revoke_certificate(pb::RevokeCertificateRequest {
+            serial: serial.clone(),
+            reason: "left the team".into(),
+        })
+        .await
+        .expect("a full administrator revokes");
+    let r = c
+        .clone()
+        .list_sites(pb::ListSitesRequest {})
+        .await
+        .expect_err("a revoked certificate is refused");
+    assert_eq!(r.code(), tonic::Code::PermissionDenied);
+    assert!(r.message().contains("revoked"), "{}", r.message());
+
+    // Deleting S01 revokes the certificate its token bought.
+    let s01_serial = pri
+        .ctx
+        .store
+        .tokens()
+        .unwrap()
+        .into_iter()
+        .find(|t| t.label == "S01")
+        .and_then(|t| t.used)
+        .map(|u| u.1)
+        .expect("S01's token was used");
+    assert!(!pri.ctx.store.is_revoked(&s01_serial).unwrap());
+    secure_admin(&pri)
+        .await
+        .delete_site(pb::SiteRequest { site: "S01".into() })
+        .await
+        .expect("delete S01");
+    wait_for("S01's certificate revoked", WAIT, || {
+        let revoked = pri.ctx.store.is_revoked(&s01_serial).unwrap();
+        async move {
+            if revoked {
+                Ok(())
+            } else {
+                Err("not yet".to_string())
+            }
+        }
+    })
+    .await;
+}

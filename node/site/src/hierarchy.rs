@@ -416,6 +416,13 @@ pub async fn finish_delete(ctx: &Arc<Ctx>, code: &SiteCode, orphaned: bool) -> a
     let Some(rec) = ctx.store.site(code)? else {
         return Ok(());
     };
+    // The certificates this site issued for it (its site server's, or a
+    // child primary's CA) are revoked: its connections are refused from
+    // now on, whatever it still holds.
+    let revoked = crate::trust::revoke_site(ctx, code)?;
+    if revoked > 0 {
+        tracing::info!(site = %code, revoked, "revoked the deleted site's certificates");
+    }
     let kept = ctx
         .store
         .child_ct2(code)?

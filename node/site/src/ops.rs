@@ -157,8 +157,51 @@ pub enum PackageSource {
     Random(u64),
 }
 
-/// Largest package and chunk `package send` takes.
-pub const MAX_PACKAGE_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+/// Largest package and chunk `package send` takes. The package is built in
+/// memory before it is stored in chunks, so the bound keeps a request from
+/// exhausting the node's memory.
+pub const MAX_PACKAGE_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// The one directory, inside the data dir, that `package send --path` may
+/// read from: a request never names an arbitrary file on the node's host.
+pub const PACKAGE_SOURCE_DIR: &str = "package-sources";
+
+/// Resolves `name` inside the data dir's package source directory, or says
+/// why not.
+pub fn package_source(
+    data_dir: &std::path::Path,
+    name: &str,
+) -> Result<std::path::PathBuf, Refused> {
+    use std::path::Component;
+    let rel = std::path::Path::new(name);
+    let plain = !name.is_empty()
+        && name.len() <= 255
+        && rel.components().all(|c| matches!(c, Component::Normal(_)));
+    let dir = data_dir.join(PACKAGE_SOURCE_DIR);
+    if !plain {
+        return Err(Refused::Invalid(format!(
+            "--path names a file inside the node's {} directory (a relative name without ..);              copy the file there first",
+            dir.display()
+        )));
+    }
+    let path = dir.join(rel);
+    let meta = std::fs::symlink_metadata(&path)
+        .map_err(|e| Refused::Invalid(format!("cannot read {}: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(Refused::Invalid(format!(
+            "{} is not a regular file (links are not followed)",
+            path.display()
+        )));
+    }
+    if meta.len() > MAX_PACKAGE_BYTES {
+        return Err(Refused::Invalid(format!(
+            "{} is {} bytes; a package is at most 1 GiB",
+            path.display(),
+            meta.len()
+        )));
+    }
+    Ok(path)
+}
 pub const MAX_CHUNK_BYTES: usize = 3 * 1024 * 1024;
 pub const DEFAULT_CHUNK_BYTES: usize = 1024 * 1024;
 
@@ -181,7 +224,9 @@ pub async fn send_package(
     let (id, hop) = hop(ctx, dest)?;
     let content = match source {
         PackageSource::Path(p) => {
-            std::fs::read(&p).map_err(|e| Refused::Invalid(format!("cannot read {p}: {e}")))?
+            let path = package_source(&ctx.data_dir, &p)?;
+            std::fs::read(&path)
+                .map_err(|e| Refused::Invalid(format!("cannot read {}: {e}", path.display())))?
         }
         PackageSource::Random(size) if size > 0 && size <= MAX_PACKAGE_BYTES => {
             let mut v = vec![0u8; size as usize];
@@ -190,7 +235,7 @@ pub async fn send_package(
         }
         PackageSource::Random(_) => {
             return Err(Refused::Invalid(
-                "give a source path or a size between 1 byte and 4 GiB".into(),
+                "give a source path or a size between 1 byte and 1 GiB".into(),
             ))
         }
     };

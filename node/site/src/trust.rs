@@ -273,3 +273,43 @@ pub fn install_child_authority(
     let ca = Authority::load(creds).map_err(internal)?;
     install_authority(store, &ca, code, ancestors)
 }
+
+/// Revokes every certificate this node issued with a join token for site
+/// (or member) `label`; returns how many. The caller makes it durable.
+pub fn revoke_site(ctx: &Ctx, label: &SiteCode) -> Result<usize, Refused> {
+    let mut n = 0;
+    for t in ctx.store.tokens()? {
+        if let (true, Some((_, serial))) = (t.label == label.as_str(), &t.used) {
+            if !serial.is_empty() && !ctx.store.is_revoked(serial)? {
+                ctx.store
+                    .revoke(serial, &format!("site {label} was deleted"))?;
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// Revokes one certificate by serial (hex, as `controller certs` shows it).
+pub fn revoke_serial(ctx: &Ctx, serial: &str, why: &str) -> Result<(), Refused> {
+    let s = serial.trim().to_ascii_lowercase();
+    if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Refused::Invalid(format!(
+            "{:?} is not a certificate serial (hex digits, as `controller certs` shows)",
+            sms_trust::clip(serial)
+        )));
+    }
+    ctx.store.revoke(&s, why)?;
+    Ok(())
+}
+
+/// Whether any certificate of a presented chain (serials, hex) is revoked
+/// here.
+pub fn any_revoked(ctx: &Ctx, serials: &[String]) -> Result<Option<String>, Refused> {
+    for s in serials {
+        if ctx.store.is_revoked(&s.to_ascii_lowercase())? {
+            return Ok(Some(s.clone()));
+        }
+    }
+    Ok(None)
+}

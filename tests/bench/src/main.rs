@@ -567,16 +567,28 @@ async fn main() -> anyhow::Result<()> {
             .collect();
         let mut with_tls: Vec<(String, Value)> = vec![];
         if want("1a") {
-            with_tls.push(("1a durable transfer, 1 KiB, 64 in flight (TLS)".into(), throughput(&tls_ctx, runs).await?));
+            with_tls.push((
+                "1a durable transfer, 1 KiB, 64 in flight (TLS)".into(),
+                throughput(&tls_ctx, runs).await?,
+            ));
         }
         if want("1b") {
-            with_tls.push(("1b round trip, 1 in flight (TLS)".into(), latency(&tls_ctx, runs).await?));
+            with_tls.push((
+                "1b round trip, 1 in flight (TLS)".into(),
+                latency(&tls_ctx, runs).await?,
+            ));
         }
         if want("3") {
-            with_tls.push(("3 file package 256 MiB (TLS)".into(), file_package(&tls_ctx, runs).await?));
+            with_tls.push((
+                "3 file package 256 MiB (TLS)".into(),
+                file_package(&tls_ctx, runs).await?,
+            ));
         }
         if want("6") {
-            with_tls.push(("6 backlog drain 100 000 jobs (TLS)".into(), backlog(&tls_ctx, runs).await?));
+            with_tls.push((
+                "6 backlog drain 100 000 jobs (TLS)".into(),
+                backlog(&tls_ctx, runs).await?,
+            ));
         }
         for (name, v) in &with_tls {
             let key = name.split_whitespace().next().unwrap_or("");

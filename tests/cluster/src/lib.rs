@@ -15,8 +15,7 @@ mod trust;
 
 pub use binary::{find_node_binary, Lookup, NodeBinary, Source, NODE_BIN_ENV};
 pub use grpc::{
-    admin, block_on, create_secondary, join_token, wait_active, wait_active_with, Admin,
-    ThreeTiers,
+    admin, block_on, create_secondary, join_token, wait_active, wait_active_with, Admin, ThreeTiers,
 };
-pub use trust::{same_as, tls_for};
 pub use node::{parse_addr_file, Cluster, Node, StartError, Stopped, ADDR_FILE, STDERR_FILE};
+pub use trust::{same_as, tls_for};

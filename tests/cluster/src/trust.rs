@@ -38,8 +38,7 @@ pub(crate) fn learn(data: &Path, args: &[String], addr: &str) {
         sms_trust::JoinToken::decode(&token)
             .ok()
             .and_then(|t| tls_for(&t.issuer))
-    } else if arg("--install-primary").is_some() || data.join("admin").join("admin.pem").exists()
-    {
+    } else if arg("--install-primary").is_some() || data.join("admin").join("admin.pem").exists() {
         sms_connect::load_admin(&data.join("admin"))
             .ok()
             .and_then(|c| sms_connect::admin_tls(&c).ok())

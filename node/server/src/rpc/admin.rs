@@ -62,7 +62,9 @@ impl AdminSvc {
 
     /// The caller must be an administrator with at least `need`.
     fn allow<T>(&self, req: &Request<T>, need: AdminRole) -> Result<Caller, Status> {
-        auth::admin(req, need, &self.here())
+        let caller = auth::admin(req, need, &self.here())?;
+        auth::not_revoked(req, &self.ctx)?;
+        Ok(caller)
     }
 
     /// A state-changing call that passed its checks: recorded in the
@@ -357,6 +359,7 @@ impl pb::admin_server::Admin for AdminSvc {
         // bought: nobody can squat a site code or read another's secret.
         let claimed = code(&req.get_ref().site_code, "site_code")?;
         auth::site_is(&req, &claimed, "attach itself as that site")?;
+        auth::not_revoked(&req, &self.ctx)?;
         let (req, ctx) = (req.into_inner(), self.ctx());
         let a = self
             .detached(async move { hierarchy::attach(&ctx, &req.site_code, &req.server).await })
@@ -405,6 +408,7 @@ impl pb::admin_server::Admin for AdminSvc {
 
     async fn request_id_range(&self, req: Request<pb::IdRangeRequest>) -> R<pb::IdRange> {
         auth::node(&req)?;
+        auth::not_revoked(&req, &self.ctx)?;
         let (req, ctx) = (req.into_inner(), self.ctx());
         let (start, end) = self
             .detached(
@@ -805,5 +809,30 @@ impl pb::admin_server::Admin for AdminSvc {
             tokens,
             tls,
         })
+    }
+
+    async fn revoke_certificate(
+        &self,
+        req: Request<pb::RevokeCertificateRequest>,
+    ) -> R<pb::RevokeCertificateReply> {
+        let caller = self.allow(&req, AdminRole::Full)?;
+        let req = req.into_inner();
+        let why = if req.reason.is_empty() {
+            format!("revoked by {}", caller.subject())
+        } else {
+            sms_trust::clip(&req.reason)
+        };
+        sms_site::trust::revoke_serial(&self.ctx, &req.serial, &why).map_err(status)?;
+        self.ctx
+            .store
+            .durable()
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        self.audit(
+            &caller,
+            "revoke-certificate",
+            format!("serial {}: {why}", req.serial),
+        );
+        reply(pb::RevokeCertificateReply { serial: req.serial })
     }
 }

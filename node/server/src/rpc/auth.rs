@@ -136,3 +136,19 @@ pub fn node<T>(req: &Request<T>) -> Result<Caller, Status> {
     }
     Ok(caller)
 }
+
+/// Refuses a caller whose certificate (or an issuer of it) this node
+/// revoked: a deleted site, a revoked administrator.
+pub fn not_revoked<T>(req: &Request<T>, ctx: &sms_site::Ctx) -> Result<(), Status> {
+    let Some(info) = req.extensions().get::<PeerInfo>() else {
+        return Ok(());
+    };
+    match sms_site::trust::any_revoked(ctx, &info.chain_serials) {
+        Ok(None) => Ok(()),
+        Ok(Some(serial)) => Err(Status::permission_denied(format!(
+            "certificate {serial} was revoked here (its site was deleted, or an administrator \
+             revoked it); a deleted site's node joins again with a new token"
+        ))),
+        Err(e) => Err(Status::internal(e.to_string())),
+    }
+}

@@ -42,6 +42,7 @@ impl pb::transfer_server::Transfer for TransferSvc {
     ) -> Result<Response<ReplyStream>, Status> {
         // The peer's site comes from its certificate; the Hello must agree.
         let cert_site = super::auth::site(&req)?;
+        super::auth::not_revoked(&req, &self.ctx)?;
         let mut inbound = req.into_inner();
         let first = tokio::time::timeout(Duration::from_secs(10), inbound.message())
             .await

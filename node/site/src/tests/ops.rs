@@ -330,3 +330,29 @@ async fn a_link_with_queued_jobs_never_reads_nothing_queued() {
     assert_eq!(busy.queued_jobs, 1);
     assert_eq!(busy.detail, "127.0.0.1:7101");
 }
+
+#[test]
+fn package_sources_stay_inside_their_directory() {
+    use crate::ops::{package_source, PACKAGE_SOURCE_DIR};
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join(PACKAGE_SOURCE_DIR);
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("app.bin"), b"x").unwrap();
+    assert_eq!(
+        package_source(dir.path(), "app.bin").unwrap(),
+        src.join("app.bin")
+    );
+    for bad in ["/etc/passwd", "../db/conf", "a/../../x", "", "missing.bin"] {
+        let e = package_source(dir.path(), bad).unwrap_err();
+        assert!(
+            matches!(e, crate::error::Refused::Invalid(_)),
+            "{bad:?}: {e:?}"
+        );
+    }
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink("/etc/hostname", src.join("link")).unwrap();
+        let e = package_source(dir.path(), "link").unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+    }
+}
