@@ -220,6 +220,17 @@ impl Authority {
     /// `role`. Returns the holder's chain: the new certificate, then this
     /// authority's chain up to the root.
     pub fn issue(&self, csr: &[u8], role: Role, name: &Name) -> Result<Vec<Vec<u8>>, TrustError> {
+        self.issue_with(csr, role, name, None)
+    }
+
+    /// [`Authority::issue`] with an explicit validity (tests of expiry).
+    pub(crate) fn issue_with(
+        &self,
+        csr: &[u8],
+        role: Role,
+        name: &Name,
+        validity: Option<(OffsetDateTime, OffsetDateTime)>,
+    ) -> Result<Vec<Vec<u8>>, TrustError> {
         let der = CertificateSigningRequestDer::from(csr);
         let mut req = CertificateSigningRequestParams::from_der(&der).map_err(|e| {
             TrustError::Invalid(format!("the certificate signing request is not valid: {e}"))
@@ -232,6 +243,10 @@ impl Authority {
             }
             _ => leaf_params(role, name)?,
         };
+        if let Some((from, to)) = validity {
+            req.params.not_before = from;
+            req.params.not_after = to;
+        }
         let issuer_cert = CertificateDer::from(self.chain[0].as_slice());
         let issuer = Issuer::from_ca_cert_der(&issuer_cert, &self.key).map_err(crypto)?;
         let cert = req.signed_by(&issuer).map_err(crypto)?;

@@ -265,6 +265,37 @@ mod handshake {
     }
 
     #[test]
+    fn an_expired_certificate_is_refused() {
+        let t = tree();
+        let cen = t
+            .root
+            .issue_own(Role::Primary, &Name::site(&code("CEN"), &[]))
+            .unwrap();
+        let key = ca::new_key().unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let chain = t
+            .root
+            .issue_with(
+                &ca::signing_request(&key).unwrap(),
+                Role::Secondary,
+                &Name::site(&code("S02"), &[code("CEN")]),
+                Some((
+                    now - time::Duration::days(30),
+                    now - time::Duration::days(1),
+                )),
+            )
+            .unwrap();
+        let old = Credentials::new(&key, chain);
+        let client = tls::client_config(Some(&old), Some(t.root.root()), Expect::Any).unwrap();
+        let err = handshake(tls::server_config(&cen).unwrap(), client).unwrap_err();
+        assert!(err.to_lowercase().contains("expired"), "{err}");
+        // And as a server, to a client that checks it.
+        let client = tls::client_config(Some(&t.s11), Some(t.root.root()), Expect::Any).unwrap();
+        let err = handshake(tls::server_config(&old).unwrap(), client).unwrap_err();
+        assert!(err.to_lowercase().contains("expired"), "{err}");
+    }
+
+    #[test]
     fn a_child_ca_cannot_issue_outside_its_subtree() {
         // P01's CA signs a certificate claiming to be CEN: the name
         // constraint makes every verifier refuse it.

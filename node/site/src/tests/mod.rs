@@ -17,4 +17,5 @@ mod sender;
 mod skew;
 mod stall;
 mod status;
+mod trust;
 mod validate;
