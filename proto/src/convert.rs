@@ -300,11 +300,7 @@ pub fn bootstrap_from(b: &pb::BootstrapPackage) -> R<BootstrapPackage> {
 pub fn job_to(job: &Job, chunk: Option<Chunk>) -> pb::Job {
     use pb::job_payload::Kind;
     let kind = match (&job.payload, chunk) {
-        (Payload::Ct1(c), _) => Kind::Ct1(pb::Ct1 {
-            base_serial: c.base_serial,
-            proposed: Some(control_to(&c.proposed)),
-            origin: c.origin.clone(),
-        }),
+        (Payload::Ct1(c), _) => Kind::Ct1(ct1_to(c)),
         (Payload::Ct2(c), _) => Kind::Ct2(ct2_to(c)),
         (Payload::Status(m), _) => Kind::Status(pb::StatusBatch {
             messages: m.iter().map(status_to).collect(),
@@ -348,6 +344,7 @@ pub fn job_from(j: pb::Job) -> R<(Job, Option<Chunk>)> {
         Kind::Ct1(c) => Payload::Ct1(Ct1 {
             base_serial: c.base_serial,
             proposed: control_from(required(&c.proposed, "ct1.proposed")?)?,
+            signature: signed_from(c.signed_body, c.signature, c.signer_chain),
             origin: c.origin,
         }),
         Kind::Ct2(c) => Payload::Ct2(ct2_from(&c)?),
@@ -733,5 +730,34 @@ pub fn ct1_from(c: &pb::Ct1) -> R<Ct1> {
         } else {
             c.origin.clone()
         },
+        signature: signed_from(
+            c.signed_body.clone(),
+            c.signature.clone(),
+            c.signer_chain.clone(),
+        ),
+    })
+}
+
+/// A CT1 on the wire, with its signature if it has one.
+pub fn ct1_to(c: &Ct1) -> pb::Ct1 {
+    let (signed_body, signature, signer_chain) = match &c.signature {
+        Some(s) => (s.body.clone(), s.signature.clone(), s.chain.clone()),
+        None => Default::default(),
+    };
+    pb::Ct1 {
+        base_serial: c.base_serial,
+        proposed: Some(control_to(&c.proposed)),
+        origin: c.origin.clone(),
+        signed_body,
+        signature,
+        signer_chain,
+    }
+}
+
+fn signed_from(body: Vec<u8>, signature: Vec<u8>, chain: Vec<Vec<u8>>) -> Option<SignedBody> {
+    (!signature.is_empty() || !body.is_empty()).then_some(SignedBody {
+        body,
+        signature,
+        chain,
     })
 }

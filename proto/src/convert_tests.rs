@@ -151,6 +151,7 @@ fn file_pkg() -> FilePackage {
 fn every_payload() -> Vec<Payload> {
     vec![
         Payload::Ct1(Ct1 {
+            signature: None,
             base_serial: 11,
             proposed: control(),
             origin: "PRI".into(),
@@ -309,6 +310,7 @@ fn missing_proposed_control_is_refused() {
         &job(
             Priority::High,
             Payload::Ct1(Ct1 {
+                signature: None,
                 base_serial: 1,
                 proposed: control(),
                 origin: "PRI".into(),
@@ -327,6 +329,7 @@ fn missing_proposed_control_is_refused() {
             base_serial: 1,
             proposed: None,
             origin: String::new(),
+            ..Default::default()
         })),
         "ct1.proposed is missing"
     );
@@ -427,6 +430,7 @@ fn ct1_from_the_wire_defaults_its_origin() {
         base_serial: 3,
         proposed: Some(control_to(&control())),
         origin: String::new(),
+        ..Default::default()
     };
     let c = ct1_from(&wire).unwrap();
     assert_eq!(c.origin, "submit-ct1");
@@ -897,6 +901,7 @@ fn failed_jobs_bad_ct1s_probes_and_packages_to_the_wire() {
 
     let b = bad_ct1_to(&sms_types::records::BadCt1 {
         ct1: Ct1 {
+            signature: None,
             base_serial: 4,
             proposed: control(),
             origin: "PRI".into(),
@@ -947,4 +952,24 @@ fn failed_jobs_bad_ct1s_probes_and_packages_to_the_wire() {
     assert_eq!(w.name, "big.bin");
     assert_eq!((w.size_bytes, w.chunks_received, w.chunk_count), (10, 2, 3));
     assert!(!w.complete && w.sha256.is_empty());
+}
+
+#[test]
+fn a_signed_ct1_keeps_its_signature_across_the_wire() {
+    let ct1 = Ct1 {
+        base_serial: 3,
+        proposed: control(),
+        origin: "x".into(),
+        signature: Some(SignedBody {
+            body: vec![1, 2, 3],
+            signature: vec![4, 5],
+            chain: vec![vec![6], vec![7]],
+        }),
+    };
+    assert_eq!(ct1_from(&ct1_to(&ct1)).unwrap(), ct1);
+    let unsigned = Ct1 {
+        signature: None,
+        ..ct1
+    };
+    assert_eq!(ct1_from(&ct1_to(&unsigned)).unwrap(), unsigned);
 }

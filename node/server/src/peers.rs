@@ -553,6 +553,7 @@ mod tests {
             code("S01"),
             Priority::High,
             Payload::Ct1(Ct1 {
+                signature: None,
                 base_serial: u64::MAX,
                 proposed: control,
                 origin: "o".repeat(200),

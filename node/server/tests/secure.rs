@@ -364,3 +364,75 @@ async fn revoked_certificates_are_refused() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_site_control_applies_and_unsigned_lands_in_the_bad_box() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pri, s01) = pri_and_s01(dir.path()).await;
+    let c = secure_admin(&pri).await;
+    // A change made at PRI is signed there and applied at S01.
+    c.clone()
+        .change_site_control(pb::ChangeSiteControlRequest {
+            site: "S01".into(),
+            polling_interval_ms: Some(7000),
+            ..Default::default()
+        })
+        .await
+        .expect("change S01's site control");
+    wait_for("S01 at serial 2 with the new interval", WAIT, || {
+        let cfg = s01.ctx.config();
+        async move {
+            match cfg {
+                Some(c) if c.serial == 2 && c.polling_interval_ms == 7000 => Ok(()),
+                other => Err(format!(
+                    "{:?}",
+                    other.map(|c| (c.serial, c.polling_interval_ms))
+                )),
+            }
+        }
+    })
+    .await;
+    // A CT1 dropped unsigned into S01's inbox (an administrator's file, or a
+    // forged job) is refused into the bad box, and changes nothing.
+    let tls = sms_connect::admin_tls(&admin_creds(&pri)).unwrap();
+    let s = Admin::new(dial(&s01, Some(tls)).await.unwrap());
+    let mut proposed = s01.ctx.config().unwrap();
+    proposed.polling_interval_ms = 9000;
+    s.clone()
+        .submit_ct1(pb::Ct1 {
+            base_serial: 2,
+            proposed: Some(sms_proto::convert::control_to(&proposed)),
+            origin: "forger".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("dropped in the inbox");
+    let bad = wait_for("the unsigned CT1 in S01's bad box", WAIT, || {
+        let s = s.clone();
+        async move {
+            let b = s
+                .clone()
+                .list_bad_ct1(pb::ListBadCt1Request {})
+                .await
+                .map_err(|e| e.to_string())?
+                .into_inner()
+                .entries;
+            if b.is_empty() {
+                Err("empty".to_string())
+            } else {
+                Ok(b)
+            }
+        }
+    })
+    .await;
+    assert!(
+        bad[0].reason.contains("no signature"),
+        "{:?}",
+        bad[0].reason
+    );
+    assert_eq!(
+        s01.ctx.config().unwrap().polling_interval_ms,
+        7000,
+        "nothing changed"
+    );
+}

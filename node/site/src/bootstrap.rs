@@ -324,11 +324,15 @@ async fn phase3(ctx: &Arc<Ctx>, pkg: &BootstrapPackage) -> Result<(), String> {
     if ctx.store.ct0().map_err(|e| e.to_string())?.is_none()
         && ctx.store.inbox_len(Inbox::SiteControl) == 0
     {
-        let ct1 = Ct1 {
+        let mut ct1 = Ct1 {
+            signature: None,
             base_serial: 0,
             proposed: pkg.init_control.clone(),
             origin: "bootstrap (_INIT.CT1)".into(),
         };
+        // Signed by this node itself: it came from the parent over mutual
+        // TLS inside the bootstrap package.
+        crate::trust::sign_ct1(ctx, &mut ct1).map_err(|e| e.to_string())?;
         let job = Job::new(
             pkg.parent_site_code.clone(),
             pkg.site_code.clone(),

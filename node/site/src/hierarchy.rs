@@ -1015,11 +1015,13 @@ pub async fn change_site_control(
     change.apply(&mut proposed).map_err(Refused::Invalid)?;
     // Refused here, at the call, rather than in the target's bad box.
     sms_types::limits::check_site_control(&proposed).map_err(Refused::Invalid)?;
-    let ct1 = Ct1 {
+    let mut ct1 = Ct1 {
+        signature: None,
         base_serial: base,
         proposed,
         origin: format!("an administrator at site {}", me.site_code),
     };
+    crate::trust::sign_ct1(ctx, &mut ct1)?;
     ctx.store
         .set_pending_ct1(&target, Some(&ct1))
         .map_err(|e| internal(e.into()))?;

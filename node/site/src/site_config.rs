@@ -215,7 +215,11 @@ pub(crate) async fn stage1_site_control(ctx: &Arc<Ctx>) -> anyhow::Result<usize>
                 ctx.store.inbox_remove(Inbox::SiteControl, key)?;
                 continue;
             };
-            match validate(ctx, &ct1, current.as_ref()) {
+            // On a secure site only a CT1 signed by this site or an
+            // ancestor is applied, and from its signed body.
+            let checked = crate::trust::verified_ct1(ctx, &ct1)
+                .and_then(|signed| validate(ctx, &signed, current.as_ref()));
+            match checked {
                 Ok(new) => {
                     ctx.store.apply_ct1(key, &new)?;
                     ctx.store.durable().await?;
@@ -347,11 +351,13 @@ pub async fn force_ct2(ctx: &Arc<Ctx>) -> anyhow::Result<(SiteCode, u64)> {
         )
     })?;
     let serial = ct0.serial;
-    let ct1 = Ct1 {
+    let mut ct1 = Ct1 {
+        signature: None,
         base_serial: serial,
         proposed: ct0,
         origin: "force-ct2 (CT0 re-processed as a CT1)".into(),
     };
+    crate::trust::sign_ct1(ctx, &mut ct1).map_err(|e| anyhow::anyhow!("{e}"))?;
     queue_own_ct1(ctx, &id, ct1).await?;
     ctx.scm.request_ct2();
     tracing::info!(serial, "force-ct2: CT0 placed in the inbox as a CT1");

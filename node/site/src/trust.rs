@@ -7,7 +7,7 @@
 use sms_store::{Store, StoredCredentials, TokenRecord, TokenRefusal};
 use sms_trust::names::check_label;
 use sms_trust::{token, AdminRole, Authority, Credentials, JoinToken, Name, Role};
-use sms_types::SiteCode;
+use sms_types::{Ct1, SignedBody, SiteCode};
 
 use crate::core::Ctx;
 use crate::error::Refused;
@@ -312,4 +312,52 @@ pub fn any_revoked(ctx: &Ctx, serials: &[String]) -> Result<Option<String>, Refu
         }
     }
     Ok(None)
+}
+
+/// Signs a CT1 with this node's key (nothing on an `--insecure` node,
+/// which has none). The body is the CT1's encoding without a signature.
+pub fn sign_ct1(ctx: &Ctx, ct1: &mut Ct1) -> Result<(), Refused> {
+    let Some(creds) = node_credentials(&ctx.store)? else {
+        return Ok(());
+    };
+    ct1.signature = None;
+    let body = postcard::to_allocvec(&*ct1).map_err(internal)?;
+    let signature = sms_trust::sign::sign(&creds, &body).map_err(internal)?;
+    ct1.signature = Some(SignedBody {
+        body,
+        signature,
+        chain: creds.chain.clone(),
+    });
+    Ok(())
+}
+
+/// The CT1 to apply: on a secure site, the signed body, if the signature
+/// is valid under this hierarchy's root and the signer is this site or one
+/// of its ancestors; otherwise why not (the CT1 goes to the bad box). An
+/// `--insecure` site takes the CT1 as it is.
+pub fn verified_ct1(ctx: &Ctx, ct1: &Ct1) -> Result<Ct1, String> {
+    let Some(creds) = node_credentials(&ctx.store).map_err(|e| e.to_string())? else {
+        return Ok(ct1.clone());
+    };
+    let s = ct1.signature.as_ref().ok_or(
+        "it carries no signature (a secure site applies only CT1s signed by itself or an ancestor)",
+    )?;
+    let who = sms_trust::sign::verify(creds.root(), &s.chain, &s.body, &s.signature)
+        .map_err(|e| format!("its signature is not valid: {e}"))?;
+    let signer = who.site().ok_or_else(|| {
+        format!(
+            "it was signed by {} ({}), not by a site",
+            who.name.label, who.role
+        )
+    })?;
+    let id = ctx.identity().ok_or("no site is installed")?;
+    if signer != id.site_code && !id.ancestors.contains(&signer) {
+        return Err(format!(
+            "it was signed by site {signer}, which is neither this site nor one of its ancestors"
+        ));
+    }
+    let mut body: Ct1 =
+        postcard::from_bytes(&s.body).map_err(|_| "its signed body does not decode".to_string())?;
+    body.signature = ct1.signature.clone();
+    Ok(body)
 }

@@ -206,7 +206,7 @@ pub(crate) const META_LOGON: &[u8] = b"logon_install";
 pub(crate) const META_IDS_FROZEN: &[u8] = b"ids_frozen";
 /// 2: an address carries its keepalive (postcard has no optional trailing
 /// fields, so every stored site control, CT1 and CT2 changed shape).
-const STORE_FORMAT: u32 = 2;
+const STORE_FORMAT: u32 = 3;
 
 impl Store {
     /// Opens (or creates) the database under `dir` and starts its group-commit

@@ -200,6 +200,7 @@ fn ct1_job(serial: u64) -> Job {
         "PRI",
         Priority::High,
         Payload::Ct1(Ct1 {
+            signature: None,
             base_serial: serial - 1,
             proposed: control("PRI", serial),
             origin: "test".into(),
@@ -1279,6 +1280,7 @@ async fn accept_ct2_updates_the_record_and_the_copy_and_the_inbox() {
 async fn pending_ct1_is_set_and_cleared() {
     let (_d, store) = open();
     let ct1 = Ct1 {
+        signature: None,
         base_serial: 1,
         proposed: control("S02", 2),
         origin: "PRI".into(),
@@ -1327,6 +1329,7 @@ async fn remove_site_fails_its_jobs_drops_deinstall_and_bootstrap_and_keeps_a_re
         .set_pending_ct1(
             &site,
             Some(&Ct1 {
+                signature: None,
                 base_serial: 1,
                 proposed: control("S02", 2),
                 origin: "PRI".into(),

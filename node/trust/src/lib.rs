@@ -7,6 +7,7 @@
 
 pub mod ca;
 pub mod names;
+pub mod sign;
 pub mod tls;
 pub mod token;
 

@@ -312,3 +312,15 @@ mod handshake {
         assert!(handshake(tls::server_config(&cen).unwrap(), client).is_err());
     }
 }
+
+#[test]
+fn signatures_verify_against_the_root_and_only_for_the_signed_body() {
+    let t = tree();
+    let sig = sign::sign(&t.s11, b"body").unwrap();
+    let who = sign::verify(t.root.root(), &t.s11.chain, b"body", &sig).unwrap();
+    assert_eq!(who.site(), Some(code("S11")));
+    assert!(sign::verify(t.root.root(), &t.s11.chain, b"other body", &sig).is_err());
+    let other = Authority::new_root(&code("CEN")).unwrap();
+    assert!(sign::verify(other.root(), &t.s11.chain, b"body", &sig).is_err());
+    assert!(sign::verify(t.root.root(), &[], b"body", &sig).is_err());
+}

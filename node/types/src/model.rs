@@ -312,6 +312,30 @@ pub struct Ct1 {
     pub base_serial: u64,
     pub proposed: SiteControl,
     pub origin: String,
+    /// The signing site's signature. On a secure site a CT1 is applied
+    /// only from its signed body, so what is applied is exactly what the
+    /// signer signed, whatever the hops did to the other fields.
+    #[serde(default)]
+    pub signature: Option<SignedBody>,
+}
+
+/// A signature over a body (the postcard encoding of the signed record,
+/// without its signature), with the signer's certificate chain.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedBody {
+    pub body: Vec<u8>,
+    pub signature: Vec<u8>,
+    /// DER, the signer's certificate first.
+    pub chain: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Debug for SignedBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedBody")
+            .field("body_len", &self.body.len())
+            .field("chain_len", &self.chain.len())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

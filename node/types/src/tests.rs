@@ -133,6 +133,7 @@ fn file_pkg() -> FilePackage {
 fn every_payload() -> Vec<Payload> {
     vec![
         Payload::Ct1(Ct1 {
+            signature: None,
             base_serial: 6,
             proposed: control(),
             origin: "PRI".into(),
@@ -464,6 +465,7 @@ fn postcard_round_trips_site_control_records() {
         ..control()
     });
     round_trip(&Ct1 {
+        signature: None,
         base_serial: 1,
         proposed: control(),
         origin: "bootstrap".into(),
@@ -484,6 +486,7 @@ fn postcard_round_trips_site_control_records() {
     });
     round_trip(&BadCt1 {
         ct1: Ct1 {
+            signature: None,
             base_serial: 0,
             proposed: control(),
             origin: String::new(),

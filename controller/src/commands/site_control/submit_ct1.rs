@@ -114,6 +114,8 @@ pub fn parse_ct1(text: &str, file: &std::path::Path) -> anyhow::Result<pb::Ct1> 
             .and_then(Value::as_str)
             .unwrap_or("submit-ct1")
             .to_string(),
+        // Dropped as it is: unsigned, so a secure site puts it in the bad box.
+        ..Default::default()
     })
 }
 

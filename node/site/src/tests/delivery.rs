@@ -53,6 +53,7 @@ fn status(site: &str) -> Payload {
 async fn local_jobs_go_to_the_inbox_of_their_component() {
     let node = hierarchy();
     let ct1 = Payload::Ct1(Ct1 {
+        signature: None,
         base_serial: 1,
         proposed: ct0("PRI", None),
         origin: "t".into(),

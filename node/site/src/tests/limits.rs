@@ -16,6 +16,7 @@ async fn a_ct1_setting_the_id_counter_near_2_64_is_refused() {
     let mut p = current.clone();
     p.next_unique_id = u64::MAX - 10;
     let ct1 = Ct1 {
+        signature: None,
         base_serial: current.serial,
         proposed: p,
         origin: "a test".into(),
@@ -36,6 +37,7 @@ async fn a_ct1_with_a_retry_delay_of_a_year_is_refused() {
     a.retry_delay_ms = 365 * 24 * 3_600_000;
     p.addresses = vec![a];
     let ct1 = Ct1 {
+        signature: None,
         base_serial: current.serial,
         proposed: p,
         origin: "a test".into(),

@@ -141,3 +141,110 @@ fn deleting_a_site_revokes_what_its_token_bought() {
     );
     assert!(trust::revoke_serial(&n.ctx, "not hex!", "x").is_err());
 }
+
+/// PRI (with the root) and S01 below it holding a certificate from PRI.
+fn signed_pair() -> (Node, Node, sms_trust::Authority) {
+    let pri = root_node();
+    let c = pri.ctx.store.ca_credentials().unwrap().unwrap();
+    let ca = sms_trust::Authority::load(&sms_trust::Credentials {
+        key_pkcs8: c.key_pkcs8,
+        chain: c.chain,
+    })
+    .unwrap();
+    let s01 = secondary("S01", "PRI");
+    let creds = ca
+        .issue_own(
+            Role::Secondary,
+            &sms_trust::Name::site(&code("S01"), &[code("PRI")]),
+        )
+        .unwrap();
+    trust::set_node_credentials(&s01.ctx.store, &creds).unwrap();
+    (pri, s01, ca)
+}
+
+fn ct1_for(site: &str, serial: u64, interval: u64) -> sms_types::Ct1 {
+    let mut proposed = ct0(site, Some("PRI"));
+    proposed.polling_interval_ms = interval;
+    sms_types::Ct1 {
+        base_serial: serial,
+        proposed,
+        origin: "test".into(),
+        signature: None,
+    }
+}
+
+#[test]
+fn a_ct1_signed_by_an_ancestor_is_applied_from_its_signed_body() {
+    let (pri, s01, _) = signed_pair();
+    let mut ct1 = ct1_for("S01", 1, 5000);
+    trust::sign_ct1(&pri.ctx, &mut ct1).unwrap();
+    assert_eq!(
+        trust::verified_ct1(&s01.ctx, &ct1)
+            .unwrap()
+            .proposed
+            .polling_interval_ms,
+        5000
+    );
+    // A hop that changes the fields beside the signature changes nothing:
+    // what is applied is what PRI signed.
+    let mut altered = ct1.clone();
+    altered.proposed.polling_interval_ms = 99_000;
+    assert_eq!(
+        trust::verified_ct1(&s01.ctx, &altered)
+            .unwrap()
+            .proposed
+            .polling_interval_ms,
+        5000
+    );
+    // A changed body breaks the signature.
+    let mut forged = ct1.clone();
+    forged.signature.as_mut().unwrap().body[3] ^= 1;
+    let e = trust::verified_ct1(&s01.ctx, &forged).unwrap_err();
+    assert!(e.contains("signature is not valid"), "{e}");
+}
+
+#[test]
+fn unsigned_and_sibling_signed_ct1s_are_refused() {
+    let (_pri, s01, ca) = signed_pair();
+    let e = trust::verified_ct1(&s01.ctx, &ct1_for("S01", 1, 5000)).unwrap_err();
+    assert!(e.contains("no signature"), "{e}");
+    // S02, a sibling with a valid certificate of the same hierarchy.
+    let s02 = ca
+        .issue_own(
+            Role::Secondary,
+            &sms_trust::Name::site(&code("S02"), &[code("PRI")]),
+        )
+        .unwrap();
+    let mut ct1 = ct1_for("S01", 1, 5000);
+    let body = postcard::to_allocvec(&ct1).unwrap();
+    let signature = sms_trust::sign::sign(&s02, &body).unwrap();
+    ct1.signature = Some(sms_types::SignedBody {
+        body,
+        signature,
+        chain: s02.chain.clone(),
+    });
+    let e = trust::verified_ct1(&s01.ctx, &ct1).unwrap_err();
+    assert!(e.contains("signed by site S02, which is neither"), "{e}");
+    // Another hierarchy's PRI.
+    let other = sms_trust::Authority::new_root(&code("PRI")).unwrap();
+    let theirs = other
+        .issue_own(Role::Primary, &sms_trust::Name::site(&code("PRI"), &[]))
+        .unwrap();
+    let mut ct1 = ct1_for("S01", 1, 5000);
+    let body = postcard::to_allocvec(&ct1).unwrap();
+    let signature = sms_trust::sign::sign(&theirs, &body).unwrap();
+    ct1.signature = Some(sms_types::SignedBody {
+        body,
+        signature,
+        chain: theirs.chain.clone(),
+    });
+    let e = trust::verified_ct1(&s01.ctx, &ct1).unwrap_err();
+    assert!(e.contains("root"), "{e}");
+}
+
+#[test]
+fn an_insecure_site_takes_ct1s_as_they_are() {
+    let s = secondary("S01", "PRI");
+    let ct1 = ct1_for("S01", 1, 5000);
+    assert_eq!(trust::verified_ct1(&s.ctx, &ct1).unwrap(), ct1);
+}

@@ -8,6 +8,7 @@ use crate::site_config::{validate, MIN_POLLING_INTERVAL_MS};
 /// A CT1 proposing `proposed` against the node's current CT0.
 fn ct1(base_serial: u64, proposed: SiteControl) -> Ct1 {
     Ct1 {
+        signature: None,
         base_serial,
         proposed,
         origin: "a test".into(),
