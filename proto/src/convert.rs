@@ -206,6 +206,21 @@ pub fn ct2_to(c: &Ct2) -> pb::Ct2 {
         reported_unix_ms: c.reported_unix_ms,
         server: c.server.clone(),
         kind: c.kind.as_str().to_string(),
+        signed_body: c
+            .signature
+            .as_ref()
+            .map(|s| s.body.clone())
+            .unwrap_or_default(),
+        signature: c
+            .signature
+            .as_ref()
+            .map(|s| s.signature.clone())
+            .unwrap_or_default(),
+        signer_chain: c
+            .signature
+            .as_ref()
+            .map(|s| s.chain.clone())
+            .unwrap_or_default(),
     }
 }
 
@@ -227,6 +242,11 @@ pub fn ct2_from(c: &pb::Ct2) -> R<Ct2> {
         reported_unix_ms: c.reported_unix_ms,
         server: c.server.clone(),
         kind: c.kind.parse().map_err(WireError)?,
+        signature: signed_from(
+            c.signed_body.clone(),
+            c.signature.clone(),
+            c.signer_chain.clone(),
+        ),
     })
 }
 

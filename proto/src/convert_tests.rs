@@ -80,6 +80,7 @@ fn control() -> SiteControl {
 
 fn ct2() -> Ct2 {
     Ct2 {
+        signature: None,
         site_code: sc("S01"),
         parent_site_code: Some(sc("PRI")),
         serial: 12,
@@ -449,6 +450,7 @@ fn ct2_round_trips_and_refuses_a_missing_control_or_kind() {
     for kind in [SiteKind::Primary, SiteKind::Secondary] {
         for parent in [None, Some(sc("PRI"))] {
             let c = Ct2 {
+                signature: None,
                 kind,
                 parent_site_code: parent,
                 ..ct2()

@@ -774,6 +774,21 @@ async fn process(ctx: &Arc<Ctx>, key: u64, job: Job) -> anyhow::Result<()> {
         ctx.store.inbox_remove(Inbox::Hierarchy, key)?;
         return Ok(());
     };
+    // On a secure site only a CT2 signed by the site it reports on counts,
+    // and its signed body is what is recorded.
+    let ct2 = match crate::trust::verified_ct2(ctx, &ct2) {
+        Ok(c) => c,
+        Err(reason) => {
+            tracing::warn!(site = %ct2.site_code, "CT2 refused and set aside: {reason}");
+            crate::status::emit(
+                ctx,
+                &catalog::CT2_REFUSED,
+                &[ct2.site_code.to_string(), reason],
+            )?;
+            ctx.store.inbox_remove(Inbox::Hierarchy, key)?;
+            return Ok(());
+        }
+    };
     let known = match ctx.store.site(&ct2.site_code)? {
         Some(r) => Some(r),
         None => learn_descendant(ctx, &ct2)?,

@@ -536,7 +536,8 @@ async fn stage4(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
             return Ok(());
         }
     }
-    let ct2 = Ct2 {
+    let mut ct2 = Ct2 {
+        signature: None,
         site_code: id.site_code.clone(),
         parent_site_code: id.parent.as_ref().map(|p| p.site_code.clone()),
         serial: cfg.serial,
@@ -547,6 +548,7 @@ async fn stage4(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
         server: ctx.advertise.clone(),
         kind: id.kind,
     };
+    crate::trust::sign_ct2(ctx, &mut ct2).map_err(|e| anyhow::anyhow!("{e}"))?;
     match &id.parent {
         Some(p) => {
             let job = Job::new(

@@ -7,7 +7,7 @@
 use sms_store::{Store, StoredCredentials, TokenRecord, TokenRefusal};
 use sms_trust::names::check_label;
 use sms_trust::{token, AdminRole, Authority, Credentials, JoinToken, Name, Role};
-use sms_types::{Ct1, SignedBody, SiteCode};
+use sms_types::{Ct1, Ct2, SignedBody, SiteCode};
 
 use crate::core::Ctx;
 use crate::error::Refused;
@@ -359,5 +359,46 @@ pub fn verified_ct1(ctx: &Ctx, ct1: &Ct1) -> Result<Ct1, String> {
     let mut body: Ct1 =
         postcard::from_bytes(&s.body).map_err(|_| "its signed body does not decode".to_string())?;
     body.signature = ct1.signature.clone();
+    Ok(body)
+}
+
+/// Signs a CT2 with this node's key (nothing on an `--insecure` node).
+pub fn sign_ct2(ctx: &Ctx, ct2: &mut Ct2) -> Result<(), Refused> {
+    let Some(creds) = node_credentials(&ctx.store)? else {
+        return Ok(());
+    };
+    ct2.signature = None;
+    let body = postcard::to_allocvec(&*ct2).map_err(internal)?;
+    let signature = sms_trust::sign::sign(&creds, &body).map_err(internal)?;
+    ct2.signature = Some(SignedBody {
+        body,
+        signature,
+        chain: creds.chain.clone(),
+    });
+    Ok(())
+}
+
+/// The CT2 to record: on a secure site, the signed body, if the signature
+/// is valid under this hierarchy's root and the signer is the site the
+/// report is about; otherwise why not. An `--insecure` site takes it as is.
+pub fn verified_ct2(ctx: &Ctx, ct2: &Ct2) -> Result<Ct2, String> {
+    let Some(creds) = node_credentials(&ctx.store).map_err(|e| e.to_string())? else {
+        return Ok(ct2.clone());
+    };
+    let s = ct2
+        .signature
+        .as_ref()
+        .ok_or("it carries no signature (a secure site records only reports signed by the site they are about)")?;
+    let who = sms_trust::sign::verify(creds.root(), &s.chain, &s.body, &s.signature)
+        .map_err(|e| format!("its signature is not valid: {e}"))?;
+    let mut body: Ct2 =
+        postcard::from_bytes(&s.body).map_err(|_| "its signed body does not decode".to_string())?;
+    if who.site().as_ref() != Some(&body.site_code) {
+        return Err(format!(
+            "it reports on site {} but was signed by {} ({})",
+            body.site_code, who.name.label, who.role
+        ));
+    }
+    body.signature = ct2.signature.clone();
     Ok(body)
 }

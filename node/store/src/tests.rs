@@ -210,6 +210,7 @@ fn ct1_job(serial: u64) -> Job {
 
 fn ct2_of(site: &str, serial: u64) -> Ct2 {
     Ct2 {
+        signature: None,
         site_code: code(site),
         parent_site_code: Some(code("PRI")),
         serial,

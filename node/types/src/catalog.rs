@@ -65,6 +65,8 @@ catalogue! {
         "Site status of %1: %2 of %3 components running; links: %4.";
     SITE_DEINSTALLING = 1002, Warning, "SMS_SITE_COMPONENT_MANAGER",
         "Parent site %1 deleted this site: its install is removed and the node restarts as a bare node.";
+    CT2_REFUSED = 3110, Error, "SMS_HIERARCHY_MANAGER",
+        "A site control report (CT2) for site %1 was refused and set aside: %2.";
     HM_UNKNOWN_CT2 = 3102, Warning, "SMS_HIERARCHY_MANAGER",
         "A site control report (CT2) arrived for site %1, which is not in this site's hierarchy; it was set aside.";
     BOOTSTRAP_PHASE1 = 3300, Informational, "SMS_BOOTSTRAP",

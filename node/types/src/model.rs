@@ -356,6 +356,9 @@ pub struct Ct2 {
     pub reported_unix_ms: u64,
     pub server: String,
     pub kind: SiteKind,
+    /// The reporting site's signature (see [`Ct1::signature`]).
+    #[serde(default)]
+    pub signature: Option<SignedBody>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

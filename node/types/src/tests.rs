@@ -89,6 +89,7 @@ fn status_msg() -> StatusMessage {
 
 fn ct2() -> Ct2 {
     Ct2 {
+        signature: None,
         site_code: code("S01"),
         parent_site_code: None,
         serial: 7,

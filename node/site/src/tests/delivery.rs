@@ -23,6 +23,7 @@ fn deliver(node: &Node, from: &str, job: &Job, chunk: Option<Chunk>) -> Result<D
 
 fn ct2(site: &str, parent: &str) -> Payload {
     Payload::Ct2(Ct2 {
+        signature: None,
         site_code: code(site),
         parent_site_code: Some(code(parent)),
         serial: 1,

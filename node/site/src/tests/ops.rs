@@ -259,6 +259,7 @@ async fn a_child_control_is_shown_only_at_its_last_reported_serial() {
     let mut control = ct0("S01", Some("PRI"));
     control.serial = 3;
     let ct2 = Ct2 {
+        signature: None,
         site_code: code("S01"),
         parent_site_code: Some(code("PRI")),
         serial: 3,

@@ -248,3 +248,48 @@ fn an_insecure_site_takes_ct1s_as_they_are() {
     let ct1 = ct1_for("S01", 1, 5000);
     assert_eq!(trust::verified_ct1(&s.ctx, &ct1).unwrap(), ct1);
 }
+
+#[test]
+fn a_ct2_counts_only_when_signed_by_the_site_it_reports_on() {
+    let (pri, s01, ca) = signed_pair();
+    let ct2 = |site: &str| sms_types::Ct2 {
+        signature: None,
+        site_code: code(site),
+        parent_site_code: Some(code("PRI")),
+        serial: 1,
+        control: ct0(site, Some("PRI")),
+        components: vec![],
+        version: "v".into(),
+        reported_unix_ms: 1,
+        server: "10.0.0.9:8500".into(),
+        kind: sms_types::SiteKind::Secondary,
+    };
+    let mut good = ct2("S01");
+    trust::sign_ct2(&s01.ctx, &mut good).unwrap();
+    assert_eq!(
+        trust::verified_ct2(&pri.ctx, &good).unwrap().server,
+        "10.0.0.9:8500"
+    );
+    // S02 reporting on S01 (to move S01's address, say) is refused.
+    let s02 = ca
+        .issue_own(
+            Role::Secondary,
+            &sms_trust::Name::site(&code("S02"), &[code("PRI")]),
+        )
+        .unwrap();
+    let mut forged = ct2("S01");
+    let body = postcard::to_allocvec(&forged).unwrap();
+    let signature = sms_trust::sign::sign(&s02, &body).unwrap();
+    forged.signature = Some(sms_types::SignedBody {
+        body,
+        signature,
+        chain: s02.chain.clone(),
+    });
+    let e = trust::verified_ct2(&pri.ctx, &forged).unwrap_err();
+    assert!(
+        e.contains("reports on site S01 but was signed by S02"),
+        "{e}"
+    );
+    let e = trust::verified_ct2(&pri.ctx, &ct2("S01")).unwrap_err();
+    assert!(e.contains("no signature"), "{e}");
+}
