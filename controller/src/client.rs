@@ -141,11 +141,18 @@ impl<T> Reply<T> for std::result::Result<tonic::Response<T>, tonic::Status> {
 /// A gRPC failure as the node explained it.
 pub fn status_err(what: &str, s: tonic::Status) -> anyhow::Error {
     let m = s.message();
-    if insecure() && (m.contains("h2 protocol error") || m.contains("transport error")) {
+    let transport = matches!(
+        s.code(),
+        tonic::Code::Unavailable
+            | tonic::Code::Unknown
+            | tonic::Code::Cancelled
+            | tonic::Code::Internal
+    );
+    if insecure() && transport {
+        // A plaintext client meets a TLS node as a garbled or cut connection.
         return anyhow!(
-            "{what}: the node did not speak plaintext gRPC ({}); it uses TLS: drop --insecure \
-             (and unset SMS_INSECURE)",
-            s.message()
+            "{what}: the connection failed ({m}); if the node uses TLS (the default), drop \
+             --insecure and unset SMS_INSECURE"
         );
     }
     if s.code() == tonic::Code::Unavailable && s.message().contains("transport") {
