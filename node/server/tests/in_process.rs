@@ -245,3 +245,39 @@ async fn restarted_nodes_keep_identity_and_received_probes() {
     stop("PRI", pri).await;
     eprintln!("test took {:.2?}", t0.elapsed());
 }
+
+/// Live status streams are bounded: past the limit a new one is refused
+/// with RESOURCE_EXHAUSTED, and closing one frees its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_status_streams_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let pri = start(central(&dir.path().join("pri"))).await;
+    let c = admin(&pri).await;
+    let mut open = Vec::new();
+    for _ in 0..sms_server::rpc::MAX_WATCHERS {
+        open.push(
+            c.clone()
+                .watch_status_messages(pb::WatchStatusMessagesRequest::default())
+                .await
+                .expect("a stream within the limit"),
+        );
+    }
+    let r = c
+        .clone()
+        .watch_status_messages(pb::WatchStatusMessagesRequest::default())
+        .await
+        .expect_err("one past the limit");
+    assert_eq!(r.code(), tonic::Code::ResourceExhausted, "{r:?}");
+    drop(open.pop());
+    wait_for("a freed stream slot", WAIT, || {
+        let c = c.clone();
+        async move {
+            c.clone()
+                .watch_status_messages(pb::WatchStatusMessagesRequest::default())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await;
+}

@@ -20,8 +20,14 @@ use super::auth::{self, Caller};
 use super::errors::{status, status_for_child};
 use sms_trust::AdminRole;
 
+/// Live status message streams a node serves at once: each holds a
+/// broadcast receiver and its buffer, so they are bounded.
+pub const MAX_WATCHERS: usize = 64;
+
 pub struct AdminSvc {
     pub ctx: Arc<Ctx>,
+    /// One permit per open `WatchStatusMessages` stream.
+    pub watchers: Arc<tokio::sync::Semaphore>,
     /// Where this node's component logs are (for `controller log`).
     pub log_dir: std::path::PathBuf,
 }
@@ -156,44 +162,52 @@ impl pb::admin_server::Admin for AdminSvc {
         let req = req.into_inner();
         let site = convert::opt_code(&req.site, "site")?;
         let id = (req.id != 0).then_some(req.id);
+        let permit = self.watchers.clone().try_acquire_owned().map_err(|_| {
+            tracing::warn!("refused a status message stream: {MAX_WATCHERS} are open");
+            Status::resource_exhausted(format!(
+                "this node already serves {MAX_WATCHERS} live status message streams; close one \
+                 (or poll with status-messages) and try again"
+            ))
+        })?;
         let rx = sms_site::status::watch(&self.ctx);
         let cancel = self.ctx.tasks.token();
         // Ends when the node stops (so shutdown never waits on a watcher).
-        let stream = futures::stream::unfold((rx, 0u64), move |(mut rx, mut missed)| {
-            let (site, cancel) = (site.clone(), cancel.clone());
-            async move {
-                loop {
-                    let got = tokio::select! {
-                        _ = cancel.cancelled() => return None,
-                        got = rx.recv() => got,
-                    };
-                    match got {
-                        Ok(b) => {
-                            let messages: Vec<pb::StatusMessage> = b
-                                .messages
-                                .iter()
-                                .filter(|m| {
-                                    site.as_ref().is_none_or(|s| &m.site_code == s)
-                                        && id.is_none_or(|i| m.id == i)
-                                })
-                                .map(convert::status_to)
-                                .collect();
-                            if messages.is_empty() {
-                                continue;
+        let stream =
+            futures::stream::unfold((rx, 0u64, permit), move |(mut rx, mut missed, permit)| {
+                let (site, cancel) = (site.clone(), cancel.clone());
+                async move {
+                    loop {
+                        let got = tokio::select! {
+                            _ = cancel.cancelled() => return None,
+                            got = rx.recv() => got,
+                        };
+                        match got {
+                            Ok(b) => {
+                                let messages: Vec<pb::StatusMessage> = b
+                                    .messages
+                                    .iter()
+                                    .filter(|m| {
+                                        site.as_ref().is_none_or(|s| &m.site_code == s)
+                                            && id.is_none_or(|i| m.id == i)
+                                    })
+                                    .map(convert::status_to)
+                                    .collect();
+                                if messages.is_empty() {
+                                    continue;
+                                }
+                                let item = pb::StoredStatusMessages {
+                                    messages,
+                                    stored_unix_us: b.stored_unix_us,
+                                    missed_batches: missed,
+                                };
+                                return Some((Ok(item), (rx, 0, permit)));
                             }
-                            let item = pb::StoredStatusMessages {
-                                messages,
-                                stored_unix_us: b.stored_unix_us,
-                                missed_batches: missed,
-                            };
-                            return Some((Ok(item), (rx, 0)));
+                            Err(broadcast::error::RecvError::Lagged(n)) => missed += n,
+                            Err(broadcast::error::RecvError::Closed) => return None,
                         }
-                        Err(broadcast::error::RecvError::Lagged(n)) => missed += n,
-                        Err(broadcast::error::RecvError::Closed) => return None,
                     }
                 }
-            }
-        });
+            });
         Ok(Response::new(Box::pin(stream)))
     }
 

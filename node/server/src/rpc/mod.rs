@@ -4,6 +4,7 @@
 //! Nothing below the server crate sees a prost or tonic type.
 
 mod admin;
+pub use admin::MAX_WATCHERS;
 pub mod auth;
 mod bootstrap;
 mod errors;
@@ -72,9 +73,13 @@ pub async fn serve(
             ctx: ctx.clone(),
         }))
         .add_service(
-            pb::admin_server::AdminServer::new(admin::AdminSvc { ctx, log_dir })
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(64 * 1024 * 1024),
+            pb::admin_server::AdminServer::new(admin::AdminSvc {
+                ctx,
+                log_dir,
+                watchers: Arc::new(tokio::sync::Semaphore::new(admin::MAX_WATCHERS)),
+            })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(64 * 1024 * 1024),
         )
         // `Server::tcp_nodelay` does not reach sockets from our own listener:
         // the acceptor sets it, or replies wait on the peer's delayed ACK
