@@ -249,6 +249,27 @@ fn diagnose(
         fix.push(format!("controller --node {addr} restore-link --to {code}"));
         return (format!("the link from {p} to {code} was cut by an administrator ({}); {code}'s reports wait at {code} until it is restored", l.detail), fix);
     }
+    // A trust failure shows as the reason a link or a connection failed.
+    let mut texts: Vec<String> = link.map(|l| l.detail.clone()).into_iter().collect();
+    if let Err(e) = child {
+        texts.push(e.clone());
+    }
+    if let Ok(cv) = child {
+        texts.extend(
+            cv.status
+                .links
+                .iter()
+                .filter(|l| l.to == site.parent_site_code)
+                .map(|l| l.detail.clone()),
+        );
+    }
+    if let Some((why, how)) = trust_cause(&texts) {
+        fix.push(how.replace("{code}", code).replace("{addr}", addr));
+        return (
+            format!("{p} and {code} do not trust each other: {why}"),
+            fix,
+        );
+    }
     if let Some(j) = failed_down.first() {
         fix.push(format!("controller --node {addr} retry-jobs --to {code}"));
         return (
@@ -534,5 +555,66 @@ mod tests {
             "S01 is Active; nothing to fix (last status message 1970-01-01T00:00:00.000Z)"
         );
         assert!(fix.is_empty());
+    }
+}
+
+/// The trust failure a connection error names, if any: (cause, fix), the
+/// fix with `{code}` and `{addr}` to fill in.
+pub fn trust_cause(texts: &[String]) -> Option<(String, String)> {
+    let all = texts.join(" | ");
+    let has = |w: &str| all.contains(w);
+    let rejoin = "join the node again: `controller --node {addr} token create --site {code}`, then start its sms-node with --join-token (a new data dir if the site was deleted)";
+    if has("revoked") {
+        return Some((
+            "a certificate was revoked (the site was deleted, or an administrator revoked it)"
+                .into(),
+            rejoin.into(),
+        ));
+    }
+    if has("Expired") || has("expired") {
+        return Some(("a certificate has expired (certificates are not renewed automatically yet), or the clocks are far apart".into(), format!("check both clocks; if a certificate expired, {rejoin}")));
+    }
+    if has("NotValidYet") {
+        return Some((
+            "a certificate is not valid yet: the clocks of the two servers are far apart".into(),
+            "set both clocks right (NTP); nothing else is needed".into(),
+        ));
+    }
+    if has("UnknownIssuer") || has("does not end in the hierarchy root") || has("BadSignature") {
+        return Some(("a certificate was issued by another hierarchy's authority (a node joined elsewhere, or a reinstalled central site)".into(), rejoin.into()));
+    }
+    if has("not for site") || has("certificate is for site") {
+        return Some(("the server at the site's address holds another site's certificate (an address mix-up, or a reused node)".into(), "check the site's address (controller sites); if the node is the wrong one, give the site its own node and join it with a token".into()));
+    }
+    if has("client certificate") || has("CertificateRequired") {
+        return Some(("a node without a certificate (or started with --insecure) talks to one that requires TLS".into(), rejoin.into()));
+    }
+    None
+}
+
+#[cfg(test)]
+mod trust_tests {
+    use super::trust_cause;
+
+    #[test]
+    fn trust_failures_are_named_with_their_fix() {
+        let t = |s: &str| trust_cause(&[s.to_string()]).map(|(c, _)| c);
+        assert!(t("PermissionDenied: certificate 0a1b was revoked here")
+            .unwrap()
+            .contains("revoked"));
+        assert!(t("invalid peer certificate: Expired")
+            .unwrap()
+            .contains("expired"));
+        assert!(t("invalid peer certificate: UnknownIssuer")
+            .unwrap()
+            .contains("another hierarchy"));
+        assert!(
+            t("the server presents a certificate for S02 (secondary), not for site S01")
+                .unwrap()
+                .contains("another site")
+        );
+        assert_eq!(t("connection refused"), None);
+        let (_, fix) = trust_cause(&["revoked".to_string()]).unwrap();
+        assert!(fix.contains("token create --site {code}"), "{fix}");
     }
 }
