@@ -37,6 +37,8 @@ pub struct NodeConfig {
     pub domain: Option<String>,
     /// How long shutdown waits for components before giving up.
     pub shutdown_grace: Duration,
+    /// How long file packages received at this site are kept.
+    pub package_retention: sms_site::retention::PackageRetention,
 }
 
 /// A running node.
@@ -204,6 +206,8 @@ impl Node {
             tasks: tasks.clone(),
             peers: Arc::new(connector.clone()) as Arc<dyn Peers>,
         })?);
+        // Before any component runs: the first housekeeping applies it.
+        *ctx.package_retention.lock().expect("retention lock") = cfg.package_retention;
         sms_site::wiring::wire(&ctx);
 
         if identity.is_some() {

@@ -206,6 +206,18 @@ pub async fn run(ctx: Arc<Ctx>, link: Arc<Link>) -> anyhow::Result<()> {
                 };
                 retry_pause(&ctx, &link, &addr_cap, &mut backoff, &msg).await;
             }
+            Err(LinkError::ReceiverFull(msg)) => {
+                // The receiver cannot store now (a full disk): nothing is
+                // wrong with the jobs, so none is charged; wait and retry,
+                // at most a couple of seconds apart so delivery resumes soon
+                // after space returns.
+                tracing::warn!(to = %link.to, %server, "receiver cannot store: {msg}");
+                let addr_cap = Address {
+                    retry_delay_ms: addr.retry_delay_ms.min(2_000),
+                    ..addr.clone()
+                };
+                retry_pause(&ctx, &link, &addr_cap, &mut backoff, &msg).await;
+            }
             Err(LinkError::Stalled(msg)) => {
                 // A connection, not a job, went wrong: a new one at once
                 // (the receiver drops what it already has).
@@ -681,7 +693,7 @@ impl Session {
         Ok(())
     }
 
-    fn acked(
+    pub(crate) fn acked(
         &mut self,
         ctx: &Arc<Ctx>,
         link: &Link,

@@ -35,6 +35,7 @@ pub fn config(dir: &Path) -> NodeConfig {
         parent: None,
         domain: None,
         shutdown_grace: GRACE,
+        package_retention: Default::default(),
     }
 }
 

@@ -15,4 +15,5 @@ mod sender;
 mod skew;
 mod stall;
 mod status;
+mod storage_faults;
 mod validate;
