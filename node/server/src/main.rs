@@ -144,7 +144,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         parent: args.parent,
         domain: args.domain,
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
-        package_retention: sms_site::retention::PackageRetention {
+        package_retention: sms_types::PackageRetention {
             keep: Duration::from_secs(args.package_keep_days.saturating_mul(24 * 3600)),
             max_bytes: args.package_max_mib.saturating_mul(1024 * 1024),
             ..Default::default()

@@ -38,7 +38,7 @@ pub struct NodeConfig {
     /// How long shutdown waits for components before giving up.
     pub shutdown_grace: Duration,
     /// How long file packages received at this site are kept.
-    pub package_retention: sms_site::retention::PackageRetention,
+    pub package_retention: sms_types::PackageRetention,
 }
 
 /// A running node.

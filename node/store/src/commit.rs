@@ -137,13 +137,18 @@ fn fail(cell: &Cell, reason: &str) {
     cell.fail(reason);
 }
 
-/// Clears the failure once the store can write again: sled (a record
-/// written, flushed and synced) and the package files (a chunk-sized file).
-/// A database that cannot write is dropped and opened again first (sled
-/// clears its kept error only at open); one that can is kept (a chunk file
-/// that hit a full disk does not poison sled).
+/// Clears the failure once the store can write again: first a chunk-sized
+/// file (while even that fails, the disk is still full and the database is
+/// left as it is, its reads still answering); then sled, a record written,
+/// flushed and synced. A database that cannot write is dropped and opened
+/// again (sled clears its kept error only at open); one that can is kept (a
+/// chunk file that hit a full disk does not poison sled).
 fn try_reopen(cell: &Arc<Cell>) {
-    let mut sled_ok = cell
+    if let Err(e) = cell.files.probe() {
+        cell.fail(&format!("writing a package chunk: {e}"));
+        return;
+    }
+    let sled_ok = cell
         .current()
         .is_some_and(|inner| write_probe(&inner, cell).is_ok());
     if !sled_ok {
@@ -164,20 +169,10 @@ fn try_reopen(cell: &Arc<Cell>) {
             cell.fail(&e);
             return;
         }
-        sled_ok = true;
+        tracing::warn!("the store was reopened after a failed write");
     }
-    let files = cell
-        .files
-        .probe()
-        .map_err(|e| format!("writing a package chunk: {e}"));
-    match files {
-        Ok(()) if sled_ok => {
-            *cell.failure.lock().expect("failure lock") = None;
-            tracing::info!("the store writes again");
-        }
-        Ok(()) => {}
-        Err(e) => cell.fail(&e),
-    }
+    *cell.failure.lock().expect("failure lock") = None;
+    tracing::warn!("the store writes again");
 }
 
 /// A small record written, flushed and synced.
