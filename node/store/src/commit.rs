@@ -27,10 +27,10 @@ pub(crate) type FlushWaiter = (u64, oneshot::Sender<std::result::Result<(), Stri
 /// that wrote to the failed database asks for its commit right after its
 /// write, and must be told it failed, not be answered by the new one.
 const QUIET_BEFORE_REOPEN: Duration = Duration::from_secs(1);
-/// With no commit asked for, how often the thread checks that sled has not
-/// failed on its own (a write that filled sled's buffer writes to disk and
-/// can fail there, with no commit to report it).
-const IDLE_CHECK: Duration = Duration::from_secs(1);
+/// While failed, how often the thread wakes to try the recovery. (A sled
+/// that failed on its own, writing out a full buffer, is noticed by the
+/// next commit or despool, whose writes it refuses.)
+const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 /// Starts the group commit on its own OS thread: a flush blocks for as long
 /// as the disk takes, and must not hold an async worker meanwhile. The
@@ -73,10 +73,23 @@ pub(crate) fn flush_all(inner: &Inner, files: &PackageFiles) -> std::result::Res
 fn group_commit(cell: Weak<Cell>, rx: Receiver<FlushWaiter>) {
     let mut last_reopen: Option<Instant> = None;
     loop {
-        let first = match rx.recv_timeout(IDLE_CHECK) {
-            Ok(w) => Some(w),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => break,
+        // While failed, wake up now and then to try the recovery even if
+        // nobody asks for a commit.
+        let failed = match cell.upgrade() {
+            Some(c) => c.failure().is_some(),
+            None => break,
+        };
+        let first = if failed {
+            match rx.recv_timeout(RETRY_EVERY) {
+                Ok(w) => Some(w),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(w) => Some(w),
+                Err(_) => break,
+            }
         };
         let mut waiters: Vec<FlushWaiter> = first.into_iter().collect();
         while let Ok(w) = rx.try_recv() {
@@ -102,11 +115,6 @@ fn group_commit(cell: Weak<Cell>, rx: Receiver<FlushWaiter>) {
             continue;
         };
         if waiters.is_empty() {
-            // Idle: a flush of nothing costs nothing, and reports a sled
-            // that failed on its own.
-            if let Err(e) = inner.db.flush() {
-                fail(&cell, &format!("sled failed to write: {e}"));
-            }
             continue;
         }
         let res = flush_all(&inner, &cell.files);

@@ -325,7 +325,15 @@ impl Cell {
                 *f = Some(Failure {
                     reason: reason.to_string(),
                     since: Instant::now(),
-                })
+                });
+                // Wake the commit thread (it may be waiting for a commit
+                // that never comes): it drives the recovery from now on.
+                let (wake, _) = oneshot::channel();
+                let _ = self
+                    .flush_tx
+                    .lock()
+                    .expect("flush channel lock")
+                    .send((0, wake));
             }
         }
     }

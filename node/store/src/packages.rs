@@ -42,9 +42,13 @@ impl Store {
                 }
             }
         }
+        // Kept here: being received, or received for this site (listed
+        // for retention, or from before that list existed).
+        let me = self.identity()?.map(|i| i.site_code);
         for v in inner.packages.iter().values() {
             let rec: ReceivedPackage = dec(&v?)?;
             if !rec.complete
+                || Some(&rec.dest) == me.as_ref()
                 || inner
                     .packages_completed
                     .contains_key(rec.job_id.as_bytes())?
