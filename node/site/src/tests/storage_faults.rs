@@ -106,6 +106,12 @@ async fn a_sent_package_is_freed_only_once_the_next_hop_has_its_last_chunk() {
     assert_eq!(sent, vec![2], "resumes after the acknowledged chunks");
     s.acked(&node.ctx, &link, vec![(pkg.id, 2, false)]).unwrap();
     assert_eq!(node.ctx.store.outbox_len(&code("S01")), 0);
+    // Not before the job's removal is durable: a crash in between would keep
+    // a job whose chunks are gone, which could never be sent.
+    assert_eq!(node.ctx.store.package_bytes(&pkg.id), 12);
+    let flushes = node.ctx.store.flush_count();
+    s.free_acked(&node.ctx).await.unwrap();
+    assert!(node.ctx.store.flush_count() > flushes, "committed first");
     assert_eq!(
         node.ctx.store.package_bytes(&pkg.id),
         0,
@@ -284,4 +290,29 @@ async fn a_receiver_failing_otherwise_still_charges_the_jobs_it_killed() {
     let (queued, failed) = run_against(LinkError::Failed("Internal: despool failed".into())).await;
     assert_eq!(queued + failed, 4);
     assert!(failed > 0, "charged and failed: {failed}");
+}
+
+/// A package whose chunks are gone (a data dir damaged by hand, say) fails
+/// alone and visibly; the link goes on with the jobs behind it.
+#[tokio::test]
+async fn a_package_missing_its_chunks_fails_alone_and_the_link_goes_on() {
+    let node = central("PRI");
+    put_site(&node.ctx, "S01", Some("PRI"), SiteKind::Secondary);
+    let link = Arc::new(Link::new(code("S01")));
+    let pkg = job("PRI", "S01", Priority::Low, file_payload(2));
+    node.ctx
+        .store
+        .enqueue_file(&code("S01"), &pkg, vec![vec![1u8; 4], vec![2u8; 4]])
+        .unwrap();
+    let after = probe("PRI", "S01", Priority::Low);
+    node.ctx.store.enqueue(&code("S01"), &after).unwrap();
+    node.ctx.store.drop_chunks(&pkg.id).unwrap();
+    let mut s = Session::new(&address(5));
+    let mut stream = FakeStream::default();
+    s.fill(&node.ctx, &link, &mut stream).await.unwrap();
+    assert_eq!(stream.sent_ids(), vec![after.id], "the rest still goes");
+    let failed = node.ctx.store.failed_jobs(&code("S01")).unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].job.id, pkg.id);
+    assert!(failed[0].reason.contains("missing"), "{}", failed[0].reason);
 }
