@@ -7,7 +7,11 @@
 //! else ever flushes), then `fdatasync`s sled's log (sled's own flush uses
 //! `sync_file_range`, which a power cut can undo), fsyncs the store
 //! directory when its entries changed and fsyncs new blob files; only then
-//! are the waiters released.
+//! are the waiters released. File package chunks are files beside sled
+//! (`package_files.rs`), synced by the same commit before the log.
+//!
+//! A failed write (a full disk) marks the store failed until it can write
+//! again, reopening sled if sled poisoned itself (see `Cell`).
 //!
 //! One file per family of trees; a component that must change several
 //! families at once gets one method here that does it in one sled
