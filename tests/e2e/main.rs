@@ -6,6 +6,7 @@ mod support;
 
 mod crash_recovery;
 mod create_secondary;
+mod disk_full;
 mod failure_modes;
 mod grpc_surface;
 mod lifecycle;

@@ -49,6 +49,14 @@ struct RunArgs {
         env = "SMS_PARENT"
     )]
     parent: Option<String>,
+    /// Days a file package received at this site is kept (counted from its
+    /// arrival, by this site's clock).
+    #[arg(long, env = "SMS_PACKAGE_KEEP_DAYS", default_value_t = 30)]
+    package_keep_days: u64,
+    /// Most MiB of received packages kept; over it the oldest go first (a
+    /// package is always kept at least ten minutes).
+    #[arg(long, env = "SMS_PACKAGE_MAX_MIB", default_value_t = 10240)]
+    package_max_mib: u64,
     /// Make this node a member server of a domain.
     #[arg(long, env = "SMS_DOMAIN", value_name = "NAME")]
     domain: Option<String>,
@@ -194,6 +202,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             (None, None) => None,
         },
         ca_files: args.ca_cert.clone().zip(args.ca_key.clone()),
+        package_retention: sms_types::PackageRetention {
+            keep: Duration::from_secs(args.package_keep_days.saturating_mul(24 * 3600)),
+            max_bytes: args.package_max_mib.saturating_mul(1024 * 1024),
+            ..Default::default()
+        },
     };
     let keepalive = Duration::from_secs(args.keepalive_secs);
     let connector = Connector {

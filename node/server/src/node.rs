@@ -45,6 +45,8 @@ pub struct NodeConfig {
     /// With `install_primary` and no parent: an existing CA (certificate
     /// and PKCS#8 key, PEM files) to use as the hierarchy's root.
     pub ca_files: Option<(PathBuf, PathBuf)>,
+    /// How long file packages received at this site are kept.
+    pub package_retention: sms_types::PackageRetention,
 }
 
 /// The directory in a central site's data dir where its first
@@ -227,6 +229,8 @@ impl Node {
             tasks: tasks.clone(),
             peers: Arc::new(connector.clone()) as Arc<dyn Peers>,
         })?);
+        // Before any component runs: the first housekeeping applies it.
+        *ctx.package_retention.lock().expect("retention lock") = cfg.package_retention;
         sms_site::wiring::wire(&ctx);
 
         if identity.is_some() {

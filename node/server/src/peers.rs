@@ -111,6 +111,7 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 fn link_error(s: tonic::Status) -> LinkError {
     match s.code() {
         Code::FailedPrecondition => LinkError::Severed(s.message().to_string()),
+        Code::ResourceExhausted => LinkError::ReceiverFull(s.message().to_string()),
         Code::PermissionDenied | Code::Unauthenticated => {
             LinkError::Refused(s.message().to_string())
         }

@@ -67,6 +67,8 @@ pub struct Ctx {
     pub status: StatusState,
     /// Calls up the layers, registered once at wiring time.
     upcalls: OnceLock<Arc<dyn Upcalls>>,
+    /// How long packages received here are kept (applied by `retention`).
+    pub package_retention: std::sync::Mutex<PackageRetention>,
 }
 
 impl Ctx {
@@ -91,6 +93,7 @@ impl Ctx {
             bootstrap: BootstrapRun::default(),
             status: StatusState::default(),
             upcalls: OnceLock::new(),
+            package_retention: Default::default(),
         })
     }
 

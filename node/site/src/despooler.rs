@@ -71,6 +71,9 @@ pub async fn accept_link(ctx: &Arc<Ctx>, hello: &LinkHello) -> Result<SiteCode, 
         )
         .await);
     }
+    if let Some(why) = ctx.store.write_failure() {
+        return Err(Refusal::Full(cannot_store(ctx, &why)));
+    }
     if let Ok(Some(f)) = ctx.store.link_fault(from) {
         return Err(Refusal::Severed(format!(
             "site {} severed its link to site {from} at {}; waiting for restore-link",
@@ -142,8 +145,18 @@ async fn refuse(ctx: &Arc<Ctx>, from: &SiteCode, reason: String) -> Refusal {
 pub enum ReceiveError {
     /// The link was cut here meanwhile: the sender must wait, not retry.
     Severed(String),
+    /// This site cannot store anything now (its disk is full, or its store
+    /// is reopening after a failed write); nothing in the batch was
+    /// acknowledged. Not the jobs' fault: the sender backs off.
+    CannotStore(String),
     /// Storing failed; nothing in the batch was acknowledged.
     Failed(anyhow::Error),
+}
+
+/// The words a sender sees when this site cannot store.
+fn cannot_store(ctx: &Ctx, why: &str) -> String {
+    let me = ctx.site_code().map(|c| c.to_string()).unwrap_or_default();
+    format!("site {me} cannot store jobs now ({why}); it takes them again once it can write")
 }
 
 /// One batch received on an accepted link: refused if the link was cut
@@ -159,9 +172,16 @@ pub async fn receive(
             fmt_ms(f.severed_unix_ms)
         )));
     }
-    let out = despool(ctx, from, frames)
-        .await
-        .map_err(ReceiveError::Failed)?;
+    let out = despool(ctx, from, frames).await.map_err(|e| {
+        let storage = e
+            .downcast_ref::<sms_store::StoreError>()
+            .is_some_and(|s| s.is_storage_fault());
+        if storage {
+            ReceiveError::CannotStore(cannot_store(ctx, &format!("{e:#}")))
+        } else {
+            ReceiveError::Failed(e)
+        }
+    })?;
     let dups = out
         .iter()
         .filter(|(_, _, o)| *o == Despooled::Duplicate)
@@ -218,6 +238,7 @@ pub async fn despool(
 
     let mut out = Vec::with_capacity(order.len());
     let (mut scm, mut hm, mut st) = (false, false, false);
+    let mut completed_here = false;
     for entry in order {
         let (job, delivery, outcome) = match entry {
             Ok(i) => {
@@ -251,6 +272,16 @@ pub async fn despool(
             ) => {
                 scheduler::ensure_link(ctx, hop).wake.notify_one();
             }
+            (
+                Despooled::Stored,
+                Some(Delivery::Chunk {
+                    index,
+                    forward: None,
+                    ..
+                }),
+            ) if matches!(&job.payload, Payload::File(p) if index + 1 == p.chunk_count) => {
+                completed_here = true;
+            }
             (Despooled::Refused(reason), _) => refused_job(ctx, from, job, &reason.to_string()),
             _ => {}
         }
@@ -264,6 +295,12 @@ pub async fn despool(
     }
     if st {
         ctx.status.wake();
+    }
+    if completed_here {
+        // A package completed here: make room by the retention policy.
+        if let Err(e) = crate::retention::apply(ctx) {
+            tracing::warn!("could not apply the package retention policy: {e:#}");
+        }
     }
     Ok(out)
 }

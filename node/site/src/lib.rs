@@ -8,7 +8,8 @@
 //!
 //! 1. [`core`] (shared core), [`ports`] (remote nodes, upcalls),
 //!    [`site_component`] (the component record), [`site_records`] (the
-//!    Hierarchy Manager's records under one lock), [`links`] (link registry)
+//!    Hierarchy Manager's records under one lock), [`links`] (link registry),
+//!    [`retention`] (how long received packages are kept)
 //! 2. [`status`]: reporting a status message
 //! 3. transport: [`sender`], [`scheduler`] (routing, queueing, links),
 //!    [`despooler`]
@@ -28,6 +29,7 @@ pub mod logon;
 pub mod ops;
 pub mod ports;
 pub mod queries;
+pub mod retention;
 pub mod scheduler;
 pub mod sender;
 pub mod site_component;

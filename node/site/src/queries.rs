@@ -73,10 +73,18 @@ pub fn link_view(ctx: &Ctx, to: &SiteCode) -> LinkView {
 /// What this node is and how its links stand.
 pub fn node_view(ctx: &Ctx) -> NodeView {
     let (bootstrap_state, bootstrap_detail) = crate::bootstrap::describe(ctx);
+    let mut components = ctx.components.list();
+    if let Some(why) = ctx.store.write_failure() {
+        // Shown only while it lasts: the node is not serving meanwhile.
+        components.push(ComponentState {
+            name: "SMS_STORE".into(),
+            state: format!("failed: cannot write ({why}); reopening until it can"),
+        });
+    }
     NodeView {
         identity: ctx.identity(),
         logon: crate::logon::describe(ctx),
-        components: ctx.components.list(),
+        components,
         links: ctx
             .links
             .links()

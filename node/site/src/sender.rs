@@ -5,7 +5,10 @@
 //! making it durable). A broken stream charges an attempt to the jobs that
 //! were in flight; a job out of attempts moves to the failed box, where it
 //! stays visible and retryable. A link severed by an administrator (here or
-//! at the peer) pauses the link without charging attempts.
+//! at the peer), or a receiver that cannot store (its disk is full), pauses
+//! the link without charging attempts. A file package's chunks are freed
+//! here when the receiver acknowledges its last chunk, not before, so a
+//! broken stream resumes after the last acknowledged one.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -183,6 +186,10 @@ pub async fn run(ctx: Arc<Ctx>, link: Arc<Link>) -> anyhow::Result<()> {
         session.ack_latency = ack_latency;
         session.stall_floor = stall_floor;
         let result = session.run(&ctx, &link, &server, &hello).await;
+        if let Err(e) = session.free_acked(&ctx).await {
+            // Freed at the next start instead (see drop_orphan_chunks).
+            tracing::warn!(to = %link.to, "could not free acknowledged packages yet: {e}");
+        }
         cautious = session.died_without_progress(&result);
         ack_latency = session.ack_latency;
         stall_floor = match &result {
@@ -200,6 +207,18 @@ pub async fn run(ctx: Arc<Ctx>, link: Arc<Link>) -> anyhow::Result<()> {
                 // The peer cut the link: wait, charging nothing.
                 tracing::info!(to = %link.to, "peer refuses the link: {msg}");
                 link.set_state(LinkStatus::Retrying, msg.clone());
+                let addr_cap = Address {
+                    retry_delay_ms: addr.retry_delay_ms.min(2_000),
+                    ..addr.clone()
+                };
+                retry_pause(&ctx, &link, &addr_cap, &mut backoff, &msg).await;
+            }
+            Err(LinkError::ReceiverFull(msg)) => {
+                // The receiver cannot store now (a full disk): nothing is
+                // wrong with the jobs, so none is charged; wait and retry,
+                // at most a couple of seconds apart so delivery resumes soon
+                // after space returns.
+                tracing::warn!(to = %link.to, %server, "receiver cannot store: {msg}");
                 let addr_cap = Address {
                     retry_delay_ms: addr.retry_delay_ms.min(2_000),
                     ..addr.clone()
@@ -364,6 +383,9 @@ pub(crate) struct Session {
     files: [Option<FileSend>; 3],
     /// Acknowledged-chunk progress of file packages, by job id.
     file_acked: HashMap<Uuid, (OutboxKey, Job)>,
+    /// Packages wholly acknowledged whose jobs left the outbox: their chunks
+    /// are freed once that removal is durable (see [`Session::free_acked`]).
+    to_free: Vec<Uuid>,
     /// The receiver acknowledged something: the link works (resets backoff).
     progress: bool,
     /// The previous session died with frames out and none acknowledged.
@@ -395,6 +417,7 @@ impl Session {
             cursors: [None; 3],
             files: [None, None, None],
             file_acked: HashMap::new(),
+            to_free: Vec::new(),
             progress: false,
             cautious: false,
             opened: false,
@@ -493,7 +516,10 @@ impl Session {
                 // waiting, and they must count before the watchdog does.
                 biased;
                 ev = conn.next() => match ev? {
-                    LinkEvent::Acks(acks) => self.acked(ctx, link, acks)?,
+                    LinkEvent::Acks(acks) => {
+                        self.acked(ctx, link, acks)?;
+                        self.free_acked(ctx).await?;
+                    }
                     LinkEvent::Refused { job_id, reason } => self.refused(ctx, link, job_id, reason).await?,
                 },
                 _ = ctx.tasks.cancelled() => return Ok(()),
@@ -564,9 +590,20 @@ impl Session {
             }
             while self.room() {
                 if let Some((id, idx)) = self.files[pi].as_ref().map(|f| (f.job.id, f.next_chunk)) {
-                    let data = ctx.store.chunk(&id, idx).map_err(fail)?.ok_or_else(|| {
-                        LinkError::Failed(format!("chunk {idx} of package {id} is missing"))
-                    })?;
+                    let Some(data) = ctx.store.chunk(&id, idx).map_err(fail)? else {
+                        // This package can never be sent: it alone fails,
+                        // visibly, and the link goes on with the rest.
+                        let f = self.files[pi].take().expect("file being sent");
+                        self.file_acked.remove(&id);
+                        self.cursors[pi] = Some(f.key.seq);
+                        let reason = format!(
+                            "chunk {idx} of package {id} is missing from this site's package store"
+                        );
+                        charge(ctx, link, &self.addr, vec![(f.key, f.job)], &reason, true)
+                            .await
+                            .map_err(fail)?;
+                        continue;
+                    };
                     let bytes = data.len();
                     self.throttle(bytes).await;
                     let f = self.files[pi].as_mut().expect("file being sent");
@@ -610,7 +647,8 @@ impl Session {
                         if start >= pkg.chunk_count {
                             // Fully acknowledged before a restart removed it.
                             ctx.store.outbox_remove(&[key]).map_err(fail)?;
-                            ctx.store.drop_chunks(&job.id).map_err(fail)?;
+                            self.to_free.push(job.id);
+                            self.free_acked(ctx).await?;
                             continue;
                         }
                         self.files[pi] = Some(FileSend {
@@ -690,7 +728,7 @@ impl Session {
         Ok(())
     }
 
-    fn acked(
+    pub(crate) fn acked(
         &mut self,
         ctx: &Arc<Ctx>,
         link: &Link,
@@ -743,6 +781,21 @@ impl Session {
         ctx.store.outbox_remove(&done).map_err(fail)?;
         for id in files_done {
             self.file_acked.remove(&id);
+            self.to_free.push(id);
+        }
+        Ok(())
+    }
+
+    /// Frees the chunks of packages the receiver has wholly acknowledged,
+    /// after making their jobs' removal from the outbox durable: a chunk
+    /// file's removal is durable at once, and a crash that kept the job but
+    /// not its chunks would leave a job that can never be sent.
+    pub(crate) async fn free_acked(&mut self, ctx: &Ctx) -> Result<(), LinkError> {
+        if self.to_free.is_empty() {
+            return Ok(());
+        }
+        ctx.store.durable().await.map_err(fail)?;
+        for id in std::mem::take(&mut self.to_free) {
             ctx.store.drop_chunks(&id).map_err(fail)?;
         }
         Ok(())

@@ -161,6 +161,9 @@ pub async fn run(ctx: Arc<Ctx>) -> anyhow::Result<()> {
                     "housekeeping: dropped status messages and delivered job ids older than 7 days"
                 );
             }
+            if let Err(e) = crate::retention::apply(&ctx) {
+                tracing::warn!("could not apply the package retention policy: {e:#}");
+            }
             housekeeping = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
         }
         if more {

@@ -7,7 +7,11 @@
 //! else ever flushes), then `fdatasync`s sled's log (sled's own flush uses
 //! `sync_file_range`, which a power cut can undo), fsyncs the store
 //! directory when its entries changed and fsyncs new blob files; only then
-//! are the waiters released.
+//! are the waiters released. File package chunks are files beside sled
+//! (`package_files.rs`), synced by the same commit before the log.
+//!
+//! A failed write (a full disk) marks the store failed until it can write
+//! again, reopening sled if sled poisoned itself (see `Cell`).
 //!
 //! One file per family of trees; a component that must change several
 //! families at once gets one method here that does it in one sled
@@ -22,6 +26,7 @@ mod keys;
 mod log_sync;
 mod logon;
 mod meta;
+mod package_files;
 mod packages;
 mod queues;
 mod received;
@@ -36,7 +41,8 @@ mod trust_tests;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -51,6 +57,7 @@ pub use sms_types::records::*;
 
 use blob_sync::BlobSync;
 use log_sync::LogSync;
+use package_files::PackageFiles;
 use sms_types::*;
 
 /// What every family file needs.
@@ -79,6 +86,13 @@ pub enum StoreError {
     Codec(#[from] postcard::Error),
     #[error("store flush failed: {0}")]
     Flush(String),
+    /// A file beside sled (a package chunk) could not be written or read.
+    #[error("store file: {0}")]
+    Io(#[from] std::io::Error),
+    /// The store failed to write and is being reopened (see
+    /// [`Store::write_failure`]); nothing can be stored until it is.
+    #[error("the store cannot write: {0}")]
+    Unavailable(String),
     /// The data dir was written by a build with another store format.
     #[error("data dir holds store format {found}; this build reads format {expected}")]
     Format { found: u32, expected: u32 },
@@ -101,6 +115,23 @@ pub enum StoreError {
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+impl StoreError {
+    /// The disk or the store failed, not the data: nothing about the
+    /// record that was being written is wrong, and writing it again once
+    /// the disk recovers will work. A receiver answers such a failure with
+    /// "cannot store now", which its sender waits out without failing jobs.
+    pub fn is_storage_fault(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Sled(sled::Error::Io(_))
+                | StoreError::Sled(sled::Error::ReportableBug(_))
+                | StoreError::Flush(_)
+                | StoreError::Io(_)
+                | StoreError::Unavailable(_)
+        )
+    }
+}
 
 /// How long opening waits for the data dir's lock: a store dropped a moment
 /// ago (a node restarted in the same process) releases it only when sled's
@@ -130,6 +161,64 @@ fn open_db(dir: &Path) -> Result<sled::Db> {
     }
 }
 
+/// Opens the database and its trees, checking the store format.
+pub(crate) fn open_inner(dir: &Path) -> Result<Inner> {
+    let db = open_db(dir)?;
+    let format: Option<u32> = match db.get(META_FORMAT)? {
+        Some(v) => Some(dec(&v)?),
+        None => None,
+    };
+    match format {
+        None => {
+            db.insert(META_FORMAT, enc(&STORE_FORMAT))?;
+        }
+        Some(STORE_FORMAT) => {}
+        Some(other) => {
+            return Err(StoreError::Format {
+                found: other,
+                expected: STORE_FORMAT,
+            })
+        }
+    }
+    let t = |name: &str| db.open_tree(name);
+    Ok(Inner {
+        meta: t("meta")?,
+        ct0: t("ct0")?,
+        sitectrl_inbox: t("inbox.sitectrl")?,
+        hman_inbox: t("inbox.hman")?,
+        status_inbox: t("inbox.status")?,
+        bad: t("bad")?,
+        status: t("status")?,
+        status_outq: t("status.outq")?,
+        status_arrival: t("status.arrival")?,
+        outbox: t("outbox")?,
+        failed: t("failed")?,
+        seen: t("despool.seen")?,
+        chunks: t("chunks")?,
+        packages: t("packages")?,
+        packages_completed: t("packages.completed")?,
+        probes: t("probes")?,
+        sites: t("hman.sites")?,
+        child_control: t("hman.control")?,
+        pending_ct1: t("hman.pending_ct1")?,
+        deleted: t("hman.deleted")?,
+        logon_servers: t("logon.servers")?,
+        links: t("link_faults")?,
+        faults: t("faults")?,
+        trust: t("trust")?,
+        tokens: t("trust.tokens")?,
+        revoked: t("trust.revoked")?,
+        disk: Mutex::new(commit::DiskSync {
+            log: LogSync::open(dir.to_path_buf())
+                .map_err(|e| StoreError::Flush(format!("syncing sled's log at open: {e}")))?,
+            blobs: BlobSync::open(dir.join("blobs")).map_err(|e| {
+                StoreError::Flush(format!("syncing sled's blob files at open: {e}"))
+            })?,
+        }),
+        db,
+    })
+}
+
 pub(crate) fn enc<T: Serialize>(v: &T) -> Vec<u8> {
     postcard::to_stdvec(v).expect("domain types always serialise")
 }
@@ -151,6 +240,8 @@ pub(crate) fn txn_err(e: TransactionError<StoreError>) -> StoreError {
     }
 }
 
+/// One open sled database and its trees. Replaced whole when the store is
+/// reopened after a write failure (see [`Cell`]).
 pub(crate) struct Inner {
     pub(crate) db: sled::Db,
     pub(crate) meta: Tree,
@@ -167,8 +258,13 @@ pub(crate) struct Inner {
     pub(crate) outbox: Tree,
     pub(crate) failed: Tree,
     pub(crate) seen: Tree,
+    /// Chunks of data dirs written before chunks became files (read and
+    /// freed, never written).
     pub(crate) chunks: Tree,
     pub(crate) packages: Tree,
+    /// (completed here, by this site's clock) of every package whose
+    /// destination is this site: what the retention policy goes by.
+    pub(crate) packages_completed: Tree,
     pub(crate) probes: Tree,
     pub(crate) sites: Tree,
     pub(crate) child_control: Tree,
@@ -177,22 +273,92 @@ pub(crate) struct Inner {
     pub(crate) logon_servers: Tree,
     pub(crate) links: Tree,
     pub(crate) faults: Tree,
+    /// This node's key and chain, a primary's certificate authority.
     pub(crate) trust: Tree,
+    /// Join tokens this node issued.
     pub(crate) tokens: Tree,
+    /// Certificate serials this node revoked.
     pub(crate) revoked: Tree,
-    pub(crate) flush_tx: std::sync::mpsc::Sender<commit::FlushWaiter>,
-    pub(crate) flushes: AtomicU64,
     /// The log, directory and blob-file syncs each commit ends with.
-    pub(crate) disk: Arc<std::sync::Mutex<commit::DiskSync>>,
+    pub(crate) disk: Mutex<commit::DiskSync>,
+}
+
+/// What outlives a reopen: the open database (swapped whole), the package
+/// files, the group commit's channel and counters, and the failure state.
+///
+/// sled 0.34 poisons itself on its first failed write (a full disk): it
+/// keeps the error and returns it from every later write and flush until
+/// the database is opened again. So a store that fails to write is marked
+/// failed (the node reports not-serving, receivers answer "cannot store
+/// now"), and the group-commit thread reopens it once the failure has
+/// been quiet a moment, then proves it can write before clearing it.
+pub(crate) struct Cell {
+    pub(crate) dir: std::path::PathBuf,
+    /// None only while a reopen is under way.
+    current: RwLock<Option<Arc<Inner>>>,
+    pub(crate) files: PackageFiles,
+    flush_tx: Mutex<std::sync::mpsc::Sender<commit::FlushWaiter>>,
+    pub(crate) flushes: AtomicU64,
     /// Probes received, kept in memory: sled counts a tree by walking it,
     /// and a count polled during a transfer would cost the transfer.
     pub(crate) probes_received: AtomicU64,
+    pub(crate) failure: Mutex<Option<Failure>>,
+    /// Reopens so far: a commit asked for before a reopen cannot vouch for
+    /// writes made on the database it replaced.
+    pub(crate) reopens: AtomicU64,
+    /// Tests: the next write probe of the open database fails, as it does
+    /// on a sled that poisoned itself.
+    #[cfg(test)]
+    pub(crate) test_poisoned: std::sync::atomic::AtomicBool,
+}
+
+/// Why the store cannot write, and since when.
+#[derive(Clone, Debug)]
+pub(crate) struct Failure {
+    pub(crate) reason: String,
+    pub(crate) since: Instant,
+}
+
+impl Cell {
+    pub(crate) fn current(&self) -> Option<Arc<Inner>> {
+        self.current.read().expect("store lock").clone()
+    }
+
+    pub(crate) fn set_current(&self, inner: Option<Arc<Inner>>) -> Option<Arc<Inner>> {
+        std::mem::replace(&mut *self.current.write().expect("store lock"), inner)
+    }
+
+    pub(crate) fn failure(&self) -> Option<Failure> {
+        self.failure.lock().expect("failure lock").clone()
+    }
+
+    /// Marks the store failed (keeping the first failure's time).
+    pub(crate) fn fail(&self, reason: &str) {
+        let mut f = self.failure.lock().expect("failure lock");
+        match f.as_mut() {
+            Some(f) => f.reason = reason.to_string(),
+            None => {
+                *f = Some(Failure {
+                    reason: reason.to_string(),
+                    since: Instant::now(),
+                });
+                // Wake the commit thread (it may be waiting for a commit
+                // that never comes): it drives the recovery from now on.
+                let (wake, _) = oneshot::channel();
+                let _ = self
+                    .flush_tx
+                    .lock()
+                    .expect("flush channel lock")
+                    .send((0, wake));
+            }
+        }
+    }
 }
 
 /// Handle to the node's database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    pub(crate) inner: Arc<Inner>,
+    pub(crate) cell: Arc<Cell>,
 }
 
 pub(crate) const META_IDENTITY: &[u8] = b"identity";
@@ -205,14 +371,17 @@ pub(crate) const META_UNIQUE_ID: &[u8] = b"unique_id_next";
 pub(crate) const META_LOGON: &[u8] = b"logon_install";
 pub(crate) const META_IDS_FROZEN: &[u8] = b"ids_frozen";
 /// 2: an address carries its keepalive (postcard has no optional trailing
-/// fields, so every stored site control, CT1 and CT2 changed shape).
-const STORE_FORMAT: u32 = 3;
+/// fields, so every stored site control, CT1 and CT2 changed shape); 3:
+/// signed CT1s and CT2s; 4: package chunks are files beside sled.
+const STORE_FORMAT: u32 = 4;
+/// Written and flushed to prove a reopened store can write again.
+pub(crate) const META_WRITE_PROBE: &[u8] = b"write_probe";
 
 impl Store {
-    /// Opens (or creates) the database under `dir` and starts its group-commit
-    /// task on the current tokio runtime.
+    /// Opens (or creates) the database under `dir` and starts its
+    /// group-commit thread.
     pub fn open(dir: &Path) -> Result<Store> {
-        let db = open_db(dir)?;
+        let inner = open_inner(dir)?;
         // The store directory's own name must survive a power cut too
         // (sled creates it but never syncs its parent).
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -220,78 +389,62 @@ impl Store {
                 .and_then(|d| d.sync_all())
                 .map_err(|e| StoreError::Flush(format!("syncing {}: {e}", parent.display())))?;
         }
-        let format: Option<u32> = match db.get(META_FORMAT)? {
-            Some(v) => Some(dec(&v)?),
-            None => None,
-        };
-        match format {
-            None => {
-                db.insert(META_FORMAT, enc(&STORE_FORMAT))?;
-            }
-            Some(STORE_FORMAT) => {}
-            Some(other) => {
-                return Err(StoreError::Format {
-                    found: other,
-                    expected: STORE_FORMAT,
-                })
-            }
-        }
-        let t = |name: &str| db.open_tree(name);
+        let probes_received = AtomicU64::new(inner.probes.len() as u64);
         let (flush_tx, flush_rx) = std::sync::mpsc::channel();
-        let probes = t("probes")?;
-        let probes_received = AtomicU64::new(probes.len() as u64);
-        let inner = Arc::new(Inner {
-            meta: t("meta")?,
-            ct0: t("ct0")?,
-            sitectrl_inbox: t("inbox.sitectrl")?,
-            hman_inbox: t("inbox.hman")?,
-            status_inbox: t("inbox.status")?,
-            bad: t("bad")?,
-            status: t("status")?,
-            status_outq: t("status.outq")?,
-            status_arrival: t("status.arrival")?,
-            outbox: t("outbox")?,
-            failed: t("failed")?,
-            seen: t("despool.seen")?,
-            chunks: t("chunks")?,
-            packages: t("packages")?,
-            probes,
-            sites: t("hman.sites")?,
-            child_control: t("hman.control")?,
-            pending_ct1: t("hman.pending_ct1")?,
-            deleted: t("hman.deleted")?,
-            logon_servers: t("logon.servers")?,
-            links: t("link_faults")?,
-            faults: t("faults")?,
-            trust: t("trust")?,
-            tokens: t("trust.tokens")?,
-            revoked: t("trust.revoked")?,
-            db,
-            flush_tx,
+        let cell = Arc::new(Cell {
+            dir: dir.to_path_buf(),
+            current: RwLock::new(Some(Arc::new(inner))),
+            files: PackageFiles::open(dir.join("packages"))
+                .map_err(|e| StoreError::Flush(format!("opening the package files: {e}")))?,
+            flush_tx: Mutex::new(flush_tx),
             flushes: AtomicU64::new(0),
             probes_received,
-            disk: Arc::new(std::sync::Mutex::new(commit::DiskSync {
-                log: LogSync::open(dir.to_path_buf())
-                    .map_err(|e| StoreError::Flush(format!("syncing sled's log at open: {e}")))?,
-                blobs: BlobSync::open(dir.join("blobs")).map_err(|e| {
-                    StoreError::Flush(format!("syncing sled's blob files at open: {e}"))
-                })?,
-            })),
+            failure: Mutex::new(None),
+            reopens: AtomicU64::new(0),
+            #[cfg(test)]
+            test_poisoned: Default::default(),
         });
-        commit::start(Arc::downgrade(&inner), flush_rx)
+        commit::start(Arc::downgrade(&cell), flush_rx)
             .map_err(|e| StoreError::Flush(format!("cannot start the group-commit thread: {e}")))?;
-        let store = Store { inner };
+        let store = Store { cell };
         store.index_unindexed_status()?;
         Ok(store)
+    }
+
+    /// The open database, or why there is none (a reopen under way).
+    pub(crate) fn inner(&self) -> Result<Arc<Inner>> {
+        self.cell.current().ok_or_else(|| {
+            StoreError::Unavailable(
+                self.cell
+                    .failure()
+                    .map(|f| f.reason)
+                    .unwrap_or_else(|| "the store is being reopened".into()),
+            )
+        })
+    }
+
+    /// Why the store cannot write at the moment (None: it can). Set by a
+    /// failed commit; cleared once a reopened store has written and synced
+    /// a record. The node reports not-serving meanwhile.
+    pub fn write_failure(&self) -> Option<String> {
+        self.cell.failure().map(|f| f.reason)
+    }
+
+    /// How many times the store was reopened after a write failure.
+    pub fn reopen_count(&self) -> u64 {
+        self.cell.reopens.load(Ordering::Relaxed)
     }
 
     /// Waits until every write made before this call is on disk. Many callers
     /// share one flush.
     pub async fn durable(&self) -> Result<()> {
         let (tx, rx) = oneshot::channel();
-        self.inner
+        let reopens = self.cell.reopens.load(Ordering::SeqCst);
+        self.cell
             .flush_tx
-            .send(tx)
+            .lock()
+            .expect("flush channel lock")
+            .send((reopens, tx))
             .map_err(|_| StoreError::Flush("group commit stopped".into()))?;
         rx.await
             .map_err(|_| StoreError::Flush("group commit stopped".into()))?
@@ -300,16 +453,17 @@ impl Store {
 
     /// Number of flushes performed (one per group commit batch).
     pub fn flush_count(&self) -> u64 {
-        self.inner.flushes.load(Ordering::Relaxed)
+        self.cell.flushes.load(Ordering::Relaxed)
     }
 
     /// Synchronous final flush for shutdown.
     pub fn flush_now(&self) -> Result<()> {
-        commit::flush_all(&self.inner.db, &self.inner.disk).map_err(StoreError::Flush)
+        let inner = self.inner()?;
+        commit::flush_all(&inner, &self.cell.files).map_err(StoreError::Flush)
     }
 
     pub(crate) fn next_seq(&self) -> Result<u64> {
-        Ok(self.inner.db.generate_id()?)
+        Ok(self.inner()?.db.generate_id()?)
     }
 
     /// Writes `value` at `key`, or removes the key when there is none.

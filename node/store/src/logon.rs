@@ -14,7 +14,7 @@ impl Store {
     }
 
     pub fn logon_records(&self) -> Result<Vec<LogonRecord>> {
-        self.inner
+        self.inner()?
             .logon_servers
             .iter()
             .values()
@@ -23,14 +23,14 @@ impl Store {
     }
 
     pub fn put_logon_record(&self, r: &LogonRecord) -> Result<()> {
-        self.inner
+        self.inner()?
             .logon_servers
             .insert(Self::logon_key(&r.domain, &r.server), enc(r))?;
         Ok(())
     }
 
     pub fn remove_logon_record(&self, domain: &str, server: &str) -> Result<()> {
-        self.inner
+        self.inner()?
             .logon_servers
             .remove(Self::logon_key(domain, server))?;
         Ok(())
@@ -38,7 +38,7 @@ impl Store {
 
     /// The site's next SMS unique ID (never below `floor`, the CT0's value).
     pub fn next_unique_id(&self, floor: u64) -> Result<u64> {
-        Ok(Self::get::<u64>(&self.inner.meta, META_UNIQUE_ID)?
+        Ok(Self::get::<u64>(&self.inner()?.meta, META_UNIQUE_ID)?
             .unwrap_or(0)
             .max(floor)
             .max(1))
@@ -49,7 +49,7 @@ impl Store {
     pub fn allocate_range(&self, size: u64, floor: u64) -> Result<(u64, u64)> {
         // Atomic: concurrent callers (stage 3 installs, range requests)
         // never get the same range.
-        let next = self.inner.meta.update_and_fetch(META_UNIQUE_ID, |old| {
+        let next = self.inner()?.meta.update_and_fetch(META_UNIQUE_ID, |old| {
             let cur = old
                 .and_then(|b| postcard::from_bytes::<u64>(b).ok())
                 .unwrap_or(0);
@@ -61,19 +61,19 @@ impl Store {
 
     /// Set when the parent starts deleting this site: no more ID ranges.
     pub fn ids_frozen(&self) -> Result<bool> {
-        Ok(self.inner.meta.get(META_IDS_FROZEN)?.is_some())
+        Ok(self.inner()?.meta.get(META_IDS_FROZEN)?.is_some())
     }
 
     pub fn freeze_ids(&self) -> Result<()> {
-        self.inner.meta.insert(META_IDS_FROZEN, &[1u8])?;
+        self.inner()?.meta.insert(META_IDS_FROZEN, &[1u8])?;
         Ok(())
     }
 
     pub fn logon_install(&self) -> Result<Option<LogonInstall>> {
-        Self::get(&self.inner.meta, META_LOGON)
+        Self::get(&self.inner()?.meta, META_LOGON)
     }
 
     pub fn set_logon_install(&self, l: Option<&LogonInstall>) -> Result<()> {
-        Self::put_or_remove(&self.inner.meta, META_LOGON, l)
+        Self::put_or_remove(&self.inner()?.meta, META_LOGON, l)
     }
 }

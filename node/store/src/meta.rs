@@ -6,26 +6,26 @@ use crate::prelude::*;
 impl Store {
     /// This node's permanent id, created on first use.
     pub fn node_id(&self) -> Result<Uuid> {
-        if let Some(id) = Self::get(&self.inner.meta, META_NODE_ID)? {
+        if let Some(id) = Self::get(&self.inner()?.meta, META_NODE_ID)? {
             return Ok(id);
         }
         let id = Uuid::now_v7();
-        self.inner.meta.insert(META_NODE_ID, enc(&id))?;
+        self.inner()?.meta.insert(META_NODE_ID, enc(&id))?;
         Ok(id)
     }
 
     pub fn identity(&self) -> Result<Option<Identity>> {
-        Self::get(&self.inner.meta, META_IDENTITY)
+        Self::get(&self.inner()?.meta, META_IDENTITY)
     }
 
     pub fn set_identity(&self, id: &Identity) -> Result<()> {
-        self.inner.meta.insert(META_IDENTITY, enc(id))?;
+        self.inner()?.meta.insert(META_IDENTITY, enc(id))?;
         Ok(())
     }
 
     /// Installs the central primary: identity and CT0 serial 1 in one step.
     pub fn install_site(&self, id: &Identity, ct0: &SiteControl) -> Result<()> {
-        (&self.inner.meta, &self.inner.ct0)
+        (&self.inner()?.meta, &self.inner()?.ct0)
             .transaction(|(meta, ct0t)| {
                 if meta.get(META_IDENTITY)?.is_some() {
                     return abort(StoreError::AlreadyInstalled);
@@ -38,11 +38,11 @@ impl Store {
     }
 
     pub fn member_domain(&self) -> Result<Option<String>> {
-        Self::get(&self.inner.meta, META_DOMAIN)
+        Self::get(&self.inner()?.meta, META_DOMAIN)
     }
 
     pub fn set_member_domain(&self, domain: &str) -> Result<()> {
-        self.inner
+        self.inner()?
             .meta
             .insert(META_DOMAIN, enc(&domain.to_string()))?;
         Ok(())
@@ -51,7 +51,7 @@ impl Store {
     // ---- bootstrap ------------------------------------------------------
 
     pub fn bootstrap_package(&self) -> Result<Option<ReceivedBootstrap>> {
-        Self::get(&self.inner.meta, META_BOOTSTRAP)
+        Self::get(&self.inner()?.meta, META_BOOTSTRAP)
     }
 
     /// Records a received package in one transaction with the checks that
@@ -64,7 +64,7 @@ impl Store {
         pkg: &ReceivedBootstrap,
         decide: impl Fn(&BootstrapSlot) -> std::result::Result<(), BootstrapRefusal>,
     ) -> Result<bool> {
-        self.inner
+        self.inner()?
             .meta
             .transaction(|meta| {
                 let existing: Option<ReceivedBootstrap> = match meta.get(META_BOOTSTRAP)? {
@@ -97,11 +97,11 @@ impl Store {
     }
 
     pub fn bootstrap_state(&self) -> Result<Option<BootstrapState>> {
-        Self::get(&self.inner.meta, META_BOOTSTRAP_STATE)
+        Self::get(&self.inner()?.meta, META_BOOTSTRAP_STATE)
     }
 
     pub fn set_bootstrap_state(&self, s: &BootstrapState) -> Result<()> {
-        self.inner.meta.insert(META_BOOTSTRAP_STATE, enc(s))?;
+        self.inner()?.meta.insert(META_BOOTSTRAP_STATE, enc(s))?;
         Ok(())
     }
 }

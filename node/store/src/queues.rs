@@ -15,25 +15,27 @@ pub enum Inbox {
 }
 
 impl Store {
-    fn inbox_tree(&self, inbox: Inbox) -> &Tree {
-        match inbox {
-            Inbox::SiteControl => &self.inner.sitectrl_inbox,
-            Inbox::Hierarchy => &self.inner.hman_inbox,
-            Inbox::Status => &self.inner.status_inbox,
-        }
+    fn inbox_tree(&self, inbox: Inbox) -> Result<Tree> {
+        let i = self.inner()?;
+        Ok(match inbox {
+            Inbox::SiteControl => i.sitectrl_inbox.clone(),
+            Inbox::Hierarchy => i.hman_inbox.clone(),
+            Inbox::Status => i.status_inbox.clone(),
+        })
     }
 
     /// Drops a job into a local inbox (no transfer), e.g. the central site's
     /// own CT2 to its own Hierarchy Manager.
     pub fn put_inbox(&self, inbox: Inbox, job: &Job) -> Result<u64> {
         let seq = self.next_seq()?;
-        self.inbox_tree(inbox).insert(seq.to_be_bytes(), enc(job))?;
+        self.inbox_tree(inbox)?
+            .insert(seq.to_be_bytes(), enc(job))?;
         Ok(seq)
     }
 
     /// Jobs waiting in an inbox, oldest first.
     pub fn inbox_items(&self, inbox: Inbox, limit: usize) -> Result<Vec<(u64, Job)>> {
-        self.inbox_tree(inbox)
+        self.inbox_tree(inbox)?
             .iter()
             .take(limit)
             .map(|kv| {
@@ -46,12 +48,12 @@ impl Store {
     }
 
     pub fn inbox_remove(&self, inbox: Inbox, key: u64) -> Result<()> {
-        self.inbox_tree(inbox).remove(key.to_be_bytes())?;
+        self.inbox_tree(inbox)?.remove(key.to_be_bytes())?;
         Ok(())
     }
 
     pub fn inbox_len(&self, inbox: Inbox) -> usize {
-        self.inbox_tree(inbox).len()
+        self.inbox_tree(inbox).map_or(0, |t| t.len())
     }
 
     // ---- outboxes -------------------------------------------------------
@@ -64,7 +66,7 @@ impl Store {
             priority: job.priority as u8,
             seq: self.next_seq()?,
         };
-        self.inner.outbox.insert(key.to_bytes(), enc(job))?;
+        self.inner()?.outbox.insert(key.to_bytes(), enc(job))?;
         Ok(key)
     }
 
@@ -86,7 +88,7 @@ impl Store {
             priority: priority as u8,
             seq: u64::MAX,
         };
-        self.inner
+        self.inner()?
             .outbox
             .range(start.to_bytes()..=end.to_bytes())
             .take(limit)
@@ -99,13 +101,13 @@ impl Store {
 
     /// The job at exactly `key`, if still queued.
     pub fn outbox_get(&self, key: OutboxKey) -> Result<Option<Job>> {
-        Self::get(&self.inner.outbox, &key.to_bytes())
+        Self::get(&self.inner()?.outbox, &key.to_bytes())
     }
 
     /// Whether a CT2 of `site` is still waiting in the outbox for `hop`.
     pub fn ct2_queued(&self, hop: &SiteCode, site: &SiteCode) -> Result<bool> {
         let prefix = [hop.as_bytes(), &[Priority::High as u8]].concat();
-        for v in self.inner.outbox.scan_prefix(prefix).values() {
+        for v in self.inner()?.outbox.scan_prefix(prefix).values() {
             if let Payload::Ct2(c) = dec::<Job>(&v?)?.payload {
                 if &c.site_code == site {
                     return Ok(true);
@@ -121,19 +123,19 @@ impl Store {
     /// which would queue behind a running flush.
     pub fn outbox_remove(&self, keys: &[OutboxKey]) -> Result<()> {
         for k in keys {
-            self.inner.outbox.remove(k.to_bytes())?;
+            self.inner()?.outbox.remove(k.to_bytes())?;
         }
         Ok(())
     }
 
     pub fn outbox_update(&self, key: OutboxKey, job: &Job) -> Result<()> {
-        self.inner.outbox.insert(key.to_bytes(), enc(job))?;
+        self.inner()?.outbox.insert(key.to_bytes(), enc(job))?;
         Ok(())
     }
 
     /// Moves a job whose retries are exhausted to the failed box.
     pub fn outbox_fail(&self, key: OutboxKey, failed: &FailedJob) -> Result<()> {
-        (&self.inner.outbox, &self.inner.failed)
+        (&self.inner()?.outbox, &self.inner()?.failed)
             .transaction(|(ob, fb)| {
                 ob.remove(&key.to_bytes())?;
                 fb.insert(&key.to_bytes(), enc(failed))?;
@@ -144,23 +146,22 @@ impl Store {
 
     /// Whether anything is queued for `hop` (without counting it all).
     pub fn outbox_has(&self, hop: &SiteCode) -> bool {
-        self.inner
-            .outbox
-            .scan_prefix(hop.as_bytes())
-            .next()
-            .is_some()
+        self.inner()
+            .is_ok_and(|i| i.outbox.scan_prefix(hop.as_bytes()).next().is_some())
     }
 
     pub fn outbox_len(&self, hop: &SiteCode) -> usize {
-        self.inner.outbox.scan_prefix(hop.as_bytes()).count()
+        self.inner()
+            .map_or(0, |i| i.outbox.scan_prefix(hop.as_bytes()).count())
     }
 
     pub fn failed_len(&self, hop: &SiteCode) -> usize {
-        self.inner.failed.scan_prefix(hop.as_bytes()).count()
+        self.inner()
+            .map_or(0, |i| i.failed.scan_prefix(hop.as_bytes()).count())
     }
 
     pub fn failed_jobs(&self, hop: &SiteCode) -> Result<Vec<FailedJob>> {
-        self.inner
+        self.inner()?
             .failed
             .scan_prefix(hop.as_bytes())
             .values()
@@ -171,13 +172,13 @@ impl Store {
     /// Puts every failed job for `hop` back in its outbox with fresh retries.
     pub fn retry_failed(&self, hop: &SiteCode) -> Result<usize> {
         let keys: Vec<sled::IVec> = self
-            .inner
+            .inner()?
             .failed
             .scan_prefix(hop.as_bytes())
             .keys()
             .collect::<std::result::Result<_, _>>()?;
         for k in &keys {
-            (&self.inner.outbox, &self.inner.failed)
+            (&self.inner()?.outbox, &self.inner()?.failed)
                 .transaction(|(ob, fb)| {
                     if let Some(v) = fb.remove(k)? {
                         let mut f: FailedJob =
@@ -195,7 +196,7 @@ impl Store {
     /// Hops that have queued or failed jobs (so their senders are started).
     pub fn outbox_hops(&self) -> Result<Vec<SiteCode>> {
         let mut hops = std::collections::BTreeSet::new();
-        for tree in [&self.inner.outbox, &self.inner.failed] {
+        for tree in [&self.inner()?.outbox, &self.inner()?.failed] {
             let mut cursor: Option<Vec<u8>> = None;
             loop {
                 let next = match &cursor {

@@ -33,7 +33,7 @@ impl Store {
     /// transaction: a job is either fully delivered and remembered, or not
     /// at all. The caller acknowledges after [`Store::durable`].
     pub fn despool(&self, batch: &[(Job, Delivery)]) -> Result<Vec<Despooled>> {
-        let i = &self.inner;
+        let i = self.inner()?;
         let trees = (
             &i.seen,
             &i.sitectrl_inbox,
@@ -41,37 +41,57 @@ impl Store {
             &i.status_inbox,
             &i.outbox,
             &i.probes,
-            &i.chunks,
             &i.packages,
+            &i.packages_completed,
         );
+        let files = Chunks {
+            files: &self.cell.files,
+        };
         let out = trees
-            .transaction(|(seen, sc, hm, st, ob, pr, ch, pk)| {
+            .transaction(|(seen, sc, hm, st, ob, pr, pk, done)| {
                 let mut out = Vec::with_capacity(batch.len());
                 for (job, delivery) in batch {
-                    let outcome = despool_one(job, delivery, seen, [sc, hm, st], ob, pr, ch, pk)?;
+                    let outcome = despool_one(
+                        job,
+                        delivery,
+                        seen,
+                        [sc, hm, st],
+                        ob,
+                        pr,
+                        &files,
+                        [pk, done],
+                    )?;
                     out.push(outcome);
                 }
                 Ok(out)
             })
-            .map_err(txn_err)?;
+            .map_err(txn_err)
+            .inspect_err(|e| {
+                // A chunk file that cannot be written (a full disk), or sled
+                // failing on its own: the store cannot take what peers
+                // send, and says so until it can.
+                if e.is_storage_fault() && !matches!(e, StoreError::Unavailable(_)) {
+                    self.cell.fail(&e.to_string());
+                }
+            })?;
         Ok(out)
     }
 
     /// Counts probes stored by [`Store::despool`], once they are durable
     /// (a count polled during a transfer then includes the last flush).
     pub fn probes_durable(&self, n: usize) {
-        self.inner
+        self.cell
             .probes_received
             .fetch_add(n as u64, Ordering::Relaxed);
     }
 
     pub fn probe_count(&self) -> usize {
-        self.inner.probes_received.load(Ordering::Relaxed) as usize
+        self.cell.probes_received.load(Ordering::Relaxed) as usize
     }
 
     /// Every received probe, with its payload's size.
     pub fn probes(&self) -> Result<Vec<(ReceivedProbe, usize)>> {
-        self.inner
+        self.inner()?
             .probes
             .iter()
             .values()
@@ -87,12 +107,12 @@ impl Store {
     /// resends only within moments of a broken stream.
     pub fn prune_seen(&self, before_ms: u64) -> Result<usize> {
         let mut n = 0;
-        for kv in self.inner.seen.iter() {
+        for kv in self.inner()?.seen.iter() {
             let (k, v) = kv?;
             let mut b = [0u8; 8];
             b.copy_from_slice(&v[..8.min(v.len())]);
             if u64::from_be_bytes(b) < before_ms {
-                self.inner.seen.remove(k)?;
+                self.inner()?.seen.remove(k)?;
                 n += 1;
             }
         }
@@ -101,7 +121,34 @@ impl Store {
 
     /// Number of job ids the despooler remembers.
     pub fn seen_len(&self) -> usize {
-        self.inner.seen.len()
+        self.inner().map_or(0, |i| i.seen.len())
+    }
+}
+
+/// Where received chunks go: files (see `package_files.rs`). (The sled
+/// tree older builds kept them in cannot be read here: a plain read inside
+/// a transaction waits for the transaction's own lock. A chunk found
+/// missing there is simply written again as a file.)
+struct Chunks<'a> {
+    files: &'a crate::package_files::PackageFiles,
+}
+
+impl Chunks<'_> {
+    fn has(&self, id: &Uuid, index: u32) -> std::result::Result<bool, StoreError> {
+        Ok(self.files.exists(id, index))
+    }
+
+    /// Written before the record that counts it, and listed for the
+    /// commit's sync (a transaction retried writes it again: same bytes).
+    fn write(
+        &self,
+        id: &Uuid,
+        index: u32,
+        data: &[u8],
+    ) -> std::result::Result<(), ConflictableTransactionError<StoreError>> {
+        self.files
+            .write(id, index, data)
+            .map_err(|e| ConflictableTransactionError::Abort(StoreError::Io(e)))
     }
 }
 
@@ -113,8 +160,8 @@ fn despool_one(
     inboxes: [&TransactionalTree; 3],
     outbox: &TransactionalTree,
     probes: &TransactionalTree,
-    chunks: &TransactionalTree,
-    packages: &TransactionalTree,
+    chunks: &Chunks<'_>,
+    [packages, completed]: [&TransactionalTree; 2],
 ) -> std::result::Result<Despooled, ConflictableTransactionError<StoreError>> {
     let id = job.id.as_bytes();
     if let Delivery::Chunk {
@@ -144,9 +191,11 @@ fn despool_one(
             // chunk is really there: after a power cut sled can keep the
             // package record and lose the chunk's blob, and this resend is
             // then the only copy left.
-            let key = Store::chunk_key(&job.id, *index);
-            if chunks.get(key)?.is_none() {
-                chunks.insert(&key, data.as_slice())?;
+            if !chunks
+                .has(&job.id, *index)
+                .map_err(ConflictableTransactionError::Abort)?
+            {
+                chunks.write(&job.id, *index, data)?;
                 return Ok(Despooled::Stored);
             }
             return Ok(Despooled::Duplicate);
@@ -158,7 +207,7 @@ fn despool_one(
                 expected: rec.chunks_received,
             }));
         }
-        chunks.insert(&Store::chunk_key(&job.id, *index), data.as_slice())?;
+        chunks.write(&job.id, *index, data)?;
         rec.chunks_received += 1;
         if rec.chunks_received == pkg.chunk_count {
             rec.complete = true;
@@ -169,6 +218,9 @@ fn despool_one(
                     seq: outbox.generate_id()?,
                 };
                 outbox.insert(&key.to_bytes(), enc(job))?;
+            } else {
+                // Kept here: retention counts from now, by this site's clock.
+                completed.insert(id, &now_ms().to_be_bytes())?;
             }
         }
         packages.insert(id, enc(&rec))?;

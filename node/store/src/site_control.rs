@@ -6,19 +6,19 @@ use crate::prelude::*;
 impl Store {
     /// The current site control image (highest serial).
     pub fn ct0(&self) -> Result<Option<SiteControl>> {
-        match self.inner.ct0.last()? {
+        match self.inner()?.ct0.last()? {
             Some((_, v)) => Ok(Some(dec(&v)?)),
             None => Ok(None),
         }
     }
 
     pub fn ct0_at(&self, serial: u64) -> Result<Option<SiteControl>> {
-        Self::get(&self.inner.ct0, &serial.to_be_bytes())
+        Self::get(&self.inner()?.ct0, &serial.to_be_bytes())
     }
 
     /// Serials kept in the CT0 history, oldest first.
     pub fn ct0_serials(&self) -> Result<Vec<u64>> {
-        self.inner
+        self.inner()?
             .ct0
             .iter()
             .keys()
@@ -43,7 +43,7 @@ impl Store {
                 proposed: new_ct0.serial,
             });
         }
-        (&self.inner.ct0, &self.inner.sitectrl_inbox)
+        (&self.inner()?.ct0, &self.inner()?.sitectrl_inbox)
             .transaction(|(ct0t, inbox)| {
                 ct0t.insert(&new_ct0.serial.to_be_bytes(), enc(new_ct0))?;
                 inbox.remove(&inbox_key.to_be_bytes())?;
@@ -54,7 +54,7 @@ impl Store {
 
     /// Moves a CT1 from the inbox to the bad box with its reason.
     pub fn reject_ct1(&self, inbox_key: u64, bad: &BadCt1) -> Result<()> {
-        (&self.inner.sitectrl_inbox, &self.inner.bad)
+        (&self.inner()?.sitectrl_inbox, &self.inner()?.bad)
             .transaction(|(inbox, badt)| {
                 inbox.remove(&inbox_key.to_be_bytes())?;
                 badt.insert(&inbox_key.to_be_bytes(), enc(bad))?;
@@ -64,6 +64,11 @@ impl Store {
     }
 
     pub fn bad_ct1s(&self) -> Result<Vec<BadCt1>> {
-        self.inner.bad.iter().values().map(|v| dec(&v?)).collect()
+        self.inner()?
+            .bad
+            .iter()
+            .values()
+            .map(|v| dec(&v?))
+            .collect()
     }
 }

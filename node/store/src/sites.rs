@@ -5,15 +5,20 @@ use crate::prelude::*;
 
 impl Store {
     pub fn sites(&self) -> Result<Vec<SiteRecord>> {
-        self.inner.sites.iter().values().map(|v| dec(&v?)).collect()
+        self.inner()?
+            .sites
+            .iter()
+            .values()
+            .map(|v| dec(&v?))
+            .collect()
     }
 
     pub fn site(&self, code: &SiteCode) -> Result<Option<SiteRecord>> {
-        Self::get(&self.inner.sites, code.as_bytes())
+        Self::get(&self.inner()?.sites, code.as_bytes())
     }
 
     pub fn put_site(&self, rec: &SiteRecord) -> Result<()> {
-        self.inner
+        self.inner()?
             .sites
             .insert(rec.site_code.as_bytes(), enc(rec))?;
         Ok(())
@@ -27,7 +32,7 @@ impl Store {
             priority: bootstrap_job.priority as u8,
             seq: self.next_seq()?,
         };
-        (&self.inner.sites, &self.inner.outbox)
+        (&self.inner()?.sites, &self.inner()?.outbox)
             .transaction(|(sites, ob)| {
                 if sites.get(rec.site_code.as_bytes())?.is_some() {
                     return abort(StoreError::SiteExists(rec.site_code.clone()));
@@ -43,9 +48,9 @@ impl Store {
     /// and takes the CT2 out of the Hierarchy Manager's inbox.
     pub fn accept_ct2(&self, inbox_key: u64, rec: &SiteRecord, ct2: &Ct2) -> Result<()> {
         (
-            &self.inner.sites,
-            &self.inner.child_control,
-            &self.inner.hman_inbox,
+            &self.inner()?.sites,
+            &self.inner()?.child_control,
+            &self.inner()?.hman_inbox,
         )
             .transaction(|(sites, cc, inbox)| {
                 sites.insert(rec.site_code.as_bytes(), enc(rec))?;
@@ -58,18 +63,18 @@ impl Store {
 
     /// The last CT2 a descendant (or this central site) reported.
     pub fn child_ct2(&self, code: &SiteCode) -> Result<Option<Ct2>> {
-        Self::get(&self.inner.child_control, code.as_bytes())
+        Self::get(&self.inner()?.child_control, code.as_bytes())
     }
 
     /// The last CT1 this site sent to `site` and not yet seen applied:
     /// the next change builds on it (so changes made in a row queue up
     /// instead of going stale).
     pub fn pending_ct1(&self, site: &SiteCode) -> Result<Option<Ct1>> {
-        Self::get(&self.inner.pending_ct1, site.as_bytes())
+        Self::get(&self.inner()?.pending_ct1, site.as_bytes())
     }
 
     pub fn set_pending_ct1(&self, site: &SiteCode, ct1: Option<&Ct1>) -> Result<()> {
-        Self::put_or_remove(&self.inner.pending_ct1, site.as_bytes(), ct1)
+        Self::put_or_remove(&self.inner()?.pending_ct1, site.as_bytes(), ct1)
     }
 
     /// Records what is kept of a site being deleted, before it is gone
@@ -79,7 +84,7 @@ impl Store {
         if let Some(prev) = self.deleted_site(&gone.site_code)? {
             g.next_unique_id = g.next_unique_id.max(prev.next_unique_id);
         }
-        self.inner
+        self.inner()?
             .deleted
             .insert(gone.site_code.as_bytes(), enc(&g))?;
         Ok(g)
@@ -89,9 +94,9 @@ impl Store {
     /// `failed`, sits in the failed box).
     pub fn deinstall_queued(&self, hop: &SiteCode, failed: bool) -> Result<bool> {
         let tree = if failed {
-            &self.inner.failed
+            &self.inner()?.failed
         } else {
-            &self.inner.outbox
+            &self.inner()?.outbox
         };
         for v in tree.scan_prefix(hop.as_bytes()).values() {
             let v = v?;
@@ -108,7 +113,7 @@ impl Store {
     }
 
     pub fn deleted_site(&self, code: &SiteCode) -> Result<Option<DeletedSite>> {
-        Self::get(&self.inner.deleted, code.as_bytes())
+        Self::get(&self.inner()?.deleted, code.as_bytes())
     }
 
     /// Removes a child site from the site list, remembering what a
@@ -124,13 +129,13 @@ impl Store {
     ) -> Result<usize> {
         let code = &gone.site_code;
         let keys: Vec<sled::IVec> = self
-            .inner
+            .inner()?
             .outbox
             .scan_prefix(code.as_bytes())
             .keys()
             .collect::<std::result::Result<_, _>>()?;
         for k in &keys {
-            (&self.inner.outbox, &self.inner.failed)
+            (&self.inner()?.outbox, &self.inner()?.failed)
                 .transaction(|(ob, fb)| {
                     if let Some(v) = ob.remove(k)? {
                         let job: Job = dec(&v).map_err(ConflictableTransactionError::Abort)?;
@@ -148,7 +153,7 @@ impl Store {
                 .map_err(txn_err)?;
         }
         let dropped: Vec<sled::IVec> = self
-            .inner
+            .inner()?
             .failed
             .scan_prefix(code.as_bytes())
             .filter_map(|kv| kv.ok())
@@ -160,14 +165,14 @@ impl Store {
             .map(|(k, _)| k)
             .collect();
         for k in dropped {
-            self.inner.failed.remove(k)?;
+            self.inner()?.failed.remove(k)?;
         }
         let trees = (
-            &self.inner.sites,
-            &self.inner.child_control,
-            &self.inner.deleted,
-            &self.inner.pending_ct1,
-            &self.inner.links,
+            &self.inner()?.sites,
+            &self.inner()?.child_control,
+            &self.inner()?.deleted,
+            &self.inner()?.pending_ct1,
+            &self.inner()?.links,
         );
         trees
             .transaction(|(sites, cc, del, pend, links)| {

@@ -18,9 +18,9 @@ impl Store {
         arrival_ms: u64,
     ) -> Result<()> {
         (
-            &self.inner.status,
-            &self.inner.status_outq,
-            &self.inner.status_arrival,
+            &self.inner()?.status,
+            &self.inner()?.status_outq,
+            &self.inner()?.status_arrival,
         )
             .transaction(|(st, oq, ar)| {
                 for m in msgs {
@@ -42,14 +42,14 @@ impl Store {
     /// written before arrivals were recorded): it is then kept a full
     /// retention period from the upgrade, never dropped early.
     pub(crate) fn index_unindexed_status(&self) -> Result<()> {
-        if !self.inner.status_arrival.is_empty() || self.inner.status.is_empty() {
+        if !self.inner()?.status_arrival.is_empty() || self.inner()?.status.is_empty() {
             return Ok(());
         }
         let now = now_ms();
-        for k in self.inner.status.iter().keys() {
+        for k in self.inner()?.status.iter().keys() {
             let k = k?;
             if let Ok(uid) = Uuid::from_slice(&k) {
-                self.inner
+                self.inner()?
                     .status_arrival
                     .insert(arrival_key(now, &uid), &[] as &[u8])?;
             }
@@ -62,13 +62,13 @@ impl Store {
     pub fn prune_status(&self, before_ms: u64) -> Result<usize> {
         let end = arrival_key(before_ms, &Uuid::nil());
         let mut n = 0;
-        for k in self.inner.status_arrival.range(..end).keys() {
+        for k in self.inner()?.status_arrival.range(..end).keys() {
             let k = k?;
             if let Ok(uid) = Uuid::from_slice(&k[8..]) {
-                self.inner.status.remove(uid.as_bytes())?;
-                self.inner.status_outq.remove(uid.as_bytes())?;
+                self.inner()?.status.remove(uid.as_bytes())?;
+                self.inner()?.status_outq.remove(uid.as_bytes())?;
             }
-            self.inner.status_arrival.remove(k)?;
+            self.inner()?.status_arrival.remove(k)?;
             n += 1;
         }
         Ok(n)
@@ -83,10 +83,10 @@ impl Store {
         replicate: bool,
     ) -> Result<()> {
         (
-            &self.inner.status,
-            &self.inner.status_outq,
-            &self.inner.status_inbox,
-            &self.inner.status_arrival,
+            &self.inner()?.status,
+            &self.inner()?.status_outq,
+            &self.inner()?.status_inbox,
+            &self.inner()?.status_arrival,
         )
             .transaction(|(st, oq, inbox, ar)| {
                 let now = now_ms();
@@ -111,21 +111,21 @@ impl Store {
     /// Messages waiting to be replicated to the parent, oldest first.
     /// Whether any message waits to be replicated.
     pub fn status_queued(&self) -> Result<bool> {
-        Ok(self.inner.status_outq.first()?.is_some())
+        Ok(self.inner()?.status_outq.first()?.is_some())
     }
 
     pub fn status_outq(&self, limit: usize) -> Result<Vec<StatusMessage>> {
         let mut out = Vec::with_capacity(limit.min(1024));
-        for k in self.inner.status_outq.iter().keys() {
+        for k in self.inner()?.status_outq.iter().keys() {
             if out.len() == limit {
                 break;
             }
             let k = k?;
-            match self.inner.status.get(&k)? {
+            match self.inner()?.status.get(&k)? {
                 Some(v) => out.push(dec(&v)?),
                 // Pruned by retention before it could be sent: nothing to send.
                 None => {
-                    self.inner.status_outq.remove(&k)?;
+                    self.inner()?.status_outq.remove(&k)?;
                 }
             }
         }
@@ -145,7 +145,7 @@ impl Store {
             priority: job.priority as u8,
             seq,
         };
-        (&self.inner.outbox, &self.inner.status_outq)
+        (&self.inner()?.outbox, &self.inner()?.status_outq)
             .transaction(|(ob, oq)| {
                 ob.insert(&key.to_bytes(), enc(job))?;
                 for m in msgs {
@@ -167,7 +167,7 @@ impl Store {
         let mut start = after.as_bytes().to_vec();
         start.push(0);
         let mut out = Vec::new();
-        for v in self.inner.status.range(start..).values() {
+        for v in self.inner()?.status.range(start..).values() {
             let m: StatusMessage = dec(&v?)?;
             if !selected(&m, site, id) {
                 continue;
@@ -186,7 +186,7 @@ impl Store {
         since_ms: u64,
     ) -> Result<std::collections::HashMap<SiteCode, (u32, u32)>> {
         let mut out: std::collections::HashMap<SiteCode, (u32, u32)> = Default::default();
-        for v in self.inner.status.iter().values().rev() {
+        for v in self.inner()?.status.iter().values().rev() {
             let m: StatusMessage = dec(&v?)?;
             if m.time_unix_ms < since_ms {
                 break;
@@ -209,7 +209,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<StatusMessage>> {
         let mut out = Vec::new();
-        for v in self.inner.status.iter().values().rev() {
+        for v in self.inner()?.status.iter().values().rev() {
             let m: StatusMessage = dec(&v?)?;
             if !selected(&m, site, id) {
                 continue;

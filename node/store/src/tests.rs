@@ -1736,10 +1736,262 @@ async fn messages_from_before_the_arrival_index_are_kept_from_the_upgrade() {
     {
         let store = Store::open(dir.path()).unwrap();
         store.store_status(&[info(1_000)], false).unwrap();
-        store.inner.status_arrival.clear().unwrap();
+        store.inner().unwrap().status_arrival.clear().unwrap();
         store.durable().await.unwrap();
     }
     let store = reopen(dir.path());
     assert_eq!(store.prune_status(now_ms() - 60_000).unwrap(), 0);
     assert_eq!(store.prune_status(now_ms() + 1).unwrap(), 1);
+}
+
+// ---- freeing packages, and a store that failed to write ---------------------
+
+/// Bytes the files under `p` take on disk.
+fn disk_usage(p: &std::path::Path) -> u64 {
+    let mut n = 0;
+    for e in std::fs::read_dir(p).unwrap().flatten() {
+        let m = e.metadata().unwrap();
+        if m.is_dir() {
+            n += disk_usage(&e.path());
+        } else {
+            n += std::os::unix::fs::MetadataExt::blocks(&m) * 512;
+        }
+    }
+    n
+}
+
+const MIB: u64 = 1024 * 1024;
+
+fn mib_chunks(n: u32) -> Vec<Vec<u8>> {
+    (0..n).map(|i| vec![i as u8; MIB as usize]).collect()
+}
+
+/// Fails with chunks kept in sled (as before): sled defers removing their
+/// blob files until its log segment fills and forgets them at a restart,
+/// so 20 MiB freed left the data dir larger than before.
+#[tokio::test]
+async fn freed_packages_give_their_space_back_and_stay_freed_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let hop = code("S01");
+    let mut ids = vec![];
+    let full;
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let empty = disk_usage(dir.path());
+        for _ in 0..5 {
+            let job = job_to("S01", Priority::Low, Payload::File(file_pkg(4)));
+            store.enqueue_file(&hop, &job, mib_chunks(4)).unwrap();
+            ids.push((
+                store
+                    .outbox_scan(&hop, Priority::Low, None, 100)
+                    .unwrap()
+                    .last()
+                    .unwrap()
+                    .0,
+                job.id,
+            ));
+        }
+        store.durable().await.unwrap();
+        full = disk_usage(dir.path());
+        assert!(full >= empty + 20 * MIB, "20 MiB stored: {empty} -> {full}");
+        // What the sender does once the next hop acknowledged each package.
+        for (key, id) in &ids {
+            store.outbox_remove(&[*key]).unwrap();
+            store.drop_chunks(id).unwrap();
+        }
+        store.durable().await.unwrap();
+        let freed = disk_usage(dir.path());
+        assert!(
+            freed + 19 * MIB <= full,
+            "freeing gave space back: {full} -> {freed}"
+        );
+    }
+    let store = reopen(dir.path());
+    let after = disk_usage(dir.path());
+    assert!(
+        after + 19 * MIB <= full,
+        "still free after a reopen: {full} -> {after}"
+    );
+    for (_, id) in &ids {
+        assert_eq!(store.chunk(id, 0).unwrap(), None);
+    }
+    assert_eq!(store.drop_orphan_chunks().unwrap(), 0, "nothing dangling");
+    assert_eq!(store.outbox_len(&hop), 0);
+}
+
+fn chunk_delivery(i: u32, forward: Option<&str>) -> Delivery {
+    Delivery::Chunk {
+        index: i,
+        data: vec![i as u8; 1000],
+        forward: forward.map(code),
+    }
+}
+
+#[tokio::test]
+async fn a_package_received_here_is_kept_until_expired_and_then_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = Job::new(
+        code("S01"),
+        code("PRI"),
+        Priority::Low,
+        Payload::File(file_pkg(2)),
+    );
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let before = now_ms();
+        store
+            .despool(&[
+                (job.clone(), chunk_delivery(0, None)),
+                (job.clone(), chunk_delivery(1, None)),
+            ])
+            .unwrap();
+        store.durable().await.unwrap();
+        let done = store.completed_packages().unwrap();
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].0, job.id);
+        assert!(done[0].1 >= before, "completed by this site's clock");
+        assert_eq!(store.package_bytes(&job.id), 2000);
+    }
+    let store = reopen(dir.path());
+    // Kept across a restart, and not taken for an orphan.
+    assert_eq!(store.drop_orphan_chunks().unwrap(), 0);
+    assert_eq!(store.chunk(&job.id, 1).unwrap(), Some(vec![1u8; 1000]));
+    store.expire_package(&job.id).unwrap();
+    store.durable().await.unwrap();
+    drop(store);
+    let store = reopen(dir.path());
+    assert_eq!(store.chunk(&job.id, 0).unwrap(), None);
+    assert_eq!(store.package(&job.id).unwrap(), None);
+    assert!(store.completed_packages().unwrap().is_empty());
+    assert_eq!(store.package_bytes(&job.id), 0);
+}
+
+#[tokio::test]
+async fn a_forwarded_package_is_not_kept_here_once_passed_on() {
+    let (_d, store) = open();
+    let job = Job::new(
+        code("S11"),
+        code("PRI"),
+        Priority::Low,
+        Payload::File(file_pkg(2)),
+    );
+    store
+        .despool(&[
+            (job.clone(), chunk_delivery(0, Some("S01"))),
+            (job.clone(), chunk_delivery(1, Some("S01"))),
+        ])
+        .unwrap();
+    store.durable().await.unwrap();
+    assert!(
+        store.completed_packages().unwrap().is_empty(),
+        "not kept: its destination is elsewhere"
+    );
+    let queued = store
+        .outbox_scan(&code("S01"), Priority::Low, None, 10)
+        .unwrap();
+    assert_eq!(ids_of(&queued), vec![job.id]);
+    // Still queued: its chunks are owned.
+    assert_eq!(store.drop_orphan_chunks().unwrap(), 0);
+    // Acknowledged by the next hop, and a crash came before it was freed:
+    // the start-up sweep frees it; the record stays (for duplicate chunks).
+    store.outbox_remove(&keys_of(&queued)).unwrap();
+    assert_eq!(store.drop_orphan_chunks().unwrap(), 1);
+    assert_eq!(store.chunk(&job.id, 0).unwrap(), None);
+    assert!(store.package(&job.id).unwrap().is_some());
+    // A late resend of its last chunk is still a duplicate, not out of order.
+    let r = store
+        .despool(&[(job.clone(), chunk_delivery(1, Some("S01")))])
+        .unwrap();
+    assert_eq!(
+        r,
+        vec![Despooled::Stored],
+        "the chunk is refilled, not refused"
+    );
+}
+
+/// sled keeps its first write error and returns it from every later write
+/// until reopened; the store marks itself failed, tells every waiter,
+/// reopens after a quiet moment and clears the failure once it can write.
+#[tokio::test]
+async fn a_failed_store_refuses_commits_then_reopens_and_keeps_what_was_durable() {
+    let (_d, store) = open();
+    let hop = code("S01");
+    let kept = probe_job(Priority::Low);
+    store.enqueue(&hop, &kept).unwrap();
+    store.durable().await.unwrap();
+    store.cell.fail("test: the disk is full");
+    store
+        .cell
+        .test_poisoned
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        store.write_failure().as_deref(),
+        Some("test: the disk is full")
+    );
+    let lost = probe_job(Priority::Low);
+    store.enqueue(&hop, &lost).unwrap();
+    let e = store.durable().await.unwrap_err();
+    assert!(e.is_storage_fault());
+    assert!(e.to_string().contains("disk is full"), "{e}");
+    // The commit thread reopens a second or so after the failure.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.write_failure().is_some() {
+        assert!(std::time::Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        store.reopen_count(),
+        1,
+        "the poisoned database was replaced"
+    );
+    let queued = ids_of(&store.outbox_scan(&hop, Priority::Low, None, 10).unwrap());
+    assert!(queued.contains(&kept.id), "what was durable is there");
+    let again = probe_job(Priority::Low);
+    store.enqueue(&hop, &again).unwrap();
+    store.durable().await.unwrap();
+}
+
+/// A chunk file that could not be written leaves sled writing: the store
+/// recovers without closing the database.
+#[tokio::test]
+async fn a_store_whose_sled_still_writes_recovers_without_a_reopen() {
+    let (_d, store) = open();
+    store
+        .cell
+        .fail("test: writing a package chunk: No space left on device");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // Nobody asks for a commit: the failure itself starts the recovery.
+    while store.write_failure().is_some() {
+        assert!(std::time::Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(store.reopen_count(), 0);
+    store.durable().await.unwrap();
+}
+
+/// A package received for this site before completed packages were listed
+/// (an older data dir) is still this site's, not an orphan.
+#[tokio::test]
+async fn a_package_received_here_before_the_retention_list_is_not_an_orphan() {
+    let (_d, store) = open();
+    store
+        .install_site(&identity("PRI"), &control("PRI", 1))
+        .unwrap();
+    let job = Job::new(
+        code("S01"),
+        code("PRI"),
+        Priority::Low,
+        Payload::File(file_pkg(1)),
+    );
+    store
+        .despool(&[(job.clone(), chunk_delivery(0, None))])
+        .unwrap();
+    store
+        .inner()
+        .unwrap()
+        .packages_completed
+        .remove(job.id.as_bytes())
+        .unwrap();
+    assert_eq!(store.drop_orphan_chunks().unwrap(), 0);
+    assert!(store.chunk(&job.id, 0).unwrap().is_some());
 }

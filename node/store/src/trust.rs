@@ -12,33 +12,33 @@ const CA: &[u8] = b"ca";
 impl Store {
     /// This node's own key and chain.
     pub fn node_credentials(&self) -> Result<Option<StoredCredentials>> {
-        Self::get(&self.inner.trust, NODE)
+        Self::get(&self.inner()?.trust, NODE)
     }
 
     pub fn set_node_credentials(&self, c: &StoredCredentials) -> Result<()> {
-        self.inner.trust.insert(NODE, enc(c))?;
+        self.inner()?.trust.insert(NODE, enc(c))?;
         Ok(())
     }
 
     /// A primary's certificate authority.
     pub fn ca_credentials(&self) -> Result<Option<StoredCredentials>> {
-        Self::get(&self.inner.trust, CA)
+        Self::get(&self.inner()?.trust, CA)
     }
 
     pub fn set_ca_credentials(&self, c: &StoredCredentials) -> Result<()> {
-        self.inner.trust.insert(CA, enc(c))?;
+        self.inner()?.trust.insert(CA, enc(c))?;
         Ok(())
     }
 
     pub fn insert_token(&self, t: &TokenRecord) -> Result<()> {
-        self.inner.tokens.insert(t.id, enc(t))?;
+        self.inner()?.tokens.insert(t.id, enc(t))?;
         Ok(())
     }
 
     /// Every token this node issued, oldest first.
     pub fn tokens(&self) -> Result<Vec<TokenRecord>> {
         let mut out: Vec<TokenRecord> = self
-            .inner
+            .inner()?
             .tokens
             .iter()
             .values()
@@ -60,7 +60,7 @@ impl Store {
         check: impl Fn(&TokenRecord) -> std::result::Result<(), TokenRefusal>,
         issue: impl Fn(&TokenRecord) -> std::result::Result<(String, T), TokenRefusal>,
     ) -> Result<std::result::Result<T, TokenRefusal>> {
-        let r = self.inner.tokens.transaction(|t| {
+        let r = self.inner()?.tokens.transaction(|t| {
             let Some(v) = t.get(id)? else {
                 return Ok(Err(TokenRefusal::Unknown));
             };
@@ -82,13 +82,13 @@ impl Store {
 
     /// Records a revoked certificate serial.
     pub fn revoke(&self, serial: &str, why: &str) -> Result<()> {
-        self.inner
+        self.inner()?
             .revoked
             .insert(serial.as_bytes(), enc(&why.to_string()))?;
         Ok(())
     }
 
     pub fn is_revoked(&self, serial: &str) -> Result<bool> {
-        Ok(self.inner.revoked.contains_key(serial.as_bytes())?)
+        Ok(self.inner()?.revoked.contains_key(serial.as_bytes())?)
     }
 }

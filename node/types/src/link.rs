@@ -64,6 +64,11 @@ pub enum LinkError {
     /// link takes): it alone fails, the stream goes on.
     #[error("{0}")]
     TooLarge(String),
+    /// The receiver cannot store anything now (its disk is full, or its
+    /// store failed to write and is reopening). Nothing is wrong with the
+    /// jobs: the link backs off and charges none of them.
+    #[error("{0}")]
+    ReceiverFull(String),
 }
 
 /// Why a link is refused by this site's despooler.
@@ -75,12 +80,17 @@ pub enum Refusal {
     NotNeighbour(String),
     /// This node cannot receive jobs (bare, or the despooler is not installed).
     Unavailable(String),
+    /// This node cannot store jobs now (see [`LinkError::ReceiverFull`]).
+    Full(String),
 }
 
 impl Refusal {
     pub fn message(&self) -> &str {
         match self {
-            Refusal::Severed(m) | Refusal::NotNeighbour(m) | Refusal::Unavailable(m) => m,
+            Refusal::Severed(m)
+            | Refusal::NotNeighbour(m)
+            | Refusal::Unavailable(m)
+            | Refusal::Full(m) => m,
         }
     }
 }

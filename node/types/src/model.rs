@@ -638,6 +638,26 @@ pub fn utc_hour() -> u8 {
     ((now_ms() / 3_600_000) % 24) as u8
 }
 
+/// How long file packages received at a site are kept (applied by
+/// `sms_site::retention`, which explains the rules).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackageRetention {
+    pub keep: std::time::Duration,
+    pub max_bytes: u64,
+    pub min_keep: std::time::Duration,
+}
+
+impl Default for PackageRetention {
+    /// Thirty days, at most 10 GiB, each kept at least ten minutes.
+    fn default() -> Self {
+        PackageRetention {
+            keep: std::time::Duration::from_secs(30 * 24 * 3600),
+            max_bytes: 10 * 1024 * 1024 * 1024,
+            min_keep: std::time::Duration::from_secs(600),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

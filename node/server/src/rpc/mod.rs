@@ -43,6 +43,10 @@ pub async fn serve(
     health
         .set_serving::<pb::logon_server::LogonServer<logon::LogonSvc>>()
         .await;
+    ctx.tasks.spawn_until_shutdown(
+        "health follows the store",
+        follow_store(ctx.clone(), health.clone()),
+    );
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(sms_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -94,4 +98,53 @@ pub async fn serve(
         )
         .await?;
     Ok(())
+}
+
+/// How often health looks at the store.
+const HEALTH_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Reports NOT_SERVING (for the server as a whole and for the services that
+/// store what they take) while the store cannot write, and SERVING again
+/// once it can; the admin service stays serving so an operator can look.
+/// Each change is logged with its reason.
+async fn follow_store(ctx: Arc<Ctx>, health: tonic_health::server::HealthReporter) {
+    use tonic_health::ServingStatus;
+    let mut failing: Option<String> = None;
+    loop {
+        let now = ctx.store.write_failure();
+        if now.is_some() != failing.is_some() {
+            let status = if now.is_some() {
+                ServingStatus::NotServing
+            } else {
+                ServingStatus::Serving
+            };
+            match &now {
+                Some(why) => {
+                    tracing::error!("not serving: the store cannot write ({why})")
+                }
+                None => tracing::info!("serving again: the store writes again"),
+            }
+            health.set_service_status("", status).await;
+            health
+                .set_service_status(
+                    <pb::transfer_server::TransferServer<transfer::TransferSvc> as tonic::server::NamedService>::NAME,
+                    status,
+                )
+                .await;
+            health
+                .set_service_status(
+                    <pb::bootstrap_server::BootstrapServer<bootstrap::BootstrapSvc> as tonic::server::NamedService>::NAME,
+                    status,
+                )
+                .await;
+            health
+                .set_service_status(
+                    <pb::logon_server::LogonServer<logon::LogonSvc> as tonic::server::NamedService>::NAME,
+                    status,
+                )
+                .await;
+        }
+        failing = now;
+        tokio::time::sleep(HEALTH_POLL).await;
+    }
 }

@@ -83,6 +83,7 @@ impl pb::transfer_server::Transfer for TransferSvc {
                 Refusal::Severed(m) => Status::failed_precondition(m),
                 Refusal::NotNeighbour(m) => Status::permission_denied(m),
                 Refusal::Unavailable(m) => Status::unavailable(m),
+                Refusal::Full(m) => Status::resource_exhausted(m),
             })?;
         tracing::info!(from = %from, "link accepted");
         let (tx, rx) = mpsc::channel(64);
@@ -184,6 +185,13 @@ async fn pump(
             Ok(r) => r,
             Err(ReceiveError::Severed(m)) => {
                 let _ = tx.send(Err(Status::failed_precondition(m))).await;
+                return;
+            }
+            Err(ReceiveError::CannotStore(m)) => {
+                // Nothing in the batch was acknowledged; the sender waits
+                // this out without charging its jobs.
+                tracing::warn!(from = %from, "cannot store what the link brings: {m}");
+                let _ = tx.send(Err(Status::resource_exhausted(m))).await;
                 return;
             }
             Err(ReceiveError::Failed(e)) => {

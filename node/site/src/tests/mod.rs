@@ -17,5 +17,6 @@ mod sender;
 mod skew;
 mod stall;
 mod status;
+mod storage_faults;
 mod trust;
 mod validate;
