@@ -180,14 +180,26 @@ impl NodeProc {
             .collect()
     }
 
-    /// Panics unless all four install phase reports of `site` are stored here.
+    /// Panics unless all four install phase reports of `site` are stored
+    /// here within 30 s. Reports travel up on their own (the Status
+    /// Manager's batches), independently of the CT2 that makes the site
+    /// Active, so they may arrive a moment after it.
     pub fn assert_phase_reports(&self, site: &str) {
-        let ids = self.message_ids(&["--site", site]);
-        for id in [3300, 3301, 3302, 3303] {
+        let t0 = Instant::now();
+        loop {
+            let ids = self.message_ids(&["--site", site]);
+            let missing: Vec<u64> = [3300, 3301, 3302, 3303]
+                .into_iter()
+                .filter(|id| !ids.contains(id))
+                .collect();
+            if missing.is_empty() {
+                return;
+            }
             assert!(
-                ids.contains(&id),
-                "phase report {id} of {site} missing: {ids:?}"
+                t0.elapsed() < Duration::from_secs(30),
+                "phase reports {missing:?} of {site} missing after 30 s: {ids:?}"
             );
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 }
