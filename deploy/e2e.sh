@@ -26,9 +26,9 @@
 # Needs: docker with `docker compose` or `docker-compose`, python3, and root
 # (or passwordless sudo) for nsenter + iptables in S02's network namespace.
 set -euo pipefail
-# The Compose hierarchy runs plaintext until token distribution is built for
-# it (deploy/README.md, "TLS"); the host controller talks plaintext too.
-export SMS_INSECURE=1
+# The hierarchy runs with TLS, as deployed: the host controller uses the
+# central site's administrator certificate, copied out of its volume.
+unset SMS_INSECURE
 
 if ! docker info >/dev/null 2>&1; then
     echo "SKIPPED: no Docker engine"
@@ -99,11 +99,17 @@ hctl() {
     shift
     "$ctl_bin" --node "$(hostaddr "$svc")" "$@"
 }
-# controller inside a container (works while it is cut off): xctl SERVICE ARGS...
+# controller in a container's network namespace (works while it is cut off),
+# talking to that container's node unless --node comes first: xctl SERVICE ARGS...
+# It is the host's controller with the host's copy of the administrator
+# certificate: no node container holds an administrator key.
 xctl() {
     local svc=$1
     shift
-    docker exec "$(cid "$svc")" /controller "$@"
+    local pid node=(--node 127.0.0.1:8500)
+    pid=$(docker inspect -f '{{.State.Pid}}' "$(cid "$svc")")
+    [ "${1:-}" = --node ] && node=()
+    "${as_root[@]}" nsenter -t "$pid" -n "$ctl_bin" --tls-dir "$work/admin" "${node[@]}" "$@"
 }
 # json EXPR: evaluate a Python expression over the JSON document `d` on stdin.
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
@@ -178,14 +184,23 @@ healthy() { [ "$(docker inspect -f '{{.State.Health.Status}}' "$(cid "$1")")" = 
 for s in pri s01 m1 m2 s02; do
     wait_for "Docker to report $s healthy (HEALTHCHECK)" 60 healthy "$s"
 done
+# The administrator certificate the central install wrote to its own volume.
+mkdir -p "$work/admin"
+wait_for "PRI's administrator certificate" 60 docker cp "$(cid pri):/admin/admin.key" "$work/admin/admin.key"
+docker cp "$(cid pri):/admin/." "$work/admin/" || fail "cannot copy PRI's administrator certificate"
+export SMS_TLS_DIR=$work/admin
 [ "$(hctl pri status --json | json "d['site_code']")" = PRI ] || fail "pri is not site PRI"
+[ "$(hctl pri certs --json | json "d['tls']")" = True ] || fail "PRI does not run with TLS"
+tokens=$(hctl pri certs --json | json "sorted(t['label'] for t in d['tokens'] if t['used_unix'])")
+[ "$tokens" = "['S01', 'S02', 'm1', 'm2']" ] || fail "the bare nodes did not all join with their tokens: $tokens"
+if "$ctl_bin" --insecure --node "$(hostaddr pri)" status >/dev/null 2>&1; then fail "PRI answered a plaintext client"; fi
 for s in s01 m1 m2 s02; do
     [ "$(xctl "$s" status --json | json "d['role']")" = bare ] || fail "$s is not a bare node"
 done
-# The members' shared alias is the domain's browse list: it reaches one of them.
-who=$(xctl m1 --node smsdom:8500 status --json | json "d['address']")
-case "$who" in m1:8500 | m2:8500) ;; *) fail "smsdom:8500 answered as '$who'" ;; esac
-pass "5 containers healthy on private network $net; PRI installed; smsdom:8500 reaches $who"
+# The members' shared alias is the domain's browse list: it reaches a node
+# (resolved by Docker's DNS, so asked from inside m1).
+docker exec "$(cid m1)" /sms-node health --addr smsdom:8500 >/dev/null || fail "smsdom:8500 does not answer"
+pass "5 containers healthy on private network $net with TLS; PRI installed; 4 bare nodes joined with tokens; smsdom:8500 answers"
 
 # ---------------------------------------------------------------- S01
 

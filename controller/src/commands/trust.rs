@@ -17,18 +17,23 @@ pub enum TokenCmd {
     /// member server (`--member NAME`). Start the new node with
     /// `sms-node --join-token TOKEN`.
     Create {
-        /// The new site's code.
-        #[arg(long, conflicts_with = "member", required_unless_present = "member")]
-        site: Option<String>,
-        /// A member server's name (for logon servers).
+        /// The new site's code (repeat with --out-dir for several).
+        #[arg(long, required_unless_present = "member")]
+        site: Vec<String>,
+        /// A member server's name, for logon servers (repeatable with --out-dir).
         #[arg(long)]
-        member: Option<String>,
+        member: Vec<String>,
         /// secondary or primary (with --site).
         #[arg(long, default_value = "secondary", value_parser = ["secondary", "primary"])]
         role: String,
         /// How long the token works (60s to 7d).
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: std::time::Duration,
+        /// Write each token to DIR/LABEL.token (mode 0600) instead of printing
+        /// it; a label whose file exists is skipped, so a job that runs again
+        /// makes no second token (containers: a one-shot job fills a volume).
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
     },
 }
 
@@ -65,12 +70,20 @@ pub async fn token(node: &Option<String>, out: &Out, cmd: TokenCmd) -> anyhow::R
         member,
         role,
         ttl,
+        out_dir,
     } = cmd;
-    let (label, role) = match (site, member) {
-        (Some(s), None) => (s, role),
-        (None, Some(m)) => (m, "member".to_string()),
-        _ => anyhow::bail!("give --site CODE or --member NAME"),
+    let wanted: Vec<(String, String)> = site
+        .into_iter()
+        .map(|s| (s, role.clone()))
+        .chain(member.into_iter().map(|m| (m, "member".to_string())))
+        .collect();
+    if let Some(dir) = out_dir {
+        return tokens_to_dir(node, out, &wanted, ttl, &dir).await;
+    }
+    let [(label, role)] = wanted.as_slice() else {
+        anyhow::bail!("give one --site CODE or --member NAME (several only with --out-dir)");
     };
+    let (label, role) = (label.clone(), role.clone());
     let (_, mut c) = connect(node).await?;
     let r = c
         .create_token(pb::CreateTokenRequest {
@@ -241,5 +254,51 @@ pub async fn certs(node: &Option<String>, out: &Out) -> anyhow::Result<()> {
             }
         },
     );
+    Ok(())
+}
+
+/// `token create --out-dir`: one file per label, made only once.
+async fn tokens_to_dir(
+    node: &Option<String>,
+    out: &Out,
+    wanted: &[(String, String)],
+    ttl: std::time::Duration,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    let (_, mut c) = connect(node).await?;
+    let mut made = vec![];
+    for (label, role) in wanted {
+        let path = dir.join(format!("{label}.token"));
+        if path.exists() {
+            made.push(json!({"label": label, "file": path, "made": false}));
+            continue;
+        }
+        let r = c
+            .create_token(pb::CreateTokenRequest {
+                label: label.clone(),
+                role: role.clone(),
+                ttl_secs: ttl.as_secs(),
+            })
+            .await
+            .reply("token create")?;
+        // Written whole under a temporary name, then renamed: a node waiting
+        // for the file never reads half a token.
+        let tmp = dir.join(format!(".{label}.token.tmp"));
+        let _ = std::fs::remove_file(&tmp);
+        write(&tmp, &format!("{}\n", r.token), 0o600)?;
+        std::fs::rename(&tmp, &path)?;
+        made.push(
+            json!({"label": label, "file": path, "made": true, "expires_unix": r.expires_unix}),
+        );
+    }
+    std::fs::File::open(dir).and_then(|d| d.sync_all())?;
+    out.print(&json!({"tokens": made}), || {
+        for m in &made {
+            let verb = if m["made"] == true { "wrote" } else { "kept" };
+            println!("{verb} {}", m["file"].as_str().unwrap_or_default());
+        }
+    });
     Ok(())
 }

@@ -90,6 +90,11 @@ struct RunArgs {
     /// ...with this PKCS#8 private key (PEM).
     #[arg(long, value_name = "FILE", requires = "ca_cert", env = "SMS_CA_KEY")]
     ca_key: Option<PathBuf>,
+    /// With --install-primary and no parent: write the first administrator's
+    /// certificate here instead of DIR/admin (a volume of its own in a
+    /// container, so the key is not in the data volume).
+    #[arg(long, value_name = "DIR", env = "SMS_ADMIN_DIR")]
+    admin_dir: Option<PathBuf>,
     /// Plaintext and unauthenticated connections, for comparison
     /// benchmarks and tests on loopback. Never on a network you do not own.
     #[arg(long, env = "SMS_INSECURE", value_parser = clap::builder::FalseyValueParser::new())]
@@ -179,6 +184,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    let join_token = match (&args.join_token, &args.join_token_file) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(f)) => Some(read_token_file(f, &data).await?),
+        (None, None) => None,
+    };
     let cfg = NodeConfig {
         data_dir: data,
         advertise: args.advertise,
@@ -189,19 +199,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         domain: args.domain,
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
         insecure: args.insecure,
-        join_token: match (&args.join_token, &args.join_token_file) {
-            (Some(t), _) => Some(t.clone()),
-            (None, Some(f)) => Some(
-                std::fs::read_to_string(f)
-                    .map_err(|e| {
-                        anyhow::anyhow!("cannot read the join token file {}: {e}", f.display())
-                    })?
-                    .trim()
-                    .to_string(),
-            ),
-            (None, None) => None,
-        },
+        join_token,
         ca_files: args.ca_cert.clone().zip(args.ca_key.clone()),
+        admin_dir: args.admin_dir.clone(),
         package_retention: sms_types::PackageRetention {
             keep: Duration::from_secs(args.package_keep_days.saturating_mul(24 * 3600)),
             max_bytes: args.package_max_mib.saturating_mul(1024 * 1024),
@@ -288,4 +288,39 @@ async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Reads a join token file. A node that holds no certificate yet waits up
+/// to two minutes for the file to appear (containers: a one-shot job writes
+/// the tokens once the primary is up); one that already joined does not
+/// need it.
+async fn read_token_file(f: &std::path::Path, data: &std::path::Path) -> anyhow::Result<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut said = false;
+    loop {
+        match std::fs::read_to_string(f) {
+            Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_string()),
+            Ok(_) | Err(_) if data.join("db").exists() => {
+                // Already joined (or at least started once): the store
+                // decides; an absent token is only an error for a new node.
+                return Ok(std::fs::read_to_string(f)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string());
+            }
+            Err(e) if std::time::Instant::now() >= deadline => {
+                anyhow::bail!(
+                    "cannot read the join token file {} after waiting 120 s: {e}",
+                    f.display()
+                )
+            }
+            _ => {
+                if !said {
+                    eprintln!("sms-node: waiting for the join token file {}", f.display());
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
 }

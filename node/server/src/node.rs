@@ -45,6 +45,10 @@ pub struct NodeConfig {
     /// With `install_primary` and no parent: an existing CA (certificate
     /// and PKCS#8 key, PEM files) to use as the hierarchy's root.
     pub ca_files: Option<(PathBuf, PathBuf)>,
+    /// Where the central install writes its first administrator's
+    /// certificate (default `DATA/admin`; a container points it at a
+    /// volume of its own, so the key is not in the data volume).
+    pub admin_dir: Option<PathBuf>,
     /// How long file packages received at this site are kept.
     pub package_retention: sms_types::PackageRetention,
 }
@@ -452,11 +456,15 @@ async fn establish_trust(
                 None => None,
             };
             let c = sms_site::trust::install_root(store, code, existing)?;
-            write_admin_files(&cfg.data_dir, store)?;
+            let admin_dir = cfg
+                .admin_dir
+                .clone()
+                .unwrap_or_else(|| cfg.data_dir.join(ADMIN_DIR));
+            write_admin_files(&admin_dir, store)?;
             tracing::info!(
                 "created the hierarchy's certificate authority; the first administrator's \
                  certificate is in {}",
-                cfg.data_dir.join(ADMIN_DIR).display()
+                admin_dir.display()
             );
             c
         }
@@ -554,10 +562,9 @@ async fn enroll(
 
 /// Writes the central site's first administrator certificate (full role)
 /// and the root, for the operator: `controller --tls-dir DIR/admin`.
-fn write_admin_files(data_dir: &Path, store: &Store) -> anyhow::Result<()> {
+fn write_admin_files(dir: &Path, store: &Store) -> anyhow::Result<()> {
     let creds = sms_site::trust::issue_local_admin(store, "admin")?;
-    let dir = data_dir.join(ADMIN_DIR);
-    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     write_synced(
         &dir.join("ca.pem"),
         sms_trust::ca::pem("CERTIFICATE", creds.root()).as_bytes(),
@@ -565,8 +572,10 @@ fn write_admin_files(data_dir: &Path, store: &Store) -> anyhow::Result<()> {
     )?;
     write_synced(&dir.join("admin.pem"), creds.chain_pem().as_bytes(), 0o644)?;
     write_synced(&dir.join("admin.key"), creds.key_pem().as_bytes(), 0o600)?;
-    std::fs::File::open(&dir)?.sync_all()?;
-    std::fs::File::open(data_dir)?.sync_all()?;
+    std::fs::File::open(dir)?.sync_all()?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
     Ok(())
 }
 

@@ -40,6 +40,7 @@ pub fn config(dir: &Path) -> NodeConfig {
         insecure: true,
         join_token: None,
         ca_files: None,
+        admin_dir: None,
         package_retention: Default::default(),
     }
 }
