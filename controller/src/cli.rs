@@ -177,6 +177,40 @@ mod tests {
     }
 
     #[test]
+    fn tokens_for_several_nodes_need_an_output_directory() {
+        match parse(&[
+            "token",
+            "create",
+            "--site",
+            "S01",
+            "--member",
+            "m1",
+            "--out-dir",
+            "/t",
+        ]) {
+            Command::Token(trust::TokenCmd::Create {
+                site,
+                member,
+                out_dir,
+                ..
+            }) => {
+                assert_eq!(site, ["S01"]);
+                assert_eq!(member, ["m1"]);
+                assert_eq!(out_dir.as_deref(), Some(std::path::Path::new("/t")));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        assert_eq!(
+            refuse(&["token", "create"]).kind(),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            refuse(&["admin", "issue", "--name", "x", "--role", "root", "--out", "d"]).kind(),
+            ErrorKind::InvalidValue
+        );
+    }
+
+    #[test]
     fn the_command_definition_is_consistent() {
         Cli::command().debug_assert();
     }
