@@ -138,6 +138,13 @@ impl StoreError {
 /// background writer ends. Another process holding it gets a clear error.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// sled reports a held lock either as WouldBlock or wrapped in an error of
+/// kind Other ("could not acquire lock on ..."): both mean another handle
+/// (an exiting process, a store still closing) holds it, so opening waits.
+pub(crate) fn is_lock_held(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
+}
+
 fn open_db(dir: &Path) -> Result<sled::Db> {
     let started = std::time::Instant::now();
     loop {
@@ -147,13 +154,12 @@ fn open_db(dir: &Path) -> Result<sled::Db> {
             // Only the group-commit thread flushes (see module docs).
             .flush_every_ms(None)
             .open();
+        let locked = is_lock_held;
         match opened {
-            Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock && started.elapsed() < LOCK_WAIT =>
-            {
+            Err(sled::Error::Io(e)) if locked(&e) && started.elapsed() < LOCK_WAIT => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            Err(sled::Error::Io(e)) if locked(&e) => {
                 return Err(StoreError::Locked(dir.display().to_string()))
             }
             other => return Ok(other?),

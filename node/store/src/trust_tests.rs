@@ -74,3 +74,15 @@ async fn credentials_and_revocations_are_kept() {
     s.revoke("0a", "site deleted").unwrap();
     assert!(s.is_revoked("0a").unwrap());
 }
+
+#[test]
+fn a_held_lock_is_recognised_in_both_of_sleds_forms() {
+    use std::io::{Error, ErrorKind};
+    assert!(crate::is_lock_held(&Error::from(ErrorKind::WouldBlock)));
+    assert!(crate::is_lock_held(&Error::other(
+        "could not acquire lock on \"/tmp/x/db\": Os { code: 11, kind: WouldBlock }"
+    )));
+    assert!(!crate::is_lock_held(&Error::from(
+        ErrorKind::PermissionDenied
+    )));
+}
