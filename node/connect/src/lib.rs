@@ -4,14 +4,12 @@
 //! runner all dial through here, so they agree on settings.
 
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_util::either::Either;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 /// Sets what every socket of a link needs: no Nagle delay, TCP keepalive,
@@ -44,76 +42,15 @@ pub async fn dial(
             let s = tokio_rustls::TlsConnector::from(cfg)
                 .connect(name, tcp)
                 .await?;
-            ClientIo::Tls(Box::new(s))
+            Either::Left(Box::new(s))
         }
-        None => ClientIo::Plain(tcp),
+        None => Either::Right(tcp),
     };
     Ok(TokioIo::new(io))
 }
 
-/// One dialled connection.
-pub enum ClientIo {
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-    Plain(TcpStream),
-}
-
-impl AsyncRead for ClientIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            ClientIo::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            ClientIo::Plain(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for ClientIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            ClientIo::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            ClientIo::Plain(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            ClientIo::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            ClientIo::Plain(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            ClientIo::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            ClientIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            ClientIo::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-            ClientIo::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            ClientIo::Tls(s) => s.is_write_vectored(),
-            ClientIo::Plain(s) => s.is_write_vectored(),
-        }
-    }
-}
+/// One dialled connection: TLS, or plaintext with `--insecure`.
+pub type ClientIo = Either<Box<tokio_rustls::client::TlsStream<TcpStream>>, TcpStream>;
 
 /// A channel to `addr` over [`dial`], with `ep`'s settings (timeouts,
 /// windows, keepalive). `tls: None` is plaintext.

@@ -16,6 +16,7 @@ use sms_trust::tls::Expect;
 use sms_trust::{Credentials, Identity};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::either::Either;
 use tonic::transport::server::Connected;
 
 /// What a node's connections use.
@@ -94,76 +95,56 @@ pub struct PeerInfo {
     pub chain_serials: Vec<String>,
 }
 
-/// One accepted connection.
-pub enum ServerIo {
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>, PeerInfo),
-    Plain(TcpStream, PeerInfo),
+/// One accepted connection and who is on its other end.
+pub struct ServerIo {
+    io: Either<Box<tokio_rustls::server::TlsStream<TcpStream>>, TcpStream>,
+    peer: PeerInfo,
 }
 
 impl Connected for ServerIo {
     type ConnectInfo = PeerInfo;
     fn connect_info(&self) -> PeerInfo {
-        match self {
-            ServerIo::Tls(_, p) | ServerIo::Plain(_, p) => p.clone(),
-        }
+        self.peer.clone()
     }
 }
 
 impl AsyncRead for ServerIo {
     fn poll_read(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            ServerIo::Tls(s, _) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            ServerIo::Plain(s, _) => Pin::new(s).poll_read(cx, buf),
-        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for ServerIo {
     fn poll_write(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            ServerIo::Tls(s, _) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            ServerIo::Plain(s, _) => Pin::new(s).poll_write(cx, buf),
-        }
+        Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            ServerIo::Tls(s, _) => Pin::new(s.as_mut()).poll_flush(cx),
-            ServerIo::Plain(s, _) => Pin::new(s).poll_flush(cx),
-        }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            ServerIo::Tls(s, _) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            ServerIo::Plain(s, _) => Pin::new(s).poll_shutdown(cx),
-        }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 
     fn poll_write_vectored(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            ServerIo::Tls(s, _) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-            ServerIo::Plain(s, _) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            ServerIo::Tls(s, _) => s.is_write_vectored(),
-            ServerIo::Plain(s, _) => s.is_write_vectored(),
-        }
+        self.io.is_write_vectored()
     }
 }
 
@@ -204,34 +185,35 @@ pub fn incoming(
                 tune_socket(&tcp, keepalive);
                 let remote = tcp.peer_addr().ok();
                 let Some(acceptor) = acceptor else {
-                    return Some(ServerIo::Plain(
-                        tcp,
-                        PeerInfo {
+                    return Some(ServerIo {
+                        io: Either::Right(tcp),
+                        peer: PeerInfo {
                             remote,
                             identity: None,
                             tls: false,
                             chain_serials: Vec::new(),
                         },
-                    ));
+                    });
                 };
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {
                         let certs = tls.get_ref().1.peer_certificates().unwrap_or_default();
-                        let ids: Vec<Identity> =
-                            certs.iter().filter_map(|c| Identity::from_der(c).ok()).collect();
-                        let chain_serials = ids.iter().map(|i| i.serial.clone()).collect();
-                        let identity = certs
-                            .first()
-                            .and_then(|c| Identity::from_der(c).ok());
-                        Some(ServerIo::Tls(
-                            Box::new(tls),
-                            PeerInfo {
+                        // Each certificate parsed once: the leaf names the
+                        // peer, every serial is checked for revocation.
+                        let ids: Vec<Option<Identity>> =
+                            certs.iter().map(|c| Identity::from_der(c).ok()).collect();
+                        let chain_serials =
+                            ids.iter().flatten().map(|i| i.serial.clone()).collect();
+                        let identity = ids.into_iter().next().flatten();
+                        Some(ServerIo {
+                            io: Either::Left(Box::new(tls)),
+                            peer: PeerInfo {
                                 remote,
                                 identity,
                                 tls: true,
                                 chain_serials,
                             },
-                        ))
+                        })
                     }
                     Ok(Err(e)) => {
                         tracing::info!(peer = ?remote, "refused a connection: TLS handshake failed: {e}");
