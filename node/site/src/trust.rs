@@ -314,20 +314,39 @@ pub fn any_revoked(ctx: &Ctx, serials: &[String]) -> Result<Option<String>, Refu
     Ok(None)
 }
 
-/// Signs a CT1 with this node's key (nothing on an `--insecure` node,
-/// which has none). The body is the CT1's encoding without a signature.
-pub fn sign_ct1(ctx: &Ctx, ct1: &mut Ct1) -> Result<(), Refused> {
+/// A signature by this node over `unsigned` (a record whose signature
+/// field is empty); `None` on an `--insecure` node, which has no key.
+fn sign_body<T: serde::Serialize>(ctx: &Ctx, unsigned: &T) -> Result<Option<SignedBody>, Refused> {
     let Some(creds) = node_credentials(&ctx.store)? else {
-        return Ok(());
+        return Ok(None);
     };
-    ct1.signature = None;
-    let body = postcard::to_allocvec(&*ct1).map_err(internal)?;
+    let body = postcard::to_allocvec(unsigned).map_err(internal)?;
     let signature = sms_trust::sign::sign(&creds, &body).map_err(internal)?;
-    ct1.signature = Some(SignedBody {
+    Ok(Some(SignedBody {
         body,
         signature,
         chain: creds.chain.clone(),
-    });
+    }))
+}
+
+/// Checks a signature against this hierarchy's root and decodes what was
+/// signed: the signer and the signed record.
+fn open_signed<T: serde::de::DeserializeOwned>(
+    creds: &Credentials,
+    s: &SignedBody,
+) -> Result<(sms_trust::Identity, T), String> {
+    let who = sms_trust::sign::verify(creds.root(), &s.chain, &s.body, &s.signature)
+        .map_err(|e| format!("its signature is not valid: {e}"))?;
+    let body =
+        postcard::from_bytes(&s.body).map_err(|_| "its signed body does not decode".to_string())?;
+    Ok((who, body))
+}
+
+/// Signs a CT1 with this node's key (nothing on an `--insecure` node,
+/// which has none). The body is the CT1's encoding without a signature.
+pub fn sign_ct1(ctx: &Ctx, ct1: &mut Ct1) -> Result<(), Refused> {
+    ct1.signature = None;
+    ct1.signature = sign_body(ctx, &*ct1)?;
     Ok(())
 }
 
@@ -342,8 +361,7 @@ pub fn verified_ct1(ctx: &Ctx, ct1: &Ct1) -> Result<Ct1, String> {
     let s = ct1.signature.as_ref().ok_or(
         "it carries no signature (a secure site applies only CT1s signed by itself or an ancestor)",
     )?;
-    let who = sms_trust::sign::verify(creds.root(), &s.chain, &s.body, &s.signature)
-        .map_err(|e| format!("its signature is not valid: {e}"))?;
+    let (who, mut body): (_, Ct1) = open_signed(&creds, s)?;
     let signer = who.site().ok_or_else(|| {
         format!(
             "it was signed by {} ({}), not by a site",
@@ -356,25 +374,14 @@ pub fn verified_ct1(ctx: &Ctx, ct1: &Ct1) -> Result<Ct1, String> {
             "it was signed by site {signer}, which is neither this site nor one of its ancestors"
         ));
     }
-    let mut body: Ct1 =
-        postcard::from_bytes(&s.body).map_err(|_| "its signed body does not decode".to_string())?;
     body.signature = ct1.signature.clone();
     Ok(body)
 }
 
 /// Signs a CT2 with this node's key (nothing on an `--insecure` node).
 pub fn sign_ct2(ctx: &Ctx, ct2: &mut Ct2) -> Result<(), Refused> {
-    let Some(creds) = node_credentials(&ctx.store)? else {
-        return Ok(());
-    };
     ct2.signature = None;
-    let body = postcard::to_allocvec(&*ct2).map_err(internal)?;
-    let signature = sms_trust::sign::sign(&creds, &body).map_err(internal)?;
-    ct2.signature = Some(SignedBody {
-        body,
-        signature,
-        chain: creds.chain.clone(),
-    });
+    ct2.signature = sign_body(ctx, &*ct2)?;
     Ok(())
 }
 
@@ -389,10 +396,7 @@ pub fn verified_ct2(ctx: &Ctx, ct2: &Ct2) -> Result<Ct2, String> {
         .signature
         .as_ref()
         .ok_or("it carries no signature (a secure site records only reports signed by the site they are about)")?;
-    let who = sms_trust::sign::verify(creds.root(), &s.chain, &s.body, &s.signature)
-        .map_err(|e| format!("its signature is not valid: {e}"))?;
-    let mut body: Ct2 =
-        postcard::from_bytes(&s.body).map_err(|_| "its signed body does not decode".to_string())?;
+    let (who, mut body): (_, Ct2) = open_signed(&creds, s)?;
     if who.site().as_ref() != Some(&body.site_code) {
         return Err(format!(
             "it reports on site {} but was signed by {} ({})",

@@ -73,6 +73,22 @@ impl AdminSvc {
         Ok(caller)
     }
 
+    /// Runs a state-changing call and, if it took effect, records it in
+    /// the audit trail; a refused call changes nothing, the trail included.
+    async fn audited<T>(
+        &self,
+        caller: &Caller,
+        action: &str,
+        detail: String,
+        call: impl Future<Output = R<T>>,
+    ) -> R<T> {
+        let result = call.await;
+        if result.is_ok() {
+            self.audit(caller, action, detail);
+        }
+        result
+    }
+
     /// A state-changing call that passed its checks: recorded in the
     /// audit trail (a status message, replicated up like any other).
     fn audit(&self, caller: &Caller, action: &str, detail: String) {
@@ -96,6 +112,12 @@ impl AdminSvc {
 
 fn code(s: &str, field: &str) -> Result<SiteCode, Status> {
     Ok(convert::code(s, field)?)
+}
+
+/// What the audit trail says a request asked for: its fields, cut short
+/// so a hostile value is never stored whole.
+fn detail<T: std::fmt::Debug>(req: &Request<T>) -> String {
+    format!("{:?}", req.get_ref()).chars().take(200).collect()
 }
 
 fn reply<T>(t: T) -> R<T> {
@@ -216,8 +238,8 @@ impl pb::admin_server::Admin for AdminSvc {
         req: Request<pb::StatusLoadRequest>,
     ) -> R<pb::StatusLoadReply> {
         let caller = self.allow(&req, AdminRole::Operator)?;
-        let detail: String = format!("{:?}", req.get_ref()).chars().take(200).collect();
-        let result = async {
+        let detail = detail(&req);
+        self.audited(&caller, "generate-status-load", detail, async {
             let (req, ctx) = (req.into_inner(), self.ctx());
             let run = self
                 .detached(async move {
@@ -230,18 +252,14 @@ impl pb::admin_server::Admin for AdminSvc {
                 started_unix_ms: run.started_unix_ms,
                 finished_unix_ms: run.finished_unix_ms,
             })
-        }
-        .await;
-        if result.is_ok() {
-            self.audit(&caller, "generate-status-load", detail);
-        }
-        result
+        })
+        .await
     }
 
     async fn delete_site(&self, req: Request<pb::SiteRequest>) -> R<pb::CreateSecondaryReply> {
         let caller = self.allow(&req, AdminRole::Full)?;
-        let detail: String = format!("{:?}", req.get_ref()).chars().take(200).collect();
-        let result = async {
+        let detail = detail(&req);
+        self.audited(&caller, "delete-site", detail, async {
             let (site, ctx) = (req.into_inner().site, self.ctx());
             let rec = self
                 .ctx
@@ -253,18 +271,14 @@ impl pb::admin_server::Admin for AdminSvc {
                 .map_err(Status::internal)?
                 .map_err(status_for_child)?;
             site_reply(rec)
-        }
-        .await;
-        if result.is_ok() {
-            self.audit(&caller, "delete-site", detail);
-        }
-        result
+        })
+        .await
     }
 
     async fn upgrade_site(&self, req: Request<pb::SiteRequest>) -> R<pb::CreateSecondaryReply> {
         let caller = self.allow(&req, AdminRole::Full)?;
-        let detail: String = format!("{:?}", req.get_ref()).chars().take(200).collect();
-        let result = async {
+        let detail = detail(&req);
+        self.audited(&caller, "upgrade-site", detail, async {
             let (site, ctx) = (req.into_inner().site, self.ctx());
             let rec = self
                 .ctx
@@ -276,18 +290,14 @@ impl pb::admin_server::Admin for AdminSvc {
                 .map_err(Status::internal)?
                 .map_err(status_for_child)?;
             site_reply(rec)
-        }
-        .await;
-        if result.is_ok() {
-            self.audit(&caller, "upgrade-site", detail);
-        }
-        result
+        })
+        .await
     }
 
     async fn submit_ct1(&self, req: Request<pb::Ct1>) -> R<pb::ChangeSiteControlReply> {
         let caller = self.allow(&req, AdminRole::Full)?;
-        let detail: String = format!("{:?}", req.get_ref()).chars().take(200).collect();
-        let result = async {
+        let detail = detail(&req);
+        self.audited(&caller, "submit-ct1", detail, async {
             queries::installed(&self.ctx).map_err(status)?;
             let (ct1, ctx) = (convert::ct1_from(&req.into_inner())?, self.ctx());
             let (site, base, serial) = self
@@ -298,12 +308,8 @@ impl pb::admin_server::Admin for AdminSvc {
                 base_serial: base,
                 serial,
             })
-        }
-        .await;
-        if result.is_ok() {
-            self.audit(&caller, "submit-ct1", detail);
-        }
-        result
+        })
+        .await
     }
 
     async fn list_bad_ct1(&self, req: Request<pb::ListBadCt1Request>) -> R<pb::BadCt1List> {
@@ -316,8 +322,8 @@ impl pb::admin_server::Admin for AdminSvc {
 
     async fn force_ct2(&self, req: Request<pb::ForceCt2Request>) -> R<pb::ForceCt2Reply> {
         let caller = self.allow(&req, AdminRole::Operator)?;
-        let detail: String = format!("{:?}", req.get_ref()).chars().take(200).collect();
-        let result = async {
+        let detail = detail(&req);
+        self.audited(&caller, "force-ct2", detail, async {
             queries::installed(&self.ctx).map_err(status)?;
             let ctx = self.ctx();
             let (site, serial) = self
@@ -331,12 +337,8 @@ impl pb::admin_server::Admin for AdminSvc {
                 site_code: site.to_string(),
                 serial,
             })
-        }
-        .await;
-        if result.is_ok() {
-            self.audit(&caller, "force-ct2", detail);
-        }
-        result
+        })
+        .await
     }
 
     async fn change_site_control(
@@ -344,8 +346,8 @@ impl pb::admin_server::Admin for AdminSvc {
         req: Request<pb::ChangeSiteControlRequest>,
     ) -> R<pb::ChangeSiteControlReply> {
         let caller = self.allow(&req, AdminRole::Full)?;
-        let detail: String = format!("{:?}", req.get_ref()).chars().take(200).collect();
-        let result = async {
+        let detail = detail(&req);
+        self.audited(&caller, "change-site-control", detail, async {
             let req = req.into_inner();
             let site = convert::opt_code(&req.site, "site")?;
             let (change, ctx) = (control_change(req)?, self.ctx());
@@ -357,12 +359,8 @@ impl pb::admin_server::Admin for AdminSvc {
                 base_serial: base,
                 serial,
             })
-        }
-        .await;
-        if result.is_ok() {
-            self.audit(&caller, "change-site-control", detail);
-        }
-        result
+        })
+        .await
     }
 
     async fn attach_primary(
@@ -388,19 +386,15 @@ impl pb::admin_server::Admin for AdminSvc {
 
     async fn allocate_ids(&self, req: Request<pb::AllocateIdsRequest>) -> R<pb::IdList> {
         let caller = self.allow(&req, AdminRole::Full)?;
-        let detail: String = format!("{:?}", req.get_ref()).chars().take(200).collect();
-        let result = async {
+        let detail = detail(&req);
+        self.audited(&caller, "allocate-ids", detail, async {
             let (count, ctx) = (req.into_inner().count, self.ctx());
             let (ids, sms_ids) = self
                 .detached(async move { ops::allocate_ids(&ctx, count).await })
                 .await?;
             reply(pb::IdList { ids, sms_ids })
-        }
-        .await;
-        if result.is_ok() {
-            self.audit(&caller, "allocate-ids", detail);
-        }
-        result
+        })
+        .await
     }
 
     async fn prepare_delete(&self, req: Request<pb::SiteRequest>) -> R<pb::IdRange> {
@@ -446,8 +440,8 @@ impl pb::admin_server::Admin for AdminSvc {
         req: Request<pb::CreateSecondaryRequest>,
     ) -> R<pb::CreateSecondaryReply> {
         let caller = self.allow(&req, AdminRole::Full)?;
-        let detail: String = format!("{:?}", req.get_ref()).chars().take(200).collect();
-        let result = async {
+        let detail = detail(&req);
+        self.audited(&caller, "create-secondary", detail, async {
             let req = req.into_inner();
             let create = CreateSecondary {
                 site_code: req.site_code,
@@ -460,103 +454,79 @@ impl pb::admin_server::Admin for AdminSvc {
                 .detached(async move { hierarchy::create_secondary(&ctx, create).await })
                 .await?;
             site_reply(rec)
-        }
-        .await;
-        if result.is_ok() {
-            self.audit(&caller, "create-secondary", detail);
-        }
-        result
+        })
+        .await
     }
 
     async fn sever_link(&self, req: Request<pb::LinkRequest>) -> R<pb::LinkState> {
         let caller = self.allow(&req, AdminRole::Operator)?;
-        let detail: String = format!("{:?}", req.get_ref()).chars().take(200).collect();
-        let result = async {
+        let detail = detail(&req);
+        self.audited(&caller, "sever-link", detail, async {
             let (to, ctx) = (code(&req.into_inner().to, "to")?, self.ctx());
             let l = self
                 .detached(async move { ops::sever_link(&ctx, &to).await })
                 .await?;
             reply(convert::link_view_to(&l))
-        }
-        .await;
-        if result.is_ok() {
-            self.audit(&caller, "sever-link", detail);
-        }
-        result
+        })
+        .await
     }
 
     async fn restore_link(&self, req: Request<pb::LinkRequest>) -> R<pb::LinkState> {
         let caller = self.allow(&req, AdminRole::Operator)?;
-        let detail: String = format!("{:?}", req.get_ref()).chars().take(200).collect();
-        let result = async {
+        let detail = detail(&req);
+        self.audited(&caller, "restore-link", detail, async {
             let (to, ctx) = (code(&req.into_inner().to, "to")?, self.ctx());
             let l = self
                 .detached(async move { ops::restore_link(&ctx, &to).await })
                 .await?;
             reply(convert::link_view_to(&l))
-        }
-        .await;
-        if result.is_ok() {
-            self.audit(&caller, "restore-link", detail);
-        }
-        result
+        })
+        .await
     }
 
     async fn inject_fault(&self, req: Request<pb::FaultRequest>) -> R<pb::FaultList> {
         let caller = self.allow(&req, AdminRole::Operator)?;
-        let detail: String = format!("{:?}", req.get_ref()).chars().take(200).collect();
-        let result = async {
+        let detail = detail(&req);
+        self.audited(&caller, "inject-fault", detail, async {
             let (req, ctx) = (req.into_inner(), self.ctx());
             let f = self
                 .detached(async move { ops::inject_fault(&ctx, &req.name, req.phase).await })
                 .await?;
             reply(convert::faults_to(&f))
-        }
-        .await;
-        if result.is_ok() {
-            self.audit(&caller, "inject-fault", detail);
-        }
-        result
+        })
+        .await
     }
 
     async fn clear_fault(&self, req: Request<pb::FaultRequest>) -> R<pb::FaultList> {
         let caller = self.allow(&req, AdminRole::Operator)?;
-        let detail: String = format!("{:?}", req.get_ref()).chars().take(200).collect();
-        let result = async {
+        let detail = detail(&req);
+        self.audited(&caller, "clear-fault", detail, async {
             let (req, ctx) = (req.into_inner(), self.ctx());
             let f = self
                 .detached(async move { ops::clear_fault(&ctx, &req.name).await })
                 .await?;
             reply(convert::faults_to(&f))
-        }
-        .await;
-        if result.is_ok() {
-            self.audit(&caller, "clear-fault", detail);
-        }
-        result
+        })
+        .await
     }
 
     async fn retry_failed_jobs(&self, req: Request<pb::LinkRequest>) -> R<pb::LinkState> {
         let caller = self.allow(&req, AdminRole::Operator)?;
-        let detail: String = format!("{:?}", req.get_ref()).chars().take(200).collect();
-        let result = async {
+        let detail = detail(&req);
+        self.audited(&caller, "retry-jobs", detail, async {
             let (to, ctx) = (code(&req.into_inner().to, "to")?, self.ctx());
             let l = self
                 .detached(async move { ops::retry_failed_jobs(&ctx, &to).await })
                 .await?;
             reply(convert::link_view_to(&l))
-        }
-        .await;
-        if result.is_ok() {
-            self.audit(&caller, "retry-jobs", detail);
-        }
-        result
+        })
+        .await
     }
 
     async fn send_probes(&self, req: Request<pb::SendProbesRequest>) -> R<pb::SendProbesReply> {
         let caller = self.allow(&req, AdminRole::Operator)?;
-        let detail: String = format!("{:?}", req.get_ref()).chars().take(200).collect();
-        let result = async {
+        let detail = detail(&req);
+        self.audited(&caller, "send-probes", detail, async {
             let req = req.into_inner();
             let priority = if req.priority == 0 {
                 Priority::Medium
@@ -572,18 +542,14 @@ impl pb::admin_server::Admin for AdminSvc {
             reply(pb::SendProbesReply {
                 job_ids: ids.iter().map(|i| i.as_bytes().to_vec()).collect(),
             })
-        }
-        .await;
-        if result.is_ok() {
-            self.audit(&caller, "send-probes", detail);
-        }
-        result
+        })
+        .await
     }
 
     async fn send_package(&self, req: Request<pb::SendPackageRequest>) -> R<pb::SendPackageReply> {
         let caller = self.allow(&req, AdminRole::Full)?;
-        let detail: String = format!("{:?}", req.get_ref()).chars().take(200).collect();
-        let result = async {
+        let detail = detail(&req);
+        self.audited(&caller, "send-package", detail, async {
             let req = req.into_inner();
             let (to, ctx) = (code(&req.to, "to")?, self.ctx());
             let source = if req.source_path.is_empty() {
@@ -602,12 +568,8 @@ impl pb::admin_server::Admin for AdminSvc {
                 chunk_count: sent.chunk_count,
                 sha256: sent.sha256_hex,
             })
-        }
-        .await;
-        if result.is_ok() {
-            self.audit(&caller, "send-package", detail);
-        }
-        result
+        })
+        .await
     }
 
     async fn get_status(&self, req: Request<pb::GetStatusRequest>) -> R<pb::NodeStatus> {
