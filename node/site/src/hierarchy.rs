@@ -280,28 +280,7 @@ pub async fn delete_site(ctx: &Arc<Ctx>, code: &str) -> Result<SiteRecord, Refus
         orphaned: false,
         server: rec.server.clone(),
     })?;
-    {
-        let _records = ctx.sites.lock().await;
-        // Read again under the lock: the record read above may be stale by
-        // now (a phase report, a CT2 or a move was applied meanwhile).
-        rec = crate::site_records::update_locked(&ctx.store, &code, |r| {
-            r.status = SiteStatus::Deleting;
-            r.status_changed_unix_ms = now_ms();
-            true
-        })?
-        .ok_or_else(|| Refused::Precondition(format!("site {code} was removed meanwhile")))?;
-        let job = Job::new(
-            me.site_code.clone(),
-            code.clone(),
-            Priority::High,
-            Payload::Deinstall(code.clone()),
-        );
-        ctx.store.enqueue(&code, &job)?;
-        ctx.store
-            .durable()
-            .await
-            .map_err(|e| Refused::Internal(e.to_string()))?;
-    }
+    let rec = queue_deinstall(ctx, &me, &code).await?;
     tracing::info!(site = %code, server = %rec.server, "deleting site; deinstall job queued");
     crate::status::emit(
         ctx,
@@ -313,6 +292,35 @@ pub async fn delete_site(ctx: &Arc<Ctx>, code: &str) -> Result<SiteRecord, Refus
     Ok(rec)
 }
 
+/// Marks a child `Deleting` and queues its deinstall job, durably, in one
+/// step under the site-records lock (the record is read again there: the
+/// one read before may be stale by now).
+async fn queue_deinstall(
+    ctx: &Arc<Ctx>,
+    me: &Identity,
+    code: &SiteCode,
+) -> Result<SiteRecord, Refused> {
+    let _records = ctx.sites.lock().await;
+    let rec = crate::site_records::update_locked(&ctx.store, code, |r| {
+        r.status = SiteStatus::Deleting;
+        r.status_changed_unix_ms = now_ms();
+        true
+    })?
+    .ok_or_else(|| Refused::Precondition(format!("site {code} was removed meanwhile")))?;
+    let job = Job::new(
+        me.site_code.clone(),
+        code.clone(),
+        Priority::High,
+        Payload::Deinstall(code.clone()),
+    );
+    ctx.store.enqueue(code, &job)?;
+    ctx.store
+        .durable()
+        .await
+        .map_err(|e| Refused::Internal(e.to_string()))?;
+    Ok(rec)
+}
+
 /// `delete-site` of an installed child primary (see [`delete_site`]): no
 /// `prepare_delete`, since it keeps handing out its SMS unique IDs as a
 /// central site; the counter its last CT2 reported is kept here.
@@ -321,27 +329,7 @@ async fn detach_primary(
     me: &Identity,
     code: &SiteCode,
 ) -> Result<SiteRecord, Refused> {
-    let rec = {
-        let _records = ctx.sites.lock().await;
-        let rec = crate::site_records::update_locked(&ctx.store, code, |r| {
-            r.status = SiteStatus::Deleting;
-            r.status_changed_unix_ms = now_ms();
-            true
-        })?
-        .ok_or_else(|| Refused::Precondition(format!("site {code} was removed meanwhile")))?;
-        let job = Job::new(
-            me.site_code.clone(),
-            code.clone(),
-            Priority::High,
-            Payload::Deinstall(code.clone()),
-        );
-        ctx.store.enqueue(code, &job)?;
-        ctx.store
-            .durable()
-            .await
-            .map_err(|e| Refused::Internal(e.to_string()))?;
-        rec
-    };
+    let rec = queue_deinstall(ctx, me, code).await?;
     tracing::info!(site = %code, server = %rec.server, "detaching child primary; it is told to carry on as a central site");
     crate::status::emit(
         ctx,
