@@ -11,90 +11,11 @@ use sms_types::*;
 
 use super::support::*;
 use crate::links::Link;
-use crate::ports::{LinkStream, Peers};
+use crate::ports::LinkStream;
 use crate::sender::Session;
 
-/// Opens links that take every frame and never answer (packets vanishing
+/// A stream that takes every frame and never answers (packets vanishing
 /// behind a stalled TCP connection).
-struct Silent;
-
-#[async_trait]
-impl Peers for Silent {
-    async fn open_link(
-        &self,
-        _server: &str,
-        _hello: &LinkHello,
-        _window: usize,
-        _opts: &LinkOptions,
-    ) -> Result<Box<dyn LinkStream>, LinkError> {
-        Ok(Box::new(Mute))
-    }
-    async fn install_bootstrap(&self, _: &str, _: &Job) -> Result<(), BootstrapError> {
-        unreachable!("not used here")
-    }
-    async fn attach_primary(
-        &self,
-        _: &str,
-        _: &SiteCode,
-        _: &str,
-        _: &str,
-    ) -> Result<Attached, String> {
-        unreachable!("not used here")
-    }
-    async fn probe(&self, _: &str) -> Result<NodeProbe, String> {
-        unreachable!("not used here")
-    }
-    async fn prepare_delete(&self, _: &str, _: &SiteCode) -> Result<u64, String> {
-        unreachable!("not used here")
-    }
-    async fn logon_describe(&self, _: &str) -> Result<LogonView, String> {
-        unreachable!("not used here")
-    }
-    async fn logon_install(&self, _: &str, _: LogonInstallRequest) -> Result<LogonView, String> {
-        unreachable!("not used here")
-    }
-    async fn logon_uninstall(&self, _: &str, _: &SiteCode) -> Result<LogonView, String> {
-        unreachable!("not used here")
-    }
-    async fn logon_refresh(&self, _: &str, _: LogonScript) -> Result<LogonView, String> {
-        unreachable!("not used here")
-    }
-    async fn request_id_range(&self, _: &str, _: &SiteCode, _: &str) -> Result<(u64, u64), String> {
-        unreachable!("not used here")
-    }
-}
-
-/// A central primary whose remote calls go to `peers`.
-fn central_with_peers(site: &str, peers: Arc<dyn Peers>, dir: &std::path::Path) -> Arc<crate::Ctx> {
-    let store = sms_store::Store::open(dir).unwrap();
-    let ctx = Arc::new(
-        crate::Ctx::new(crate::CoreConfig {
-            store,
-            data_dir: dir.to_path_buf(),
-            advertise: "127.0.0.1:7001".into(),
-            node_id: uuid::Uuid::now_v7(),
-            identity: None,
-            tasks: sms_runtime::TaskCenter::new(),
-            peers,
-        })
-        .unwrap(),
-    );
-    crate::wiring::wire(&ctx);
-    let id = Identity {
-        site_code: code(site),
-        site_name: format!("{site} site"),
-        kind: SiteKind::Primary,
-        parent: None,
-        installed_unix_ms: now_ms(),
-        version: SOFTWARE_VERSION.to_string(),
-        ancestors: vec![],
-    };
-    ctx.store.install_site(&id, &ct0(site, None)).unwrap();
-    ctx.set_identity(id).unwrap();
-    ctx.publish_config(ct0(site, None));
-    ctx
-}
-
 struct Mute;
 
 #[async_trait]
@@ -109,8 +30,7 @@ impl LinkStream for Mute {
 
 #[tokio::test]
 async fn a_silent_stream_is_replaced_and_nothing_is_charged() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = central_with_peers("PRI", Arc::new(Silent), dir.path());
+    let (node, _dir) = central_with_peers("PRI", Arc::new(LinkPeers::new(|| Box::new(Mute))));
     put_site(&node, "S01", Some("PRI"), SiteKind::Secondary);
     for _ in 0..5 {
         node.store

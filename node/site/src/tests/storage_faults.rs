@@ -3,7 +3,7 @@
 //! retention policy, and a receiver that cannot store is waited out without
 //! charging any job.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,32 +28,8 @@ fn address(retry_count: u32) -> Address {
 
 /// PRI with child S01 reached by `addr`, its remote calls going to `peers`.
 fn central_with(peers: Arc<dyn Peers>, addr: Address) -> (Arc<crate::Ctx>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let ctx = Arc::new(
-        crate::Ctx::new(crate::CoreConfig {
-            store: sms_store::Store::open(dir.path()).unwrap(),
-            data_dir: dir.path().to_path_buf(),
-            advertise: "127.0.0.1:7001".into(),
-            node_id: Uuid::now_v7(),
-            identity: None,
-            tasks: sms_runtime::TaskCenter::new(),
-            peers,
-        })
-        .unwrap(),
-    );
-    crate::wiring::wire(&ctx);
-    let id = Identity {
-        site_code: code("PRI"),
-        site_name: "PRI site".into(),
-        kind: SiteKind::Primary,
-        parent: None,
-        installed_unix_ms: now_ms(),
-        version: SOFTWARE_VERSION.to_string(),
-        ancestors: vec![],
-    };
-    let mut control = ct0("PRI", None);
-    ctx.store.install_site(&id, &control).unwrap();
-    ctx.set_identity(id).unwrap();
+    let (ctx, dir) = central_with_peers("PRI", peers);
+    let mut control = ctx.config().expect("PRI's site control");
     control.addresses = vec![addr];
     ctx.publish_config(control);
     put_site(&ctx, "S01", Some("PRI"), SiteKind::Secondary);
@@ -177,11 +153,6 @@ async fn a_package_received_here_stays_until_the_retention_policy_removes_it() {
 
 /// Opens links whose receiver takes the frames and then ends the stream
 /// with `error`, acknowledging nothing.
-struct Answering {
-    error: LinkError,
-    opened: AtomicUsize,
-}
-
 struct Ending(LinkError);
 
 #[async_trait]
@@ -195,61 +166,11 @@ impl LinkStream for Ending {
     }
 }
 
-#[async_trait]
-impl Peers for Answering {
-    async fn open_link(
-        &self,
-        _: &str,
-        _: &LinkHello,
-        _: usize,
-        _: &LinkOptions,
-    ) -> Result<Box<dyn LinkStream>, LinkError> {
-        self.opened.fetch_add(1, Ordering::SeqCst);
-        Ok(Box::new(Ending(self.error.clone())))
-    }
-    async fn install_bootstrap(&self, _: &str, _: &Job) -> Result<(), BootstrapError> {
-        unreachable!("not used here")
-    }
-    async fn attach_primary(
-        &self,
-        _: &str,
-        _: &SiteCode,
-        _: &str,
-        _: &str,
-    ) -> Result<Attached, String> {
-        unreachable!("not used here")
-    }
-    async fn probe(&self, _: &str) -> Result<NodeProbe, String> {
-        unreachable!("not used here")
-    }
-    async fn prepare_delete(&self, _: &str, _: &SiteCode) -> Result<u64, String> {
-        unreachable!("not used here")
-    }
-    async fn logon_describe(&self, _: &str) -> Result<LogonView, String> {
-        unreachable!("not used here")
-    }
-    async fn logon_install(&self, _: &str, _: LogonInstallRequest) -> Result<LogonView, String> {
-        unreachable!("not used here")
-    }
-    async fn logon_uninstall(&self, _: &str, _: &SiteCode) -> Result<LogonView, String> {
-        unreachable!("not used here")
-    }
-    async fn logon_refresh(&self, _: &str, _: LogonScript) -> Result<LogonView, String> {
-        unreachable!("not used here")
-    }
-    async fn request_id_range(&self, _: &str, _: &SiteCode, _: &str) -> Result<(u64, u64), String> {
-        unreachable!("not used here")
-    }
-}
-
 /// Runs the sender of PRI's link to S01 (retry count 1: a single charge
 /// fails a job) against a receiver answering `error`, until it has opened
 /// the link three times (or has nothing left to send); returns (jobs still queued, jobs failed).
 async fn run_against(error: LinkError) -> (usize, usize) {
-    let peers = Arc::new(Answering {
-        error,
-        opened: AtomicUsize::new(0),
-    });
+    let peers = Arc::new(LinkPeers::new(move || Box::new(Ending(error.clone()))));
     let (ctx, _dir) = central_with(peers.clone(), address(1));
     for _ in 0..4 {
         ctx.store

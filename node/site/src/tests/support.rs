@@ -301,3 +301,101 @@ pub fn bootstrap_payload(site: &str, parent: &str) -> Payload {
         ancestors: vec![code(parent)],
     }))
 }
+
+/// A central primary `site` whose remote calls go to `peers` (a fake of
+/// the test's own); the temp dir lives as long as the returned guard.
+pub fn central_with_peers(site: &str, peers: Arc<dyn Peers>) -> (Arc<Ctx>, TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ctx = Arc::new(
+        Ctx::new(CoreConfig {
+            store: Store::open(dir.path()).expect("store"),
+            data_dir: dir.path().to_path_buf(),
+            advertise: "127.0.0.1:7001".into(),
+            node_id: Uuid::now_v7(),
+            identity: None,
+            tasks: sms_runtime::TaskCenter::new(),
+            peers,
+        })
+        .expect("core"),
+    );
+    crate::wiring::wire(&ctx);
+    let id = Identity {
+        site_code: code(site),
+        site_name: format!("{site} site"),
+        kind: SiteKind::Primary,
+        parent: None,
+        installed_unix_ms: now_ms(),
+        version: SOFTWARE_VERSION.to_string(),
+        ancestors: vec![],
+    };
+    ctx.store
+        .install_site(&id, &ct0(site, None))
+        .expect("install_site");
+    ctx.set_identity(id).expect("set_identity");
+    ctx.publish_config(ct0(site, None));
+    (ctx, dir)
+}
+
+/// A fake of the other nodes that only opens links, each from `open`, and
+/// counts them; any other call is a bug in the test.
+pub struct LinkPeers {
+    pub opened: std::sync::atomic::AtomicUsize,
+    open: Box<dyn Fn() -> Box<dyn LinkStream> + Send + Sync>,
+}
+
+impl LinkPeers {
+    pub fn new(open: impl Fn() -> Box<dyn LinkStream> + Send + Sync + 'static) -> LinkPeers {
+        LinkPeers {
+            opened: Default::default(),
+            open: Box::new(open),
+        }
+    }
+}
+
+#[async_trait]
+impl Peers for LinkPeers {
+    async fn open_link(
+        &self,
+        _: &str,
+        _: &LinkHello,
+        _: usize,
+        _: &LinkOptions,
+    ) -> Result<Box<dyn LinkStream>, LinkError> {
+        self.opened
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok((self.open)())
+    }
+    async fn install_bootstrap(&self, _: &str, _: &Job) -> Result<(), BootstrapError> {
+        unreachable!("not used here")
+    }
+    async fn attach_primary(
+        &self,
+        _: &str,
+        _: &SiteCode,
+        _: &str,
+        _: &str,
+    ) -> Result<Attached, String> {
+        unreachable!("not used here")
+    }
+    async fn probe(&self, _: &str) -> Result<NodeProbe, String> {
+        unreachable!("not used here")
+    }
+    async fn prepare_delete(&self, _: &str, _: &SiteCode) -> Result<u64, String> {
+        unreachable!("not used here")
+    }
+    async fn logon_describe(&self, _: &str) -> Result<LogonView, String> {
+        unreachable!("not used here")
+    }
+    async fn logon_install(&self, _: &str, _: LogonInstallRequest) -> Result<LogonView, String> {
+        unreachable!("not used here")
+    }
+    async fn logon_uninstall(&self, _: &str, _: &SiteCode) -> Result<LogonView, String> {
+        unreachable!("not used here")
+    }
+    async fn logon_refresh(&self, _: &str, _: LogonScript) -> Result<LogonView, String> {
+        unreachable!("not used here")
+    }
+    async fn request_id_range(&self, _: &str, _: &SiteCode, _: &str) -> Result<(u64, u64), String> {
+        unreachable!("not used here")
+    }
+}
