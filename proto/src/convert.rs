@@ -333,6 +333,7 @@ pub fn job_to(job: &Job, chunk: Option<Chunk>) -> pb::Job {
                 total_size: f.total_size,
                 chunk_index: index,
                 chunk_count: f.chunk_count,
+                chunk_size: f.chunk_size,
                 data,
                 sha256: f.sha256.clone(),
             })
@@ -377,13 +378,27 @@ pub fn job_from(j: pb::Job) -> R<(Job, Option<Chunk>)> {
                     f.chunk_index, f.chunk_count
                 )));
             }
-            chunk = Some((f.chunk_index, f.data));
-            Payload::File(FilePackage {
+            let pkg = FilePackage {
                 name: f.name,
                 total_size: f.total_size,
                 chunk_count: f.chunk_count,
+                chunk_size: f.chunk_size,
                 sha256: f.sha256,
-            })
+            };
+            pkg.check_layout().map_err(WireError)?;
+            // The chunk must be exactly as long as its place in the package:
+            // the receiver writes it there.
+            let (_, len) = pkg.chunk_range(f.chunk_index).unwrap_or_default();
+            if f.data.len() != len {
+                return Err(WireError(format!(
+                    "file chunk {} of {} holds {} bytes; its place in the package holds {len}",
+                    f.chunk_index,
+                    f.chunk_count,
+                    f.data.len()
+                )));
+            }
+            chunk = Some((f.chunk_index, f.data));
+            Payload::File(pkg)
         }
         Kind::Bootstrap(b) => Payload::Bootstrap(Box::new(bootstrap_from(&b)?)),
         Kind::Deinstall(d) => Payload::Deinstall(code(&d.site_code, "deinstall.site_code")?),

@@ -145,6 +145,7 @@ fn file_pkg() -> FilePackage {
         name: "big.bin".into(),
         total_size: 10,
         chunk_count: 3,
+        chunk_size: 4,
         sha256: vec![5; 32],
     }
 }
@@ -215,7 +216,7 @@ fn a_chunk_given_with_a_non_file_payload_is_not_sent() {
 fn file_chunks_round_trip_with_their_index_and_data() {
     let j = job(Priority::Medium, Payload::File(file_pkg()));
     for i in 0..3u32 {
-        let data = vec![i as u8; 5 + i as usize];
+        let data = vec![i as u8; [4, 4, 2][i as usize]];
         let wire = job_to(&j, Some((i, data.clone())));
         let Some(pb::job_payload::Kind::FileChunk(f)) =
             wire.payload.as_ref().and_then(|p| p.kind.as_ref())
@@ -230,11 +231,27 @@ fn file_chunks_round_trip_with_their_index_and_data() {
 }
 
 #[test]
-fn a_file_job_without_a_chunk_reads_as_an_empty_first_chunk() {
+fn a_file_chunk_must_fill_its_place_in_the_package_exactly() {
     let j = job(Priority::High, Payload::File(file_pkg()));
-    let (back, chunk) = job_from(job_to(&j, None)).unwrap();
-    assert_eq!(back, j);
-    assert_eq!(chunk, Some((0, vec![])));
+    let e = err(job_from(job_to(&j, None)));
+    assert!(
+        e.contains("chunk 0 of 3 holds 0 bytes; its place in the package holds 4"),
+        "{e}"
+    );
+    let e = err(job_from(job_to(&j, Some((2, vec![0; 4])))));
+    assert!(
+        e.contains("holds 4 bytes; its place in the package holds 2"),
+        "{e}"
+    );
+    let odd = job(
+        Priority::High,
+        Payload::File(FilePackage {
+            chunk_size: 3,
+            ..file_pkg()
+        }),
+    );
+    let e = err(job_from(job_to(&odd, Some((0, vec![0; 3])))));
+    assert!(e.contains("has 4 chunks, not 3"), "{e}");
 }
 
 #[test]

@@ -238,7 +238,7 @@ pub async fn despool(
 
     let mut out = Vec::with_capacity(order.len());
     let (mut scm, mut hm, mut st) = (false, false, false);
-    let mut completed_here = false;
+    let mut completed_here = vec![];
     for entry in order {
         let (job, delivery, outcome) = match entry {
             Ok(i) => {
@@ -280,7 +280,7 @@ pub async fn despool(
                     ..
                 }),
             ) if matches!(&job.payload, Payload::File(p) if index + 1 == p.chunk_count) => {
-                completed_here = true;
+                completed_here.push(job.clone());
             }
             (Despooled::Refused(reason), _) => refused_job(ctx, from, job, &reason.to_string()),
             _ => {}
@@ -296,13 +296,75 @@ pub async fn despool(
     if st {
         ctx.status.wake();
     }
-    if completed_here {
+    if !completed_here.is_empty() {
         // A package completed here: make room by the retention policy.
         if let Err(e) = crate::retention::apply(ctx) {
             tracing::warn!("could not apply the package retention policy: {e:#}");
         }
+        // Hashing a large package takes a while: off the acknowledgement's
+        // path (the chunks are durable already).
+        let task_ctx = ctx.clone();
+        ctx.tasks.spawn("verify received packages", async move {
+            tokio::task::block_in_place(|| {
+                for job in completed_here {
+                    verify_package(&task_ctx, &job);
+                }
+            });
+        });
     }
     Ok(out)
+}
+
+/// Checks a package completed here against the SHA-256 its sender
+/// computed; a damaged copy is reported and removed rather than kept as if
+/// it were the package.
+fn verify_package(ctx: &Ctx, job: &Job) {
+    let Payload::File(pkg) = &job.payload else {
+        return;
+    };
+    let digest = match crate::queries::package_digest(ctx, &job.id) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(package = %job.id, "could not verify a received package: {e}");
+            return;
+        }
+    };
+    if digest == pkg.sha256 {
+        tracing::info!(package = %job.id, from = %job.source, "package arrived complete and verified");
+        let _ = crate::status::emit(
+            ctx,
+            &catalog::PACKAGE_RECEIVED,
+            &[
+                job.id.to_string(),
+                pkg.name.clone(),
+                pkg.total_size.to_string(),
+                job.source.to_string(),
+                hex::encode(&digest),
+            ],
+        );
+        return;
+    }
+    tracing::error!(
+        package = %job.id,
+        from = %job.source,
+        "package arrived damaged: SHA-256 {} instead of {}",
+        hex::encode(&digest),
+        hex::encode(&pkg.sha256)
+    );
+    if let Err(e) = ctx.store.expire_package(&job.id) {
+        tracing::warn!(package = %job.id, "could not remove a damaged package: {e}");
+    }
+    let _ = crate::status::emit(
+        ctx,
+        &catalog::PACKAGE_DAMAGED,
+        &[
+            job.id.to_string(),
+            pkg.name.clone(),
+            job.source.to_string(),
+            hex::encode(&digest),
+            hex::encode(&pkg.sha256),
+        ],
+    );
 }
 
 /// Counts, logs and (rate-limited) reports a job this site would not take.

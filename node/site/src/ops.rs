@@ -245,11 +245,11 @@ pub async fn send_package(
         ));
     }
     let sha = Sha256::digest(&content).to_vec();
-    let chunks: Vec<Vec<u8>> = content.chunks(chunk_bytes).map(|c| c.to_vec()).collect();
     let pkg = FilePackage {
         name: if name.is_empty() { "package" } else { name }.to_string(),
         total_size: content.len() as u64,
-        chunk_count: chunks.len() as u32,
+        chunk_count: content.len().div_ceil(chunk_bytes) as u32,
+        chunk_size: chunk_bytes as u32,
         sha256: sha.clone(),
     };
     let chunk_count = pkg.chunk_count;
@@ -259,7 +259,7 @@ pub async fn send_package(
         Priority::Low,
         Payload::File(pkg),
     );
-    ctx.store.enqueue_file(&hop, &job, chunks)?;
+    ctx.store.enqueue_file(&hop, &job, &content)?;
     ctx.store.durable().await?;
     scheduler::ensure_link(ctx, &hop).wake.notify_one();
     Ok(PackageSent {

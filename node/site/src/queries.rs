@@ -269,11 +269,7 @@ pub fn packages(ctx: &Ctx) -> Result<Vec<PackageView>, Refused> {
     let mut out = Vec::new();
     for p in ctx.store.packages()? {
         let sha256_hex = if p.complete && Some(&p.dest) == me.as_ref() {
-            let mut h = Sha256::new();
-            for i in 0..p.package.chunk_count {
-                h.update(ctx.store.chunk(&p.job_id, i)?.unwrap_or_default());
-            }
-            hex::encode(h.finalize())
+            hex::encode(package_digest(ctx, &p.job_id)?)
         } else {
             String::new()
         };
@@ -283,4 +279,24 @@ pub fn packages(ctx: &Ctx) -> Result<Vec<PackageView>, Refused> {
         });
     }
     Ok(out)
+}
+
+/// SHA-256 of a package as the package store holds it, read in 1 MiB
+/// steps (a missing file hashes as empty, which never matches).
+pub fn package_digest(ctx: &Ctx, id: &uuid::Uuid) -> Result<Vec<u8>, Refused> {
+    use std::io::Read;
+    let mut h = Sha256::new();
+    if let Some(mut f) = ctx.store.package_file(id)? {
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f
+                .read(&mut buf)
+                .map_err(|e| Refused::Internal(format!("reading package {id}: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+    }
+    Ok(h.finalize().to_vec())
 }

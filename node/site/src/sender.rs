@@ -590,7 +590,16 @@ impl Session {
             }
             while self.room() {
                 if let Some((id, idx)) = self.files[pi].as_ref().map(|f| (f.job.id, f.next_chunk)) {
-                    let Some(data) = ctx.store.chunk(&id, idx).map_err(fail)? else {
+                    let read = match &self.files[pi]
+                        .as_ref()
+                        .expect("file being sent")
+                        .job
+                        .payload
+                    {
+                        Payload::File(pkg) => ctx.store.chunk(&id, pkg, idx).map_err(fail)?,
+                        _ => None,
+                    };
+                    let Some(data) = read else {
                         // This package can never be sent: it alone fails,
                         // visibly, and the link goes on with the rest.
                         let f = self.files[pi].take().expect("file being sent");

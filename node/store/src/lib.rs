@@ -7,8 +7,8 @@
 //! else ever flushes), then `fdatasync`s sled's log (sled's own flush uses
 //! `sync_file_range`, which a power cut can undo), fsyncs the store
 //! directory when its entries changed and fsyncs new blob files; only then
-//! are the waiters released. File package chunks are files beside sled
-//! (`package_files.rs`), synced by the same commit before the log.
+//! are the waiters released. File packages are files beside sled, one per
+//! package (`package_files.rs`), synced by the same commit before the log.
 //!
 //! A failed write (a full disk) marks the store failed until it can write
 //! again, reopening sled if sled poisoned itself (see `Cell`).
@@ -105,6 +105,10 @@ pub enum StoreError {
     /// A CT0 must follow the current serial exactly.
     #[error("serial {proposed} does not follow the current serial {current}")]
     SerialGap { current: u64, proposed: u64 },
+    /// The caller handed the store something that does not add up (a
+    /// package whose bytes do not match its description).
+    #[error("{0}")]
+    Invalid(String),
     /// A child site with this code is already recorded.
     #[error("site {0} already exists")]
     SiteExists(SiteCode),
@@ -200,7 +204,6 @@ pub(crate) fn open_inner(dir: &Path) -> Result<Inner> {
         outbox: t("outbox")?,
         failed: t("failed")?,
         seen: t("despool.seen")?,
-        chunks: t("chunks")?,
         packages: t("packages")?,
         packages_completed: t("packages.completed")?,
         probes: t("probes")?,
@@ -264,9 +267,6 @@ pub(crate) struct Inner {
     pub(crate) outbox: Tree,
     pub(crate) failed: Tree,
     pub(crate) seen: Tree,
-    /// Chunks of data dirs written before chunks became files (read and
-    /// freed, never written).
-    pub(crate) chunks: Tree,
     pub(crate) packages: Tree,
     /// (completed here, by this site's clock) of every package whose
     /// destination is this site: what the retention policy goes by.
@@ -378,8 +378,9 @@ pub(crate) const META_LOGON: &[u8] = b"logon_install";
 pub(crate) const META_IDS_FROZEN: &[u8] = b"ids_frozen";
 /// 2: an address carries its keepalive (postcard has no optional trailing
 /// fields, so every stored site control, CT1 and CT2 changed shape); 3:
-/// signed CT1s and CT2s; 4: package chunks are files beside sled.
-const STORE_FORMAT: u32 = 4;
+/// signed CT1s and CT2s; 4: package chunks are files beside sled; 5: one
+/// file per package (a package's chunk size is part of its description).
+const STORE_FORMAT: u32 = 5;
 /// Written and flushed to prove a reopened store can write again.
 pub(crate) const META_WRITE_PROBE: &[u8] = b"write_probe";
 

@@ -4,28 +4,33 @@
 use crate::prelude::*;
 
 impl Store {
-    pub(crate) fn chunk_key(id: &Uuid, index: u32) -> [u8; 20] {
-        let mut k = [0u8; 20];
-        k[..16].copy_from_slice(id.as_bytes());
-        k[16..].copy_from_slice(&index.to_be_bytes());
-        k
-    }
-
-    /// Stores the chunks of a package this node originates, and its job.
-    /// Chunks first, job last: a crash in between leaves chunks without a
-    /// job, which [`Store::drop_orphan_chunks`] frees at the next start.
-    pub fn enqueue_file(&self, hop: &SiteCode, job: &Job, chunks: Vec<Vec<u8>>) -> Result<()> {
-        for (i, c) in chunks.into_iter().enumerate() {
-            self.cell.files.write(&job.id, i as u32, &c)?;
+    /// Stores the bytes of a package this node originates in its package
+    /// file, and its job. File first, job last: a crash in between leaves a
+    /// file without a job, which [`Store::drop_orphan_chunks`] frees at the
+    /// next start.
+    pub fn enqueue_file(&self, hop: &SiteCode, job: &Job, content: &[u8]) -> Result<()> {
+        let Payload::File(pkg) = &job.payload else {
+            return Err(StoreError::Invalid(
+                "enqueue_file takes a file package".into(),
+            ));
+        };
+        pkg.check_layout().map_err(StoreError::Invalid)?;
+        if content.len() as u64 != pkg.total_size {
+            return Err(StoreError::Invalid(format!(
+                "the package holds {} bytes, not the {} its description says",
+                content.len(),
+                pkg.total_size
+            )));
         }
+        self.cell.files.write_at(&job.id, 0, content)?;
         self.enqueue(hop, job)?;
         Ok(())
     }
 
-    /// Frees chunks that belong to no queued or failed package, nor to one
-    /// being received or kept here (a package passed on whose job left the
-    /// outbox is freed: a crash came between its acknowledgement and its
-    /// freeing). Returns the number of packages whose chunks were dropped.
+    /// Frees package files that belong to no queued or failed package, nor
+    /// to one being received or kept here (a package passed on whose job
+    /// left the outbox is freed: a crash came between its acknowledgement
+    /// and its freeing). Returns the number of packages dropped.
     pub fn drop_orphan_chunks(&self) -> Result<usize> {
         let inner = self.inner()?;
         let mut owners = std::collections::HashSet::new();
@@ -56,50 +61,37 @@ impl Store {
                 owners.insert(rec.job_id);
             }
         }
-        let mut orphans = std::collections::HashSet::new();
+        let mut n = 0;
         for id in self.cell.files.ids()? {
             if !owners.contains(&id) {
-                orphans.insert(id);
+                self.drop_chunks(&id)?;
+                n += 1;
             }
         }
-        for k in inner.chunks.iter().keys() {
-            let k = k?;
-            if let Ok(id) = Uuid::from_slice(&k[..16]) {
-                if !owners.contains(&id) {
-                    orphans.insert(id);
-                }
-            }
-        }
-        for id in &orphans {
-            self.drop_chunks(id)?;
-        }
-        Ok(orphans.len())
+        Ok(n)
     }
 
-    pub fn chunk(&self, id: &Uuid, index: u32) -> Result<Option<Vec<u8>>> {
-        if let Some(c) = self.cell.files.read(id, index)? {
-            return Ok(Some(c));
-        }
-        // A chunk stored in sled by an older build.
-        Ok(self
-            .inner()?
-            .chunks
-            .get(Self::chunk_key(id, index))?
-            .map(|v| v.to_vec()))
+    /// One chunk of a package from the package store, read in place; None
+    /// if the store does not hold it.
+    pub fn chunk(&self, id: &Uuid, pkg: &FilePackage, index: u32) -> Result<Option<Vec<u8>>> {
+        let Some((offset, len)) = pkg.chunk_range(index) else {
+            return Ok(None);
+        };
+        Ok(self.cell.files.read_at(id, offset, len)?)
     }
 
-    /// Frees the chunks of a package once it has left this node for good
+    /// A package's file, to read it whole (None if there is none).
+    pub fn package_file(&self, id: &Uuid) -> Result<Option<std::fs::File>> {
+        Ok(self.cell.files.open_read(id)?)
+    }
+
+    /// Frees a package's file once the package has left this node for good
     /// (its space is back on return).
     pub fn drop_chunks(&self, id: &Uuid) -> Result<()> {
-        self.cell.files.remove(id)?;
-        let inner = self.inner()?;
-        for k in inner.chunks.scan_prefix(id.as_bytes()).keys() {
-            inner.chunks.remove(k?)?;
-        }
-        Ok(())
+        Ok(self.cell.files.remove(id)?)
     }
 
-    /// Bytes of chunks held for one package.
+    /// Bytes held for one package.
     pub fn package_bytes(&self, id: &Uuid) -> u64 {
         self.cell.files.size(id)
     }

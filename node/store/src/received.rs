@@ -125,17 +125,15 @@ impl Store {
     }
 }
 
-/// Where received chunks go: files (see `package_files.rs`). (The sled
-/// tree older builds kept them in cannot be read here: a plain read inside
-/// a transaction waits for the transaction's own lock. A chunk found
-/// missing there is simply written again as a file.)
+/// Where received chunks go: the package's file in the package store (see
+/// `package_files.rs`), each chunk at its place.
 struct Chunks<'a> {
     files: &'a crate::package_files::PackageFiles,
 }
 
 impl Chunks<'_> {
-    fn has(&self, id: &Uuid, index: u32) -> std::result::Result<bool, StoreError> {
-        Ok(self.files.exists(id, index))
+    fn has(&self, id: &Uuid, (offset, len): (u64, usize)) -> bool {
+        self.files.holds(id, offset, len)
     }
 
     /// Written before the record that counts it, and listed for the
@@ -143,11 +141,11 @@ impl Chunks<'_> {
     fn write(
         &self,
         id: &Uuid,
-        index: u32,
+        (offset, _): (u64, usize),
         data: &[u8],
     ) -> std::result::Result<(), ConflictableTransactionError<StoreError>> {
         self.files
-            .write(id, index, data)
+            .write_at(id, offset, data)
             .map_err(|e| ConflictableTransactionError::Abort(StoreError::Io(e)))
     }
 }
@@ -173,6 +171,17 @@ fn despool_one(
         let Payload::File(pkg) = &job.payload else {
             return Ok(Despooled::Refused(DespoolRefusal::ChunkWithoutPackage));
         };
+        // The wire checked the layout and the chunk's length; a caller
+        // inside the node gets the same answer.
+        let place = match pkg.chunk_range(*index) {
+            Some(place) if place.1 == data.len() && pkg.check_layout().is_ok() => place,
+            _ => {
+                return Ok(Despooled::Refused(DespoolRefusal::Unroutable(format!(
+                    "chunk {index} of package {} does not fit the package's layout",
+                    job.id
+                ))))
+            }
+        };
         let mut rec: ReceivedPackage = match packages.get(id)? {
             Some(v) => dec(&v).map_err(ConflictableTransactionError::Abort)?,
             None => ReceivedPackage {
@@ -188,14 +197,11 @@ fn despool_one(
         };
         if *index < rec.chunks_received {
             // A resend of a chunk already counted is a duplicate only if the
-            // chunk is really there: after a power cut sled can keep the
-            // package record and lose the chunk's blob, and this resend is
-            // then the only copy left.
-            if !chunks
-                .has(&job.id, *index)
-                .map_err(ConflictableTransactionError::Abort)?
-            {
-                chunks.write(&job.id, *index, data)?;
+            // chunk is really there: had a power cut kept the package
+            // record and lost the chunk's bytes, this resend would be the
+            // only copy left.
+            if !chunks.has(&job.id, place) {
+                chunks.write(&job.id, place, data)?;
                 return Ok(Despooled::Stored);
             }
             return Ok(Despooled::Duplicate);
@@ -207,7 +213,7 @@ fn despool_one(
                 expected: rec.chunks_received,
             }));
         }
-        chunks.write(&job.id, *index, data)?;
+        chunks.write(&job.id, place, data)?;
         rec.chunks_received += 1;
         if rec.chunks_received == pkg.chunk_count {
             rec.complete = true;

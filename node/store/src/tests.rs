@@ -108,6 +108,7 @@ async fn chunks_must_arrive_in_order() {
         name: "p".into(),
         total_size: 2,
         chunk_count: 2,
+        chunk_size: 1,
         sha256: vec![],
     };
     let job = Job::new(code("S01"), code("PRI"), Priority::Low, Payload::File(pkg));
@@ -262,13 +263,27 @@ fn record(site: &str) -> SiteRecord {
     }
 }
 
+/// A package of `chunks` one-byte chunks.
 fn file_pkg(chunks: u32) -> FilePackage {
+    file_pkg_of(chunks, 1)
+}
+
+fn file_pkg_of(chunks: u32, chunk_size: u32) -> FilePackage {
     FilePackage {
         name: "pkg".into(),
-        total_size: chunks as u64,
+        total_size: u64::from(chunks) * u64::from(chunk_size),
         chunk_count: chunks,
+        chunk_size,
         sha256: vec![],
     }
+}
+
+/// Chunk `i` of a file job, as the package store holds it.
+fn chunk_of(store: &Store, job: &Job, i: u32) -> Option<Vec<u8>> {
+    let Payload::File(pkg) = &job.payload else {
+        panic!("not a file job")
+    };
+    store.chunk(&job.id, pkg, i).unwrap()
 }
 
 /// A status message whose uid orders with its time (as UUID v7s do).
@@ -777,18 +792,27 @@ fn outbox_key_bytes_order_like_the_keys() {
 async fn enqueue_file_stores_chunks_and_job_and_drop_chunks_frees_them() {
     let (_d, store) = open();
     let hop = code("S01");
-    let job = job_to("S01", Priority::Low, Payload::File(file_pkg(3)));
-    let chunks = vec![vec![0u8; 10], vec![1u8; 10], vec![2u8; 3]];
-    store.enqueue_file(&hop, &job, chunks.clone()).unwrap();
+    let pkg = FilePackage {
+        total_size: 23,
+        ..file_pkg_of(3, 10)
+    };
+    let job = job_to("S01", Priority::Low, Payload::File(pkg));
+    let chunks = [vec![0u8; 10], vec![1u8; 10], vec![2u8; 3]];
+    store.enqueue_file(&hop, &job, &chunks.concat()).unwrap();
     for (i, c) in chunks.iter().enumerate() {
-        assert_eq!(store.chunk(&job.id, i as u32).unwrap().as_ref(), Some(c));
+        assert_eq!(chunk_of(&store, &job, i as u32).as_ref(), Some(c));
     }
-    assert_eq!(store.chunk(&job.id, 3).unwrap(), None);
+    assert_eq!(chunk_of(&store, &job, 3), None);
+    // Bytes that do not match the description are refused, and nothing is
+    // queued.
+    let short = job_to("S01", Priority::Low, Payload::File(file_pkg_of(3, 10)));
+    let e = store.enqueue_file(&hop, &short, &[0u8; 29]).unwrap_err();
+    assert!(e.to_string().contains("holds 29 bytes, not the 30"), "{e}");
     let queued = store.outbox_scan(&hop, Priority::Low, None, 10).unwrap();
     assert_eq!(ids_of(&queued), vec![job.id]);
     store.drop_chunks(&job.id).unwrap();
     for i in 0..3 {
-        assert_eq!(store.chunk(&job.id, i).unwrap(), None);
+        assert_eq!(chunk_of(&store, &job, i), None);
     }
     // The job itself stays queued: only its chunks went.
     assert_eq!(store.outbox_len(&hop), 1);
@@ -801,12 +825,10 @@ async fn drop_orphan_chunks_frees_only_unowned_chunks() {
     let file = |n| job_to("S01", Priority::Low, Payload::File(file_pkg(n)));
     // Queued.
     let queued = file(2);
-    store
-        .enqueue_file(&hop, &queued, vec![vec![1], vec![2]])
-        .unwrap();
+    store.enqueue_file(&hop, &queued, &[1, 2]).unwrap();
     // Failed.
     let failed = file(1);
-    store.enqueue_file(&hop, &failed, vec![vec![3]]).unwrap();
+    store.enqueue_file(&hop, &failed, &[3]).unwrap();
     let k = keys_of(&store.outbox_scan(&hop, Priority::Low, None, 10).unwrap())[1];
     store
         .outbox_fail(
@@ -838,9 +860,7 @@ async fn drop_orphan_chunks_frees_only_unowned_chunks() {
     assert_eq!(r, vec![Despooled::Stored]);
     // Orphaned: its job left the outbox without its chunks.
     let orphan = file(2);
-    store
-        .enqueue_file(&hop, &orphan, vec![vec![5], vec![6]])
-        .unwrap();
+    store.enqueue_file(&hop, &orphan, &[5, 6]).unwrap();
     let orphan_key = store
         .outbox_scan(&hop, Priority::Low, None, 10)
         .unwrap()
@@ -851,11 +871,11 @@ async fn drop_orphan_chunks_frees_only_unowned_chunks() {
     store.outbox_remove(&[orphan_key]).unwrap();
 
     assert_eq!(store.drop_orphan_chunks().unwrap(), 1);
-    assert_eq!(store.chunk(&orphan.id, 0).unwrap(), None);
-    assert_eq!(store.chunk(&orphan.id, 1).unwrap(), None);
-    assert_eq!(store.chunk(&queued.id, 1).unwrap(), Some(vec![2]));
-    assert_eq!(store.chunk(&failed.id, 0).unwrap(), Some(vec![3]));
-    assert_eq!(store.chunk(&incoming.id, 0).unwrap(), Some(vec![4]));
+    assert_eq!(chunk_of(&store, &orphan, 0), None);
+    assert_eq!(chunk_of(&store, &orphan, 1), None);
+    assert_eq!(chunk_of(&store, &queued, 1), Some(vec![2]));
+    assert_eq!(chunk_of(&store, &failed, 0), Some(vec![3]));
+    assert_eq!(chunk_of(&store, &incoming, 0), Some(vec![4]));
     assert_eq!(store.drop_orphan_chunks().unwrap(), 0);
 }
 
@@ -981,7 +1001,7 @@ async fn a_forwarded_package_is_queued_once_its_last_chunk_lands() {
         code("S01"),
         code("S05"),
         Priority::High,
-        Payload::File(file_pkg(3)),
+        Payload::File(file_pkg_of(3, 4)),
     );
     let chunk = |i: u32| {
         (
@@ -1012,7 +1032,7 @@ async fn a_forwarded_package_is_queued_once_its_last_chunk_lands() {
         vec![Despooled::Duplicate]
     );
     assert_eq!(store.outbox_len(&code("S02")), 1);
-    assert_eq!(store.chunk(&job.id, 2).unwrap(), Some(vec![2; 4]));
+    assert_eq!(chunk_of(&store, &job, 2), Some(vec![2; 4]));
     assert_eq!(store.packages().unwrap().len(), 1);
 }
 
@@ -1034,7 +1054,7 @@ async fn a_chunk_without_a_file_package_is_refused() {
         out,
         vec![Despooled::Refused(DespoolRefusal::ChunkWithoutPackage)]
     );
-    assert_eq!(store.chunk(&job.id, 0).unwrap(), None);
+    assert_eq!(store.package_bytes(&job.id), 0);
     assert!(store.packages().unwrap().is_empty());
 }
 
@@ -1762,8 +1782,8 @@ fn disk_usage(p: &std::path::Path) -> u64 {
 
 const MIB: u64 = 1024 * 1024;
 
-fn mib_chunks(n: u32) -> Vec<Vec<u8>> {
-    (0..n).map(|i| vec![i as u8; MIB as usize]).collect()
+fn mib_chunks(n: u32) -> Vec<u8> {
+    (0..n).flat_map(|i| vec![i as u8; MIB as usize]).collect()
 }
 
 /// Fails with chunks kept in sled (as before): sled defers removing their
@@ -1779,8 +1799,12 @@ async fn freed_packages_give_their_space_back_and_stay_freed_across_a_reopen() {
         let store = Store::open(dir.path()).unwrap();
         let empty = disk_usage(dir.path());
         for _ in 0..5 {
-            let job = job_to("S01", Priority::Low, Payload::File(file_pkg(4)));
-            store.enqueue_file(&hop, &job, mib_chunks(4)).unwrap();
+            let job = job_to(
+                "S01",
+                Priority::Low,
+                Payload::File(file_pkg_of(4, MIB as u32)),
+            );
+            store.enqueue_file(&hop, &job, &mib_chunks(4)).unwrap();
             ids.push((
                 store
                     .outbox_scan(&hop, Priority::Low, None, 100)
@@ -1813,7 +1837,7 @@ async fn freed_packages_give_their_space_back_and_stay_freed_across_a_reopen() {
         "still free after a reopen: {full} -> {after}"
     );
     for (_, id) in &ids {
-        assert_eq!(store.chunk(id, 0).unwrap(), None);
+        assert_eq!(store.package_bytes(id), 0);
     }
     assert_eq!(store.drop_orphan_chunks().unwrap(), 0, "nothing dangling");
     assert_eq!(store.outbox_len(&hop), 0);
@@ -1834,7 +1858,7 @@ async fn a_package_received_here_is_kept_until_expired_and_then_leaves_nothing()
         code("S01"),
         code("PRI"),
         Priority::Low,
-        Payload::File(file_pkg(2)),
+        Payload::File(file_pkg_of(2, 1000)),
     );
     {
         let store = Store::open(dir.path()).unwrap();
@@ -1855,12 +1879,12 @@ async fn a_package_received_here_is_kept_until_expired_and_then_leaves_nothing()
     let store = reopen(dir.path());
     // Kept across a restart, and not taken for an orphan.
     assert_eq!(store.drop_orphan_chunks().unwrap(), 0);
-    assert_eq!(store.chunk(&job.id, 1).unwrap(), Some(vec![1u8; 1000]));
+    assert_eq!(chunk_of(&store, &job, 1), Some(vec![1u8; 1000]));
     store.expire_package(&job.id).unwrap();
     store.durable().await.unwrap();
     drop(store);
     let store = reopen(dir.path());
-    assert_eq!(store.chunk(&job.id, 0).unwrap(), None);
+    assert_eq!(chunk_of(&store, &job, 0), None);
     assert_eq!(store.package(&job.id).unwrap(), None);
     assert!(store.completed_packages().unwrap().is_empty());
     assert_eq!(store.package_bytes(&job.id), 0);
@@ -1873,7 +1897,7 @@ async fn a_forwarded_package_is_not_kept_here_once_passed_on() {
         code("S11"),
         code("PRI"),
         Priority::Low,
-        Payload::File(file_pkg(2)),
+        Payload::File(file_pkg_of(2, 1000)),
     );
     store
         .despool(&[
@@ -1896,7 +1920,7 @@ async fn a_forwarded_package_is_not_kept_here_once_passed_on() {
     // the start-up sweep frees it; the record stays (for duplicate chunks).
     store.outbox_remove(&keys_of(&queued)).unwrap();
     assert_eq!(store.drop_orphan_chunks().unwrap(), 1);
-    assert_eq!(store.chunk(&job.id, 0).unwrap(), None);
+    assert_eq!(chunk_of(&store, &job, 0), None);
     assert!(store.package(&job.id).unwrap().is_some());
     // A late resend of its last chunk is still a duplicate, not out of order.
     let r = store
@@ -1981,7 +2005,7 @@ async fn a_package_received_here_before_the_retention_list_is_not_an_orphan() {
         code("S01"),
         code("PRI"),
         Priority::Low,
-        Payload::File(file_pkg(1)),
+        Payload::File(file_pkg_of(1, 1000)),
     );
     store
         .despool(&[(job.clone(), chunk_delivery(0, None))])
@@ -1993,5 +2017,5 @@ async fn a_package_received_here_before_the_retention_list_is_not_an_orphan() {
         .remove(job.id.as_bytes())
         .unwrap();
     assert_eq!(store.drop_orphan_chunks().unwrap(), 0);
-    assert!(store.chunk(&job.id, 0).unwrap().is_some());
+    assert!(chunk_of(&store, &job, 0).is_some());
 }

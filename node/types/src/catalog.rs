@@ -107,6 +107,10 @@ catalogue! {
         "Refused a connection from site %1: %2.";
     DESPOOL_UNROUTABLE = 4601, Warning, "SMS_DESPOOLER",
         "Refused job %1 from site %2 for site %3: %4.";
+    PACKAGE_RECEIVED = 4602, Informational, "SMS_DESPOOLER",
+        "File package %1 (%2, %3 bytes) from site %4 arrived complete; its SHA-256 %5 matches the sender's.";
+    PACKAGE_DAMAGED = 4603, Error, "SMS_DESPOOLER",
+        "File package %1 (%2) from site %3 arrived complete but its SHA-256 is %4, not %5 as sent; the damaged copy was removed. Send the package again.";
     AUDIT_ADMIN_ACTION = 4800, Informational, "SMS_PROVIDER",
         "Administrator %1 ran %2 on site %3 (%4).";
     AUDIT_TOKEN_CREATED = 4801, Informational, "SMS_PROVIDER",

@@ -410,14 +410,63 @@ pub struct BootstrapPackage {
     pub ancestors: Vec<SiteCode>,
 }
 
-/// A file package as it sits in an outbox: its chunks live in the store's
-/// chunk tree under the job id, so a large package is never one value.
+/// A file package as it sits in an outbox: its bytes live in the store's
+/// package store (one file per package) under the job id, so a large
+/// package is never one value. Every chunk but the last is `chunk_size`
+/// bytes, which places chunk `i` at `i * chunk_size` in that file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FilePackage {
     pub name: String,
     pub total_size: u64,
     pub chunk_count: u32,
+    pub chunk_size: u32,
     pub sha256: Vec<u8>,
+}
+
+impl FilePackage {
+    /// Checks that size, chunk size and chunk count describe one layout
+    /// (what the package store relies on to place chunks).
+    pub fn check_layout(&self) -> Result<(), String> {
+        if self.total_size == 0 || self.chunk_size == 0 {
+            return Err(format!(
+                "package {:?} has total size {} and chunk size {}; both must be above zero",
+                short(&self.name),
+                self.total_size,
+                self.chunk_size
+            ));
+        }
+        let expected = self.total_size.div_ceil(u64::from(self.chunk_size));
+        if expected != u64::from(self.chunk_count) {
+            return Err(format!(
+                "package {:?} of {} bytes in chunks of {} has {} chunks, not {}",
+                short(&self.name),
+                self.total_size,
+                self.chunk_size,
+                expected,
+                self.chunk_count
+            ));
+        }
+        Ok(())
+    }
+
+    /// Where chunk `index` sits in the package: (offset, length), or None
+    /// past the last chunk.
+    pub fn chunk_range(&self, index: u32) -> Option<(u64, usize)> {
+        if index >= self.chunk_count || self.chunk_size == 0 {
+            return None;
+        }
+        let offset = u64::from(index) * u64::from(self.chunk_size);
+        let len = self
+            .total_size
+            .checked_sub(offset)?
+            .min(u64::from(self.chunk_size));
+        (len > 0).then_some((offset, len as usize))
+    }
+}
+
+/// A name cut for an error message: never echo a whole hostile value.
+fn short(s: &str) -> String {
+    s.chars().take(64).collect()
 }
 
 /// One chunk of a file package on the wire: (index, bytes).

@@ -127,6 +127,7 @@ fn file_pkg() -> FilePackage {
         name: "pkg.bin".into(),
         total_size: 3 << 20,
         chunk_count: 3,
+        chunk_size: 1 << 20,
         sha256: vec![1; 32],
     }
 }
@@ -653,4 +654,40 @@ fn fault_parse_bounds_the_phase_and_names_the_faults() {
     }
     let e = FaultError::Phase(7).to_string();
     assert!(e.contains("1 to 4") && e.contains('7'), "{e}");
+}
+
+#[test]
+fn a_package_layout_places_every_chunk_and_refuses_what_does_not_add_up() {
+    let p = FilePackage {
+        name: "p".into(),
+        total_size: 10,
+        chunk_count: 3,
+        chunk_size: 4,
+        sha256: vec![],
+    };
+    assert_eq!(p.check_layout(), Ok(()));
+    assert_eq!(p.chunk_range(0), Some((0, 4)));
+    assert_eq!(p.chunk_range(1), Some((4, 4)));
+    assert_eq!(p.chunk_range(2), Some((8, 2)));
+    assert_eq!(p.chunk_range(3), None);
+    let wrong_count = FilePackage {
+        chunk_count: 2,
+        ..p.clone()
+    };
+    assert!(wrong_count
+        .check_layout()
+        .unwrap_err()
+        .contains("has 3 chunks, not 2"));
+    let no_size = FilePackage {
+        chunk_size: 0,
+        ..p.clone()
+    };
+    assert!(no_size.check_layout().is_err());
+    assert_eq!(no_size.chunk_range(0), None);
+    let huge_name = FilePackage {
+        name: "x".repeat(1 << 20),
+        chunk_count: 9,
+        ..p
+    };
+    assert!(huge_name.check_layout().unwrap_err().len() < 200);
 }

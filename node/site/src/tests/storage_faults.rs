@@ -42,10 +42,10 @@ async fn a_sent_package_is_freed_only_once_the_next_hop_has_its_last_chunk() {
     put_site(&node.ctx, "S01", Some("PRI"), SiteKind::Secondary);
     let link = Arc::new(Link::new(code("S01")));
     let pkg = job("PRI", "S01", Priority::Low, file_payload(3));
-    let chunks = vec![vec![1u8; 4], vec![2u8; 4], vec![3u8; 4]];
+    let content = [[1u8; 4], [2u8; 4], [3u8; 4]].concat();
     node.ctx
         .store
-        .enqueue_file(&code("S01"), &pkg, chunks)
+        .enqueue_file(&code("S01"), &pkg, &content)
         .unwrap();
     node.ctx.store.durable().await.unwrap();
     assert_eq!(node.ctx.store.package_bytes(&pkg.id), 12);
@@ -93,7 +93,10 @@ async fn a_sent_package_is_freed_only_once_the_next_hop_has_its_last_chunk() {
         0,
         "freed at the last ack"
     );
-    assert_eq!(node.ctx.store.chunk(&pkg.id, 0).unwrap(), None);
+    let Payload::File(described) = &pkg.payload else {
+        unreachable!()
+    };
+    assert_eq!(node.ctx.store.chunk(&pkg.id, described, 0).unwrap(), None);
 }
 
 #[test]
@@ -224,7 +227,7 @@ async fn a_package_missing_its_chunks_fails_alone_and_the_link_goes_on() {
     let pkg = job("PRI", "S01", Priority::Low, file_payload(2));
     node.ctx
         .store
-        .enqueue_file(&code("S01"), &pkg, vec![vec![1u8; 4], vec![2u8; 4]])
+        .enqueue_file(&code("S01"), &pkg, &[1u8; 8])
         .unwrap();
     let after = probe("PRI", "S01", Priority::Low);
     node.ctx.store.enqueue(&code("S01"), &after).unwrap();
@@ -237,4 +240,53 @@ async fn a_package_missing_its_chunks_fails_alone_and_the_link_goes_on() {
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].job.id, pkg.id);
     assert!(failed[0].reason.contains("missing"), "{}", failed[0].reason);
+}
+
+/// A package completed here is checked against its sender's SHA-256: a
+/// good one is reported received, a damaged one reported and removed (not
+/// kept as if it were the package).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completed_package_is_verified_and_a_damaged_one_removed() {
+    use sha2::{Digest, Sha256};
+    let node = central("PRI");
+    put_site(&node.ctx, "S01", Some("PRI"), SiteKind::Secondary);
+    let content = [[1u8; 4], [2u8; 4]].concat();
+    let package = |sha256: Vec<u8>| {
+        let Payload::File(mut p) = file_payload(2) else {
+            unreachable!()
+        };
+        p.sha256 = sha256;
+        job("S01", "PRI", Priority::Low, Payload::File(p))
+    };
+    let good = package(Sha256::digest(&content).to_vec());
+    let damaged = package(vec![7; 32]);
+    for j in [&good, &damaged] {
+        let frames = vec![
+            (j.clone(), Some((0, content[..4].to_vec()))),
+            (j.clone(), Some((1, content[4..].to_vec()))),
+        ];
+        let out = crate::despooler::despool(&node.ctx, &code("S01"), frames)
+            .await
+            .unwrap();
+        assert!(out
+            .iter()
+            .all(|(_, _, o)| *o == sms_store::Despooled::Stored));
+    }
+    let of = |id: u32| node.ctx.store.status_messages(None, Some(id), 10).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while of(catalog::PACKAGE_RECEIVED.id).is_empty() || of(catalog::PACKAGE_DAMAGED.id).is_empty()
+    {
+        assert!(std::time::Instant::now() < deadline, "no verdict");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let received = of(catalog::PACKAGE_RECEIVED.id);
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].insertion_strings[0], good.id.to_string());
+    let damaged_msg = of(catalog::PACKAGE_DAMAGED.id);
+    assert_eq!(damaged_msg.len(), 1);
+    assert_eq!(damaged_msg[0].insertion_strings[0], damaged.id.to_string());
+    assert_eq!(damaged_msg[0].insertion_strings[4], hex::encode([7u8; 32]));
+    assert_eq!(node.ctx.store.package_bytes(&good.id), 8, "kept");
+    assert_eq!(node.ctx.store.package_bytes(&damaged.id), 0, "removed");
+    assert!(node.ctx.store.package(&damaged.id).unwrap().is_none());
 }

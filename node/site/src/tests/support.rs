@@ -281,6 +281,7 @@ pub fn file_payload(chunk_count: u32) -> Payload {
         name: "pkg".into(),
         total_size: chunk_count as u64 * 4,
         chunk_count,
+        chunk_size: 4,
         sha256: vec![0; 32],
     })
 }
