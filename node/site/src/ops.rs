@@ -222,52 +222,101 @@ pub async fn send_package(
         return Err(Refused::Invalid("chunk size is at most 3 MiB".into()));
     }
     let (id, hop) = hop(ctx, dest)?;
-    let content = match source {
+    // Copied into the package store a piece at a time while it is hashed:
+    // a package of any size costs one piece of memory.
+    let job_id = Uuid::now_v7();
+    let copied = tokio::task::block_in_place(|| copy_into_store(ctx, &job_id, source));
+    let (size, sha) = match copied {
+        Ok(done) => done,
+        Err(e) => {
+            // Nothing is queued; what was copied goes.
+            let _ = ctx.store.drop_chunks(&job_id);
+            return Err(e);
+        }
+    };
+    let pkg = FilePackage {
+        name: if name.is_empty() { "package" } else { name }.to_string(),
+        total_size: size,
+        chunk_count: size.div_ceil(chunk_bytes as u64) as u32,
+        chunk_size: chunk_bytes as u32,
+        sha256: sha.clone(),
+    };
+    let chunk_count = pkg.chunk_count;
+    let mut job = Job::new(
+        id.site_code,
+        dest.clone(),
+        Priority::Low,
+        Payload::File(pkg),
+    );
+    job.id = job_id;
+    if let Err(e) = ctx.store.enqueue_written_file(&hop, &job) {
+        let _ = ctx.store.drop_chunks(&job_id);
+        return Err(e.into());
+    }
+    ctx.store.durable().await?;
+    scheduler::ensure_link(ctx, &hop).wake.notify_one();
+    Ok(PackageSent {
+        job_id: job.id,
+        size_bytes: size,
+        chunk_count,
+        sha256_hex: hex::encode(sha),
+    })
+}
+
+/// One piece of a package copied into the store at a time.
+const COPY_PIECE: usize = 1 << 20;
+
+/// Copies a package's bytes from its source into the package store under
+/// `id`, hashing them on the way: (size, SHA-256).
+fn copy_into_store(ctx: &Ctx, id: &Uuid, source: PackageSource) -> Result<(u64, Vec<u8>), Refused> {
+    use std::io::Read;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; COPY_PIECE];
+    let mut size: u64 = 0;
+    match source {
         PackageSource::Path(p) => {
             let path = package_source(&ctx.data_dir, &p)?;
-            std::fs::read(&path)
-                .map_err(|e| Refused::Invalid(format!("cannot read {}: {e}", path.display())))?
+            let cannot = |e: std::io::Error| {
+                Refused::Invalid(format!("cannot read {}: {e}", path.display()))
+            };
+            let mut f = std::fs::File::open(&path).map_err(cannot)?;
+            loop {
+                let n = f.read(&mut buf).map_err(cannot)?;
+                if n == 0 {
+                    break;
+                }
+                if size + n as u64 > MAX_PACKAGE_BYTES {
+                    return Err(Refused::Invalid(format!(
+                        "{} grew past 1 GiB while it was read; a package is at most 1 GiB",
+                        path.display()
+                    )));
+                }
+                h.update(&buf[..n]);
+                ctx.store.write_package(id, size, &buf[..n])?;
+                size += n as u64;
+            }
         }
-        PackageSource::Random(size) if size > 0 && size <= MAX_PACKAGE_BYTES => {
-            let mut v = vec![0u8; size as usize];
-            rand::rng().fill_bytes(&mut v);
-            v
+        PackageSource::Random(total) if total > 0 && total <= MAX_PACKAGE_BYTES => {
+            while size < total {
+                let n = (total - size).min(COPY_PIECE as u64) as usize;
+                rand::rng().fill_bytes(&mut buf[..n]);
+                h.update(&buf[..n]);
+                ctx.store.write_package(id, size, &buf[..n])?;
+                size += n as u64;
+            }
         }
         PackageSource::Random(_) => {
             return Err(Refused::Invalid(
                 "give a source path or a size between 1 byte and 1 GiB".into(),
             ))
         }
-    };
-    if content.is_empty() {
+    }
+    if size == 0 {
         return Err(Refused::Invalid(
             "the package is empty; there is nothing to send".into(),
         ));
     }
-    let sha = Sha256::digest(&content).to_vec();
-    let pkg = FilePackage {
-        name: if name.is_empty() { "package" } else { name }.to_string(),
-        total_size: content.len() as u64,
-        chunk_count: content.len().div_ceil(chunk_bytes) as u32,
-        chunk_size: chunk_bytes as u32,
-        sha256: sha.clone(),
-    };
-    let chunk_count = pkg.chunk_count;
-    let job = Job::new(
-        id.site_code,
-        dest.clone(),
-        Priority::Low,
-        Payload::File(pkg),
-    );
-    ctx.store.enqueue_file(&hop, &job, &content)?;
-    ctx.store.durable().await?;
-    scheduler::ensure_link(ctx, &hop).wake.notify_one();
-    Ok(PackageSent {
-        job_id: job.id,
-        size_bytes: content.len() as u64,
-        chunk_count,
-        sha256_hex: hex::encode(sha),
-    })
+    Ok((size, h.finalize().to_vec()))
 }
 
 /// `status-load`: checks the request, then runs the load generator.

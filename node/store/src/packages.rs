@@ -5,24 +5,36 @@ use crate::prelude::*;
 
 impl Store {
     /// Stores the bytes of a package this node originates in its package
-    /// file, and its job. File first, job last: a crash in between leaves a
-    /// file without a job, which [`Store::drop_orphan_chunks`] frees at the
-    /// next start.
+    /// file, and its job (see [`Store::enqueue_written_file`]).
     pub fn enqueue_file(&self, hop: &SiteCode, job: &Job, content: &[u8]) -> Result<()> {
+        self.write_package(&job.id, 0, content)?;
+        self.enqueue_written_file(hop, job)
+    }
+
+    /// Writes bytes of a package this node originates at `offset` of its
+    /// file, so a large package is copied in pieces, never held whole.
+    pub fn write_package(&self, id: &Uuid, offset: u64, data: &[u8]) -> Result<()> {
+        Ok(self.cell.files.write_at(id, offset, data)?)
+    }
+
+    /// Queues the job of a package whose bytes [`Store::write_package`]
+    /// wrote, once the file holds exactly what the job describes. File
+    /// first, job last: a crash in between leaves a file without a job,
+    /// which [`Store::drop_orphan_chunks`] frees at the next start.
+    pub fn enqueue_written_file(&self, hop: &SiteCode, job: &Job) -> Result<()> {
         let Payload::File(pkg) = &job.payload else {
             return Err(StoreError::Invalid(
-                "enqueue_file takes a file package".into(),
+                "only a file package has a package file".into(),
             ));
         };
         pkg.check_layout().map_err(StoreError::Invalid)?;
-        if content.len() as u64 != pkg.total_size {
+        let held = self.cell.files.size(&job.id);
+        if held != pkg.total_size {
             return Err(StoreError::Invalid(format!(
-                "the package holds {} bytes, not the {} its description says",
-                content.len(),
+                "the package holds {held} bytes, not the {} its description says",
                 pkg.total_size
             )));
         }
-        self.cell.files.write_at(&job.id, 0, content)?;
         self.enqueue(hop, job)?;
         Ok(())
     }
