@@ -387,6 +387,49 @@ fn refused_job(ctx: &Ctx, from: &SiteCode, job: &Job, reason: &str) {
     }
 }
 
+/// A job's claimed source must lie behind the link it arrived on: the link
+/// proves only who the neighbour is (its certificate), so a neighbour may
+/// pass on jobs from its own side of the hierarchy and no others. Without
+/// this a child could forge a Deinstall "from" the parent, or a status
+/// message from a sibling's subtree. A source this site does not know yet is
+/// taken from a child (a site below it not yet reported up) and refused
+/// from anyone else.
+fn source_behind_link(
+    ctx: &Ctx,
+    id: &Identity,
+    from: &SiteCode,
+    source: &SiteCode,
+) -> Result<(), String> {
+    if source == from {
+        return Ok(());
+    }
+    // This site's ancestors are known too, even with no record here.
+    let known = id.ancestors.contains(source)
+        || id.parent.as_ref().is_some_and(|p| &p.site_code == source)
+        || ctx.store.site(source).ok().flatten().is_some();
+    match scheduler::route_from(ctx, id, source) {
+        Ok(Route::Hop(h)) if &h == from => Ok(()),
+        Ok(Route::Local) => Err(format!(
+            "the job claims to come from this site ({source}) but arrived from site {from}"
+        )),
+        _ if !known && is_child(ctx, id, from) => Ok(()),
+        Ok(Route::Hop(h)) => Err(format!(
+            "the job claims to come from site {source}, which lies behind site {h}, not behind {from}"
+        )),
+        Err(_) => Err(format!(
+            "the job claims to come from site {source}, which this site does not know"
+        )),
+    }
+}
+
+fn is_child(ctx: &Ctx, id: &Identity, site: &SiteCode) -> bool {
+    ctx.store
+        .site(site)
+        .ok()
+        .flatten()
+        .is_some_and(|r| r.parent_site_code.as_ref() == Some(&id.site_code))
+}
+
 /// Decides where a received job goes, or why it cannot be accepted.
 pub(crate) fn delivery_for(
     ctx: &Ctx,
@@ -395,6 +438,7 @@ pub(crate) fn delivery_for(
     job: &Job,
     chunk: Option<Chunk>,
 ) -> Result<Delivery, String> {
+    source_behind_link(ctx, id, from, &job.source)?;
     let route = scheduler::route_from(ctx, id, &job.dest).map_err(|e| e.to_string())?;
     if let Some((index, data)) = chunk {
         if !matches!(job.payload, Payload::File(_)) {

@@ -234,3 +234,46 @@ async fn a_forwarded_chunkless_file_does_not_break_the_link() {
     let filled = s.fill(&node.ctx, &link, &mut stream).await;
     assert!(filled.is_ok(), "{filled:?}");
 }
+
+/// The link proves who the neighbour is; a job's claimed source must lie on
+/// that neighbour's side, or a child could speak for the parent or for a
+/// sibling's subtree.
+#[tokio::test]
+async fn a_job_must_come_from_behind_the_link_it_arrived_on() {
+    let node = hierarchy();
+    let from = |link: &str, source: &str, p: Payload| {
+        deliver(&node, link, &job(source, "PRI", Priority::High, p), None)
+    };
+    // Its own, and from below it (known or not yet reported).
+    assert!(from("S01", "S01", status("S01")).is_ok());
+    assert!(from("P03", "S04", status("S04")).is_ok());
+    assert!(from("P03", "S77", status("S77")).is_ok());
+    // A sibling's site, a site below another child, this site itself.
+    let e = from("S01", "S02", status("S02")).unwrap_err();
+    assert!(e.contains("lies behind site S02, not behind S01"), "{e}");
+    let e = from("S01", "S04", status("S04")).unwrap_err();
+    assert!(e.contains("lies behind site P03, not behind S01"), "{e}");
+    let e = from("S01", "PRI", Payload::Deinstall(code("PRI"))).unwrap_err();
+    assert!(e.contains("claims to come from this site (PRI)"), "{e}");
+    // An unknown site from a neighbour that is not a child of this site.
+    let e = from("X99", "S77", status("S77")).unwrap_err();
+    assert!(e.contains("does not know"), "{e}");
+}
+
+/// Below the central site: from the parent comes anything outside this
+/// site's subtree, never a site of the subtree (a forged Deinstall "from"
+/// the parent through a child's link is refused the same way).
+#[tokio::test]
+async fn a_child_primary_takes_from_its_parent_only_what_lies_above_it() {
+    let node = primary_below("P03", "PRI");
+    put_site(&node.ctx, "S04", Some("P03"), SiteKind::Secondary);
+    let from = |link: &str, source: &str, dest: &str, p: Payload| {
+        deliver(&node, link, &job(source, dest, Priority::High, p), None)
+    };
+    assert!(from("PRI", "PRI", "P03", Payload::Deinstall(code("P03"))).is_ok());
+    assert!(from("PRI", "S01", "P03", status("S01")).is_ok());
+    let e = from("S04", "PRI", "P03", Payload::Deinstall(code("P03"))).unwrap_err();
+    assert!(e.contains("lies behind site PRI, not behind S04"), "{e}");
+    let e = from("PRI", "S04", "P03", status("S04")).unwrap_err();
+    assert!(e.contains("lies behind site S04, not behind PRI"), "{e}");
+}
