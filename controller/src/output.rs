@@ -54,8 +54,34 @@ pub fn or_dash(s: &str) -> String {
     if s.is_empty() {
         "-".into()
     } else {
-        s.to_string()
+        shown(s)
     }
+}
+
+/// Text that came from a node (and so perhaps from another site), made safe
+/// to print on a terminal: control characters (escape sequences, newlines,
+/// NUL, C1 controls) and the bidirectional overrides that reorder what is
+/// shown are printed as escapes, so no site can repaint the operator's
+/// screen or disguise a value. Everything else, accents included, is kept.
+pub fn shown(s: &str) -> String {
+    let bidi = |c: char| matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    if !s.chars().any(|c| c.is_control() || bidi(c)) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() || bidi(c) {
+            out.extend(c.escape_debug());
+            if c.escape_debug().len() == 1 {
+                // escape_debug leaves some controls as they are.
+                out.pop();
+                out.extend(c.escape_unicode());
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The name of a job priority; `None` for a value the proto does not name
@@ -129,14 +155,14 @@ pub fn skew_words(ms: Option<i64>) -> Option<String> {
 pub fn link_line(l: &pb::LinkState) -> String {
     format!(
         "link to {}: {} ({} queued, {} failed){}",
-        l.to,
-        l.state,
+        shown(&l.to),
+        shown(&l.state),
         l.queued_jobs,
         l.failed_jobs,
         if l.detail.is_empty() {
             String::new()
         } else {
-            format!(" - {}", l.detail)
+            format!(" - {}", shown(&l.detail))
         }
     )
 }
@@ -151,12 +177,12 @@ pub fn links_table(links: &[pb::LinkState]) -> Table {
     let mut t = table(&["link to", "state", "queued", "failed", "server", "detail"]);
     for l in links {
         t.add_row(vec![
-            l.to.clone(),
-            l.state.clone(),
+            shown(&l.to),
+            shown(&l.state),
             l.queued_jobs.to_string(),
             l.failed_jobs.to_string(),
-            l.server.clone(),
-            l.detail.clone(),
+            shown(&l.server),
+            shown(&l.detail),
         ]);
     }
     t
@@ -180,9 +206,9 @@ pub fn fault_lines(f: &pb::FaultList) -> Vec<String> {
         .iter()
         .map(|x| {
             if x.phase > 0 {
-                format!("{} (phase {})", x.name, x.phase)
+                format!("{} (phase {})", shown(&x.name), x.phase)
             } else {
-                x.name.clone()
+                shown(&x.name)
             }
         })
         .collect()
@@ -229,11 +255,11 @@ pub fn sites_table(sites: &[pb::SiteRecord]) -> Table {
     ]);
     for s in sites {
         t.add_row(vec![
-            s.site_code.clone(),
+            shown(&s.site_code),
             or_dash(&s.parent_site_code),
-            s.kind.clone(),
-            s.server.clone(),
-            s.status.clone(),
+            shown(&s.kind),
+            shown(&s.server),
+            shown(&s.status),
             s.serial.to_string(),
             time(s.status_changed_unix_ms),
             or_dash(&s.link_state),
@@ -264,10 +290,10 @@ pub fn message_line(m: &pb::StatusMessage) -> String {
     format!(
         "{}  {}  {:>5} {:<13} {}",
         time(m.time_unix_ms),
-        m.site_code,
+        shown(&m.site_code),
         m.id,
         severity(m.severity),
-        m.text
+        shown(&m.text)
     )
 }
 
@@ -277,11 +303,11 @@ pub fn messages_table(msgs: &[pb::StatusMessage]) -> Table {
     for m in msgs {
         t.add_row(vec![
             time(m.time_unix_ms),
-            m.site_code.clone(),
+            shown(&m.site_code),
             m.id.to_string(),
             severity(m.severity).to_string(),
-            m.component.clone(),
-            m.text.clone(),
+            shown(&m.component),
+            shown(&m.text),
         ]);
     }
     t
@@ -301,11 +327,11 @@ pub fn failed_jobs_table(jobs: &[pb::FailedJob]) -> Table {
     for j in jobs {
         t.add_row(vec![
             uuid(&j.job_id),
-            j.kind.clone(),
-            j.dest_site.clone(),
+            shown(&j.kind),
+            shown(&j.dest_site),
             j.attempts.to_string(),
             time(j.failed_unix_ms),
-            j.reason.clone(),
+            shown(&j.reason),
         ]);
     }
     t
@@ -349,6 +375,15 @@ pub fn control_json(c: &pb::SiteControl) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_from_other_sites_cannot_drive_the_terminal() {
+        assert_eq!(shown("Zürich site"), "Zürich site");
+        assert_eq!(shown("red\u{1b}[31m!"), "red\\u{1b}[31m!");
+        assert_eq!(shown("a\nb\0c"), "a\\nb\\0c");
+        assert_eq!(shown("x\u{202E}gpj.exe"), "x\\u{202e}gpj.exe");
+        assert_eq!(shown("\u{9b}2J"), "\\u{9b}2J");
+    }
 
     fn keys(v: &Value) -> Vec<&str> {
         let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();

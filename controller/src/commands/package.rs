@@ -4,7 +4,7 @@ use serde_json::json;
 use sms_proto::v1 as pb;
 
 use crate::client::{connect, Reply};
-use crate::output::{table, uuid, Out};
+use crate::output::{self, table, uuid, Out};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Cmd {
@@ -86,8 +86,8 @@ pub async fn run(node: &Option<String>, out: &Out, cmd: Cmd) -> anyhow::Result<(
                 ]);
                 for p in &pk {
                     t.add_row(vec![
-                        p.name.clone(),
-                        p.source_site.clone(),
+                        output::shown(&p.name),
+                        output::shown(&p.source_site),
                         p.size_bytes.to_string(),
                         format!("{}/{}", p.chunks_received, p.chunk_count),
                         p.complete.to_string(),

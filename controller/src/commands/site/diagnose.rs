@@ -75,7 +75,11 @@ fn job_json(j: &pb::FailedJob) -> Value {
 fn link_line(from: &str, l: &pb::LinkState) -> String {
     format!(
         "  {from} -> {} link: {} ({} queued, {} failed) {}",
-        l.to, l.state, l.queued_jobs, l.failed_jobs, l.detail
+        output::shown(&l.to),
+        output::shown(&l.state),
+        l.queued_jobs,
+        l.failed_jobs,
+        output::shown(&l.detail)
     )
 }
 
@@ -159,9 +163,9 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
     out.print(&v, || {
         println!(
             "site {} on {}: {} since {}",
-            site.site_code,
-            site.server,
-            site.status,
+            output::shown(&site.site_code),
+            output::shown(&site.server),
+            output::shown(&site.status),
             time(site.status_changed_unix_ms)
         );
         match &link {
@@ -187,7 +191,7 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
                 "  last status message from {}: {} {}",
                 site.site_code,
                 time(m.time_unix_ms),
-                m.text
+                output::shown(&m.text)
             ),
             None => println!(
                 "  no status message from {} has reached {}",
@@ -198,10 +202,10 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
             Ok(cv) => {
                 println!(
                     "  {} says: role {}, bootstrap {} {}",
-                    site.server,
-                    cv.status.role,
-                    cv.status.bootstrap_state,
-                    cv.status.bootstrap_detail
+                    output::shown(&site.server),
+                    output::shown(&cv.status.role),
+                    output::shown(&cv.status.bootstrap_state),
+                    output::shown(&cv.status.bootstrap_detail)
                 );
                 if let Some(l) = cv
                     .status
@@ -214,13 +218,16 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
                 for j in &cv.failed_up {
                     println!(
                         "  failed job on {}: {} after {} attempts: {}",
-                        site.site_code, j.kind, j.attempts, j.reason
+                        site.site_code,
+                        output::shown(&j.kind),
+                        j.attempts,
+                        output::shown(&j.reason)
                     );
                 }
                 if !cv.bootstrap_log.is_empty() {
                     println!("  bootstrap log (last lines):");
                     for l in cv.bootstrap_log.iter().rev().take(5).rev() {
-                        println!("    {l}");
+                        println!("    {}", output::shown(l));
                     }
                 }
             }

@@ -4,7 +4,7 @@ use serde_json::json;
 use sms_proto::v1 as pb;
 
 use crate::client::{connect, Reply};
-use crate::output::{table, time, Out};
+use crate::output::{self, table, time, Out};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {}
@@ -37,8 +37,8 @@ pub async fn run(node: &Option<String>, out: &Out, _: Args) -> anyhow::Result<()
                 time(b.rejected_unix_ms),
                 b.site_code.clone(),
                 b.base_serial.to_string(),
-                b.origin.clone(),
-                b.reason.clone(),
+                output::shown(&b.origin),
+                output::shown(&b.reason),
             ]);
         }
         println!("{t}");

@@ -5,7 +5,7 @@ use sms_proto::v1 as pb;
 use sms_types::link::NodeRole;
 
 use crate::client::{connect, Reply};
-use crate::output::{link_json, links_table, table, Out};
+use crate::output::{self, link_json, links_table, table, Out};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {}
@@ -67,7 +67,7 @@ pub async fn run(node: &Option<String>, out: &Out, _: Args) -> anyhow::Result<()
         if !s.components.is_empty() {
             let mut t = table(&["component", "state"]);
             for c in &s.components {
-                t.add_row(vec![c.name.clone(), c.state.clone()]);
+                t.add_row(vec![output::shown(&c.name), output::shown(&c.state)]);
             }
             println!("{t}");
         }
