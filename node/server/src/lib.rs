@@ -9,6 +9,7 @@
 pub mod logging;
 pub mod node;
 pub mod peers;
+pub mod renewal;
 pub mod rpc;
 pub mod security;
 

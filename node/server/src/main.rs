@@ -95,6 +95,14 @@ struct RunArgs {
     /// container, so the key is not in the data volume).
     #[arg(long, value_name = "DIR", env = "SMS_ADMIN_DIR")]
     admin_dir: Option<PathBuf>,
+    /// How long the certificates this node issues (as the central site or a
+    /// primary) last, e.g. `90d` or `1h`; holders renew them on their own at
+    /// two thirds of that. Default 397 days for site and member servers and
+    /// 5 years for a child primary's authority; at least 30 s (short lives
+    /// are for trying renewal out). A certificate never outlives its
+    /// issuer's.
+    #[arg(long, value_name = "DURATION", env = "SMS_CERT_LIFETIME", value_parser = parse_lifetime)]
+    cert_lifetime: Option<Duration>,
     /// Plaintext and unauthenticated connections, for comparison
     /// benchmarks and tests on loopback. Never on a network you do not own.
     #[arg(long, env = "SMS_INSECURE", value_parser = clap::builder::FalseyValueParser::new())]
@@ -202,6 +210,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         join_token,
         ca_files: args.ca_cert.clone().zip(args.ca_key.clone()),
         admin_dir: args.admin_dir.clone(),
+        cert_lifetime: args.cert_lifetime,
         package_retention: sms_types::PackageRetention {
             keep: Duration::from_secs(args.package_keep_days.saturating_mul(24 * 3600)),
             max_bytes: args.package_max_mib.saturating_mul(1024 * 1024),
@@ -323,4 +332,17 @@ async fn read_token_file(f: &std::path::Path, data: &std::path::Path) -> anyhow:
             }
         }
     }
+}
+
+/// `--cert-lifetime`: a human duration between 30 s and 10 years.
+fn parse_lifetime(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration like 90d, 12h or 30s: {e}"))?;
+    if d < Duration::from_secs(30) || d > Duration::from_secs(10 * 365 * 86_400) {
+        return Err(format!(
+            "{s} is outside 30s..3650d: a certificate must outlive a few renewal checks and \
+             not its root"
+        ));
+    }
+    Ok(d)
 }

@@ -51,6 +51,10 @@ pub struct NodeConfig {
     pub admin_dir: Option<PathBuf>,
     /// How long file packages received at this site are kept.
     pub package_retention: sms_types::PackageRetention,
+    /// How long the certificates this node's authority issues last (None:
+    /// 397 days for a leaf, 5 years for an authority). Holders renew at two
+    /// thirds of that.
+    pub cert_lifetime: Option<Duration>,
 }
 
 /// The directory in a central site's data dir where its first
@@ -235,6 +239,7 @@ impl Node {
         })?);
         // Before any component runs: the first housekeeping applies it.
         *ctx.package_retention.lock().expect("retention lock") = cfg.package_retention;
+        *ctx.cert_lifetime.lock().expect("lifetime lock") = cfg.cert_lifetime;
         sms_site::wiring::wire(&ctx);
 
         if identity.is_some() {
@@ -252,6 +257,12 @@ impl Node {
         }
         sms_site::bootstrap::resume(&ctx)?;
 
+        if let Security::Tls(tls) = &connector.security {
+            tasks.spawn(
+                "certificate renewal",
+                crate::renewal::run(ctx.clone(), tls.clone(), connector.clone()),
+            );
+        }
         let server = tasks.spawn(
             "grpc server",
             crate::rpc::serve(ctx.clone(), listener, cfg.data_dir.join("logs"), connector),
@@ -455,7 +466,7 @@ async fn establish_trust(
                 }
                 None => None,
             };
-            let c = sms_site::trust::install_root(store, code, existing)?;
+            let c = sms_site::trust::install_root(store, code, existing, cfg.cert_lifetime)?;
             let admin_dir = cfg
                 .admin_dir
                 .clone()
@@ -545,6 +556,8 @@ async fn enroll(
     }
     let id = issued.identity()?;
     tracing::info!(serial = %id.serial, "joined the hierarchy as {} {}", id.role, id.name.label);
+    // Where a member server (which has no parent link) renews it.
+    store.set_issuer_address(&issuer)?;
     if role == Role::Primary {
         // Our own authority, and our site server's certificate under it.
         let code: SiteCode = token.label.parse().map_err(anyhow::Error::msg)?;
@@ -553,6 +566,7 @@ async fn enroll(
             &issued,
             &code,
             &id.name.ancestors,
+            cfg.cert_lifetime,
         )?)
     } else {
         sms_site::trust::set_node_credentials(store, &issued)?;

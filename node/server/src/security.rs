@@ -31,47 +31,79 @@ pub enum Security {
 impl std::fmt::Debug for Security {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Security::Tls(t) => write!(f, "Tls({})", t.identity.subject),
+            Security::Tls(t) => write!(f, "Tls({})", t.current().identity.subject),
             Security::Plaintext => f.write_str("Plaintext"),
         }
     }
 }
 
-/// A node's (or an administrator's) certificate and the TLS settings made
-/// from it.
+/// A node's certificate and the TLS settings made from it, replaced as a
+/// whole when the certificate is renewed: a connection takes the settings in
+/// force when it starts, and connections already up keep theirs.
 pub struct NodeTls {
+    current: std::sync::RwLock<Arc<TlsState>>,
+}
+
+/// One certificate's TLS settings.
+pub struct TlsState {
     pub creds: Credentials,
     pub identity: Identity,
     server: Option<Arc<rustls::ServerConfig>>,
     clients: Mutex<HashMap<Expect, Arc<rustls::ClientConfig>>>,
 }
 
-impl NodeTls {
-    pub fn new(creds: Credentials) -> anyhow::Result<NodeTls> {
+impl TlsState {
+    fn new(creds: Credentials) -> anyhow::Result<TlsState> {
         let identity = creds.identity()?;
         let server = if identity.role.is_site() || identity.role == sms_trust::Role::Member {
             Some(Arc::new(sms_trust::tls::server_config(&creds)?))
         } else {
             None
         };
-        Ok(NodeTls {
+        Ok(TlsState {
             creds,
             identity,
             server,
             clients: Mutex::new(HashMap::new()),
         })
     }
+}
 
-    /// The client settings for reaching `expect` (made once, then shared).
+impl NodeTls {
+    pub fn new(creds: Credentials) -> anyhow::Result<NodeTls> {
+        Ok(NodeTls {
+            current: std::sync::RwLock::new(Arc::new(TlsState::new(creds)?)),
+        })
+    }
+
+    /// The settings new connections use now.
+    pub fn current(&self) -> Arc<TlsState> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Puts a renewed certificate in use for every new connection, in and
+    /// out.
+    pub fn replace(&self, creds: Credentials) -> anyhow::Result<()> {
+        let next = Arc::new(TlsState::new(creds)?);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = next;
+        Ok(())
+    }
+
+    /// The client settings for reaching `expect` (made once per
+    /// certificate, then shared).
     pub fn client(&self, expect: Expect) -> Result<Arc<rustls::ClientConfig>, String> {
-        let mut cache = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        let state = self.current();
+        let mut cache = state.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = cache.get(&expect) {
             return Ok(c.clone());
         }
         let cfg = Arc::new(
             sms_trust::tls::client_config(
-                Some(&self.creds),
-                Some(self.creds.root()),
+                Some(&state.creds),
+                Some(state.creds.root()),
                 expect.clone(),
             )
             .map_err(|e| e.to_string())?,
@@ -162,8 +194,8 @@ pub fn incoming(
     security: Security,
     keepalive: Duration,
 ) -> impl Stream<Item = Result<ServerIo, std::io::Error>> {
-    let acceptor = match &security {
-        Security::Tls(t) => t.server.clone().map(tokio_rustls::TlsAcceptor::from),
+    let tls = match &security {
+        Security::Tls(t) => Some(t.clone()),
         Security::Plaintext => None,
     };
     tokio_stream::wrappers::TcpListenerStream::new(listener)
@@ -180,7 +212,13 @@ pub fn incoming(
             }
         })
         .map(move |tcp| {
-            let acceptor = acceptor.clone();
+            // The certificate in force when the connection arrives.
+            let acceptor = tls.as_ref().and_then(|t| {
+                t.current()
+                    .server
+                    .clone()
+                    .map(tokio_rustls::TlsAcceptor::from)
+            });
             async move {
                 tune_socket(&tcp, keepalive);
                 let remote = tcp.peer_addr().ok();

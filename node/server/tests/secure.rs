@@ -47,7 +47,16 @@ async fn secure_admin(pri: &Node) -> Admin {
 
 /// PRI (TLS) and S01 joined with a token and installed by PRI.
 async fn pri_and_s01(dir: &Path) -> (Node, Node) {
-    let pri = start(secure(central(&dir.join("pri")))).await;
+    pri_and_s01_lasting(dir, None).await
+}
+
+/// [`pri_and_s01`] with PRI issuing certificates that last `lifetime`.
+async fn pri_and_s01_lasting(dir: &Path, lifetime: Option<Duration>) -> (Node, Node) {
+    let pri = start(NodeConfig {
+        cert_lifetime: lifetime,
+        ..secure(central(&dir.join("pri")))
+    })
+    .await;
     let token = sms_site::trust::create_token(&pri.ctx, "S01", Role::Secondary, 600)
         .expect("token")
         .encode();
@@ -435,4 +444,116 @@ async fn signed_site_control_applies_and_unsigned_lands_in_the_bad_box() {
         7000,
         "nothing changed"
     );
+}
+
+fn serial(node: &Node) -> String {
+    sms_site::trust::node_credentials(&node.ctx.store)
+        .unwrap()
+        .unwrap()
+        .identity()
+        .unwrap()
+        .serial
+}
+
+/// Certificates that last 30 s are renewed at two thirds of that, on both
+/// ends of a link, while jobs flow both ways: none is lost or duplicated,
+/// and connections made after the renewal (a severed and restored link)
+/// carry on with the new certificates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_are_renewed_before_they_expire_while_jobs_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pri, s01) = pri_and_s01_lasting(dir.path(), Some(Duration::from_secs(30))).await;
+    let (pri_was, s01_was) = (serial(&pri), serial(&s01));
+    let c = secure_admin(&pri).await;
+    let tls = sms_connect::admin_tls(&admin_creds(&pri)).unwrap();
+    let c01 = Admin::new(dial(&s01, Some(tls)).await.unwrap());
+    let (mut down, mut up) = (0u64, 0u64);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while serial(&pri) == pri_was || serial(&s01) == s01_was {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no renewal within 60 s of certificates that last 30 s"
+        );
+        send_probes(&c, "S01", 20).await;
+        send_probes(&c01, "PRI", 20).await;
+        (down, up) = (down + 20, up + 20);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // New connections, with the renewed certificates on both ends.
+    c.clone()
+        .sever_link(pb::LinkRequest { to: "S01".into() })
+        .await
+        .unwrap();
+    c.clone()
+        .restore_link(pb::LinkRequest { to: "S01".into() })
+        .await
+        .unwrap();
+    send_probes(&c, "S01", 20).await;
+    send_probes(&c01, "PRI", 20).await;
+    (down, up) = (down + 20, up + 20);
+    wait_probes("S01", &c01, down).await;
+    wait_probes("PRI", &c, up).await;
+    wait_outbox_empty(&c, "S01").await;
+    wait_outbox_empty(&c01, "PRI").await;
+    assert_eq!(probe_count(&c01).await.unwrap(), down, "every probe once");
+    assert_eq!(probe_count(&c).await.unwrap(), up, "every probe once");
+    assert!(link(&c, "S01").await.failed_jobs == 0);
+    // The parent recorded the renewed certificate as issued to S01, so
+    // deleting S01 would revoke it too.
+    let issued = pri.ctx.store.issued_serials("S01").unwrap();
+    assert!(issued.contains(&serial(&s01)), "{issued:?}");
+}
+
+/// Renewal is refused to a certificate the site did not issue, and to a
+/// caller without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_is_only_for_the_holder_of_a_certificate_this_site_issued() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pri, _s01) = pri_and_s01(dir.path()).await;
+    let root = admin_creds(&pri).root().to_vec();
+    let key = sms_trust::ca::new_key().unwrap();
+    let csr = sms_trust::ca::signing_request(&key).unwrap();
+    let renew = |ch: Channel| {
+        let csr = csr.clone();
+        async move {
+            pb::bootstrap_client::BootstrapClient::new(ch)
+                .renew(pb::RenewRequest { csr })
+                .await
+        }
+    };
+    // No certificate.
+    let anon = sms_trust::tls::client_config(None, Some(&root), Expect::Any).unwrap();
+    let e = renew(dial(&pri, Some(Arc::new(anon))).await.unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+    // An administrator.
+    let tls = sms_connect::admin_tls(&admin_creds(&pri)).unwrap();
+    let e = renew(dial(&pri, Some(tls)).await.unwrap())
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("not renewed this way"), "{e:?}");
+    // A certificate for S07 made with PRI's authority but never issued by
+    // PRI to anyone (no token, no renewal).
+    let ca = Authority::load(&{
+        let c = pri.ctx.store.ca_credentials().unwrap().unwrap();
+        Credentials {
+            key_pkcs8: c.key_pkcs8,
+            chain: c.chain,
+        }
+    })
+    .unwrap();
+    let forged = ca
+        .issue_own(Role::Secondary, &Name::site(&code("S07"), &[code("PRI")]))
+        .unwrap();
+    let cfg = sms_trust::tls::client_config(Some(&forged), Some(&root), Expect::Any).unwrap();
+    let e = renew(dial(&pri, Some(Arc::new(cfg))).await.unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        e.message()
+            .contains("holds no certificate this site issued"),
+        "{e:?}"
+    );
+    assert!(pri.ctx.store.issued_serials("S07").unwrap().is_empty());
 }

@@ -69,6 +69,9 @@ pub struct Ctx {
     upcalls: OnceLock<Arc<dyn Upcalls>>,
     /// How long packages received here are kept (applied by `retention`).
     pub package_retention: std::sync::Mutex<PackageRetention>,
+    /// How long the certificates this node's authority issues last (None:
+    /// the defaults, 397 days for a leaf, 5 years for a CA).
+    pub cert_lifetime: std::sync::Mutex<Option<std::time::Duration>>,
 }
 
 impl Ctx {
@@ -94,6 +97,7 @@ impl Ctx {
             status: StatusState::default(),
             upcalls: OnceLock::new(),
             package_retention: Default::default(),
+            cert_lifetime: Default::default(),
         })
     }
 

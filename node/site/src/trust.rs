@@ -60,6 +60,7 @@ pub fn install_root(
     store: &Store,
     code: &SiteCode,
     existing: Option<Credentials>,
+    lifetime: Option<std::time::Duration>,
 ) -> Result<Credentials, Refused> {
     let ca = match existing {
         Some(c) => {
@@ -73,7 +74,7 @@ pub fn install_root(
         }
         None => Authority::new_root(code).map_err(internal)?,
     };
-    install_authority(store, &ca, code, &[])
+    install_authority(store, &ca, code, &[], lifetime)
 }
 
 /// A primary's own certificate, issued by its own authority, both stored.
@@ -82,9 +83,10 @@ pub fn install_authority(
     ca: &Authority,
     code: &SiteCode,
     ancestors: &[SiteCode],
+    lifetime: Option<std::time::Duration>,
 ) -> Result<Credentials, Refused> {
     let own = ca
-        .issue_own(Role::Primary, &Name::site(code, ancestors))
+        .issue_own_lasting(Role::Primary, &Name::site(code, ancestors), lifetime)
         .map_err(internal)?;
     store.set_ca_credentials(&to_stored(&ca.credentials()))?;
     store.set_node_credentials(&to_stored(&own))?;
@@ -196,7 +198,7 @@ pub fn redeem(ctx: &Ctx, id: &[u8], csr: &[u8], proof: &[u8]) -> Result<Vec<Vec<
                 ancestors: here.clone(),
             };
             let chain = ca
-                .issue(csr, issued_role, &name)
+                .issue_lasting(csr, issued_role, &name, lifetime(ctx))
                 .map_err(|e| TokenRefusal::Other(e.to_string()))?;
             let serial = sms_trust::Identity::from_der(&chain[0])
                 .map(|i| i.serial)
@@ -269,25 +271,142 @@ pub fn install_child_authority(
     creds: &Credentials,
     code: &SiteCode,
     ancestors: &[SiteCode],
+    lifetime: Option<std::time::Duration>,
 ) -> Result<Credentials, Refused> {
     let ca = Authority::load(creds).map_err(internal)?;
-    install_authority(store, &ca, code, ancestors)
+    install_authority(store, &ca, code, ancestors, lifetime)
 }
 
-/// Revokes every certificate this node issued with a join token for site
-/// (or member) `label`; returns how many. The caller makes it durable.
+/// Revokes every certificate this node issued to site (or member) `label`,
+/// with its join tokens and by renewal; returns how many. The caller makes
+/// it durable.
 pub fn revoke_site(ctx: &Ctx, label: &SiteCode) -> Result<usize, Refused> {
     let mut n = 0;
-    for t in ctx.store.tokens()? {
-        if let (true, Some((_, serial))) = (t.label == label.as_str(), &t.used) {
-            if !serial.is_empty() && !ctx.store.is_revoked(serial)? {
-                ctx.store
-                    .revoke(serial, &format!("site {label} was deleted"))?;
-                n += 1;
-            }
+    for serial in ctx.store.issued_serials(label.as_str())? {
+        if !ctx.store.is_revoked(&serial)? {
+            ctx.store
+                .revoke(&serial, &format!("site {label} was deleted"))?;
+            n += 1;
         }
     }
     Ok(n)
+}
+
+fn lifetime(ctx: &Ctx) -> Option<std::time::Duration> {
+    *ctx.cert_lifetime.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Renews the certificate of a neighbour that holds one this node issued:
+/// the same name and role (taken from the certificate it connected with,
+/// never from the request) for the key in `csr`. A child primary renews its
+/// authority this way (it presents its site server's certificate, issued by
+/// that authority; the request carries the authority's key). Returns the new
+/// chain; the caller makes the record durable before answering.
+pub fn renew(
+    ctx: &Ctx,
+    caller: &sms_trust::Identity,
+    caller_serials: &[String],
+    csr: &[u8],
+) -> Result<Vec<Vec<u8>>, Refused> {
+    let ca = authority(&ctx.store)?;
+    let here = ca.name().site_path(Role::Ca);
+    if caller.name.ancestors != here {
+        return Err(Refused::Denied(format!(
+            "{} was not issued by this site's authority; a certificate is renewed by the site              that issued it",
+            caller.subject
+        )));
+    }
+    let issued_role = match caller.role {
+        Role::Secondary | Role::Member => caller.role,
+        // The caller's own site-server certificate names it; what it
+        // renews here is the authority this site issued it.
+        Role::Primary => Role::Ca,
+        other => {
+            return Err(Refused::Denied(format!(
+                "a {other} certificate is not renewed this way; an administrator gets a new one                  with `controller admin issue`"
+            )))
+        }
+    };
+    // The certificate presented (a leaf for secondaries and members, the
+    // authority for a primary) must be one this site issued and has not
+    // revoked since.
+    let presented = match caller.role {
+        Role::Primary => caller_serials.get(1),
+        _ => caller_serials.first(),
+    };
+    let issued = ctx.store.issued_serials(&caller.name.label)?;
+    if !presented.is_some_and(|s| issued.iter().any(|i| i.eq_ignore_ascii_case(s))) {
+        return Err(Refused::Denied(format!(
+            "{} holds no certificate this site issued it (was the site deleted and created              again?); join again with a new token",
+            caller.subject
+        )));
+    }
+    let chain = ca
+        .issue_lasting(csr, issued_role, &caller.name, lifetime(ctx))
+        .map_err(|e| Refused::Invalid(e.to_string()))?;
+    let serial = sms_trust::Identity::from_der(&chain[0])
+        .map_err(internal)?
+        .serial;
+    ctx.store
+        .record_issued(&caller.name.label, &serial, now_unix())?;
+    Ok(chain)
+}
+
+/// A central or child primary renews its site server's certificate itself,
+/// from its own authority. Returns the new credentials, stored (the caller
+/// makes them durable and puts them in use).
+pub fn renew_own(ctx: &Ctx) -> Result<Credentials, Refused> {
+    let ca = authority(&ctx.store)?;
+    let current = node_credentials(&ctx.store)?
+        .ok_or_else(|| Refused::Precondition("this node holds no certificate".into()))?
+        .identity()
+        .map_err(internal)?;
+    let own = ca
+        .issue_own_lasting(current.role, &current.name, lifetime(ctx))
+        .map_err(internal)?;
+    ctx.store.set_node_credentials(&to_stored(&own))?;
+    Ok(own)
+}
+
+/// A child primary's request to renew its authority: a signing request for
+/// the authority's own key, so that what it already issued stays valid
+/// under the renewed certificate. None for a node without an authority.
+pub fn authority_renewal_request(ctx: &Ctx) -> Result<Option<Vec<u8>>, Refused> {
+    let Some(c) = ctx.store.ca_credentials()? else {
+        return Ok(None);
+    };
+    let key = from_stored(c).key_pair().map_err(internal)?;
+    Ok(Some(
+        sms_trust::ca::signing_request(&key).map_err(internal)?,
+    ))
+}
+
+/// Keeps a renewed authority certificate (same key) from the parent.
+pub fn set_authority_chain(ctx: &Ctx, chain: Vec<Vec<u8>>) -> Result<(), Refused> {
+    let c = ctx
+        .store
+        .ca_credentials()?
+        .ok_or_else(|| Refused::Precondition("this node holds no authority".into()))?;
+    let renewed = StoredCredentials {
+        key_pkcs8: c.key_pkcs8,
+        chain,
+    };
+    let id = from_stored(renewed.clone()).identity().map_err(internal)?;
+    if id.role != Role::Ca {
+        return Err(Refused::Invalid(
+            "the parent answered with a certificate that is not an authority".into(),
+        ));
+    }
+    ctx.store.set_ca_credentials(&renewed)?;
+    Ok(())
+}
+
+/// The authority's own certificate, if this node has one.
+pub fn authority_identity(ctx: &Ctx) -> Result<Option<sms_trust::Identity>, Refused> {
+    match ctx.store.ca_credentials()? {
+        Some(c) => Ok(Some(from_stored(c).identity().map_err(internal)?)),
+        None => Ok(None),
+    }
 }
 
 /// Revokes one certificate by serial (hex, as `controller certs` shows it).

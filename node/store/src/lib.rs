@@ -217,6 +217,7 @@ pub(crate) fn open_inner(dir: &Path) -> Result<Inner> {
         trust: t("trust")?,
         tokens: t("trust.tokens")?,
         revoked: t("trust.revoked")?,
+        issued: t("trust.issued")?,
         disk: Mutex::new(commit::DiskSync {
             log: LogSync::open(dir.to_path_buf())
                 .map_err(|e| StoreError::Flush(format!("syncing sled's log at open: {e}")))?,
@@ -285,6 +286,8 @@ pub(crate) struct Inner {
     pub(crate) tokens: Tree,
     /// Certificate serials this node revoked.
     pub(crate) revoked: Tree,
+    /// Certificates this node renewed, by holder: (label, 0, serial).
+    pub(crate) issued: Tree,
     /// The log, directory and blob-file syncs each commit ends with.
     pub(crate) disk: Mutex<commit::DiskSync>,
 }

@@ -8,6 +8,7 @@ use crate::prelude::*;
 
 const NODE: &[u8] = b"node";
 const CA: &[u8] = b"ca";
+const ISSUER: &[u8] = b"issuer";
 
 impl Store {
     /// This node's own key and chain.
@@ -27,6 +28,17 @@ impl Store {
 
     pub fn set_ca_credentials(&self, c: &StoredCredentials) -> Result<()> {
         self.inner()?.trust.insert(CA, enc(c))?;
+        Ok(())
+    }
+
+    /// Where this node's certificate came from (the join token's issuer):
+    /// a member server renews there.
+    pub fn issuer_address(&self) -> Result<Option<String>> {
+        Self::get(&self.inner()?.trust, ISSUER)
+    }
+
+    pub fn set_issuer_address(&self, addr: &str) -> Result<()> {
+        self.inner()?.trust.insert(ISSUER, enc(&addr.to_string()))?;
         Ok(())
     }
 
@@ -88,7 +100,38 @@ impl Store {
         Ok(())
     }
 
+    /// Records a certificate this node issued to `label` by renewal (a
+    /// join token records the first one itself).
+    pub fn record_issued(&self, label: &str, serial: &str, at_unix: i64) -> Result<()> {
+        self.inner()?
+            .issued
+            .insert(issued_key(label, serial), enc(&at_unix))?;
+        Ok(())
+    }
+
+    /// Serials of every certificate this node issued to `label`: by its
+    /// join tokens and by renewals.
+    pub fn issued_serials(&self, label: &str) -> Result<Vec<String>> {
+        let mut out: Vec<String> = self
+            .tokens()?
+            .into_iter()
+            .filter(|t| t.label == label)
+            .filter_map(|t| t.used.map(|(_, serial)| serial))
+            .filter(|s| !s.is_empty())
+            .collect();
+        let prefix = issued_key(label, "");
+        for k in self.inner()?.issued.scan_prefix(&prefix).keys() {
+            let k = k?;
+            out.push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
+        }
+        Ok(out)
+    }
+
     pub fn is_revoked(&self, serial: &str) -> Result<bool> {
         Ok(self.inner()?.revoked.contains_key(serial.as_bytes())?)
     }
+}
+
+fn issued_key(label: &str, serial: &str) -> Vec<u8> {
+    [label.as_bytes(), &[0], serial.as_bytes()].concat()
 }

@@ -86,3 +86,19 @@ fn a_held_lock_is_recognised_in_both_of_sleds_forms() {
         ErrorKind::PermissionDenied
     )));
 }
+
+#[tokio::test]
+async fn every_certificate_issued_to_a_holder_is_listed_for_its_revocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    s.insert_token(&token(1, 100)).unwrap();
+    s.redeem_token(&[1; 16], 50, unused, |_| Ok(("aa".into(), ())))
+        .unwrap()
+        .unwrap();
+    s.record_issued("S02", "bb", 60).unwrap();
+    s.record_issued("S021", "cc", 60).unwrap();
+    let mut got = s.issued_serials("S02").unwrap();
+    got.sort();
+    assert_eq!(got, vec!["aa".to_string(), "bb".to_string()], "not S021's");
+    assert!(s.issued_serials("S03").unwrap().is_empty());
+}

@@ -19,8 +19,9 @@ use time::{Duration, OffsetDateTime};
 use crate::names::{Identity, Name, Role};
 use crate::TrustError;
 
-/// How long what we issue is valid. Certificates are not yet renewed
-/// automatically, so they are long enough for a deployment's life.
+/// How long what we issue is valid by default. Holders renew at two thirds
+/// of a certificate's life (see `sms-site`'s `trust::renewal_due`); an
+/// issuer may be told to issue shorter lives (`--cert-lifetime`).
 pub const ROOT_DAYS: i64 = 3650;
 pub const CA_DAYS: i64 = 1825;
 pub const LEAF_DAYS: i64 = 397;
@@ -221,6 +222,57 @@ impl Authority {
     /// authority's chain up to the root.
     pub fn issue(&self, csr: &[u8], role: Role, name: &Name) -> Result<Vec<Vec<u8>>, TrustError> {
         self.issue_with(csr, role, name, None)
+    }
+
+    /// [`Authority::issue`] valid for `lifetime` from now (the defaults when
+    /// None), and never past this authority's own expiry: a certificate
+    /// cannot outlive the chain that vouches for it.
+    pub fn issue_lasting(
+        &self,
+        csr: &[u8],
+        role: Role,
+        name: &Name,
+        lifetime: Option<std::time::Duration>,
+    ) -> Result<Vec<Vec<u8>>, TrustError> {
+        let now = OffsetDateTime::now_utc();
+        let default = if role == Role::Ca {
+            Duration::days(CA_DAYS)
+        } else {
+            Duration::days(LEAF_DAYS)
+        };
+        let life = lifetime
+            .and_then(|l| Duration::try_from(l).ok())
+            .unwrap_or(default);
+        let mut until = now + life;
+        if let Ok(own) = Identity::from_der(&self.chain[0]) {
+            if let Ok(own_end) = OffsetDateTime::from_unix_timestamp(own.not_after) {
+                until = until.min(own_end);
+            }
+        }
+        // Backdated for clock skew, but by no more than a tenth of a short
+        // life: renewal is due at two thirds of the life as written.
+        let back = BACKDATE.min(life / 10);
+        self.issue_with(csr, role, name, Some((now - back, until)))
+    }
+
+    /// [`Authority::issue_own`] valid for `lifetime` (see
+    /// [`Authority::issue_lasting`]).
+    pub fn issue_own_lasting(
+        &self,
+        role: Role,
+        name: &Name,
+        lifetime: Option<std::time::Duration>,
+    ) -> Result<Credentials, TrustError> {
+        let key = new_key()?;
+        let chain = self.issue_lasting(&signing_request(&key)?, role, name, lifetime)?;
+        Ok(Credentials::new(&key, chain))
+    }
+
+    /// Replaces this authority's certificate chain (a renewed certificate
+    /// for the same key): what it issues from now on carries the new chain.
+    pub fn with_chain(mut self, chain: Vec<Vec<u8>>) -> Authority {
+        self.chain = chain;
+        self
     }
 
     /// [`Authority::issue`] with an explicit validity (tests of expiry).

@@ -235,6 +235,15 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// Whether a holder should renew this certificate at `now_unix`: from
+    /// two thirds of its life on, which leaves a third of it (and of a
+    /// short test lifetime, still a few rounds of the check) for an issuer
+    /// that is down for a while.
+    pub fn renewal_due(&self, now_unix: i64) -> bool {
+        let life = (self.not_after - self.not_before).max(0);
+        now_unix >= self.not_before + life * 2 / 3
+    }
+
     /// Reads a certificate this hierarchy issued. It does not verify it:
     /// the TLS handshake did that.
     pub fn from_der(der: &[u8]) -> Result<Identity, TrustError> {

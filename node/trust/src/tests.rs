@@ -296,6 +296,65 @@ mod handshake {
     }
 
     #[test]
+    fn a_renewed_certificate_keeps_its_name_and_role_and_never_outlives_its_issuer() {
+        let t = tree();
+        let cen = t
+            .root
+            .issue_own(Role::Primary, &Name::site(&code("CEN"), &[]))
+            .unwrap();
+        let key = ca::new_key().unwrap();
+        let name = Name::site(&code("S11"), &[code("P01"), code("CEN")]);
+        let chain = t
+            .p01
+            .issue_lasting(
+                &ca::signing_request(&key).unwrap(),
+                Role::Secondary,
+                &name,
+                Some(std::time::Duration::from_secs(90)),
+            )
+            .unwrap();
+        let id = Identity::from_der(&chain[0]).unwrap();
+        assert_eq!((id.role, id.name.clone()), (Role::Secondary, name.clone()));
+        // Backdated by a tenth of its life (at most ten minutes), then 90 s
+        // ahead.
+        assert!((id.not_after - id.not_before - 99).abs() <= 2, "{id:?}");
+        assert!(!id.renewal_due(id.not_before + 60));
+        assert!(id.renewal_due(id.not_before + 67));
+        // Asked for more than the issuer has left: capped at the issuer's end.
+        let issuer_end = Identity::from_der(&t.p01.credentials().chain[0])
+            .unwrap()
+            .not_after;
+        let long = t
+            .p01
+            .issue_lasting(
+                &ca::signing_request(&key).unwrap(),
+                Role::Secondary,
+                &name,
+                Some(std::time::Duration::from_secs(100 * 365 * 86_400)),
+            )
+            .unwrap();
+        assert_eq!(Identity::from_der(&long[0]).unwrap().not_after, issuer_end);
+        // A CA renewed for the same key still vouches for what it issued.
+        let p01 = t.p01.credentials();
+        let renewed = t
+            .root
+            .issue_lasting(
+                &ca::signing_request(&p01.key_pair().unwrap()).unwrap(),
+                Role::Ca,
+                &Name::site(&code("P01"), &[code("CEN")]),
+                None,
+            )
+            .unwrap();
+        assert_ne!(renewed[0], p01.chain[0]);
+        let old_leaf = Credentials::new(&key, chain);
+        let with_new_ca =
+            Credentials::new(&key, [vec![old_leaf.chain[0].clone()], renewed].concat());
+        let client =
+            tls::client_config(Some(&with_new_ca), Some(t.root.root()), Expect::Any).unwrap();
+        handshake(tls::server_config(&cen).unwrap(), client).unwrap();
+    }
+
+    #[test]
     fn a_child_ca_cannot_issue_outside_its_subtree() {
         // P01's CA signs a certificate claiming to be CEN: the name
         // constraint makes every verifier refuse it.

@@ -119,6 +119,10 @@ catalogue! {
         "A certificate was issued for %1 %2 (serial %3): %4.";
     TRUST_REFUSED = 4803, Warning, "SMS_PROVIDER",
         "Refused %1 from %2: %3.";
+    TRUST_RENEWED = 4804, Informational, "SMS_PROVIDER",
+        "This node's %1 certificate was renewed: serial %2, valid until unix time %3 (it replaces serial %4).";
+    TRUST_RENEWAL_FAILED = 4805, Warning, "SMS_PROVIDER",
+        "Could not renew this node's %1 certificate (serial %2, valid until unix time %3): %4. It is tried again every %5 s; once it expires, the node must join again with a new token.";
     STATUS_LOAD_TEST = 4700, Informational, "SMS_STATUS_MANAGER",
         "Load test %1: test message %2 of %3, reported at %4 per second.";
 }

@@ -10,15 +10,22 @@ pub enum Fault {
     Ct2JobFailure,
     /// The bootstrap fails at the given phase.
     BootstrapFailure { phase: u8 },
+    /// The node's next certificate renewal stops the process (as a power
+    /// cut or `kill -9` would) after the issuer answered and before the new
+    /// certificate is stored. The fault clears itself first, so the node
+    /// restarts with its old certificate and renews again.
+    RenewalCrash,
 }
 
 /// The fault names an operator can give.
-pub const FAULT_NAMES: [&str; 2] = ["ct2-job-failure", "bootstrap-failure"];
+pub const FAULT_NAMES: [&str; 3] = ["ct2-job-failure", "bootstrap-failure", "renewal-crash"];
 
 /// Why a fault request is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FaultError {
-    #[error("unknown fault {0:?}; faults are ct2-job-failure and bootstrap-failure")]
+    #[error(
+        "unknown fault {0:?}; faults are ct2-job-failure, bootstrap-failure and renewal-crash"
+    )]
     Unknown(String),
     #[error("bootstrap-failure needs a phase from 1 to 4, not {0}")]
     Phase(u32),
@@ -29,6 +36,7 @@ impl Fault {
         match self {
             Fault::Ct2JobFailure => "ct2-job-failure",
             Fault::BootstrapFailure { .. } => "bootstrap-failure",
+            Fault::RenewalCrash => "renewal-crash",
         }
     }
 
@@ -36,7 +44,7 @@ impl Fault {
     pub fn phase(&self) -> u32 {
         match self {
             Fault::BootstrapFailure { phase } => *phase as u32,
-            Fault::Ct2JobFailure => 0,
+            Fault::Ct2JobFailure | Fault::RenewalCrash => 0,
         }
     }
 
@@ -45,6 +53,7 @@ impl Fault {
     pub fn parse(name: &str, phase: u32) -> Result<Fault, FaultError> {
         match name {
             "ct2-job-failure" => Ok(Fault::Ct2JobFailure),
+            "renewal-crash" => Ok(Fault::RenewalCrash),
             "bootstrap-failure" => match phase {
                 1..=4 => Ok(Fault::BootstrapFailure { phase: phase as u8 }),
                 p => Err(FaultError::Phase(p)),

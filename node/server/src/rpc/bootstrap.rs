@@ -105,4 +105,48 @@ impl pb::bootstrap_server::Bootstrap for BootstrapSvc {
         }
         Ok(Response::new(pb::EnrollReply { certs: chain }))
     }
+
+    async fn renew(
+        &self,
+        req: Request<pb::RenewRequest>,
+    ) -> Result<Response<pb::EnrollReply>, Status> {
+        auth::not_revoked(&req, &self.ctx)?;
+        let (caller, serials) = match (
+            auth::Caller::of(&req),
+            req.extensions().get::<crate::security::PeerInfo>(),
+        ) {
+            (auth::Caller::Known(id), Some(info)) => (id, info.chain_serials.clone()),
+            _ => {
+                return Err(Status::unauthenticated(
+                    "renewal needs the certificate being renewed; an expired or missing one is                      replaced by joining again with a new token",
+                ))
+            }
+        };
+        let csr = req.into_inner().csr;
+        if csr.is_empty() || csr.len() > 16 * 1024 {
+            return Err(Status::invalid_argument(
+                "the signing request is empty or larger than 16 KiB",
+            ));
+        }
+        let chain = sms_site::trust::renew(&self.ctx, &caller, &serials, &csr).map_err(status)?;
+        self.ctx
+            .store
+            .durable()
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        if let Ok(id) = sms_trust::Identity::from_der(&chain[0]) {
+            tracing::info!(serial = %id.serial, old = %caller.serial, "renewed the certificate of {} {}", id.role, id.name.label);
+            let _ = sms_site::status::emit(
+                &self.ctx,
+                &sms_types::catalog::AUDIT_CERT_ISSUED,
+                &[
+                    id.role.to_string(),
+                    id.name.label.clone(),
+                    id.serial.clone(),
+                    format!("renewal of certificate {}", caller.serial),
+                ],
+            );
+        }
+        Ok(Response::new(pb::EnrollReply { certs: chain }))
+    }
 }

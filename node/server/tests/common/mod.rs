@@ -42,6 +42,7 @@ pub fn config(dir: &Path) -> NodeConfig {
         ca_files: None,
         admin_dir: None,
         package_retention: Default::default(),
+        cert_lifetime: None,
     }
 }
 

@@ -17,7 +17,7 @@ fn csr_and_proof(t: &JoinToken) -> (Vec<u8>, Vec<u8>) {
 
 fn root_node() -> Node {
     let n = central("PRI");
-    trust::install_root(&n.ctx.store, &code("PRI"), None).unwrap();
+    trust::install_root(&n.ctx.store, &code("PRI"), None, None).unwrap();
     n
 }
 
