@@ -251,3 +251,242 @@ fn a_secure_hierarchy_joins_with_tokens_and_refuses_strangers() {
     );
     drop(s01);
 }
+
+/// The serial of the certificate a node uses now (`controller certs`).
+fn node_serial(node: &str, tls: &Path) -> String {
+    let v = json(node, tls, &["certs"]);
+    v["certificates"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["use"] == "node"))
+        .and_then(|c| c["serial"].as_str())
+        .unwrap_or_else(|| panic!("no node certificate in {v}"))
+        .to_string()
+}
+
+/// Waits for `node`'s own certificate to differ from `was`.
+fn wait_renewed(node: &str, tls: &Path, was: &str, within: Duration) -> String {
+    let t0 = Instant::now();
+    loop {
+        if let Ok(v) = std::panic::catch_unwind(|| node_serial(node, tls)) {
+            if v != was {
+                return v;
+            }
+        }
+        assert!(t0.elapsed() < within, "{node} kept certificate {was}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Renewal across processes, and a node stopped in the middle of one: PRI
+/// issues certificates that last 40 s; S01 is told to crash between its
+/// parent's answer and storing it (`inject-fault renewal-crash`), is
+/// restarted, and renews again; probes sent both ways throughout all
+/// arrive once.
+#[test]
+fn a_node_stopped_in_the_middle_of_a_renewal_renews_again_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pri = start(
+        &d.join("pri"),
+        &["--install-primary", "PRI", "--cert-lifetime", "40s"],
+    );
+    let admin = d.join("pri").join("admin");
+    let p = pri.addr().to_string();
+    let token = ok(
+        ctl(&p, Some(&admin), &["token", "create", "--site", "S01"]),
+        "token create",
+    );
+    let mut s01 = start(&d.join("s01"), &["--join-token", token.trim()]);
+    let s = s01.addr().to_string();
+    ok(
+        ctl(
+            &p,
+            Some(&admin),
+            &["create-secondary", "--site-code", "S01", "--server", &s],
+        ),
+        "create-secondary",
+    );
+    wait_active(&p, &admin, "S01");
+    let first = node_serial(&s, &admin);
+    ok(
+        ctl(&s, Some(&admin), &["inject-fault", "renewal-crash"]),
+        "inject-fault",
+    );
+    let probes = |node: &str, to: &str| {
+        ok(
+            ctl(
+                node,
+                Some(&admin),
+                &["probe", "send", "--to", to, "--count", "10"],
+            ),
+            "probe send",
+        );
+    };
+    // Traffic until S01 stops itself at its renewal (about 27 s in).
+    let (mut down, mut up) = (0u64, 0u64);
+    let t0 = Instant::now();
+    while ctl(&s, Some(&admin), &["status"]).status.success() {
+        assert!(t0.elapsed() < Duration::from_secs(90), "S01 never renewed");
+        probes(&p, "S01");
+        probes(&s, "PRI");
+        (down, up) = (down + 10, up + 10);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        s01.stderr_log().contains("renewal-crash") || s01.log("node").contains("renewal-crash"),
+        "S01 stopped, but not at the injected renewal crash"
+    );
+    s01.kill9();
+    s01.restart().unwrap_or_else(|e| panic!("{e}"));
+    // It came back with the certificate it had (the new one was never
+    // stored), and the fault cleared itself.
+    assert_eq!(node_serial(&s, &admin), first);
+    let renewed = wait_renewed(&s, &admin, &first, Duration::from_secs(60));
+    assert_ne!(renewed, first);
+    probes(&p, "S01");
+    probes(&s, "PRI");
+    (down, up) = (down + 10, up + 10);
+    // Every probe once: counted at each end.
+    let count = |node: &str| -> u64 {
+        json(node, &admin, &["probe", "received", "--summary"])["count"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let t0 = Instant::now();
+    while count(&s) < down || count(&p) < up {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "probes missing: S01 has {} of {down}, PRI {} of {up}",
+            count(&s),
+            count(&p)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!((count(&s), count(&p)), (down, up), "nothing twice");
+}
+
+/// The serial of one of a node's certificates by its use (`node`, `ca`).
+fn serial_of(node: &str, tls: &Path, use_: &str) -> Option<String> {
+    let v = json(node, tls, &["certs"]);
+    v["certificates"]
+        .as_array()?
+        .iter()
+        .find(|c| c["use"] == use_)?["serial"]
+        .as_str()
+        .map(String::from)
+}
+
+/// Three tiers under a root that issues 40 s certificates: the child
+/// primary renews its authority from PRI (same key, so what it issued
+/// stays valid) and its own certificate from that authority; the secondary
+/// below it renews from it; probes from PRI to the grandchild keep arriving
+/// throughout, each once.
+#[test]
+fn a_child_primary_renews_its_authority_and_the_tier_below_keeps_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pri = start(
+        &d.join("pri"),
+        &["--install-primary", "PRI", "--cert-lifetime", "40s"],
+    );
+    let admin = d.join("pri").join("admin");
+    let p = pri.addr().to_string();
+    let token = ok(
+        ctl(
+            &p,
+            Some(&admin),
+            &["token", "create", "--site", "P01", "--role", "primary"],
+        ),
+        "token create",
+    );
+    let p01 = start(
+        &d.join("p01"),
+        &[
+            "--install-primary",
+            "P01",
+            "--parent-site",
+            "PRI",
+            "--parent",
+            &p,
+            "--join-token",
+            token.trim(),
+        ],
+    );
+    let m = p01.addr().to_string();
+    wait_active(&p, &admin, "P01");
+    let token = ok(
+        ctl(&m, Some(&admin), &["token", "create", "--site", "S11"]),
+        "token create at P01",
+    );
+    let s11 = start(&d.join("s11"), &["--join-token", token.trim()]);
+    let s = s11.addr().to_string();
+    ok(
+        ctl(
+            &m,
+            Some(&admin),
+            &["create-secondary", "--site-code", "S11", "--server", &s],
+        ),
+        "create-secondary S11",
+    );
+    wait_active(&m, &admin, "S11");
+    let ca_was = serial_of(&m, &admin, "ca").expect("P01 holds an authority");
+    let s11_was = serial_of(&s, &admin, "node").unwrap();
+    let mut sent = 0u64;
+    let t0 = Instant::now();
+    loop {
+        let ca_now = serial_of(&m, &admin, "ca");
+        let s11_now = serial_of(&s, &admin, "node");
+        if ca_now.is_some_and(|c| c != ca_was) && s11_now.is_some_and(|c| c != s11_was) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "P01's authority or S11's certificate was not renewed"
+        );
+        ok(
+            ctl(
+                &p,
+                Some(&admin),
+                &["probe", "send", "--to", "S11", "--count", "10"],
+            ),
+            "probe send",
+        );
+        sent += 10;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // New connections after the renewals: sever and restore both links.
+    for (node, to) in [(&p, "P01"), (&m, "S11")] {
+        ok(
+            ctl(node, Some(&admin), &["sever-link", "--to", to]),
+            "sever",
+        );
+        ok(
+            ctl(node, Some(&admin), &["restore-link", "--to", to]),
+            "restore",
+        );
+    }
+    ok(
+        ctl(
+            &p,
+            Some(&admin),
+            &["probe", "send", "--to", "S11", "--count", "10"],
+        ),
+        "probe send",
+    );
+    sent += 10;
+    let count = || -> u64 {
+        json(&s, &admin, &["probe", "received", "--summary"])["count"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let t0 = Instant::now();
+    while count() < sent {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "S11 has {} of {sent} probes",
+            count()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(count(), sent, "each probe once");
+}

@@ -48,14 +48,24 @@ fn check_every(id: &Identity) -> Duration {
     Duration::from_secs(life / 10).clamp(MIN_CHECK, MAX_CHECK)
 }
 
-/// Runs until the node shuts down.
+/// Runs until the node shuts down; the first check is at once (a node
+/// restarted late in its certificate's life renews before anything else).
 pub async fn run(ctx: Arc<Ctx>, tls: Arc<NodeTls>, connector: Connector) {
+    let mut first = true;
     loop {
         let current = tls.current().identity.clone();
-        let wait = check_every(&current);
-        tokio::select! {
-            _ = ctx.tasks.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
+        // A child primary's authority may be shorter-lived than its own
+        // certificate was when issued: watch whichever ends first.
+        let authority = sms_site::trust::authority_identity(&ctx).ok().flatten();
+        let wait = authority
+            .iter()
+            .map(check_every)
+            .fold(check_every(&current), Duration::min);
+        if !std::mem::take(&mut first) {
+            tokio::select! {
+                _ = ctx.tasks.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
         }
         match renew_if_due(&ctx, &tls, &connector).await {
             Ok(None) => {}

@@ -250,8 +250,9 @@ impl Authority {
             }
         }
         // Backdated for clock skew, but by no more than a tenth of a short
-        // life: renewal is due at two thirds of the life as written.
-        let back = BACKDATE.min(life / 10);
+        // life (as capped): renewal is due at two thirds of the life as
+        // written.
+        let back = BACKDATE.min((until - now) / 10);
         self.issue_with(csr, role, name, Some((now - back, until)))
     }
 
