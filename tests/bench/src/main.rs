@@ -344,7 +344,7 @@ fn summary(name: &str, v: &Value) -> Vec<(String, String, String, &'static str)>
                 row(
                     "1a / RabbitMQ quorum queue, confirms, 1 KiB, 64 in flight",
                     format!(
-                        "{:.0} / {:.0} msgs/s = {a:.1}x",
+                        "{:.0} / {:.0} msgs/s = {a:.2}x",
                         f(&["ours", "1a_jobs_per_sec_median"]),
                         f(&["quorum_64_in_flight", "msgs_per_sec_median"])
                     ),
