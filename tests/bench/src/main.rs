@@ -2,7 +2,8 @@
 //! processes (release build), each scenario several times, and prints a
 //! table plus a JSON file of the figures.
 //!
-//! Run: `cargo run --release -p sms-bench -- [--runs N] [--out FILE]`
+//! Run: `cargo run --release -p sms-bench [--features nats,rabbit] -- [--runs N]
+//! [--out FILE] [--only 1a,1b,2,2r,3,4,5,6,7,rss] [--tls off|on|both]`
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,9 +17,34 @@ mod fanout;
 mod harness;
 #[cfg(feature = "nats")]
 mod nats;
+#[cfg(feature = "rabbit")]
+mod rabbit;
 mod status_tiers;
 
 use harness::*;
+
+/// Our figures from this run that the peers (scenarios 2 and 2r) are set
+/// against: 1a's median, 1b's percentiles and 3's median.
+#[cfg(any(feature = "nats", feature = "rabbit"))]
+pub struct Ours {
+    pub jobs_per_sec: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    /// NaN where scenario 3 was not needed (only scenario 2 uses it).
+    pub mb_per_sec: f64,
+}
+
+#[cfg(any(feature = "nats", feature = "rabbit"))]
+impl Ours {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "1a_jobs_per_sec_median": self.jobs_per_sec,
+            "1b_p50_us": self.p50_us,
+            "1b_p99_us": self.p99_us,
+            "3_mb_per_sec_median": if self.mb_per_sec.is_nan() { Value::Null } else { json!(self.mb_per_sec) },
+        })
+    }
+}
 
 async fn throughput(ctx: &Ctx, runs: usize) -> anyhow::Result<Value> {
     let mut rates = vec![];
@@ -96,13 +122,15 @@ async fn create_to_active(ctx: &Ctx, n: usize) -> anyhow::Result<Value> {
     )
 }
 
-async fn file_package(ctx: &Ctx, runs: usize) -> anyhow::Result<Value> {
+/// Scenario 3. `kill_run` adds one more transfer with the receiver killed
+/// half way (left out where 3 is measured only for a peer's ratio).
+async fn file_package(ctx: &Ctx, runs: usize, kill_run: bool) -> anyhow::Result<Value> {
     const SIZE: u64 = 256 * 1024 * 1024;
     const CHUNK: u64 = 1024 * 1024;
     let mut rates = vec![];
     let mut resent = vec![];
     // `runs` timed transfers, then one more with the receiver killed half way.
-    for run in 0..=runs {
+    for run in 0..runs + usize::from(kill_run) {
         let (mut p, c) = ctx.pair().await?;
         let mut ca = c.admin().await?;
         let sent = ca
@@ -246,35 +274,106 @@ fn summary(name: &str, v: &Value) -> Vec<(String, String, String, &'static str)>
                 ),
             ]
         }
-        "2" if v.get("skipped").is_some() => {
+        "2" | "2r" if v.get("skipped").is_some() => {
             vec![row(
                 "skipped",
-                "built without --features nats".into(),
+                v["skipped"].as_str().unwrap_or_default().into(),
                 "",
                 None,
             )]
         }
         "2" => {
             let (a, d) = (f(&["ours_over_sync_always"]), f(&["ours_over_default"]));
+            let (p, m) = (
+                f(&["ours_p50_over_sync_always_p50"]),
+                f(&["ours_mb_per_sec_over_sync_always_64k"]),
+            );
+            let js = |k: &[&str]| {
+                let mut path = vec!["jetstream_sync_always"];
+                path.extend_from_slice(k);
+                f(&path)
+            };
             vec![
                 row(
-                    "ours / JetStream (sync always)",
+                    "1a / JetStream (sync always), 1 KiB, 64 in flight",
                     format!(
-                        "{:.0} / {:.0} = {a:.1}x",
-                        f(&["ours_jobs_per_sec_median"]),
-                        f(&["jetstream_sync_always", "msgs_per_sec_median"])
+                        "{:.0} / {:.0} msgs/s = {a:.1}x",
+                        f(&["ours", "1a_jobs_per_sec_median"]),
+                        js(&["msgs_per_sec_median"])
                     ),
                     ">= 5x",
                     Some(a >= 5.0),
                 ),
                 row(
-                    "ours / JetStream (default, not fsynced)",
+                    "1b p50 / JetStream (sync always), 1 in flight (below 1x: ours faster)",
                     format!(
-                        "{:.0} / {:.0} = {d:.2}x",
-                        f(&["ours_jobs_per_sec_median"]),
+                        "{:.0} / {:.0} us = {p:.2}x (p99 {:.0} / {:.0} us)",
+                        f(&["ours", "1b_p50_us"]),
+                        js(&["round_trip_one_in_flight", "p50_us"]),
+                        f(&["ours", "1b_p99_us"]),
+                        js(&["round_trip_one_in_flight", "p99_us"])
+                    ),
+                    "",
+                    None,
+                ),
+                row(
+                    "3 MB/s / JetStream (sync always), 64 KiB, 16 in flight",
+                    format!(
+                        "{:.0} / {:.0} MB/s = {m:.2}x",
+                        f(&["ours", "3_mb_per_sec_median"]),
+                        js(&["big_messages", "mb_per_sec_median"])
+                    ),
+                    "",
+                    None,
+                ),
+                row(
+                    "1a / JetStream (default, not fsynced)",
+                    format!(
+                        "{:.0} / {:.0} msgs/s = {d:.2}x",
+                        f(&["ours", "1a_jobs_per_sec_median"]),
                         f(&["jetstream_default", "msgs_per_sec_median"])
                     ),
                     "context only",
+                    None,
+                ),
+            ]
+        }
+        "2r" => {
+            let (a, p) = (f(&["ours_over_quorum"]), f(&["ours_p50_over_quorum_p50"]));
+            vec![
+                row(
+                    "1a / RabbitMQ quorum queue, confirms, 1 KiB, 64 in flight",
+                    format!(
+                        "{:.0} / {:.0} msgs/s = {a:.2}x",
+                        f(&["ours", "1a_jobs_per_sec_median"]),
+                        f(&["quorum_64_in_flight", "msgs_per_sec_median"])
+                    ),
+                    "",
+                    None,
+                ),
+                row(
+                    "1b p50 / RabbitMQ quorum queue, 1 in flight (below 1x: ours faster)",
+                    format!(
+                        "{:.0} / {:.0} us = {p:.2}x (p99 {:.0} / {:.0} us)",
+                        f(&["ours", "1b_p50_us"]),
+                        f(&["round_trip_one_in_flight", "p50_us"]),
+                        f(&["ours", "1b_p99_us"]),
+                        f(&["round_trip_one_in_flight", "p99_us"])
+                    ),
+                    "",
+                    None,
+                ),
+                row(
+                    "queue type (rabbitmqctl list_queues)",
+                    format!(
+                        "{} {}: quorum, durable, publisher confirms",
+                        v["rabbitmq_version"].as_str().unwrap_or("RabbitMQ"),
+                        v["queue"]["type_per_rabbitmqctl"]
+                            .as_object()
+                            .map(|m| m.keys().cloned().collect::<Vec<_>>().join(", "))
+                            .unwrap_or_default()
+                    ),
+                    "",
                     None,
                 ),
             ]
@@ -286,20 +385,31 @@ fn summary(name: &str, v: &Value) -> Vec<(String, String, String, &'static str)>
                 .map(|a| a.iter().filter_map(|b| b.as_u64()).max().unwrap_or(0))
                 .unwrap_or(0);
             let window = v["window_bytes"].as_u64().unwrap_or(0);
-            vec![
-                row(
-                    "MB/s, median",
-                    format!("{x:.0}"),
-                    ">= 220",
-                    Some(x >= 220.0),
-                ),
-                row(
-                    "re-sent after kill -9",
-                    format!("{:.1} MiB", resent as f64 / 1048576.0),
-                    &format!("<= {:.0} MiB (one window)", window as f64 / 1048576.0),
-                    Some(resent <= window),
-                ),
-            ]
+            let mut rows = vec![row(
+                "MB/s, median",
+                format!("{x:.0}"),
+                ">= 220",
+                Some(x >= 220.0),
+            )];
+            if v.get("over_raw").is_some() {
+                rows.push(row(
+                    "MB/s / raw 1 MiB write+fdatasync",
+                    format!(
+                        "{x:.0} / {:.0} = {:.2}x",
+                        f(&["raw_write_fdatasync_1mib_mb_per_sec"]),
+                        f(&["over_raw"])
+                    ),
+                    ">= 0.60x",
+                    Some(f(&["over_raw"]) >= 0.6),
+                ));
+            }
+            rows.push(row(
+                "re-sent after kill -9",
+                format!("{:.1} MiB", resent as f64 / 1048576.0),
+                &format!("<= {:.0} MiB (one window)", window as f64 / 1048576.0),
+                Some(resent <= window),
+            ));
+            rows
         }
         "4" => {
             let x = f(&["median_ms"]);
@@ -415,6 +525,21 @@ fn machine(work: &Path, cpus: usize) -> anyhow::Result<Value> {
     }
     std::fs::remove_file(&path)?;
     let lat = sorted(lat);
+    // Scenario 3's bound: sequential 1 MiB writes, each made durable with
+    // fdatasync before the next (as the node syncs each chunk's blob file).
+    const RAW_CHUNK: usize = 1024 * 1024;
+    const RAW_TOTAL: usize = 64 * RAW_CHUNK;
+    let path = work.join("write-probe");
+    let mut f = std::fs::File::create(&path)?;
+    let chunk = vec![0x5au8; RAW_CHUNK];
+    let t = Instant::now();
+    for _ in 0..RAW_TOTAL / RAW_CHUNK {
+        f.write_all(&chunk)?;
+        f.sync_data()?;
+    }
+    let raw_mb_per_sec = RAW_TOTAL as f64 / 1e6 / t.elapsed().as_secs_f64();
+    drop(f);
+    std::fs::remove_file(&path)?;
     Ok(json!({
         "cpus": cpus,
         "cpu_model": model,
@@ -422,6 +547,8 @@ fn machine(work: &Path, cpus: usize) -> anyhow::Result<Value> {
         "kernel": kernel.trim(),
         "fsync_1k_append_p50_us": pct(&lat, 0.5).round(),
         "fsync_1k_append_p99_us": pct(&lat, 0.99).round(),
+        "write_fdatasync_1mib_mb_per_sec": raw_mb_per_sec.round(),
+        "write_fdatasync_1mib_total_mib": RAW_TOTAL / RAW_CHUNK,
     }))
 }
 
@@ -444,11 +571,11 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
             "--only" => {
-                let list = args.next().context("--only 1a,1b,2,3,4,5,6,7,rss")?;
+                let list = args.next().context("--only 1a,1b,2,2r,3,4,5,6,7,rss")?;
                 only = Some(list.split(',').map(String::from).collect());
             }
             other => bail!(
-                "unknown argument {other:?} (use --runs N, --out FILE, --only 1a,1b,2,3,4,5,6,7,rss, --tls off|on|both)"
+                "unknown argument {other:?} (use --runs N, --out FILE, --only 1a,1b,2,2r,3,4,5,6,7,rss, --tls off|on|both)"
             ),
         }
     }
@@ -498,42 +625,85 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("machine: {machine_info}");
     let mut results = serde_json::Map::new();
     let want = |key: &str| only.as_ref().is_none_or(|o| o.iter().any(|k| k == key));
+    // The peers: 2 is NATS JetStream, 2r a RabbitMQ quorum queue. Each is
+    // set against our 1a and 1b (2 also against 3) from this same run; a
+    // figure of ours that is not selected is measured for the ratio only.
+    let peer_nats = want("2") && cfg!(feature = "nats");
+    let peer_rabbit = want("2r") && cfg!(feature = "rabbit");
+    #[cfg(feature = "rabbit")]
+    if peer_rabbit {
+        // Before anything runs: without the broker, say how to install it.
+        rabbit::find_server()?;
+    }
     let mut scenarios: Vec<(&str, Value)> = vec![];
-    // Scenario 2 divides by this figure; it is measured there if 1a is not selected.
-    #[cfg_attr(not(feature = "nats"), allow(unused_variables))]
-    let ours_1a = if want("1a") {
-        let v = throughput(ctx, runs).await?;
-        let median = v["jobs_per_sec_median"].as_f64();
-        scenarios.push(("1a durable transfer, 1 KiB, 64 in flight", v));
-        median
+    let v1a = if want("1a") || peer_nats || peer_rabbit {
+        Some(throughput(ctx, runs).await?)
     } else {
         None
     };
+    let v1b = if want("1b") || peer_nats || peer_rabbit {
+        Some(latency(ctx, runs).await?)
+    } else {
+        None
+    };
+    let v3 = if want("3") || peer_nats {
+        let mut v = file_package(ctx, runs, want("3")).await?;
+        let raw = machine_info["write_fdatasync_1mib_mb_per_sec"]
+            .as_f64()
+            .unwrap_or(f64::NAN);
+        v["raw_write_fdatasync_1mib_mb_per_sec"] = json!(raw);
+        v["over_raw"] = json!(v["mb_per_sec_median"].as_f64().unwrap_or(f64::NAN) / raw);
+        v["target_over_raw"] = json!(0.6);
+        Some(v)
+    } else {
+        None
+    };
+    #[cfg(any(feature = "nats", feature = "rabbit"))]
+    let ours = {
+        let get =
+            |v: &Option<Value>, k: &str| v.as_ref().and_then(|v| v[k].as_f64()).unwrap_or(f64::NAN);
+        Ours {
+            jobs_per_sec: get(&v1a, "jobs_per_sec_median"),
+            p50_us: get(&v1b, "p50_us"),
+            p99_us: get(&v1b, "p99_us"),
+            mb_per_sec: get(&v3, "mb_per_sec_median"),
+        }
+    };
+    if want("1a") {
+        scenarios.push((
+            "1a durable transfer, 1 KiB, 64 in flight",
+            v1a.clone().context("1a")?,
+        ));
+    }
     if want("1b") {
-        scenarios.push(("1b round trip, 1 in flight", latency(ctx, runs).await?));
+        scenarios.push(("1b round trip, 1 in flight", v1b.clone().context("1b")?));
     }
     if want("2") {
         #[cfg(feature = "nats")]
-        {
-            let ours = match ours_1a {
-                Some(x) => x,
-                None => throughput(ctx, runs).await?["jobs_per_sec_median"]
-                    .as_f64()
-                    .context("scenario 1a gave no median")?,
-            };
-            scenarios.push((
-                "2 ours vs NATS JetStream, 1 KiB, 64 in flight",
-                nats::side_by_side(ctx, runs, ours).await?,
-            ));
-        }
+        scenarios.push((
+            "2 ours vs NATS JetStream (file store)",
+            nats::side_by_side(ctx, runs, &ours).await?,
+        ));
         #[cfg(not(feature = "nats"))]
         scenarios.push((
             "2 ours vs NATS JetStream",
             json!({"skipped": "built without --features nats"}),
         ));
     }
+    if want("2r") {
+        #[cfg(feature = "rabbit")]
+        scenarios.push((
+            "2r ours vs RabbitMQ quorum queue",
+            rabbit::side_by_side(ctx, runs, &ours).await?,
+        ));
+        #[cfg(not(feature = "rabbit"))]
+        scenarios.push((
+            "2r ours vs RabbitMQ quorum queue",
+            json!({"skipped": "built without --features rabbit"}),
+        ));
+    }
     if want("3") {
-        scenarios.push(("3 file package 256 MiB", file_package(ctx, runs).await?));
+        scenarios.push(("3 file package 256 MiB", v3.clone().context("3")?));
     }
     if want("4") {
         scenarios.push((
@@ -581,7 +751,7 @@ async fn main() -> anyhow::Result<()> {
         if want("3") {
             with_tls.push((
                 "3 file package 256 MiB (TLS)".into(),
-                file_package(&tls_ctx, runs).await?,
+                file_package(&tls_ctx, runs, true).await?,
             ));
         }
         if want("6") {
