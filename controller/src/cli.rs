@@ -50,7 +50,7 @@ pub enum Command {
     BootstrapLog(logs::BootstrapArgs),
     /// Any component log of the node (sitectrl, hman, sched, sender, despool, ...).
     Log(logs::LogArgs),
-    /// Inject a fault on the node: ct2-job-failure, bootstrap-failure --phase N.
+    /// Inject a fault on the node: ct2-job-failure, bootstrap-failure --phase N, renewal-crash.
     InjectFault(fault::InjectArgs),
     /// Clear an injected fault.
     ClearFault(fault::ClearArgs),
