@@ -339,6 +339,15 @@ pub fn job_to(job: &Job, chunk: Option<Chunk>) -> pb::Job {
             })
         }
         (Payload::Bootstrap(b), _) => Kind::Bootstrap(bootstrap_to(b)),
+        (Payload::Revocations(list), _) => Kind::Revocations(pb::Revocations {
+            revoked: list
+                .iter()
+                .map(|(serial, reason)| pb::Revoked {
+                    serial: serial.clone(),
+                    reason: reason.clone(),
+                })
+                .collect(),
+        }),
         (Payload::Deinstall(c), _) => Kind::Deinstall(pb::Deinstall {
             site_code: c.to_string(),
         }),
@@ -402,6 +411,7 @@ pub fn job_from(j: pb::Job) -> R<(Job, Option<Chunk>)> {
         }
         Kind::Bootstrap(b) => Payload::Bootstrap(Box::new(bootstrap_from(&b)?)),
         Kind::Deinstall(d) => Payload::Deinstall(code(&d.site_code, "deinstall.site_code")?),
+        Kind::Revocations(r) => Payload::Revocations(revocations_from(r)?),
     };
     Ok((
         Job {
@@ -795,4 +805,38 @@ fn signed_from(body: Vec<u8>, signature: Vec<u8>, chain: Vec<Vec<u8>>) -> Option
         signature,
         chain,
     })
+}
+
+/// Most revocations one list may carry: far more than a hierarchy revokes,
+/// few enough that a hostile list cannot grow a node's store without bound.
+pub const MAX_REVOCATIONS: usize = 10_000;
+
+fn revocations_from(r: pb::Revocations) -> R<Vec<(String, String)>> {
+    if r.revoked.len() > MAX_REVOCATIONS {
+        return Err(WireError(format!(
+            "a revocation list holds at most {MAX_REVOCATIONS} certificates, not {}",
+            r.revoked.len()
+        )));
+    }
+    r.revoked
+        .into_iter()
+        .map(|x| {
+            let serial = x.serial.to_ascii_lowercase();
+            if serial.is_empty()
+                || serial.len() > 64
+                || !serial.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                return Err(WireError(
+                    "a revoked certificate's serial must be 1 to 64 hex digits".into(),
+                ));
+            }
+            let reason: String = x
+                .reason
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect();
+            Ok((serial, reason))
+        })
+        .collect()
 }

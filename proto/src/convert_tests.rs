@@ -169,6 +169,7 @@ fn every_payload() -> Vec<Payload> {
         Payload::Probe(vec![]),
         Payload::Bootstrap(Box::new(bootstrap())),
         Payload::Deinstall(sc("S02")),
+        Payload::Revocations(vec![("0a1b".into(), "site S03 was deleted".into())]),
     ]
 }
 
@@ -991,4 +992,29 @@ fn a_signed_ct1_keeps_its_signature_across_the_wire() {
         ..ct1
     };
     assert_eq!(ct1_from(&ct1_to(&unsigned)).unwrap(), unsigned);
+}
+
+#[test]
+fn a_revocation_list_is_checked_and_cleaned_on_arrival() {
+    let j = job(
+        Priority::High,
+        Payload::Revocations(vec![("0A1B".into(), "bad\u{1b}[31m".into())]),
+    );
+    let (back, _) = job_from(job_to(&j, None)).unwrap();
+    assert_eq!(
+        back.payload,
+        Payload::Revocations(vec![("0a1b".into(), "bad[31m".into())])
+    );
+    let bad = job(
+        Priority::High,
+        Payload::Revocations(vec![("not hex".into(), String::new())]),
+    );
+    let e = err(job_from(job_to(&bad, None)));
+    assert!(e.contains("1 to 64 hex digits"), "{e}");
+    let long = job(
+        Priority::High,
+        Payload::Revocations(vec![("ab".into(), String::new()); MAX_REVOCATIONS + 1]),
+    );
+    let e = err(job_from(job_to(&long, None)));
+    assert!(e.contains("at most 10000"), "{e}");
 }

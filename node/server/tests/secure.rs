@@ -312,7 +312,7 @@ async fn administrator_roles_are_enforced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_certificates_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (pri, _s01) = pri_and_s01(dir.path()).await;
+    let (pri, s01) = pri_and_s01(dir.path()).await;
     let root = admin_creds(&pri).root().to_vec();
     let key = sms_trust::ca::new_key().unwrap();
     let csr = sms_trust::ca::signing_request(&key).unwrap();
@@ -328,6 +328,12 @@ async fn revoked_certificates_are_refused() {
         .list_sites(pb::ListSitesRequest {})
         .await
         .expect("before revocation");
+    let below = Admin::new(dial(&s01, Some(cfg.clone())).await.unwrap());
+    below
+        .clone()
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .expect("accepted below PRI before revocation");
     secure_admin(&pri)
         .await
         .revoke_certificate(pb::RevokeCertificateRequest {
@@ -343,6 +349,18 @@ async fn revoked_certificates_are_refused() {
         .expect_err("a revoked certificate is refused");
     assert_eq!(r.code(), tonic::Code::PermissionDenied);
     assert!(r.message().contains("revoked"), "{}", r.message());
+    // The revocation travels down: S01 refuses the certificate too.
+    wait_for("the revocation at S01", WAIT, || {
+        let below = below.clone();
+        async move {
+            match below.clone().get_status(pb::GetStatusRequest {}).await {
+                Err(r) if r.code() == tonic::Code::PermissionDenied => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await;
+    assert!(s01.ctx.store.is_revoked(&serial).unwrap());
 
     // Deleting S01 revokes the certificate its token bought.
     let s01_serial = pri

@@ -489,7 +489,9 @@ pub(crate) fn delivery_for(
                 "a {} job cannot be delivered to a site's inbox",
                 job.payload.kind()
             )),
-            Payload::Deinstall(_) => Ok(Delivery::Inbox(Inbox::SiteControl)),
+            Payload::Deinstall(_) | Payload::Revocations(_) => {
+                Ok(Delivery::Inbox(Inbox::SiteControl))
+            }
         },
     }
 }

@@ -392,7 +392,7 @@ fn forget_subtree(ctx: &Ctx, code: &SiteCode, when: u64) -> anyhow::Result<usize
 /// failed box, visible and retryable, with the reason.
 pub fn leftover_job(job: &Job) -> Option<String> {
     match job.payload {
-        Payload::Deinstall(_) | Payload::Bootstrap(_) => None,
+        Payload::Deinstall(_) | Payload::Bootstrap(_) | Payload::Revocations(_) => None,
         _ => Some(format!("site {} was deleted", job.dest)),
     }
 }
@@ -410,6 +410,7 @@ pub async fn finish_delete(ctx: &Arc<Ctx>, code: &SiteCode, orphaned: bool) -> a
     let revoked = crate::trust::revoke_site(ctx, code)?;
     if revoked > 0 {
         tracing::info!(site = %code, revoked, "revoked the deleted site's certificates");
+        crate::trust::send_revocations_down(ctx, None)?;
     }
     let kept = ctx
         .store
@@ -795,6 +796,7 @@ async fn process(ctx: &Arc<Ctx>, key: u64, job: Job) -> anyhow::Result<()> {
     // inbox removal below, the CT2 is processed (and passed up) again, which
     // is harmless; the other order could lose it.
     let me = ctx.site_code().expect("installed");
+    let me_code = me.clone();
     if let Some(parent) = ctx.identity().and_then(|i| i.parent) {
         if ct2.site_code != parent.site_code && ct2.site_code != me {
             let up = Job::new(
@@ -818,6 +820,12 @@ async fn process(ctx: &Arc<Ctx>, key: u64, job: Job) -> anyhow::Result<()> {
     tracing::info!(site = %ct2.site_code, serial = ct2.serial, "processed CT2");
     if changed {
         ctx.links.wake(&rec.site_code);
+        // A child that just became Active (new, or back) gets what was
+        // revoked here.
+        if rec.status == SiteStatus::Active && rec.parent_site_code.as_ref() == Some(&me_code) {
+            crate::trust::send_revocations_down(ctx, Some(&rec.site_code))?;
+            ctx.store.durable().await?;
+        }
     }
     Ok(())
 }

@@ -177,6 +177,23 @@ pub(crate) async fn stage1_site_control(ctx: &Arc<Ctx>) -> anyhow::Result<usize>
         }
         for (key, job) in items {
             let current = ctx.store.ct0()?;
+            if let Payload::Revocations(list) = &job.payload {
+                let from_parent = ctx
+                    .identity()
+                    .and_then(|i| i.parent)
+                    .is_some_and(|p| p.site_code == job.source);
+                if from_parent {
+                    if crate::trust::accept_revocations(ctx, list)? {
+                        // Passed on to the tier below, in the same commit.
+                        crate::trust::send_revocations_down(ctx, None)?;
+                    }
+                } else {
+                    tracing::warn!(job = %job.id, from = %job.source, "a revocation list from a site that is not this site's parent; ignored");
+                }
+                ctx.store.inbox_remove(Inbox::SiteControl, key)?;
+                ctx.store.durable().await?;
+                continue;
+            }
             if let Payload::Deinstall(site) = &job.payload {
                 let id = ctx.identity();
                 let from_parent = id

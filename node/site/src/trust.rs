@@ -422,6 +422,55 @@ pub fn revoke_serial(ctx: &Ctx, serial: &str, why: &str) -> Result<(), Refused> 
     Ok(())
 }
 
+/// Queues this site's whole revocation list to `child` (or to every direct
+/// child when None), so the subtree refuses what was revoked here too: a
+/// revoked administrator is refused below as well, not only where it was
+/// issued. The list is small and sent whole, so a child that missed one (a
+/// severed link, a new child) catches up with the next. The caller makes it
+/// durable. Returns the number of children it was queued for.
+pub fn send_revocations_down(ctx: &Ctx, child: Option<&SiteCode>) -> Result<usize, Refused> {
+    let Some(me) = ctx.identity() else {
+        return Ok(0);
+    };
+    let list = ctx.store.revocations()?;
+    if list.is_empty() {
+        return Ok(0);
+    }
+    let mut n = 0;
+    for rec in ctx.store.sites()? {
+        let direct = rec.parent_site_code.as_ref() == Some(&me.site_code);
+        let live = !matches!(rec.status, sms_types::SiteStatus::Deleting);
+        if !direct || !live || child.is_some_and(|c| c != &rec.site_code) {
+            continue;
+        }
+        let job = sms_types::Job::new(
+            me.site_code.clone(),
+            rec.site_code.clone(),
+            sms_types::Priority::High,
+            sms_types::Payload::Revocations(list.clone()),
+        );
+        ctx.store.enqueue(&rec.site_code, &job)?;
+        ctx.links.wake(&rec.site_code);
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Takes a revocation list from this site's parent: records what is new
+/// here; true if anything was (the caller passes the list on down and
+/// makes it durable).
+pub fn accept_revocations(ctx: &Ctx, list: &[(String, String)]) -> Result<bool, Refused> {
+    let mut new = false;
+    for (serial, why) in list {
+        if !ctx.store.is_revoked(serial)? {
+            ctx.store.revoke(serial, why)?;
+            tracing::warn!(serial = %serial, "certificate revoked by an ancestor: {why}");
+            new = true;
+        }
+    }
+    Ok(new)
+}
+
 /// Whether any certificate of a presented chain (serials, hex) is revoked
 /// here.
 pub fn any_revoked(ctx: &Ctx, serials: &[String]) -> Result<Option<String>, Refused> {

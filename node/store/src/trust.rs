@@ -127,6 +127,18 @@ impl Store {
         Ok(out)
     }
 
+    /// Every revoked serial with its reason.
+    pub fn revocations(&self) -> Result<Vec<(String, String)>> {
+        self.inner()?
+            .revoked
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((String::from_utf8_lossy(&k).into_owned(), dec::<String>(&v)?))
+            })
+            .collect()
+    }
+
     pub fn is_revoked(&self, serial: &str) -> Result<bool> {
         Ok(self.inner()?.revoked.contains_key(serial.as_bytes())?)
     }

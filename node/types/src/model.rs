@@ -485,6 +485,10 @@ pub enum Payload {
     /// secondary removes its install, a primary detaches and carries on as
     /// a central site with the sites below it.
     Deinstall(SiteCode),
+    /// Certificates revoked at or above the sending site, for its whole
+    /// subtree to refuse (serial in hex, reason). Sent down by a parent,
+    /// whole each time (the list is small), and forwarded down again.
+    Revocations(Vec<(String, String)>),
 }
 
 impl Payload {
@@ -497,6 +501,7 @@ impl Payload {
             Payload::File(_) => "file",
             Payload::Bootstrap(_) => "bootstrap",
             Payload::Deinstall(_) => "deinstall",
+            Payload::Revocations(_) => "revocations",
         }
     }
 }

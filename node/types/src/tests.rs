@@ -148,6 +148,7 @@ fn every_payload() -> Vec<Payload> {
         Payload::File(file_pkg()),
         Payload::Bootstrap(Box::new(bootstrap())),
         Payload::Deinstall(code("S02")),
+        Payload::Revocations(vec![("0a1b".into(), "site S03 was deleted".into())]),
     ]
 }
 

@@ -799,6 +799,8 @@ impl pb::admin_server::Admin for AdminSvc {
             sms_trust::clip(&req.reason)
         };
         sms_site::trust::revoke_serial(&self.ctx, &req.serial, &why).map_err(status)?;
+        // The whole subtree refuses it too.
+        sms_site::trust::send_revocations_down(&self.ctx, None).map_err(status)?;
         self.ctx
             .store
             .durable()

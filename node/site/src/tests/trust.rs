@@ -293,3 +293,44 @@ fn a_ct2_counts_only_when_signed_by_the_site_it_reports_on() {
     let e = trust::verified_ct2(&pri.ctx, &ct2("S01")).unwrap_err();
     assert!(e.contains("no signature"), "{e}");
 }
+
+/// A revocation list from the parent is recorded and passed on to the tier
+/// below; one claiming any other source is ignored.
+#[tokio::test]
+async fn revocations_from_the_parent_are_kept_and_passed_down() {
+    use sms_store::Inbox;
+    use sms_types::*;
+    let node = primary_below("P01", "PRI");
+    put_site(&node.ctx, "S11", Some("P01"), SiteKind::Secondary);
+    let list = |serial: &str| Payload::Revocations(vec![(serial.into(), "left".into())]);
+    let stranger = job("S09", "P01", Priority::High, list("0b"));
+    let parent = job("PRI", "P01", Priority::High, list("0a"));
+    for j in [&stranger, &parent] {
+        node.ctx.store.put_inbox(Inbox::SiteControl, j).unwrap();
+    }
+    crate::site_config::stage1_site_control(&node.ctx)
+        .await
+        .unwrap();
+    assert!(node.ctx.store.is_revoked("0a").unwrap());
+    assert!(
+        !node.ctx.store.is_revoked("0b").unwrap(),
+        "not from the parent"
+    );
+    assert_eq!(node.ctx.store.inbox_len(Inbox::SiteControl), 0);
+    let down = node
+        .ctx
+        .store
+        .outbox_scan(&code("S11"), Priority::High, None, 10)
+        .unwrap();
+    assert_eq!(down.len(), 1, "passed on to S11");
+    assert_eq!(down[0].1.payload, list("0a"));
+    // The same list again changes nothing and is not passed on again.
+    node.ctx
+        .store
+        .put_inbox(Inbox::SiteControl, &parent)
+        .unwrap();
+    crate::site_config::stage1_site_control(&node.ctx)
+        .await
+        .unwrap();
+    assert_eq!(node.ctx.store.outbox_len(&code("S11")), 1);
+}
