@@ -50,7 +50,8 @@ pub enum Command {
     BootstrapLog(logs::BootstrapArgs),
     /// Any component log of the node (sitectrl, hman, sched, sender, despool, ...).
     Log(logs::LogArgs),
-    /// Inject a fault on the node: ct2-job-failure, bootstrap-failure --phase N, renewal-crash.
+    /// Inject a fault on the node: ct2-job-failure, bootstrap-failure --phase N, renewal-crash,
+    /// cert-exchange-failure.
     InjectFault(fault::InjectArgs),
     /// Clear an injected fault.
     ClearFault(fault::ClearArgs),

@@ -490,3 +490,72 @@ fn a_child_primary_renews_its_authority_and_the_tier_below_keeps_working() {
     }
     assert_eq!(count(), sent, "each probe once");
 }
+
+/// SMS 2003's missing public key, on demand: a secondary whose certificate
+/// exchange fails installs but stays Pending (its reports are refused at
+/// its parent, and its sender keeps retrying); `diagnose` names the cause
+/// and the fix; once the fault is cleared the site reports and is Active.
+#[test]
+fn a_secondary_whose_certificate_exchange_fails_stays_pending_and_is_diagnosed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pri = start(&d.join("pri"), &["--install-primary", "PRI"]);
+    let admin = d.join("pri").join("admin");
+    let p = pri.addr().to_string();
+    let token = ok(
+        ctl(&p, Some(&admin), &["token", "create", "--site", "S02"]),
+        "token create",
+    );
+    let s02 = start(&d.join("s02"), &["--join-token", token.trim()]);
+    let s = s02.addr().to_string();
+    ok(
+        ctl(&s, Some(&admin), &["inject-fault", "cert-exchange-failure"]),
+        "inject-fault",
+    );
+    ok(
+        ctl(
+            &p,
+            Some(&admin),
+            &["create-secondary", "--site-code", "S02", "--server", &s],
+        ),
+        "create-secondary",
+    );
+    // Installed on its server, but its reports never reach PRI.
+    let t0 = Instant::now();
+    loop {
+        let st = json(&s, &admin, &["status"]);
+        if st["site_code"] == "S02" {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "S02 never installed: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let status = |v: Value| {
+        v["sites"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["site_code"] == "S02").cloned())
+            .map(|x| x["status"].as_str().unwrap_or_default().to_string())
+    };
+    assert_eq!(
+        status(json(&p, &admin, &["sites"])).as_deref(),
+        Some("Pending")
+    );
+    let v = json(&p, &admin, &["diagnose", "--site", "S02"]);
+    let cause = v["cause"].as_str().unwrap_or_default();
+    assert!(cause.contains("certificate exchange failed"), "{v}");
+    assert!(
+        v["fix"]
+            .to_string()
+            .contains("clear-fault cert-exchange-failure"),
+        "{v}"
+    );
+    ok(
+        ctl(&s, Some(&admin), &["clear-fault", "cert-exchange-failure"]),
+        "clear-fault",
+    );
+    wait_active(&p, &admin, "S02");
+}

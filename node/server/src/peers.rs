@@ -442,6 +442,23 @@ impl Peers for Connector {
         if let Some(k) = opts.keepalive {
             (c.keepalive_interval, c.keepalive_timeout) = (k, k);
         }
+        if opts.foreign_certificate {
+            if let Security::Tls(t) = &c.security {
+                let impostor = t
+                    .with_foreign_certificate()
+                    .map_err(|e| LinkError::Failed(format!("{e:#}")))?;
+                c.security = Security::Tls(std::sync::Arc::new(impostor));
+                // Said in the link's error, so `diagnose` names the fault.
+                let why = " (this node presents a certificate from outside the hierarchy: \
+                           fault cert-exchange-failure)";
+                return match GrpcLink::open(&c, server, hello, window).await {
+                    Ok(l) => Ok(Box::new(l)),
+                    Err(LinkError::Failed(m)) => Err(LinkError::Failed(format!("{m}{why}"))),
+                    Err(LinkError::Refused(m)) => Err(LinkError::Refused(format!("{m}{why}"))),
+                    Err(e) => Err(e),
+                };
+            }
+        }
         Ok(Box::new(GrpcLink::open(&c, server, hello, window).await?))
     }
 

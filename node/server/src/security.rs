@@ -48,6 +48,9 @@ pub struct NodeTls {
 pub struct TlsState {
     pub creds: Credentials,
     pub identity: Identity,
+    /// The root servers must chain to (this hierarchy's; differs from the
+    /// certificate's own root only for the `cert-exchange-failure` fault).
+    anchor: Vec<u8>,
     server: Option<Arc<rustls::ServerConfig>>,
     clients: Mutex<HashMap<Expect, Arc<rustls::ClientConfig>>>,
 }
@@ -61,6 +64,7 @@ impl TlsState {
             None
         };
         Ok(TlsState {
+            anchor: creds.root().to_vec(),
             creds,
             identity,
             server,
@@ -73,6 +77,24 @@ impl NodeTls {
     pub fn new(creds: Credentials) -> anyhow::Result<NodeTls> {
         Ok(NodeTls {
             current: std::sync::RwLock::new(Arc::new(TlsState::new(creds)?)),
+        })
+    }
+
+    /// The same name and role under a throwaway authority outside the
+    /// hierarchy, still trusting this hierarchy's servers: what a site whose
+    /// certificate exchange failed presents (fault `cert-exchange-failure`).
+    pub fn with_foreign_certificate(&self) -> anyhow::Result<NodeTls> {
+        let now = self.current();
+        let label = now
+            .identity
+            .site()
+            .unwrap_or_else(|| "ZZZ".parse().expect("a site code"));
+        let stranger = sms_trust::Authority::new_root(&label)?;
+        let creds = stranger.issue_own(now.identity.role, &now.identity.name)?;
+        let mut state = TlsState::new(creds)?;
+        state.anchor = now.anchor.clone();
+        Ok(NodeTls {
+            current: std::sync::RwLock::new(Arc::new(state)),
         })
     }
 
@@ -101,12 +123,8 @@ impl NodeTls {
             return Ok(c.clone());
         }
         let cfg = Arc::new(
-            sms_trust::tls::client_config(
-                Some(&state.creds),
-                Some(state.creds.root()),
-                expect.clone(),
-            )
-            .map_err(|e| e.to_string())?,
+            sms_trust::tls::client_config(Some(&state.creds), Some(&state.anchor), expect.clone())
+                .map_err(|e| e.to_string())?,
         );
         cache.insert(expect, cfg.clone());
         Ok(cfg)

@@ -497,6 +497,11 @@ impl Session {
                 .addr
                 .keepalive_secs
                 .map(|s| Duration::from_secs(s.into())),
+            foreign_certificate: ctx
+                .store
+                .faults()
+                .map_err(fail)?
+                .contains(&Fault::CertExchangeFailure),
         };
         let mut conn = ctx
             .peers

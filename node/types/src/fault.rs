@@ -15,16 +15,27 @@ pub enum Fault {
     /// certificate is stored. The fault clears itself first, so the node
     /// restarts with its old certificate and renews again.
     RenewalCrash,
+    /// The node's links present a certificate from an authority outside the
+    /// hierarchy, as if its certificate exchange with its neighbours had
+    /// failed (SMS 2003: a site whose public key its parent lacked): every
+    /// neighbour refuses them, and a site being installed stays Pending.
+    CertExchangeFailure,
 }
 
 /// The fault names an operator can give.
-pub const FAULT_NAMES: [&str; 3] = ["ct2-job-failure", "bootstrap-failure", "renewal-crash"];
+pub const FAULT_NAMES: [&str; 4] = [
+    "ct2-job-failure",
+    "bootstrap-failure",
+    "renewal-crash",
+    "cert-exchange-failure",
+];
 
 /// Why a fault request is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FaultError {
     #[error(
-        "unknown fault {0:?}; faults are ct2-job-failure, bootstrap-failure and renewal-crash"
+        "unknown fault {0:?}; faults are ct2-job-failure, bootstrap-failure, renewal-crash and \
+         cert-exchange-failure"
     )]
     Unknown(String),
     #[error("bootstrap-failure needs a phase from 1 to 4, not {0}")]
@@ -37,6 +48,7 @@ impl Fault {
             Fault::Ct2JobFailure => "ct2-job-failure",
             Fault::BootstrapFailure { .. } => "bootstrap-failure",
             Fault::RenewalCrash => "renewal-crash",
+            Fault::CertExchangeFailure => "cert-exchange-failure",
         }
     }
 
@@ -44,7 +56,7 @@ impl Fault {
     pub fn phase(&self) -> u32 {
         match self {
             Fault::BootstrapFailure { phase } => *phase as u32,
-            Fault::Ct2JobFailure | Fault::RenewalCrash => 0,
+            Fault::Ct2JobFailure | Fault::RenewalCrash | Fault::CertExchangeFailure => 0,
         }
     }
 
@@ -54,6 +66,7 @@ impl Fault {
         match name {
             "ct2-job-failure" => Ok(Fault::Ct2JobFailure),
             "renewal-crash" => Ok(Fault::RenewalCrash),
+            "cert-exchange-failure" => Ok(Fault::CertExchangeFailure),
             "bootstrap-failure" => match phase {
                 1..=4 => Ok(Fault::BootstrapFailure { phase: phase as u8 }),
                 p => Err(FaultError::Phase(p)),

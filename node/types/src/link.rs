@@ -29,6 +29,10 @@ pub struct LinkOptions {
     /// when the probe is not answered within as long again. None: the
     /// node's own keepalive (`--keepalive-secs`).
     pub keepalive: Option<std::time::Duration>,
+    /// Present a certificate from an authority outside this hierarchy, as a
+    /// site whose certificate exchange failed does (fault
+    /// `cert-exchange-failure`): the neighbour refuses the connection.
+    pub foreign_certificate: bool,
 }
 
 /// What the despooler at the other end answered.

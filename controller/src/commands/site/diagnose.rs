@@ -271,9 +271,16 @@ fn diagnose(
         );
     }
     if let Some((why, how)) = trust_cause(&texts) {
-        fix.push(how.replace("{code}", code).replace("{addr}", addr));
+        fix.push(
+            how.replace("{code}", code)
+                .replace("{addr}", addr)
+                .replace("{server}", server),
+        );
         return (
-            format!("{p} and {code} do not trust each other: {why}"),
+            format!(
+                "{p} and {code} do not trust each other: {}",
+                why.replace("{code}", code)
+            ),
             fix,
         );
     }
@@ -571,6 +578,25 @@ pub fn trust_cause(texts: &[String]) -> Option<(String, String)> {
     let all = texts.join(" | ");
     let has = |w: &str| all.contains(w);
     let rejoin = "join the node again: `controller --node {addr} token create --site {code}`, then start its sms-node with --join-token (a new data dir if the site was deleted)";
+    if has("fault cert-exchange-failure") {
+        return Some((
+            "{code}'s server presents a certificate from outside the hierarchy (its certificate \
+             exchange failed: the fault cert-exchange-failure is in force there), so its links \
+             are refused and its reports never arrive"
+                .into(),
+            "controller --node {server} clear-fault cert-exchange-failure (its sender retries \
+             and the site reports within a retry interval)"
+                .into(),
+        ));
+    }
+    if has("UnknownCA") || has("unknown ca") || has("BadCertificate") {
+        return Some((
+            "a server presents a certificate this hierarchy did not issue (its certificate \
+             exchange failed, or it joined another hierarchy)"
+                .into(),
+            rejoin.into(),
+        ));
+    }
     if has("revoked") {
         return Some((
             "a certificate was revoked (the site was deleted, or an administrator revoked it)"
@@ -579,7 +605,7 @@ pub fn trust_cause(texts: &[String]) -> Option<(String, String)> {
         ));
     }
     if has("Expired") || has("expired") {
-        return Some(("a certificate has expired (certificates are not renewed automatically yet), or the clocks are far apart".into(), format!("check both clocks; if a certificate expired, {rejoin}")));
+        return Some(("a certificate has expired (its holder renews at two thirds of its life, so its issuer was out of reach for the last third, or a node was stopped that long), or the clocks are far apart".into(), format!("check both clocks; if a certificate expired, {rejoin}")));
     }
     if has("NotValidYet") {
         return Some((
@@ -620,6 +646,15 @@ mod trust_tests {
                 .unwrap()
                 .contains("another site")
         );
+        assert!(t("received fatal alert: UnknownCA")
+            .unwrap()
+            .contains("did not issue"));
+        let (cause, fix) = trust_cause(&["h2 protocol error (this node presents a certificate \
+             from outside the hierarchy: fault cert-exchange-failure)"
+            .to_string()])
+        .unwrap();
+        assert!(cause.contains("certificate exchange failed"), "{cause}");
+        assert!(fix.contains("clear-fault cert-exchange-failure"), "{fix}");
         assert_eq!(t("connection refused"), None);
         let (_, fix) = trust_cause(&["revoked".to_string()]).unwrap();
         assert!(fix.contains("token create --site {code}"), "{fix}");
