@@ -103,6 +103,15 @@ struct RunArgs {
     /// issuer's.
     #[arg(long, value_name = "DURATION", env = "SMS_CERT_LIFETIME", value_parser = parse_lifetime)]
     cert_lifetime: Option<Duration>,
+    /// Connections the node keeps open at once; more are closed at once
+    /// and counted (`controller status`). Lowered to three quarters of the
+    /// process's file descriptor limit if that is smaller.
+    #[arg(long, env = "SMS_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(16..=1_000_000))]
+    max_connections: u64,
+    /// Connections open at once from one address (a flood from one host
+    /// cannot take the descriptors the links need).
+    #[arg(long, env = "SMS_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections_per_address: u64,
     /// Plaintext and unauthenticated connections, for comparison
     /// benchmarks and tests on loopback. Never on a network you do not own.
     #[arg(long, env = "SMS_INSECURE", value_parser = clap::builder::FalseyValueParser::new())]
@@ -211,6 +220,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         ca_files: args.ca_cert.clone().zip(args.ca_key.clone()),
         admin_dir: args.admin_dir.clone(),
         cert_lifetime: args.cert_lifetime,
+        connection_limits: connection_limits(
+            args.max_connections,
+            args.max_connections_per_address,
+        ),
         package_retention: sms_types::PackageRetention {
             keep: Duration::from_secs(args.package_keep_days.saturating_mul(24 * 3600)),
             max_bytes: args.package_max_mib.saturating_mul(1024 * 1024),
@@ -345,4 +358,45 @@ fn parse_lifetime(s: &str) -> Result<Duration, String> {
         ));
     }
     Ok(d)
+}
+
+/// The connection limits, within what the process may open: the soft file
+/// descriptor limit is raised to the hard one, and the total kept to three
+/// quarters of it (the rest is for the store, the logs and outgoing links).
+fn connection_limits(total: u64, per_address: u64) -> sms_server::security::Limits {
+    let mut fds = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    let usable = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut fds) == 0 {
+            if fds.rlim_cur < fds.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: fds.rlim_max,
+                    rlim_max: fds.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    fds.rlim_cur = fds.rlim_max;
+                }
+            }
+            Some(fds.rlim_cur as u64 * 3 / 4)
+        } else {
+            None
+        }
+    };
+    let total = match usable {
+        Some(u) if u < total => {
+            tracing::warn!(
+                "--max-connections {total} is above three quarters of the file descriptor limit; \
+                 using {u}"
+            );
+            u
+        }
+        _ => total,
+    };
+    sms_server::security::Limits {
+        total: total as usize,
+        per_address: per_address.min(total) as usize,
+    }
 }

@@ -55,6 +55,8 @@ pub struct NodeConfig {
     /// 397 days for a leaf, 5 years for an authority). Holders renew at two
     /// thirds of that.
     pub cert_lifetime: Option<Duration>,
+    /// Connections open at once, in all and from one address.
+    pub connection_limits: crate::security::Limits,
 }
 
 /// The directory in a central site's data dir where its first
@@ -265,7 +267,13 @@ impl Node {
         }
         let server = tasks.spawn(
             "grpc server",
-            crate::rpc::serve(ctx.clone(), listener, cfg.data_dir.join("logs"), connector),
+            crate::rpc::serve(
+                ctx.clone(),
+                listener,
+                cfg.data_dir.join("logs"),
+                connector,
+                cfg.connection_limits,
+            ),
         );
         write_addr_file(&cfg.data_dir, &local_addr.to_string())?;
         Ok(Node {

@@ -149,6 +149,105 @@ pub struct PeerInfo {
 pub struct ServerIo {
     io: Either<Box<tokio_rustls::server::TlsStream<TcpStream>>, TcpStream>,
     peer: PeerInfo,
+    /// Its place under the connection limits, given back when it closes.
+    _slot: Slot,
+}
+
+/// How many connections a node keeps open at once: in all, and from one
+/// address. A connection over either is closed at once (and counted), so a
+/// flood from one address cannot take the descriptors the links need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub total: usize,
+    pub per_address: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            total: 4096,
+            per_address: 512,
+        }
+    }
+}
+
+/// The open connections, in all and by address.
+#[derive(Default)]
+struct Open {
+    total: usize,
+    by_addr: HashMap<std::net::IpAddr, usize>,
+}
+
+/// One open connection's place; dropping it frees the place.
+struct Slot {
+    open: Arc<Mutex<Open>>,
+    addr: Option<std::net::IpAddr>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut o = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        o.total = o.total.saturating_sub(1);
+        if let Some(a) = self.addr {
+            if let Some(n) = o.by_addr.get_mut(&a) {
+                *n -= 1;
+                if *n == 0 {
+                    o.by_addr.remove(&a);
+                }
+            }
+        }
+    }
+}
+
+/// Takes a place for a connection from `addr`, or says which limit is full.
+fn take_slot(
+    open: &Arc<Mutex<Open>>,
+    limits: Limits,
+    addr: Option<std::net::IpAddr>,
+) -> Result<Slot, String> {
+    let mut o = open.lock().unwrap_or_else(|p| p.into_inner());
+    if o.total >= limits.total {
+        return Err(format!(
+            "{} connections are open, the node's limit",
+            limits.total
+        ));
+    }
+    if let Some(a) = addr {
+        let n = o.by_addr.entry(a).or_default();
+        if *n >= limits.per_address {
+            return Err(format!(
+                "{} connections from {a} are open, the limit for one address",
+                limits.per_address
+            ));
+        }
+        *n += 1;
+    }
+    o.total += 1;
+    Ok(Slot {
+        open: open.clone(),
+        addr,
+    })
+}
+
+/// Logs refusals at most every few seconds, with how many there were.
+struct RefusalLog {
+    last: Mutex<Option<std::time::Instant>>,
+    since: std::sync::atomic::AtomicU64,
+}
+
+impl RefusalLog {
+    fn refused(&self, why: &str) {
+        let n = self
+            .since
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+            tracing::warn!("refused {n} connection(s) over the connection limits: {why}");
+            self.since.store(0, std::sync::atomic::Ordering::Relaxed);
+            *last = Some(std::time::Instant::now());
+        }
+    }
 }
 
 impl Connected for ServerIo {
@@ -211,7 +310,14 @@ pub fn incoming(
     listener: TcpListener,
     security: Security,
     keepalive: Duration,
+    limits: Limits,
+    on_refused: impl Fn() + Clone + Send + Sync + 'static,
 ) -> impl Stream<Item = Result<ServerIo, std::io::Error>> {
+    let open: Arc<Mutex<Open>> = Arc::default();
+    let log = Arc::new(RefusalLog {
+        last: Mutex::new(None),
+        since: Default::default(),
+    });
     let tls = match &security {
         Security::Tls(t) => Some(t.clone()),
         Security::Plaintext => None,
@@ -229,7 +335,23 @@ pub fn incoming(
                 }
             }
         })
-        .map(move |tcp| {
+        .filter_map(move |tcp| {
+            let (open, log, on_refused) = (open.clone(), log.clone(), on_refused.clone());
+            async move {
+                let addr = tcp.peer_addr().ok().map(|a| a.ip());
+                match take_slot(&open, limits, addr) {
+                    Ok(slot) => Some((tcp, slot)),
+                    Err(why) => {
+                        // Closed at once: the descriptor goes back now.
+                        drop(tcp);
+                        on_refused();
+                        log.refused(&why);
+                        None
+                    }
+                }
+            }
+        })
+        .map(move |(tcp, slot)| {
             // The certificate in force when the connection arrives.
             let acceptor = tls.as_ref().and_then(|t| {
                 t.current()
@@ -249,6 +371,7 @@ pub fn incoming(
                             tls: false,
                             chain_serials: Vec::new(),
                         },
+                        _slot: slot,
                     });
                 };
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -269,6 +392,7 @@ pub fn incoming(
                                 tls: true,
                                 chain_serials,
                             },
+                            _slot: slot,
                         })
                     }
                     Ok(Err(e)) => {

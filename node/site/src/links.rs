@@ -54,6 +54,9 @@ pub struct Links {
     pub refused_strangers: AtomicU64,
     /// Resent frames the despooler recognised and did not deliver again.
     pub duplicates: AtomicU64,
+    /// Connections the acceptor closed at once: over the node's limit of
+    /// open connections, in all or from one address.
+    pub connections_refused: AtomicU64,
     /// How far each neighbour's clock is ahead of ours (ms), as of its last
     /// link handshake here.
     skew: Mutex<HashMap<SiteCode, i64>>,

@@ -28,6 +28,7 @@ pub async fn run(node: &Option<String>, out: &Out, _: Args) -> anyhow::Result<()
         "serial": s.serial,
         "bootstrap": {"state": s.bootstrap_state, "detail": s.bootstrap_detail},
         "duplicates_dropped": s.duplicates_dropped,
+        "connections_refused": s.connections_refused,
         "domain": s.domain,
         "logon_site": s.logon_site,
         "range": {"start": s.range_start, "end": s.range_end},
@@ -59,6 +60,12 @@ pub async fn run(node: &Option<String>, out: &Out, _: Args) -> anyhow::Result<()
             println!(
                 "{} is site {} \"{}\" ({}), parent {}, site control serial {}",
                 s.address, s.site_code, s.site_name, s.kind, parent, s.serial
+            );
+        }
+        if s.connections_refused > 0 {
+            println!(
+                "refused {} connections over its connection limits (see its node.log)",
+                s.connections_refused
             );
         }
         if s.bootstrap_state != "none" {

@@ -29,7 +29,9 @@ pub async fn serve(
     listener: TcpListener,
     log_dir: std::path::PathBuf,
     liveness: peers::Connector,
+    limits: crate::security::Limits,
 ) -> anyhow::Result<()> {
+    let refused = ctx.clone();
     let (health, health_svc) = tonic_health::server::health_reporter();
     health
         .set_serving::<pb::transfer_server::TransferServer<transfer::TransferSvc>>()
@@ -54,6 +56,11 @@ pub async fn serve(
     let max = peers::MAX_FRAME_BYTES;
     let cancel = ctx.tasks.token();
     Server::builder()
+        // Bounded work per connection: streams open at once, and requests
+        // in progress at once (a link is one stream; watchers are bounded
+        // per node too).
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        .concurrency_limit_per_connection(MAX_STREAMS_PER_CONNECTION as usize)
         // The despooler's end of a link is watched as the sender's is: a
         // peer that goes silent is dropped, not waited on forever.
         .http2_keepalive_interval(Some(liveness.keepalive_interval))
@@ -93,12 +100,22 @@ pub async fn serve(
                 listener,
                 liveness.security.clone(),
                 liveness.keepalive_interval,
+                limits,
+                move || {
+                    refused
+                        .links
+                        .connections_refused
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                },
             ),
             cancel.cancelled_owned(),
         )
         .await?;
     Ok(())
 }
+
+/// HTTP/2 streams (calls) one connection may have open at once.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 
 /// How often health looks at the store.
 const HEALTH_POLL: std::time::Duration = std::time::Duration::from_millis(250);

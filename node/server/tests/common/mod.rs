@@ -43,6 +43,7 @@ pub fn config(dir: &Path) -> NodeConfig {
         admin_dir: None,
         package_retention: Default::default(),
         cert_lifetime: None,
+        connection_limits: Default::default(),
     }
 }
 
