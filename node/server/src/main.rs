@@ -380,7 +380,7 @@ fn connection_limits(total: u64, per_address: u64) -> sms_server::security::Limi
                     fds.rlim_cur = fds.rlim_max;
                 }
             }
-            Some(fds.rlim_cur as u64 * 3 / 4)
+            Some(fds.rlim_cur * 3 / 4)
         } else {
             None
         }
