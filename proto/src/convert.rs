@@ -539,7 +539,12 @@ pub fn site_status_from(kind: i32, phase: u32, s: &str) -> R<SiteStatus> {
                 .and_then(|n| n.parse::<u8>().ok())
                 .filter(|n| (1..=4).contains(n))
                 .map(SiteStatus::Phase)
-                .ok_or_else(|| WireError(format!("site status: {s:?} is not a site status"))),
+                .ok_or_else(|| {
+                    WireError(format!(
+                        "site status: {:?} is not a site status",
+                        sms_types::limits::clip(s)
+                    ))
+                }),
         },
     }
 }

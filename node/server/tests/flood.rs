@@ -77,3 +77,38 @@ async fn connections_over_the_per_address_limit_are_closed_and_counted() {
     })
     .await;
 }
+
+/// A hostile value is refused as INVALID_ARGUMENT with a short message: the
+/// answer never carries the value back whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_megabyte_site_code_is_refused_without_being_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(central(dir.path())).await;
+    let huge = "S\u{202e}".repeat(1 << 19);
+    let e = admin(&node)
+        .await
+        .create_secondary(pb::CreateSecondaryRequest {
+            site_code: huge.clone(),
+            server: "127.0.0.1:1".into(),
+            sever_link_mid_bootstrap: false,
+            site_name: String::new(),
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(
+        e.message().len() < 600,
+        "{} bytes echoed",
+        e.message().len()
+    );
+    let e = admin(&node)
+        .await
+        .delete_site(pb::SiteRequest { site: huge })
+        .await
+        .expect_err("refused");
+    assert!(
+        e.message().len() < 600,
+        "{} bytes echoed",
+        e.message().len()
+    );
+}

@@ -26,15 +26,7 @@ pub enum TrustError {
     Crypto(String),
 }
 
-/// At most 64 characters of a value for an error message: an error never
-/// echoes a whole hostile value.
-pub fn clip(s: &str) -> String {
-    let mut out: String = s.chars().take(64).collect();
-    if out.len() < s.len() {
-        out.push('…');
-    }
-    out
-}
+pub use sms_types::limits::clip;
 
 #[cfg(test)]
 mod tests;

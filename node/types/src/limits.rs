@@ -185,6 +185,16 @@ pub fn check_keepalive_secs(k: u32) -> Result<(), String> {
     Ok(())
 }
 
+/// At most 64 characters of a value for an error message: an error never
+/// echoes a whole hostile value (a multi-megabyte name, say).
+pub fn clip(s: &str) -> String {
+    let mut out: String = s.chars().take(64).collect();
+    if out.len() < s.len() {
+        out.push('…');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

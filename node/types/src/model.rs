@@ -60,13 +60,13 @@ impl FromStr for SiteCode {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s.chars().count() != 3 {
-            return Err(SiteCodeError::Length(s.to_string()));
+            return Err(SiteCodeError::Length(crate::limits::clip(s)));
         }
         if !s
             .chars()
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
         {
-            return Err(SiteCodeError::Charset(s.to_string()));
+            return Err(SiteCodeError::Charset(crate::limits::clip(s)));
         }
         if RESERVED_CODES.contains(&s) {
             return Err(SiteCodeError::Reserved(s.to_string()));

@@ -692,3 +692,14 @@ fn a_package_layout_places_every_chunk_and_refuses_what_does_not_add_up() {
     };
     assert!(huge_name.check_layout().unwrap_err().len() < 200);
 }
+
+#[test]
+fn an_error_never_echoes_a_whole_hostile_value() {
+    let huge = "X".repeat(1 << 20);
+    let e = huge.parse::<SiteCode>().unwrap_err().to_string();
+    assert!(e.len() < 200, "{} bytes", e.len());
+    assert!(e.contains("must be exactly 3 characters"), "{e}");
+    let e = "a\u{202e}b".parse::<SiteCode>().unwrap_err().to_string();
+    assert!(e.contains("A-Z and 0-9"), "{e}");
+    assert_eq!(crate::limits::clip("short"), "short");
+}
