@@ -706,6 +706,7 @@ pub fn node_view_to(v: &NodeView) -> pb::NodeStatus {
         bootstrap_detail: v.bootstrap_detail.clone(),
         duplicates_dropped: v.duplicates_dropped,
         connections_refused: v.connections_refused,
+        calls_refused: v.calls_refused,
     }
 }
 

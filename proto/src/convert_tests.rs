@@ -813,6 +813,7 @@ fn node_view(role: NodeRole, identity: Option<Identity>) -> NodeView {
         bootstrap_detail: String::new(),
         duplicates_dropped: 6,
         connections_refused: 2,
+        calls_refused: 3,
     }
 }
 
@@ -869,6 +870,7 @@ fn node_view_to_other_roles_leave_logon_site_empty() {
     assert_eq!(w.bootstrap_state, "complete");
     assert_eq!(w.duplicates_dropped, 6);
     assert_eq!(w.connections_refused, 2);
+    assert_eq!(w.calls_refused, 3);
     assert_eq!(w.version, SOFTWARE_VERSION);
     assert_eq!(w.components.len(), 1);
     let links: Vec<(&str, &str)> = w

@@ -112,6 +112,10 @@ struct RunArgs {
     /// cannot take the descriptors the links need).
     #[arg(long, env = "SMS_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     max_connections_per_address: u64,
+    /// Calls one connection may make per second (twice that in a burst);
+    /// more are answered RESOURCE_EXHAUSTED and counted.
+    #[arg(long, env = "SMS_MAX_CALLS_PER_SEC", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_calls_per_sec: u64,
     /// Plaintext and unauthenticated connections, for comparison
     /// benchmarks and tests on loopback. Never on a network you do not own.
     #[arg(long, env = "SMS_INSECURE", value_parser = clap::builder::FalseyValueParser::new())]
@@ -224,6 +228,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             args.max_connections,
             args.max_connections_per_address,
         ),
+        call_rate: sms_server::rpc::rate::RateLimit {
+            per_sec: args.max_calls_per_sec as f64,
+            burst: (args.max_calls_per_sec * 2) as f64,
+        },
         package_retention: sms_types::PackageRetention {
             keep: Duration::from_secs(args.package_keep_days.saturating_mul(24 * 3600)),
             max_bytes: args.package_max_mib.saturating_mul(1024 * 1024),

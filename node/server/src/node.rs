@@ -57,6 +57,8 @@ pub struct NodeConfig {
     pub cert_lifetime: Option<Duration>,
     /// Connections open at once, in all and from one address.
     pub connection_limits: crate::security::Limits,
+    /// Calls per second (and burst) one connection may make.
+    pub call_rate: crate::rpc::rate::RateLimit,
 }
 
 /// The directory in a central site's data dir where its first
@@ -273,6 +275,7 @@ impl Node {
                 cfg.data_dir.join("logs"),
                 connector,
                 cfg.connection_limits,
+                cfg.call_rate,
             ),
         );
         write_addr_file(&cfg.data_dir, &local_addr.to_string())?;

@@ -112,3 +112,39 @@ async fn a_megabyte_site_code_is_refused_without_being_echoed() {
         e.message().len()
     );
 }
+
+/// A connection calling faster than its rate is answered RESOURCE_EXHAUSTED
+/// past its burst; another connection is served all the while, and the
+/// refusals are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_over_its_call_rate_is_refused_and_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(NodeConfig {
+        call_rate: sms_server::rpc::rate::RateLimit {
+            per_sec: 5.0,
+            burst: 10.0,
+        },
+        ..central(dir.path())
+    })
+    .await;
+    let busy = admin(&node).await;
+    let mut refused = 0;
+    for _ in 0..40 {
+        match busy.clone().get_status(pb::GetStatusRequest {}).await {
+            Ok(_) => {}
+            Err(e) => {
+                assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+                assert!(e.message().contains("slow down"), "{e:?}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused >= 25, "only {refused} of 40 refused");
+    let st = admin(&node)
+        .await
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .expect("another connection is served")
+        .into_inner();
+    assert_eq!(st.calls_refused, refused);
+}

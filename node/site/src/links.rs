@@ -57,6 +57,9 @@ pub struct Links {
     /// Connections the acceptor closed at once: over the node's limit of
     /// open connections, in all or from one address.
     pub connections_refused: AtomicU64,
+    /// Calls answered RESOURCE_EXHAUSTED because their connection made
+    /// too many a second.
+    pub calls_refused: AtomicU64,
     /// How far each neighbour's clock is ahead of ours (ms), as of its last
     /// link handshake here.
     skew: Mutex<HashMap<SiteCode, i64>>,

@@ -98,6 +98,7 @@ pub fn node_view(ctx: &Ctx) -> NodeView {
         bootstrap_detail,
         duplicates_dropped: ctx.links.duplicates.load(Ordering::Relaxed),
         connections_refused: ctx.links.connections_refused.load(Ordering::Relaxed),
+        calls_refused: ctx.links.calls_refused.load(Ordering::Relaxed),
     }
 }
 

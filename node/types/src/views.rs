@@ -47,6 +47,7 @@ pub struct NodeView {
     pub bootstrap_detail: String,
     pub duplicates_dropped: u64,
     pub connections_refused: u64,
+    pub calls_refused: u64,
 }
 
 /// A file package received here, with the digest of what actually landed

@@ -29,6 +29,7 @@ pub async fn run(node: &Option<String>, out: &Out, _: Args) -> anyhow::Result<()
         "bootstrap": {"state": s.bootstrap_state, "detail": s.bootstrap_detail},
         "duplicates_dropped": s.duplicates_dropped,
         "connections_refused": s.connections_refused,
+        "calls_refused": s.calls_refused,
         "domain": s.domain,
         "logon_site": s.logon_site,
         "range": {"start": s.range_start, "end": s.range_end},
@@ -62,10 +63,11 @@ pub async fn run(node: &Option<String>, out: &Out, _: Args) -> anyhow::Result<()
                 s.address, s.site_code, s.site_name, s.kind, parent, s.serial
             );
         }
-        if s.connections_refused > 0 {
+        if s.connections_refused > 0 || s.calls_refused > 0 {
             println!(
-                "refused {} connections over its connection limits (see its node.log)",
-                s.connections_refused
+                "refused {} connections over its connection limits and {} calls over a \
+                 connection's rate (see its node.log)",
+                s.connections_refused, s.calls_refused
             );
         }
         if s.bootstrap_state != "none" {

@@ -9,9 +9,10 @@ pub mod auth;
 mod bootstrap;
 mod errors;
 mod logon;
+pub mod rate;
 mod transfer;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use sms_proto::v1 as pb;
 use tokio::net::TcpListener;
@@ -30,8 +31,22 @@ pub async fn serve(
     log_dir: std::path::PathBuf,
     liveness: peers::Connector,
     limits: crate::security::Limits,
+    rate: rate::RateLimit,
 ) -> anyhow::Result<()> {
     let refused = ctx.clone();
+    let throttled = ctx.clone();
+    let over_rate = Arc::new(Mutex::new(None::<std::time::Instant>));
+    let per_connection = rate::PerConnection::new(rate, move |peer| {
+        throttled
+            .links
+            .calls_refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut last = over_rate.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(5)) {
+            tracing::warn!(peer = %peer, "refused calls from a connection over its rate");
+            *last = Some(std::time::Instant::now());
+        }
+    });
     let (health, health_svc) = tonic_health::server::health_reporter();
     health
         .set_serving::<pb::transfer_server::TransferServer<transfer::TransferSvc>>()
@@ -61,6 +76,7 @@ pub async fn serve(
         // per node too).
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
         .concurrency_limit_per_connection(MAX_STREAMS_PER_CONNECTION as usize)
+        .layer(per_connection)
         // The despooler's end of a link is watched as the sender's is: a
         // peer that goes silent is dropped, not waited on forever.
         .http2_keepalive_interval(Some(liveness.keepalive_interval))

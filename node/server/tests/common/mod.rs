@@ -44,6 +44,7 @@ pub fn config(dir: &Path) -> NodeConfig {
         package_retention: Default::default(),
         cert_lifetime: None,
         connection_limits: Default::default(),
+        call_rate: Default::default(),
     }
 }
 
