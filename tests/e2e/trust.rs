@@ -252,6 +252,37 @@ fn a_secure_hierarchy_joins_with_tokens_and_refuses_strangers() {
     drop(s01);
 }
 
+/// PRI issuing certificates that last `lifetime`, with its admin dir.
+fn pri_lasting(d: &Path, lifetime: &str) -> (Node, std::path::PathBuf) {
+    let pri = start(
+        &d.join("pri"),
+        &["--install-primary", "PRI", "--cert-lifetime", lifetime],
+    );
+    (pri, d.join("pri").join("admin"))
+}
+
+/// A join token made at `node` for `args` (`--site C [--role R]`).
+fn token_at(node: &str, admin: &Path, args: &[&str]) -> String {
+    ok(
+        ctl(node, Some(admin), &[&["token", "create"], args].concat()),
+        "token create",
+    )
+    .trim()
+    .to_string()
+}
+
+/// `create-secondary` of `code` on `server`, run at `parent`.
+fn create_secondary(parent: &str, admin: &Path, code: &str, server: &str) {
+    ok(
+        ctl(
+            parent,
+            Some(admin),
+            &["create-secondary", "--site-code", code, "--server", server],
+        ),
+        "create-secondary",
+    );
+}
+
 /// The serial of the certificate a node uses now (`controller certs`).
 fn node_serial(node: &str, tls: &Path) -> String {
     let v = json(node, tls, &["certs"]);
@@ -286,26 +317,12 @@ fn wait_renewed(node: &str, tls: &Path, was: &str, within: Duration) -> String {
 fn a_node_stopped_in_the_middle_of_a_renewal_renews_again_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let pri = start(
-        &d.join("pri"),
-        &["--install-primary", "PRI", "--cert-lifetime", "40s"],
-    );
-    let admin = d.join("pri").join("admin");
+    let (pri, admin) = pri_lasting(d, "40s");
     let p = pri.addr().to_string();
-    let token = ok(
-        ctl(&p, Some(&admin), &["token", "create", "--site", "S01"]),
-        "token create",
-    );
-    let mut s01 = start(&d.join("s01"), &["--join-token", token.trim()]);
+    let token = token_at(&p, &admin, &["--site", "S01"]);
+    let mut s01 = start(&d.join("s01"), &["--join-token", &token]);
     let s = s01.addr().to_string();
-    ok(
-        ctl(
-            &p,
-            Some(&admin),
-            &["create-secondary", "--site-code", "S01", "--server", &s],
-        ),
-        "create-secondary",
-    );
+    create_secondary(&p, &admin, "S01", &s);
     wait_active(&p, &admin, "S01");
     let first = node_serial(&s, &admin);
     ok(
@@ -385,20 +402,9 @@ fn serial_of(node: &str, tls: &Path, use_: &str) -> Option<String> {
 fn a_child_primary_renews_its_authority_and_the_tier_below_keeps_working() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let pri = start(
-        &d.join("pri"),
-        &["--install-primary", "PRI", "--cert-lifetime", "40s"],
-    );
-    let admin = d.join("pri").join("admin");
+    let (pri, admin) = pri_lasting(d, "40s");
     let p = pri.addr().to_string();
-    let token = ok(
-        ctl(
-            &p,
-            Some(&admin),
-            &["token", "create", "--site", "P01", "--role", "primary"],
-        ),
-        "token create",
-    );
+    let token = token_at(&p, &admin, &["--site", "P01", "--role", "primary"]);
     let p01 = start(
         &d.join("p01"),
         &[
@@ -409,25 +415,15 @@ fn a_child_primary_renews_its_authority_and_the_tier_below_keeps_working() {
             "--parent",
             &p,
             "--join-token",
-            token.trim(),
+            &token,
         ],
     );
     let m = p01.addr().to_string();
     wait_active(&p, &admin, "P01");
-    let token = ok(
-        ctl(&m, Some(&admin), &["token", "create", "--site", "S11"]),
-        "token create at P01",
-    );
-    let s11 = start(&d.join("s11"), &["--join-token", token.trim()]);
+    let token = token_at(&m, &admin, &["--site", "S11"]);
+    let s11 = start(&d.join("s11"), &["--join-token", &token]);
     let s = s11.addr().to_string();
-    ok(
-        ctl(
-            &m,
-            Some(&admin),
-            &["create-secondary", "--site-code", "S11", "--server", &s],
-        ),
-        "create-secondary S11",
-    );
+    create_secondary(&m, &admin, "S11", &s);
     wait_active(&m, &admin, "S11");
     let ca_was = serial_of(&m, &admin, "ca").expect("P01 holds an authority");
     let s11_was = serial_of(&s, &admin, "node").unwrap();
@@ -499,27 +495,16 @@ fn a_child_primary_renews_its_authority_and_the_tier_below_keeps_working() {
 fn a_secondary_whose_certificate_exchange_fails_stays_pending_and_is_diagnosed() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let pri = start(&d.join("pri"), &["--install-primary", "PRI"]);
-    let admin = d.join("pri").join("admin");
+    let (pri, admin) = pri_lasting(d, "397d");
     let p = pri.addr().to_string();
-    let token = ok(
-        ctl(&p, Some(&admin), &["token", "create", "--site", "S02"]),
-        "token create",
-    );
-    let s02 = start(&d.join("s02"), &["--join-token", token.trim()]);
+    let token = token_at(&p, &admin, &["--site", "S02"]);
+    let s02 = start(&d.join("s02"), &["--join-token", &token]);
     let s = s02.addr().to_string();
     ok(
         ctl(&s, Some(&admin), &["inject-fault", "cert-exchange-failure"]),
         "inject-fault",
     );
-    ok(
-        ctl(
-            &p,
-            Some(&admin),
-            &["create-secondary", "--site-code", "S02", "--server", &s],
-        ),
-        "create-secondary",
-    );
+    create_secondary(&p, &admin, "S02", &s);
     // Installed on its server, but its reports never reach PRI.
     let t0 = Instant::now();
     loop {

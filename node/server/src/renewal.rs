@@ -34,13 +34,6 @@ use crate::security::NodeTls;
 const MIN_CHECK: Duration = Duration::from_secs(1);
 const MAX_CHECK: Duration = Duration::from_secs(3600);
 
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-}
-
 /// How often to look: a tenth of the certificate's life, so a renewal
 /// (due at two thirds) has several chances before expiry.
 fn check_every(id: &Identity) -> Duration {
@@ -111,7 +104,7 @@ async fn renew_if_due(
     tls: &NodeTls,
     connector: &Connector,
 ) -> anyhow::Result<Option<Identity>> {
-    let now = now_unix();
+    let now = sms_site::trust::now_unix();
     let current = tls.current();
     let mine = current.identity.clone();
     if let Some(authority) = sms_site::trust::authority_identity(ctx)? {

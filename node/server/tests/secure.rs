@@ -45,6 +45,19 @@ async fn secure_admin(pri: &Node) -> Admin {
     Admin::new(dial(pri, Some(tls)).await.expect("admin channel"))
 }
 
+/// A secondary's certificate for `site`, made with PRI's own authority
+/// directly (no token): what a thief of PRI's issuing code could make.
+fn made_by_pri(pri: &Node, site: &str) -> Credentials {
+    let c = pri.ctx.store.ca_credentials().unwrap().unwrap();
+    Authority::load(&Credentials {
+        key_pkcs8: c.key_pkcs8,
+        chain: c.chain,
+    })
+    .unwrap()
+    .issue_own(Role::Secondary, &Name::site(&code(site), &[code("PRI")]))
+    .unwrap()
+}
+
 /// PRI (TLS) and S01 joined with a token and installed by PRI.
 async fn pri_and_s01(dir: &Path) -> (Node, Node) {
     pri_and_s01_lasting(dir, None).await
@@ -143,17 +156,7 @@ async fn the_edge_refuses_strangers_and_impostors() {
     assert!(refused, "another hierarchy's administrator got an answer");
 
     // A valid certificate for site S02, made with PRI's own authority.
-    let ca = Authority::load(&{
-        let c = pri.ctx.store.ca_credentials().unwrap().unwrap();
-        Credentials {
-            key_pkcs8: c.key_pkcs8,
-            chain: c.chain,
-        }
-    })
-    .unwrap();
-    let s02 = ca
-        .issue_own(Role::Secondary, &Name::site(&code("S02"), &[code("PRI")]))
-        .unwrap();
+    let s02 = made_by_pri(&pri, "S02");
     let cfg = Arc::new(
         sms_trust::tls::client_config(Some(&s02), Some(&root), Expect::Site(code("PRI"))).unwrap(),
     );
@@ -553,17 +556,7 @@ async fn renewal_is_only_for_the_holder_of_a_certificate_this_site_issued() {
     assert!(e.message().contains("not renewed this way"), "{e:?}");
     // A certificate for S07 made with PRI's authority but never issued by
     // PRI to anyone (no token, no renewal).
-    let ca = Authority::load(&{
-        let c = pri.ctx.store.ca_credentials().unwrap().unwrap();
-        Credentials {
-            key_pkcs8: c.key_pkcs8,
-            chain: c.chain,
-        }
-    })
-    .unwrap();
-    let forged = ca
-        .issue_own(Role::Secondary, &Name::site(&code("S07"), &[code("PRI")]))
-        .unwrap();
+    let forged = made_by_pri(&pri, "S07");
     let cfg = sms_trust::tls::client_config(Some(&forged), Some(&root), Expect::Any).unwrap();
     let e = renew(dial(&pri, Some(Arc::new(cfg))).await.unwrap())
         .await

@@ -17,7 +17,8 @@ pub const MIN_TOKEN_SECS: u64 = 60;
 pub const MAX_TOKEN_SECS: u64 = 7 * 24 * 3600;
 pub const DEFAULT_TOKEN_SECS: u64 = 3600;
 
-fn now_unix() -> i64 {
+/// Seconds since the Unix epoch (certificate times are in seconds).
+pub fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

@@ -14,6 +14,38 @@ pub struct BootstrapSvc {
     pub ctx: Arc<Ctx>,
 }
 
+impl BootstrapSvc {
+    /// Answers a certificate once its record is durable, logged and in the
+    /// audit trail (status message 4802) with `how` it was obtained.
+    async fn issued(
+        &self,
+        chain: Vec<Vec<u8>>,
+        how: String,
+    ) -> Result<Response<pb::EnrollReply>, Status> {
+        self.ctx
+            .store
+            .durable()
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        if let Ok(id) = sms_trust::Identity::from_der(&chain[0]) {
+            tracing::info!(serial = %id.serial, "issued a certificate for {} {} ({how})", id.role, id.name.label);
+            if self.ctx.identity().is_some() {
+                let _ = sms_site::status::emit(
+                    &self.ctx,
+                    &sms_types::catalog::AUDIT_CERT_ISSUED,
+                    &[
+                        id.role.to_string(),
+                        id.name.label.clone(),
+                        id.serial.clone(),
+                        how,
+                    ],
+                );
+            }
+        }
+        Ok(Response::new(pb::EnrollReply { certs: chain }))
+    }
+}
+
 #[tonic::async_trait]
 impl pb::bootstrap_server::Bootstrap for BootstrapSvc {
     async fn probe(
@@ -83,27 +115,8 @@ impl pb::bootstrap_server::Bootstrap for BootstrapSvc {
         }
         let chain = sms_site::trust::redeem(&self.ctx, &req.token_id, &req.csr, &req.proof)
             .map_err(status)?;
-        self.ctx
-            .store
-            .durable()
+        self.issued(chain, format!("join token {}", hex::encode(&req.token_id)))
             .await
-            .map_err(|e| Status::internal(e.to_string()))?;
-        if let Ok(id) = sms_trust::Identity::from_der(&chain[0]) {
-            tracing::info!(serial = %id.serial, "issued a certificate for {} {} with a join token", id.role, id.name.label);
-            if self.ctx.identity().is_some() {
-                let _ = sms_site::status::emit(
-                    &self.ctx,
-                    &sms_types::catalog::AUDIT_CERT_ISSUED,
-                    &[
-                        id.role.to_string(),
-                        id.name.label.clone(),
-                        id.serial.clone(),
-                        format!("join token {}", hex::encode(&req.token_id)),
-                    ],
-                );
-            }
-        }
-        Ok(Response::new(pb::EnrollReply { certs: chain }))
     }
 
     async fn renew(
@@ -129,24 +142,7 @@ impl pb::bootstrap_server::Bootstrap for BootstrapSvc {
             ));
         }
         let chain = sms_site::trust::renew(&self.ctx, &caller, &serials, &csr).map_err(status)?;
-        self.ctx
-            .store
-            .durable()
+        self.issued(chain, format!("renewal of certificate {}", caller.serial))
             .await
-            .map_err(|e| Status::internal(e.to_string()))?;
-        if let Ok(id) = sms_trust::Identity::from_der(&chain[0]) {
-            tracing::info!(serial = %id.serial, old = %caller.serial, "renewed the certificate of {} {}", id.role, id.name.label);
-            let _ = sms_site::status::emit(
-                &self.ctx,
-                &sms_types::catalog::AUDIT_CERT_ISSUED,
-                &[
-                    id.role.to_string(),
-                    id.name.label.clone(),
-                    id.serial.clone(),
-                    format!("renewal of certificate {}", caller.serial),
-                ],
-            );
-        }
-        Ok(Response::new(pb::EnrollReply { certs: chain }))
     }
 }
