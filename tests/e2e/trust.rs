@@ -544,3 +544,26 @@ fn a_secondary_whose_certificate_exchange_fails_stays_pending_and_is_diagnosed()
     );
     wait_active(&p, &admin, "S02");
 }
+
+/// A member server (no parent link of its own) renews where its join token
+/// came from: the address it joined through.
+#[test]
+fn a_member_server_renews_its_certificate_at_the_site_that_issued_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (pri, admin) = pri_lasting(d, "40s");
+    let p = pri.addr().to_string();
+    let token = token_at(&p, &admin, &["--member", "m1"]);
+    let m1 = start(&d.join("m1"), &["--join-token", &token, "--domain", "CORP"]);
+    let m = m1.addr().to_string();
+    let first = node_serial(&m, &admin);
+    let renewed = wait_renewed(&m, &admin, &first, Duration::from_secs(60));
+    assert_ne!(renewed, first);
+    // Renewed as what it was: a member server.
+    let v = json(&m, &admin, &["certs"]);
+    let node = v["certificates"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["use"] == "node").cloned())
+        .unwrap();
+    assert_eq!(node["role"], "member", "{v}");
+}
