@@ -283,6 +283,42 @@ fn create_secondary(parent: &str, admin: &Path, code: &str, server: &str) {
     );
 }
 
+/// Sends `n` probes from `node` to site `to`.
+fn send_probes(node: &str, admin: &Path, to: &str, n: u32) {
+    ok(
+        ctl(
+            node,
+            Some(admin),
+            &["probe", "send", "--to", to, "--count", &n.to_string()],
+        ),
+        "probe send",
+    );
+}
+
+/// Probes `node` has received.
+fn probes_at(node: &str, admin: &Path) -> u64 {
+    json(node, admin, &["probe", "received", "--summary"])["count"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Waits until each (node, probes it must hold) holds them, then checks
+/// none holds more (nothing delivered twice).
+fn wait_probes_exactly(admin: &Path, want: &[(&str, u64)]) {
+    let t0 = Instant::now();
+    while want.iter().any(|(n, w)| probes_at(n, admin) < *w) {
+        let have: Vec<u64> = want.iter().map(|(n, _)| probes_at(n, admin)).collect();
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "probes missing: have {have:?}, want {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for (n, w) in want {
+        assert_eq!(probes_at(n, admin), *w, "{n}: each probe once");
+    }
+}
+
 /// The serial of the certificate a node uses now (`controller certs`).
 fn node_serial(node: &str, tls: &Path) -> String {
     let v = json(node, tls, &["certs"]);
@@ -329,16 +365,7 @@ fn a_node_stopped_in_the_middle_of_a_renewal_renews_again_and_loses_nothing() {
         ctl(&s, Some(&admin), &["inject-fault", "renewal-crash"]),
         "inject-fault",
     );
-    let probes = |node: &str, to: &str| {
-        ok(
-            ctl(
-                node,
-                Some(&admin),
-                &["probe", "send", "--to", to, "--count", "10"],
-            ),
-            "probe send",
-        );
-    };
+    let probes = |node: &str, to: &str| send_probes(node, &admin, to, 10);
     // Traffic until S01 stops itself at its renewal (about 27 s in).
     let (mut down, mut up) = (0u64, 0u64);
     let t0 = Instant::now();
@@ -380,22 +407,7 @@ fn a_node_stopped_in_the_middle_of_a_renewal_renews_again_and_loses_nothing() {
     probes(&s, "PRI");
     (down, up) = (down + 10, up + 10);
     // Every probe once: counted at each end.
-    let count = |node: &str| -> u64 {
-        json(node, &admin, &["probe", "received", "--summary"])["count"]
-            .as_u64()
-            .unwrap_or(0)
-    };
-    let t0 = Instant::now();
-    while count(&s) < down || count(&p) < up {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "probes missing: S01 has {} of {down}, PRI {} of {up}",
-            count(&s),
-            count(&p)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert_eq!((count(&s), count(&p)), (down, up), "nothing twice");
+    wait_probes_exactly(&admin, &[(&s, down), (&p, up)]);
 }
 
 /// The serial of one of a node's certificates by its use (`node`, `ca`).
@@ -455,14 +467,7 @@ fn a_child_primary_renews_its_authority_and_the_tier_below_keeps_working() {
             t0.elapsed() < Duration::from_secs(90),
             "P01's authority or S11's certificate was not renewed"
         );
-        ok(
-            ctl(
-                &p,
-                Some(&admin),
-                &["probe", "send", "--to", "S11", "--count", "10"],
-            ),
-            "probe send",
-        );
+        send_probes(&p, &admin, "S11", 10);
         sent += 10;
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -477,30 +482,9 @@ fn a_child_primary_renews_its_authority_and_the_tier_below_keeps_working() {
             "restore",
         );
     }
-    ok(
-        ctl(
-            &p,
-            Some(&admin),
-            &["probe", "send", "--to", "S11", "--count", "10"],
-        ),
-        "probe send",
-    );
+    send_probes(&p, &admin, "S11", 10);
     sent += 10;
-    let count = || -> u64 {
-        json(&s, &admin, &["probe", "received", "--summary"])["count"]
-            .as_u64()
-            .unwrap_or(0)
-    };
-    let t0 = Instant::now();
-    while count() < sent {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "S11 has {} of {sent} probes",
-            count()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert_eq!(count(), sent, "each probe once");
+    wait_probes_exactly(&admin, &[(&s, sent)]);
 }
 
 /// SMS 2003's missing public key, on demand: a secondary whose certificate

@@ -13,6 +13,13 @@ struct Tree {
     s11: Credentials,
 }
 
+/// The central site server's own certificate in `t`'s hierarchy.
+fn cen_of(t: &Tree) -> Credentials {
+    t.root
+        .issue_own(Role::Primary, &Name::site(&code("CEN"), &[]))
+        .unwrap()
+}
+
 fn tree() -> Tree {
     let root = Authority::new_root(&code("CEN")).unwrap();
     let key = ca::new_key().unwrap();
@@ -196,10 +203,7 @@ mod handshake {
     #[test]
     fn mutual_tls_within_the_hierarchy() {
         let t = tree();
-        let cen = t
-            .root
-            .issue_own(Role::Primary, &Name::site(&code("CEN"), &[]))
-            .unwrap();
+        let cen = cen_of(&t);
         let server = tls::server_config(&cen).unwrap();
         let client =
             tls::client_config(Some(&t.s11), Some(t.root.root()), Expect::Site(code("CEN")))
@@ -216,10 +220,7 @@ mod handshake {
     #[test]
     fn the_wrong_site_is_refused() {
         let t = tree();
-        let cen = t
-            .root
-            .issue_own(Role::Primary, &Name::site(&code("CEN"), &[]))
-            .unwrap();
+        let cen = cen_of(&t);
         let client =
             tls::client_config(Some(&t.s11), Some(t.root.root()), Expect::Site(code("P01")))
                 .unwrap();
@@ -234,10 +235,7 @@ mod handshake {
         let theirs = other
             .issue_own(Role::Primary, &Name::site(&code("CEN"), &[]))
             .unwrap();
-        let ours = t
-            .root
-            .issue_own(Role::Primary, &Name::site(&code("CEN"), &[]))
-            .unwrap();
+        let ours = cen_of(&t);
         // Our client, their server.
         let client = tls::client_config(Some(&t.s11), Some(t.root.root()), Expect::Any).unwrap();
         assert!(handshake(tls::server_config(&theirs).unwrap(), client).is_err());
@@ -250,10 +248,7 @@ mod handshake {
     #[test]
     fn a_joining_node_checks_the_root_fingerprint() {
         let t = tree();
-        let cen = t
-            .root
-            .issue_own(Role::Primary, &Name::site(&code("CEN"), &[]))
-            .unwrap();
+        let cen = cen_of(&t);
         let ok = tls::client_config(None, None, Expect::Root(t.root.root_fingerprint())).unwrap();
         assert_eq!(
             handshake(tls::server_config(&cen).unwrap(), ok).unwrap(),
@@ -267,10 +262,7 @@ mod handshake {
     #[test]
     fn an_expired_certificate_is_refused() {
         let t = tree();
-        let cen = t
-            .root
-            .issue_own(Role::Primary, &Name::site(&code("CEN"), &[]))
-            .unwrap();
+        let cen = cen_of(&t);
         let key = ca::new_key().unwrap();
         let now = time::OffsetDateTime::now_utc();
         let chain = t
@@ -298,10 +290,7 @@ mod handshake {
     #[test]
     fn a_renewed_certificate_keeps_its_name_and_role_and_never_outlives_its_issuer() {
         let t = tree();
-        let cen = t
-            .root
-            .issue_own(Role::Primary, &Name::site(&code("CEN"), &[]))
-            .unwrap();
+        let cen = cen_of(&t);
         let key = ca::new_key().unwrap();
         let name = Name::site(&code("S11"), &[code("P01"), code("CEN")]);
         let chain = t
@@ -363,10 +352,7 @@ mod handshake {
             .p01
             .issue_own(Role::Primary, &Name::site(&code("CEN"), &[]))
             .unwrap();
-        let cen = t
-            .root
-            .issue_own(Role::Primary, &Name::site(&code("CEN"), &[]))
-            .unwrap();
+        let cen = cen_of(&t);
         let client = tls::client_config(Some(&forged), Some(t.root.root()), Expect::Any).unwrap();
         assert!(handshake(tls::server_config(&cen).unwrap(), client).is_err());
     }
