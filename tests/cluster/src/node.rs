@@ -365,11 +365,18 @@ mod tests {
     /// A stand-in node: writes its address like sms-node does (`$2` is the
     /// data dir, `$4` the listen address), then runs `then`.
     fn fake(dir: &Path, then: &str) -> Cluster {
+        fake_with(dir, ":", then)
+    }
+
+    /// A fake node that runs `before` ahead of reporting its address (so a
+    /// signal the test sends once started finds it in place), then `then`.
+    fn fake_with(dir: &Path, before: &str, then: &str) -> Cluster {
         let bin = script(
             dir,
             "fake-node",
             &format!(
-                "a=$4; [ \"${{a##*:}}\" = 0 ] && a=127.0.0.1:4242\n\
+                "{before}\n\
+                 a=$4; [ \"${{a##*:}}\" = 0 ] && a=127.0.0.1:4242\n\
                  echo starting >&2\n\
                  printf '%s\\n' \"$a\" > \"$2/node.addr.tmp\" && mv \"$2/node.addr.tmp\" \"$2/node.addr\"\n\
                  {then}"
@@ -420,7 +427,9 @@ mod tests {
     #[test]
     fn a_node_that_ignores_sigterm_is_killed_after_the_grace() {
         let tmp = tempfile::tempdir().unwrap();
-        let c = fake(tmp.path(), "trap '' TERM; while :; do sleep 0.05; done");
+        // The trap is set before the address is reported: a SIGTERM sent
+        // as soon as the node is "started" must find it ignored.
+        let c = fake_with(tmp.path(), "trap '' TERM", "while :; do sleep 0.05; done");
         let mut n = start(&c, &tmp.path().join("n")).unwrap();
         assert_eq!(n.stop(Duration::from_millis(200)), Stopped::Killed);
     }
