@@ -518,7 +518,28 @@ fn a_secondary_whose_certificate_exchange_fails_stays_pending_and_is_diagnosed()
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    std::thread::sleep(Duration::from_secs(3));
+    // Its reports are refused at the handshake: wait until its link to PRI
+    // says so, then PRI must still have it Pending.
+    let t0 = Instant::now();
+    loop {
+        let st = json(&s, &admin, &["status"]);
+        let refused = st["links"].as_array().is_some_and(|l| {
+            l.iter().any(|x| {
+                x["to"] == "PRI"
+                    && x["detail"]
+                        .as_str()
+                        .is_some_and(|d| d.contains("cert-exchange-failure"))
+            })
+        });
+        if refused {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "no refused link: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let status = |v: Value| {
         v["sites"]
             .as_array()

@@ -85,14 +85,7 @@ pub async fn token(node: &Option<String>, out: &Out, cmd: TokenCmd) -> anyhow::R
     };
     let (label, role) = (label.clone(), role.clone());
     let (_, mut c) = connect(node).await?;
-    let r = c
-        .create_token(pb::CreateTokenRequest {
-            label: label.clone(),
-            role: role.clone(),
-            ttl_secs: ttl.as_secs(),
-        })
-        .await
-        .reply("token create")?;
+    let r = create_token(&mut c, &label, &role, ttl).await?;
     out.print(
         &json!({"token": r.token, "token_id": r.token_id, "expires_unix": r.expires_unix, "label": label, "role": role}),
         || println!("{}", r.token),
@@ -258,6 +251,22 @@ pub async fn certs(node: &Option<String>, out: &Out) -> anyhow::Result<()> {
 }
 
 /// `token create --out-dir`: one file per label, made only once.
+/// One join token for `label` in `role`, made at the connected node.
+async fn create_token(
+    c: &mut pb::admin_client::AdminClient<tonic::transport::Channel>,
+    label: &str,
+    role: &str,
+    ttl: std::time::Duration,
+) -> anyhow::Result<pb::CreateTokenReply> {
+    c.create_token(pb::CreateTokenRequest {
+        label: label.to_string(),
+        role: role.to_string(),
+        ttl_secs: ttl.as_secs(),
+    })
+    .await
+    .reply("token create")
+}
+
 async fn tokens_to_dir(
     node: &Option<String>,
     out: &Out,
@@ -275,14 +284,7 @@ async fn tokens_to_dir(
             made.push(json!({"label": label, "file": path, "made": false}));
             continue;
         }
-        let r = c
-            .create_token(pb::CreateTokenRequest {
-                label: label.clone(),
-                role: role.clone(),
-                ttl_secs: ttl.as_secs(),
-            })
-            .await
-            .reply("token create")?;
+        let r = create_token(&mut c, label, role, ttl).await?;
         // Written whole under a temporary name, then renamed: a node waiting
         // for the file never reads half a token.
         let tmp = dir.join(format!(".{label}.token.tmp"));

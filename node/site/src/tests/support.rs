@@ -202,10 +202,9 @@ fn install(node: &Node, id: Identity, control: SiteControl) {
     node.ctx.publish_config(control);
 }
 
-/// A central primary site `site` with CT0 serial 1.
-pub fn central(site: &str) -> Node {
-    let node = bare();
-    let id = Identity {
+/// The identity of a central primary site `site`, installed now.
+fn central_identity(site: &str) -> Identity {
+    Identity {
         site_code: code(site),
         site_name: format!("{site} site"),
         kind: SiteKind::Primary,
@@ -213,7 +212,13 @@ pub fn central(site: &str) -> Node {
         installed_unix_ms: now_ms(),
         version: SOFTWARE_VERSION.to_string(),
         ancestors: vec![],
-    };
+    }
+}
+
+/// A central primary site `site` with CT0 serial 1.
+pub fn central(site: &str) -> Node {
+    let node = bare();
+    let id = central_identity(site);
     install(&node, id, ct0(site, None));
     node
 }
@@ -320,15 +325,7 @@ pub fn central_with_peers(site: &str, peers: Arc<dyn Peers>) -> (Arc<Ctx>, TempD
         .expect("core"),
     );
     crate::wiring::wire(&ctx);
-    let id = Identity {
-        site_code: code(site),
-        site_name: format!("{site} site"),
-        kind: SiteKind::Primary,
-        parent: None,
-        installed_unix_ms: now_ms(),
-        version: SOFTWARE_VERSION.to_string(),
-        ancestors: vec![],
-    };
+    let id = central_identity(site);
     ctx.store
         .install_site(&id, &ct0(site, None))
         .expect("install_site");
