@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "protos/sms/v1/bootstrap.proto",
         "protos/sms/v1/admin.proto",
         "protos/sms/v1/logon.proto",
+        "protos/sms/v1/mp.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");

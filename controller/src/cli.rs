@@ -89,6 +89,10 @@ pub enum Command {
     /// Send a file package in chunks, or list packages received here.
     #[command(subcommand)]
     Package(package::Cmd),
+    /// Management points: add, remove, list, check (the troubleshooter), and
+    /// act as a client (get-policy, register, post-status).
+    #[command(subcommand)]
+    Mp(mp::Cmd),
     /// Launch a local demo hierarchy (central primary + one secondary) on loopback.
     Up(up::Args),
     /// Join tokens: make one for a new site or member server (at its parent primary).
@@ -146,6 +150,7 @@ impl Cli {
             }
             Command::Probe(c) => probe::run(&node, &out, c).await,
             Command::Package(c) => package::run(&node, &out, c).await,
+            Command::Mp(c) => mp::run(&node, &out, c).await,
             Command::Up(a) => up::run(&out, a).await,
             Command::Token(c) => trust::token(&node, &out, c).await,
             Command::Admin(c) => trust::admin(&node, &out, c).await,

@@ -339,6 +339,20 @@ pub fn failed_jobs_table(jobs: &[pb::FailedJob]) -> Table {
 
 /// A site control (CT0) as JSON: what `site-control --json` prints and the
 /// shape of `proposed` in the CT1 file `submit-ct1` reads.
+/// One management point as `mp list` and `site-control` show it.
+pub fn mp_json(m: &pb::ManagementPoint) -> Value {
+    json!({
+        "server": m.server,
+        "port": m.port,
+        "bound_port": m.bound_port,
+        "default": m.is_default,
+        "state": m.state,
+        "detail": m.detail,
+        "verified": if m.verified_unix_ms == 0 { Value::Null } else { json!(time(m.verified_unix_ms)) },
+        "verification": m.verification,
+    })
+}
+
 pub fn control_json(c: &pb::SiteControl) -> Value {
     json!({
         "site_code": c.site_code,
@@ -348,6 +362,7 @@ pub fn control_json(c: &pb::SiteControl) -> Value {
         "polling_interval_ms": c.polling_interval_ms,
         "version": c.version,
         "next_unique_id": c.next_unique_id,
+        "management_points": c.management_points.iter().map(mp_json).collect::<Vec<_>>(),
         "domains": c.domains.iter().map(|d| json!({
             "name": d.name,
             "browse": d.browse,

@@ -149,6 +149,11 @@ pub fn control_to(c: &SiteControl) -> pb::SiteControl {
         addresses: c.addresses.iter().map(address_to).collect(),
         version: c.version.clone(),
         next_unique_id: c.next_unique_id,
+        management_points: c
+            .management_points
+            .iter()
+            .map(crate::convert_mp::management_point_to)
+            .collect(),
     }
 }
 
@@ -178,6 +183,11 @@ pub fn control_from(c: &pb::SiteControl) -> R<SiteControl> {
         addresses: c.addresses.iter().map(address_from).collect::<R<_>>()?,
         version: c.version.clone(),
         next_unique_id: c.next_unique_id,
+        management_points: c
+            .management_points
+            .iter()
+            .map(crate::convert_mp::management_point_from)
+            .collect::<R<_>>()?,
     })
 }
 

@@ -75,6 +75,11 @@ fn control() -> SiteControl {
         ],
         version: "0.1.0".into(),
         next_unique_id: 4_000,
+        management_points: vec![sms_types::mp::ManagementPoint::new(
+            "mp1:8500".into(),
+            8080,
+            true,
+        )],
     }
 }
 

@@ -7,6 +7,8 @@
 
 /// wire <-> domain conversions.
 pub mod convert;
+/// wire <-> domain conversions of the management point service.
+pub mod convert_mp;
 
 /// Version 1 of the contract.
 #[allow(clippy::all, missing_docs)]

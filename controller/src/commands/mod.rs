@@ -9,6 +9,7 @@ pub mod ids;
 pub mod jobs;
 pub mod link;
 pub mod logs;
+pub mod mp;
 pub mod package;
 pub mod probe;
 pub mod site;

@@ -3,6 +3,8 @@
 //! channel over it. The node's peer clients, `controller` and the test
 //! runner all dial through here, so they agree on settings.
 
+pub mod http;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

@@ -7,8 +7,10 @@
 //! store in `sms-store`; the domain vocabulary in `sms-types`.
 
 pub mod logging;
+pub mod mp_http;
 pub mod node;
 pub mod peers;
+mod peers_mp;
 pub mod renewal;
 pub mod rpc;
 pub mod security;

@@ -28,6 +28,14 @@ pub const COMPONENT_LOGS: &[(&str, &str)] = &[
     // Reporting (`status`) and the Status Manager loop (`status_manager`).
     ("sms_site::status", "statmgr"),
     ("sms_site::bootstrap", "bootstrap"),
+    // Management points: the Site Component Manager's installs, the MP
+    // Control Manager's verification (site server), setup and the agent
+    // (the management point's server).
+    ("sms_site::mp_install", "sitecomp"),
+    ("sms_site::mp_control", "mpcontrol"),
+    ("sms_site::mp_setup", "mpsetup"),
+    ("sms_site::mp_agent", "mpagent"),
+    ("sms_site::mp_db", "mpagent"),
 ];
 
 /// Crates whose events belong in the node's logs at all.

@@ -116,6 +116,17 @@ struct RunArgs {
     /// more are answered RESOURCE_EXHAUSTED and counted.
     #[arg(long, env = "SMS_MAX_CALLS_PER_SEC", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     max_calls_per_sec: u64,
+    /// Data volumes a management point may be installed on (directories,
+    /// comma separated); the Site Component Manager picks the one on a
+    /// supported filesystem with the most free space [default: the data
+    /// dir].
+    #[arg(
+        long,
+        env = "SMS_MP_VOLUMES",
+        value_delimiter = ',',
+        value_name = "DIR,..."
+    )]
+    mp_volumes: Vec<PathBuf>,
     /// Plaintext and unauthenticated connections, for comparison
     /// benchmarks and tests on loopback. Never on a network you do not own.
     #[arg(long, env = "SMS_INSECURE", value_parser = clap::builder::FalseyValueParser::new())]
@@ -232,6 +243,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             per_sec: args.max_calls_per_sec as f64,
             burst: (args.max_calls_per_sec * 2) as f64,
         },
+        mp_volumes: args.mp_volumes.clone(),
         package_retention: sms_types::PackageRetention {
             keep: Duration::from_secs(args.package_keep_days.saturating_mul(24 * 3600)),
             max_bytes: args.package_max_mib.saturating_mul(1024 * 1024),

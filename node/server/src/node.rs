@@ -59,6 +59,9 @@ pub struct NodeConfig {
     pub connection_limits: crate::security::Limits,
     /// Calls per second (and burst) one connection may make.
     pub call_rate: crate::rpc::rate::RateLimit,
+    /// The data volumes a management point may be installed on (empty: the
+    /// data dir's own volume).
+    pub mp_volumes: Vec<PathBuf>,
 }
 
 /// The directory in a central site's data dir where its first
@@ -245,6 +248,22 @@ impl Node {
         *ctx.package_retention.lock().expect("retention lock") = cfg.package_retention;
         *ctx.cert_lifetime.lock().expect("lifetime lock") = cfg.cert_lifetime;
         sms_site::wiring::wire(&ctx);
+        // The management point role: its listener, and where it may go.
+        ctx.mp.set_host(Arc::new(crate::mp_http::MpHttp::new(&ctx)));
+        let volumes = if cfg.mp_volumes.is_empty() {
+            vec![cfg.data_dir.clone()]
+        } else {
+            cfg.mp_volumes.clone()
+        };
+        // Absolute, so the install directory a site records means the same
+        // after a restart from another working directory.
+        ctx.mp.set_volumes(
+            volumes
+                .into_iter()
+                .map(|v| std::fs::canonicalize(&v).unwrap_or(v))
+                .collect(),
+        );
+        sms_site::mp_setup::start_installed(&ctx).await;
 
         if identity.is_some() {
             sms_site::wiring::start_site(&ctx)?;
@@ -403,6 +422,7 @@ fn install_primary(
         addresses: vec![],
         version: SOFTWARE_VERSION.to_string(),
         next_unique_id: 1,
+        management_points: vec![],
     };
     store.install_site(&id, &ct0)?;
     store.put_site(&SiteRecord {

@@ -521,6 +521,70 @@ impl Peers for Connector {
     ) -> Result<(u64, u64), String> {
         request_id_range(self, site_address, site, node_id).await
     }
+
+    async fn mp_describe(&self, server: &str) -> Result<sms_types::mp::MpTarget, String> {
+        crate::peers_mp::describe(self, server).await
+    }
+
+    async fn mp_prepare(
+        &self,
+        server: &str,
+        req: sms_types::mp::MpPrepare,
+    ) -> Result<(String, Vec<String>), String> {
+        crate::peers_mp::prepare(self, server, req).await
+    }
+
+    async fn mp_setup(
+        &self,
+        server: &str,
+        req: sms_types::mp::MpSetup,
+    ) -> Result<sms_types::mp::MpSetupResult, String> {
+        crate::peers_mp::setup(self, server, req).await
+    }
+
+    async fn mp_uninstall(
+        &self,
+        server: &str,
+        site: &SiteCode,
+    ) -> Result<sms_types::mp::MpTarget, String> {
+        crate::peers_mp::uninstall(self, server, site).await
+    }
+
+    async fn mp_database_access(
+        &self,
+        site_address: &str,
+        node_id: &str,
+    ) -> Result<String, String> {
+        crate::peers_mp::database_access(self, site_address, node_id).await
+    }
+
+    async fn mp_register_client(
+        &self,
+        site_address: &str,
+        node_id: &str,
+        name: &str,
+        hardware_id: &str,
+    ) -> Result<(u64, bool), String> {
+        crate::peers_mp::register_client(self, site_address, node_id, name, hardware_id).await
+    }
+
+    async fn mp_client_status(
+        &self,
+        site_address: &str,
+        node_id: &str,
+        client: &str,
+        messages: Vec<sms_types::mp::ClientMessage>,
+    ) -> Result<u32, String> {
+        crate::peers_mp::client_status(self, site_address, node_id, client, messages).await
+    }
+
+    async fn http_get(
+        &self,
+        host_port: &str,
+        path: &str,
+    ) -> Result<(u16, String, Vec<u8>), String> {
+        crate::peers_mp::http_get(self, host_port, path).await
+    }
 }
 
 #[cfg(test)]
@@ -564,6 +628,12 @@ mod tests {
             addresses,
             version: "9".repeat(32),
             next_unique_id: MAX_UNIQUE_ID,
+            management_points: (0..MAX_MANAGEMENT_POINTS)
+                .map(|i| {
+                    let server = format!("{}:{}", "m".repeat(MAX_SERVER_NAME - 6), 10_000 + i);
+                    sms_types::mp::ManagementPoint::new(server, 65_535, i == 0)
+                })
+                .collect(),
         };
         assert_eq!(check_site_control(&control), Ok(()));
         let job = Job::new(

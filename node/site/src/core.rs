@@ -72,6 +72,9 @@ pub struct Ctx {
     /// How long the certificates this node's authority issues last (None:
     /// the defaults, 397 days for a leaf, 5 years for a CA).
     pub cert_lifetime: std::sync::Mutex<Option<std::time::Duration>>,
+    /// The management point role on this node (target side) and the site
+    /// database's lock (site side).
+    pub mp: MpRuntime,
 }
 
 impl Ctx {
@@ -98,6 +101,7 @@ impl Ctx {
             upcalls: OnceLock::new(),
             package_retention: Default::default(),
             cert_lifetime: Default::default(),
+            mp: MpRuntime::default(),
         })
     }
 
@@ -326,5 +330,35 @@ impl StatusState {
 
     pub(crate) fn load_test(&self) -> &SingleFlight {
         &self.load
+    }
+}
+
+/// The management point role's state on this node: the HTTP listener
+/// registered by the edge, the data volumes an install may use, and the
+/// lock that serialises installs and removals here.
+#[derive(Default)]
+pub struct MpRuntime {
+    host: OnceLock<Arc<dyn crate::ports::MpHost>>,
+    volumes: RwLock<Vec<PathBuf>>,
+    pub(crate) lock: tokio::sync::Mutex<()>,
+}
+
+impl MpRuntime {
+    /// Registers the HTTP listener (once, by the composition root).
+    pub fn set_host(&self, host: Arc<dyn crate::ports::MpHost>) {
+        let _ = self.host.set(host);
+    }
+
+    pub(crate) fn host(&self) -> Option<&Arc<dyn crate::ports::MpHost>> {
+        self.host.get()
+    }
+
+    /// The data volumes a management point may be installed on.
+    pub fn set_volumes(&self, v: Vec<PathBuf>) {
+        *self.volumes.write().expect("mp volumes lock") = v;
+    }
+
+    pub fn volumes(&self) -> Vec<PathBuf> {
+        self.volumes.read().expect("mp volumes lock").clone()
     }
 }

@@ -80,6 +80,7 @@ fn build_package(
                     .map(|c| c.control.next_unique_id)
                     .unwrap_or(1),
             ),
+        management_points: vec![],
     };
     let content = install_content(code);
     Ok(BootstrapPackage {
@@ -853,6 +854,10 @@ pub struct ControlChange {
     pub address: Option<AddressChange>,
     pub add_domain: Option<(String, Vec<String>)>,
     pub remove_domain: Option<String>,
+    /// Assign the management point role: (server, port, make it the default).
+    pub add_management_point: Option<(String, u16, bool)>,
+    /// Take the management point role from a server.
+    pub remove_management_point: Option<String>,
 }
 
 impl ControlChange {
@@ -962,6 +967,61 @@ impl ControlChange {
             }
             changed = true;
         }
+        if let Some((server, port, is_default)) = &self.add_management_point {
+            let server = server.trim();
+            sms_types::limits::check_server_name(server)
+                .map_err(|e| format!("management point: {e}"))?;
+            if !server.contains(':') {
+                return Err(format!(
+                    "management point server {server} needs the port of its sms-node (HOST:PORT)"
+                ));
+            }
+            if ctl
+                .management_points
+                .iter()
+                .any(|m| m.server.eq_ignore_ascii_case(server))
+            {
+                return Err(format!(
+                    "{server} is already a management point of site {}",
+                    ctl.site_code
+                ));
+            }
+            // The first management point is the default; asking for a
+            // default moves it.
+            let make_default = *is_default || ctl.management_points.is_empty();
+            if make_default {
+                for m in &mut ctl.management_points {
+                    m.is_default = false;
+                }
+            }
+            ctl.management_points
+                .push(sms_types::mp::ManagementPoint::new(
+                    server.to_string(),
+                    *port,
+                    make_default,
+                ));
+            changed = true;
+        }
+        if let Some(server) = &self.remove_management_point {
+            let server = server.trim();
+            let Some(i) = ctl
+                .management_points
+                .iter()
+                .position(|m| m.server.eq_ignore_ascii_case(server))
+            else {
+                return Err(format!(
+                    "{server} is not a management point of site {} (controller mp list --site {0})",
+                    ctl.site_code
+                ));
+            };
+            let was_default = ctl.management_points.remove(i).is_default;
+            if was_default {
+                if let Some(first) = ctl.management_points.first_mut() {
+                    first.is_default = true;
+                }
+            }
+            changed = true;
+        }
         if !changed {
             return Err("nothing to change".into());
         }
@@ -1023,6 +1083,13 @@ pub async fn change_site_control(
     for d in &mut proposed.domains {
         d.logon_servers.clear();
     }
+    // Only assignments: not install state, nor roles still being removed.
+    proposed.management_points = proposed
+        .management_points
+        .iter()
+        .filter(|m| m.state != sms_types::mp::MpState::PendingUninstall)
+        .map(|m| m.assignment())
+        .collect();
     change.apply(&mut proposed).map_err(Refused::Invalid)?;
     // Refused here, at the call, rather than in the target's bad box.
     sms_types::limits::check_site_control(&proposed).map_err(Refused::Invalid)?;

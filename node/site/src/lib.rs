@@ -13,7 +13,11 @@
 //! 2. [`status`]: reporting a status message
 //! 3. transport: [`sender`], [`scheduler`] (routing, queueing, links),
 //!    [`despooler`]
-//! 4. [`status_manager`] (store and replicate), [`bootstrap`], [`logon`]
+//! 4. [`status_manager`] (store and replicate), [`bootstrap`], [`logon`],
+//!    management points: [`mp_setup`] and [`mp_agent`] (on the server that
+//!    holds the role), [`mp_db`] (the site database they use),
+//!    [`mp_install`] (the Site Component Manager's installs) and
+//!    [`mp_control`] (MP Control Manager's verification)
 //! 5. [`site_config`] (Site Configuration Manager: the watchdog cycle)
 //! 6. [`hierarchy`] (Hierarchy Manager)
 //! 7. [`ops`] (the administrator's operations) and [`queries`] (read models)
@@ -26,6 +30,11 @@ pub mod error;
 pub mod hierarchy;
 pub mod links;
 pub mod logon;
+pub mod mp_agent;
+pub mod mp_control;
+pub mod mp_db;
+pub mod mp_install;
+pub mod mp_setup;
 pub mod ops;
 pub mod ports;
 pub mod queries;

@@ -65,6 +65,8 @@ pub async fn inject_fault(ctx: &Ctx, name: &str, phase: u32) -> Result<Vec<Fault
     let fault = Fault::parse(name, phase).map_err(|e| Refused::Invalid(e.to_string()))?;
     ctx.store.set_fault(&fault)?;
     ctx.store.durable().await?;
+    crate::mp_setup::fault_injected(ctx, &fault)
+        .map_err(|e| Refused::Internal(format!("applying fault {}: {e}", fault.name())))?;
     tracing::warn!(fault = fault.name(), "fault injected");
     Ok(ctx.store.faults()?)
 }
@@ -74,6 +76,8 @@ pub async fn clear_fault(ctx: &Ctx, name: &str) -> Result<Vec<Fault>, Refused> {
     let name = Fault::check_name(name).map_err(|e| Refused::Invalid(e.to_string()))?;
     if ctx.store.clear_fault(name)? {
         ctx.store.durable().await?;
+        crate::mp_setup::fault_cleared(ctx, name)
+            .map_err(|e| Refused::Internal(format!("clearing fault {name}: {e}")))?;
         tracing::info!(fault = %name, "fault cleared");
         for l in ctx.links.links() {
             l.wake.notify_one();

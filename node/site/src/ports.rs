@@ -4,7 +4,11 @@
 
 use async_trait::async_trait;
 use sms_types::link::*;
+use sms_types::mp::*;
 use sms_types::*;
+
+/// An HTTP answer: status code, reason phrase, body.
+pub type HttpAnswer = (u16, String, Vec<u8>);
 
 /// How this node reaches other nodes.
 #[async_trait]
@@ -48,6 +52,54 @@ pub trait Peers: Send + Sync + 'static {
         site: &SiteCode,
         node_id: &str,
     ) -> Result<(u64, u64), String>;
+    /// What a server offers a management point install.
+    async fn mp_describe(&self, server: &str) -> Result<MpTarget, String>;
+    /// Install step 1 on a server: directory, identification, files.
+    /// Returns the install directory and what was done, line by line.
+    async fn mp_prepare(
+        &self,
+        server: &str,
+        req: MpPrepare,
+    ) -> Result<(String, Vec<String>), String>;
+    /// Install step 2: the server's setup (checks, then the agent).
+    async fn mp_setup(&self, server: &str, req: MpSetup) -> Result<MpSetupResult, String>;
+    async fn mp_uninstall(&self, server: &str, site: &SiteCode) -> Result<MpTarget, String>;
+    /// A management point asks its site database whether it may use it.
+    async fn mp_database_access(&self, site_address: &str, node_id: &str)
+        -> Result<String, String>;
+    /// A management point registers a client at its site database.
+    async fn mp_register_client(
+        &self,
+        site_address: &str,
+        node_id: &str,
+        name: &str,
+        hardware_id: &str,
+    ) -> Result<(u64, bool), String>;
+    /// A management point posts clients' status messages to its site.
+    async fn mp_client_status(
+        &self,
+        site_address: &str,
+        node_id: &str,
+        client: &str,
+        messages: Vec<ClientMessage>,
+    ) -> Result<u32, String>;
+    /// One HTTP GET (the MP Control Manager's verification request):
+    /// status code, reason phrase and body, or why no answer came.
+    async fn http_get(&self, host_port: &str, path: &str)
+        -> Result<(u16, String, Vec<u8>), String>;
+}
+
+/// The management point's HTTP listener on this node (the edge serves it;
+/// the domain decides when it runs).
+#[async_trait]
+pub trait MpHost: Send + Sync + 'static {
+    /// Binds `host:port` (0: any free port) and serves the management
+    /// point there; returns the bound port.
+    async fn start(&self, host: &str, port: u16) -> std::io::Result<u16>;
+    /// Stops serving and frees the port.
+    async fn stop(&self);
+    /// The port served on, if serving.
+    fn serving(&self) -> Option<u16>;
 }
 
 /// An open link stream to a neighbour's despooler.

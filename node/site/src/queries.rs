@@ -208,7 +208,8 @@ pub fn site_control(
         return Ok(ct2.control);
     }
     let ct0 = if serial == 0 {
-        ctx.config().map(|c| crate::logon::control_view(ctx, c))
+        ctx.config()
+            .map(|c| crate::mp_install::control_view(ctx, crate::logon::control_view(ctx, c)))
     } else {
         ctx.store.ct0_at(serial)?
     };

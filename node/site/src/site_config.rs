@@ -71,6 +71,14 @@ async fn cycle(ctx: &Arc<Ctx>, timers: &mut Timers) -> anyhow::Result<()> {
     tracing::info!("stage 3 begins");
     stage3(ctx)?;
     crate::logon::reconcile(ctx).await?;
+    // A management point that cannot be installed or verified is reported
+    // by its own messages; it never stops the cycle.
+    if let Err(e) = crate::mp_install::reconcile(ctx).await {
+        tracing::error!("management point installs: {e:#}");
+    }
+    if let Err(e) = crate::mp_control::verify(ctx).await {
+        tracing::error!("management point verification: {e:#}");
+    }
     tracing::info!("stage 4 begins");
     stage4(ctx).await?;
     tracing::info!("watchdog cycle complete");
@@ -558,7 +566,7 @@ async fn stage4(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
         site_code: id.site_code.clone(),
         parent_site_code: id.parent.as_ref().map(|p| p.site_code.clone()),
         serial: cfg.serial,
-        control: crate::logon::control_view(ctx, cfg.clone()),
+        control: crate::mp_install::control_view(ctx, crate::logon::control_view(ctx, cfg.clone())),
         components: ctx.components.list(),
         version: id.version.clone(),
         reported_unix_ms: now_ms(),

@@ -258,7 +258,14 @@ async fn replicate(ctx: &Arc<Ctx>) -> anyhow::Result<bool> {
         let urgent = msgs
             .iter()
             .any(|m| m.severity == Severity::Error || catalog::bootstrap_phase(m.id).is_some());
-        let prio = if urgent {
+        // Clients' messages (from management points) go up at low
+        // priority, unless the batch carries the site's own messages too.
+        let clients_only = msgs
+            .iter()
+            .all(|m| sms_types::mp::CLIENT_MESSAGE_IDS.contains(&m.id));
+        let prio = if clients_only {
+            Priority::Low
+        } else if urgent {
             Priority::High
         } else {
             Priority::Medium

@@ -26,6 +26,7 @@ mod keys;
 mod log_sync;
 mod logon;
 mod meta;
+mod mp;
 mod package_files;
 mod packages;
 mod queues;
@@ -67,7 +68,7 @@ mod prelude {
     pub(crate) use crate::{Inbox, OutboxKey};
     pub(crate) use crate::{
         META_BOOTSTRAP, META_BOOTSTRAP_STATE, META_DOMAIN, META_IDENTITY, META_IDS_FROZEN,
-        META_LOGON, META_NODE_ID, META_UNIQUE_ID,
+        META_LOGON, META_MP, META_NODE_ID, META_UNIQUE_ID,
     };
     pub(crate) use sled::transaction::{ConflictableTransactionError, TransactionalTree};
     pub(crate) use sled::{Transactional, Tree};
@@ -212,6 +213,9 @@ pub(crate) fn open_inner(dir: &Path) -> Result<Inner> {
         pending_ct1: t("hman.pending_ct1")?,
         deleted: t("hman.deleted")?,
         logon_servers: t("logon.servers")?,
+        mp_records: t("mp.records")?,
+        mp_access: t("mp.access")?,
+        mp_clients: t("mp.clients")?,
         links: t("link_faults")?,
         faults: t("faults")?,
         trust: t("trust")?,
@@ -278,6 +282,12 @@ pub(crate) struct Inner {
     pub(crate) pending_ct1: Tree,
     pub(crate) deleted: Tree,
     pub(crate) logon_servers: Tree,
+    /// The site's management points and their install state, by server.
+    pub(crate) mp_records: Tree,
+    /// The site database's access group: node ids of management points.
+    pub(crate) mp_access: Tree,
+    /// Registered clients: hardware id -> SMS unique ID.
+    pub(crate) mp_clients: Tree,
     pub(crate) links: Tree,
     pub(crate) faults: Tree,
     /// This node's key and chain, a primary's certificate authority.
@@ -378,12 +388,14 @@ pub(crate) const META_DOMAIN: &[u8] = b"member_domain";
 const META_FORMAT: &[u8] = b"format";
 pub(crate) const META_UNIQUE_ID: &[u8] = b"unique_id_next";
 pub(crate) const META_LOGON: &[u8] = b"logon_install";
+pub(crate) const META_MP: &[u8] = b"mp_install";
 pub(crate) const META_IDS_FROZEN: &[u8] = b"ids_frozen";
 /// 2: an address carries its keepalive (postcard has no optional trailing
 /// fields, so every stored site control, CT1 and CT2 changed shape); 3:
 /// signed CT1s and CT2s; 4: package chunks are files beside sled; 5: one
-/// file per package (a package's chunk size is part of its description).
-const STORE_FORMAT: u32 = 5;
+/// file per package (a package's chunk size is part of its description); 6:
+/// site control lists management points.
+const STORE_FORMAT: u32 = 6;
 /// Written and flushed to prove a reopened store can write again.
 pub(crate) const META_WRITE_PROBE: &[u8] = b"write_probe";
 

@@ -177,6 +177,7 @@ fn control(site: &str, serial: u64) -> SiteControl {
         addresses: vec![Address::new(code("S02"), "s02:7000".into())],
         version: SOFTWARE_VERSION.into(),
         next_unique_id: 1,
+        management_points: vec![],
     }
 }
 

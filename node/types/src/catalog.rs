@@ -123,6 +123,36 @@ catalogue! {
         "This node's %1 certificate was renewed: serial %2, valid until unix time %3 (it replaces serial %4).";
     TRUST_RENEWAL_FAILED = 4805, Warning, "SMS_PROVIDER",
         "Could not renew this node's %1 certificate (serial %2, valid until unix time %3): %4. It is tried again every %5 s; once it expires, the node must join again with a new token.";
+    MP_FLAGGED = 1013, Informational, "SMS_MP_CONTROL_MANAGER",
+        "Site Component Manager found that the management point component should be installed on site system %1 (port %2). It will try to install it every %3 until the install succeeds.";
+    MP_INSTALLING = 1014, Informational, "SMS_MP_CONTROL_MANAGER",
+        "Site Component Manager is installing the management point component on site system %1 (attempt %2).";
+    MP_INSTALLED = 1015, Informational, "SMS_MP_CONTROL_MANAGER",
+        "Site Component Manager installed the management point component on site system %1: it serves clients on port %2 from %3.";
+    MP_INSTALL_FAILED = 1016, Error, "SMS_MP_CONTROL_MANAGER",
+        "Site Component Manager could not install the management point component on site system %1: %2. It tries again in %3.";
+    MP_UNINSTALLED = 1017, Informational, "SMS_MP_CONTROL_MANAGER",
+        "Site Component Manager removed the management point component from site system %1; port %2 is free again.";
+    MP_UNINSTALL_FAILED = 1018, Warning, "SMS_MP_CONTROL_MANAGER",
+        "Site Component Manager could not remove the management point component from site system %1: %2. It tries again every interval.";
+    MP_ACCESS_GROUP = 4908, Error, "SMS_SITE_COMPONENT_MANAGER",
+        "Site Component Manager could not add server %1 (node %2) to the access group of the site database of site %3: %4.";
+    MP_BAD_FILESYSTEM = 4950, Error, "SMS_MP_CONTROL_MANAGER",
+        "Management point setup on %1 refused: %2. Give the server a data volume on a filesystem that honours fsync, mounted read-write (sms-node --mp-volumes).";
+    MP_LOW_SPACE = 4951, Error, "SMS_MP_CONTROL_MANAGER",
+        "Management point setup on %1 refused: %2. Free space on the volume or allow a larger one (sms-node --mp-volumes).";
+    MP_PORT_TAKEN = 4952, Error, "SMS_MP_CONTROL_MANAGER",
+        "Management point setup on %1 refused: %2. Stop that process or give the management point another port (controller mp remove, then mp add --port N).";
+    MP_LATER_VERSION = 4953, Error, "SMS_MP_CONTROL_MANAGER",
+        "Management point setup on %1 refused: %2. Remove the later management point from that server first.";
+    MP_UNREACHABLE = 4954, Error, "SMS_MP_CONTROL_MANAGER",
+        "Site Component Manager cannot reach site system %1: %2.";
+    MP_DB_REFUSED = 5414, Error, "SMS_MP_CONTROL_MANAGER",
+        "The management point on %1 cannot use the site database of site %2: %3. Grant it access (clear the refusal at the site server), then the install is retried.";
+    MP_VERIFY_FAILED = 5436, Error, "SMS_MP_CONTROL_MANAGER",
+        "MP Control Manager: the management point on %1 does not answer its verification request: %2.";
+    MP_VERIFY_OK = 5437, Informational, "SMS_MP_CONTROL_MANAGER",
+        "MP Control Manager: the management point on %1 answers its verification request again (%2).";
     STATUS_LOAD_TEST = 4700, Informational, "SMS_STATUS_MANAGER",
         "Load test %1: test message %2 of %3, reported at %4 per second.";
 }

@@ -20,22 +20,37 @@ pub enum Fault {
     /// failed (SMS 2003: a site whose public key its parent lacked): every
     /// neighbour refuses them, and a site being installed stays Pending.
     CertExchangeFailure,
+    /// At a site server: its site database refuses management points, as
+    /// when the site server cannot add a server to the database's access
+    /// group (seed 001: status messages 4908 and 5414).
+    MpDbAccessRefused,
+    /// At a management point: its agent (the policy service) stops
+    /// answering clients while the HTTP listener stays up, as when the SMS
+    /// Agent Host stopped; the MP Control Manager's verification fails.
+    MpAgentStopped,
+    /// At a management point server: a management point of a later version
+    /// is left on its first allowed volume (a real version file), so setup
+    /// refuses to install over it.
+    MpLaterVersion,
 }
 
 /// The fault names an operator can give.
-pub const FAULT_NAMES: [&str; 4] = [
+pub const FAULT_NAMES: [&str; 7] = [
     "ct2-job-failure",
     "bootstrap-failure",
     "renewal-crash",
     "cert-exchange-failure",
+    "mp-db-access-refused",
+    "mp-agent-stopped",
+    "mp-later-version",
 ];
 
 /// Why a fault request is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FaultError {
     #[error(
-        "unknown fault {0:?}; faults are ct2-job-failure, bootstrap-failure, renewal-crash and \
-         cert-exchange-failure"
+        "unknown fault {0:?}; faults are ct2-job-failure, bootstrap-failure, renewal-crash, \
+         cert-exchange-failure, mp-db-access-refused, mp-agent-stopped and mp-later-version"
     )]
     Unknown(String),
     #[error("bootstrap-failure needs a phase from 1 to 4, not {0}")]
@@ -49,6 +64,9 @@ impl Fault {
             Fault::BootstrapFailure { .. } => "bootstrap-failure",
             Fault::RenewalCrash => "renewal-crash",
             Fault::CertExchangeFailure => "cert-exchange-failure",
+            Fault::MpDbAccessRefused => "mp-db-access-refused",
+            Fault::MpAgentStopped => "mp-agent-stopped",
+            Fault::MpLaterVersion => "mp-later-version",
         }
     }
 
@@ -56,7 +74,7 @@ impl Fault {
     pub fn phase(&self) -> u32 {
         match self {
             Fault::BootstrapFailure { phase } => *phase as u32,
-            Fault::Ct2JobFailure | Fault::RenewalCrash | Fault::CertExchangeFailure => 0,
+            _ => 0,
         }
     }
 
@@ -67,6 +85,9 @@ impl Fault {
             "ct2-job-failure" => Ok(Fault::Ct2JobFailure),
             "renewal-crash" => Ok(Fault::RenewalCrash),
             "cert-exchange-failure" => Ok(Fault::CertExchangeFailure),
+            "mp-db-access-refused" => Ok(Fault::MpDbAccessRefused),
+            "mp-agent-stopped" => Ok(Fault::MpAgentStopped),
+            "mp-later-version" => Ok(Fault::MpLaterVersion),
             "bootstrap-failure" => match phase {
                 1..=4 => Ok(Fault::BootstrapFailure { phase: phase as u8 }),
                 p => Err(FaultError::Phase(p)),

@@ -11,6 +11,7 @@ pub mod fault;
 pub mod limits;
 pub mod link;
 mod model;
+pub mod mp;
 pub mod records;
 pub mod views;
 

@@ -34,6 +34,8 @@ pub const MAX_SCHEDULE_RULES: usize = 24;
 /// longer than any retry delay).
 pub const MIN_KEEPALIVE_SECS: u32 = 1;
 pub const MAX_KEEPALIVE_SECS: u32 = 3_600;
+/// Management points per site.
+pub const MAX_MANAGEMENT_POINTS: usize = 32;
 
 /// Checks the bounds of a site control image; the error names the value
 /// and the allowed range.
@@ -78,6 +80,43 @@ pub fn check_site_control(c: &SiteControl) -> Result<(), String> {
     }
     for a in &c.addresses {
         check_address(a).map_err(|e| format!("the address of site {}: {e}", a.site_code))?;
+    }
+    check_management_points(&c.management_points)?;
+    Ok(())
+}
+
+/// At most [`MAX_MANAGEMENT_POINTS`], each a HOST:PORT server named once,
+/// and exactly one default when there are any.
+pub fn check_management_points(mps: &[crate::mp::ManagementPoint]) -> Result<(), String> {
+    if mps.len() > MAX_MANAGEMENT_POINTS {
+        return Err(format!(
+            "{} management points; a site has at most {MAX_MANAGEMENT_POINTS}",
+            mps.len()
+        ));
+    }
+    for (i, m) in mps.iter().enumerate() {
+        check_server_name(&m.server).map_err(|e| format!("management point: {e}"))?;
+        if !m.server.contains(':') {
+            return Err(format!(
+                "management point server {} needs a port (HOST:PORT of its sms-node)",
+                clip(&m.server)
+            ));
+        }
+        if mps[..i]
+            .iter()
+            .any(|o| o.server.eq_ignore_ascii_case(&m.server))
+        {
+            return Err(format!(
+                "server {} is listed twice as a management point",
+                clip(&m.server)
+            ));
+        }
+    }
+    let defaults = mps.iter().filter(|m| m.is_default).count();
+    if !mps.is_empty() && defaults != 1 {
+        return Err(format!(
+            "a site with management points has exactly one default; this one has {defaults}"
+        ));
     }
     Ok(())
 }
@@ -214,6 +253,7 @@ mod tests {
             addresses: vec![Address::new("PRI".parse().unwrap(), "p:1".into())],
             version: "0.1.0".into(),
             next_unique_id: 1,
+            management_points: vec![],
         }
     }
 

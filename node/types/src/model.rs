@@ -303,6 +303,8 @@ pub struct SiteControl {
     pub version: String,
     /// Next SMS unique ID range start handed to logon servers.
     pub next_unique_id: u64,
+    /// Servers holding the management point role (seed 001).
+    pub management_points: Vec<crate::mp::ManagementPoint>,
 }
 
 /// A proposed change to a site's control image.
@@ -374,6 +376,21 @@ impl Severity {
             Severity::Informational => "informational",
             Severity::Warning => "warning",
             Severity::Error => "error",
+        }
+    }
+}
+
+impl FromStr for Severity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "informational" | "info" => Ok(Severity::Informational),
+            "warning" => Ok(Severity::Warning),
+            "error" => Ok(Severity::Error),
+            other => Err(format!(
+                "severity {:?} is not informational, warning or error",
+                crate::limits::clip(other)
+            )),
         }
     }
 }

@@ -119,6 +119,21 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
         .map(|r| r.into_inner().messages)
         .unwrap_or_default();
     let child = child_view(&site.server, &site.parent_site_code).await;
+    // The site's management points, as this node's copy of its control shows them.
+    let own = site.site_code == me.site_code;
+    let mps = c
+        .get_site_control(pb::GetSiteControlRequest {
+            site: if own {
+                String::new()
+            } else {
+                site.site_code.clone()
+            },
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner().management_points)
+        .unwrap_or_default();
+    let mp_found = mp_findings(&addr, &site.site_code, &mps);
 
     // Findings, most specific first.
     let (cause, mut fix): (String, Vec<String>) = diagnose(
@@ -159,6 +174,7 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
         "child": child_json,
         "cause": cause,
         "fix": fix,
+        "management_points": mp_found.iter().map(|(server, problem, fix)| json!({"server": server, "problem": problem, "fix": fix})).collect::<Vec<_>>(),
     });
     out.print(&v, || {
         println!(
@@ -237,8 +253,69 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
         for f in &fix {
             println!("fix: {f}");
         }
+        for (server, problem, fix) in &mp_found {
+            println!("\nmanagement point {}: {}", output::shown(server), output::shown(problem));
+            println!("fix: {fix}");
+        }
     });
     Ok(())
+}
+
+/// What is wrong with a site's management points, each with the fix
+/// (seed 001's checklist, from what the site recorded of its installs and
+/// verifications): (server, problem, fix).
+pub fn mp_findings(
+    addr: &str,
+    site: &str,
+    mps: &[pb::ManagementPoint],
+) -> Vec<(String, String, String)> {
+    let mut out = vec![];
+    for m in mps {
+        let server = m.server.clone();
+        let d = m.detail.as_str();
+        let fix = if m.state == "failed" {
+            if d.starts_with("filesystem check")
+                || d.contains("no allowed data volume")
+                || d.contains("allows no data volumes")
+            {
+                format!("give {server} a data volume on a filesystem that honours fsync, mounted read-write (sms-node --mp-volumes DIR), then wait for the next retry")
+            } else if d.starts_with("space check") {
+                format!("free at least 70 MB on the volume of {server} or allow a larger one (sms-node --mp-volumes); the install is retried every interval")
+            } else if d.starts_with("port check") {
+                format!("stop the process named above on {server}, or move the management point: controller --node {addr} mp remove --site {site} --server {server}, then mp add with another --port")
+            } else if d.starts_with("version check") {
+                format!("remove the later management point from {server} (clear-fault mp-later-version there if it was injected)")
+            } else if d.starts_with("database check") {
+                format!("let the site database of {site} accept management points: controller --node {addr} clear-fault mp-db-access-refused (at the site server); the install is retried")
+            } else if d.starts_with("cannot reach") {
+                format!("start the sms-node on {server} or fix the address: controller mp check --server {server}")
+            } else {
+                format!("controller mp check --server {server}")
+            }
+        } else if m.state == "active" && m.verification.contains("failed") {
+            if m.verification.contains("503") {
+                format!("start the agent on {server}: controller --node {server} clear-fault mp-agent-stopped")
+            } else {
+                format!("check the server and its port: controller mp check --server {server}")
+            }
+        } else if m.state == "pending-install"
+            || m.state == "installing"
+            || m.state == "pending-uninstall"
+        {
+            format!("wait for the next watchdog cycle of {site}; watch it with controller --node {addr} mp list --site {site}")
+        } else {
+            continue;
+        };
+        let problem = if m.state == "active" {
+            format!("installed but its verification fails: {}", m.verification)
+        } else if d.is_empty() {
+            m.state.clone()
+        } else {
+            format!("{}: {d}", m.state)
+        };
+        out.push((server, problem, fix));
+    }
+    out
 }
 
 fn diagnose(
@@ -627,7 +704,71 @@ pub fn trust_cause(texts: &[String]) -> Option<(String, String)> {
 
 #[cfg(test)]
 mod trust_tests {
-    use super::trust_cause;
+    use super::{mp_findings, pb, trust_cause};
+
+    fn mp(state: &str, detail: &str, verification: &str) -> pb::ManagementPoint {
+        pb::ManagementPoint {
+            server: "10.0.0.9:8500".into(),
+            state: state.into(),
+            detail: detail.into(),
+            verification: verification.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn management_point_failures_are_named_with_their_fix() {
+        let cases = [
+            (
+                mp(
+                    "failed",
+                    "port check: port 80 on h is already in use by pid 7 (nginx)",
+                    "",
+                ),
+                "another --port",
+            ),
+            (mp("failed", "space check: v has 51 MB free", ""), "70 MB"),
+            (
+                mp("failed", "filesystem check: v is on tmpfs", ""),
+                "honours fsync",
+            ),
+            (
+                mp("failed", "no allowed data volume is usable (v: tmpfs)", ""),
+                "honours fsync",
+            ),
+            (
+                mp("failed", "version check: version 1.0.0 is installed", ""),
+                "later management point",
+            ),
+            (
+                mp("failed", "database check: refused", ""),
+                "clear-fault mp-db-access-refused",
+            ),
+            (
+                mp("failed", "cannot reach x: refused", ""),
+                "start the sms-node",
+            ),
+            (
+                mp(
+                    "active",
+                    "",
+                    "Http verification .sms_aut failed with status code 503, Service Unavailable",
+                ),
+                "clear-fault mp-agent-stopped",
+            ),
+        ];
+        for (m, want) in cases {
+            let f = mp_findings("pri:1", "S01", std::slice::from_ref(&m));
+            assert_eq!(f.len(), 1, "{m:?}");
+            assert!(f[0].2.contains(want), "{m:?} -> {}", f[0].2);
+        }
+        let ok = mp(
+            "active",
+            "installed",
+            "Http verification .sms_aut succeeded with status code 200, OK",
+        );
+        assert!(mp_findings("pri:1", "S01", &[ok]).is_empty());
+    }
 
     #[test]
     fn trust_failures_are_named_with_their_fix() {

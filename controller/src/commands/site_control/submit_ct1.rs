@@ -60,6 +60,7 @@ fn control(v: &Value) -> anyhow::Result<pb::SiteControl> {
         polling_interval_ms: n("polling_interval_ms"),
         version: s("version"),
         next_unique_id: n("next_unique_id"),
+        management_points: vec![],
         domains: list("domains")
             .iter()
             .map(|d| pb::Domain {
@@ -153,6 +154,7 @@ mod tests {
             polling_interval_ms: 250,
             version: "0.1.0".into(),
             next_unique_id: 42,
+            management_points: vec![],
             domains: vec![pb::Domain {
                 name: "NORTH".into(),
                 browse: vec!["10.0.0.1".into(), "dc.north".into()],

@@ -166,6 +166,20 @@ fn control_change(req: pb::ChangeSiteControlRequest) -> Result<ControlChange, St
         address,
         add_domain: req.add_domain.map(|d| (d.name, d.browse)),
         remove_domain: (!req.remove_domain.is_empty()).then_some(req.remove_domain),
+        add_management_point: req
+            .add_management_point
+            .map(|m| {
+                let port = u16::try_from(m.port).map_err(|_| {
+                    Status::invalid_argument(format!(
+                        "port {} is not a TCP port (0..=65535)",
+                        m.port
+                    ))
+                })?;
+                Ok::<_, Status>((m.server, port, m.is_default))
+            })
+            .transpose()?,
+        remove_management_point: (!req.remove_management_point.is_empty())
+            .then_some(req.remove_management_point),
     })
 }
 

@@ -9,6 +9,7 @@ pub mod auth;
 mod bootstrap;
 mod errors;
 mod logon;
+mod mp;
 pub mod rate;
 mod transfer;
 
@@ -60,6 +61,9 @@ pub async fn serve(
     health
         .set_serving::<pb::logon_server::LogonServer<logon::LogonSvc>>()
         .await;
+    health
+        .set_serving::<pb::management_points_server::ManagementPointsServer<mp::MpSvc>>()
+        .await;
     ctx.tasks.spawn_until_shutdown(
         "health follows the store",
         follow_store(ctx.clone(), health.clone()),
@@ -99,6 +103,12 @@ pub async fn serve(
         .add_service(pb::logon_server::LogonServer::new(logon::LogonSvc {
             ctx: ctx.clone(),
         }))
+        .add_service(
+            pb::management_points_server::ManagementPointsServer::new(mp::MpSvc {
+                ctx: ctx.clone(),
+            })
+            .max_decoding_message_size(max),
+        )
         .add_service(
             pb::admin_server::AdminServer::new(admin::AdminSvc {
                 ctx,

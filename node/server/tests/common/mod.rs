@@ -45,6 +45,7 @@ pub fn config(dir: &Path) -> NodeConfig {
         cert_lifetime: None,
         connection_limits: Default::default(),
         call_rate: Default::default(),
+        mp_volumes: vec![],
     }
 }
 

@@ -56,6 +56,8 @@ fn change() -> ControlChange {
         address: None,
         add_domain: None,
         remove_domain: None,
+        add_management_point: None,
+        remove_management_point: None,
     }
 }
 

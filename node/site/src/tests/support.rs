@@ -25,6 +25,11 @@ pub struct FakePeers {
     pub calls: Mutex<Vec<String>>,
     pub probe_answer: Mutex<Option<Result<NodeProbe, String>>>,
     pub prepare_delete_answer: Mutex<Option<Result<u64, String>>>,
+    /// A management point server's answers: describe, setup (prepare
+    /// succeeds when describe does), and the verification request.
+    pub mp_target: Mutex<Option<Result<sms_types::mp::MpTarget, String>>>,
+    pub mp_setup_answer: Mutex<Option<sms_types::mp::MpSetupResult>>,
+    pub mp_http: Mutex<Option<Result<crate::ports::HttpAnswer, String>>>,
 }
 
 impl FakePeers {
@@ -117,6 +122,98 @@ impl Peers for FakePeers {
         self.record(format!("request_id_range {site_address}"));
         Err("not scripted".into())
     }
+    async fn mp_describe(&self, server: &str) -> Result<sms_types::mp::MpTarget, String> {
+        self.record(format!("mp_describe {server}"));
+        self.mp_target
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or_else(|| Err("not scripted".into()))
+    }
+    async fn mp_prepare(
+        &self,
+        server: &str,
+        req: sms_types::mp::MpPrepare,
+    ) -> Result<(String, Vec<String>), String> {
+        let names: Vec<_> = req.files.iter().map(|f| f.name.clone()).collect();
+        self.record(format!(
+            "mp_prepare {server} {} {}",
+            req.volume,
+            names.join(",")
+        ));
+        Ok((
+            format!("{}/SMS_MP", req.volume),
+            vec!["Created the installation directory.".into()],
+        ))
+    }
+    async fn mp_setup(
+        &self,
+        server: &str,
+        req: sms_types::mp::MpSetup,
+    ) -> Result<sms_types::mp::MpSetupResult, String> {
+        self.record(format!(
+            "mp_setup {server} port={} policies={}",
+            req.port,
+            req.policies.len()
+        ));
+        self.mp_setup_answer
+            .lock()
+            .unwrap()
+            .clone()
+            .ok_or_else(|| "not scripted".into())
+    }
+    async fn mp_uninstall(
+        &self,
+        server: &str,
+        site: &SiteCode,
+    ) -> Result<sms_types::mp::MpTarget, String> {
+        self.record(format!("mp_uninstall {server} {site}"));
+        self.mp_target
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or_else(|| Err("not scripted".into()))
+    }
+    async fn mp_database_access(
+        &self,
+        site_address: &str,
+        _node_id: &str,
+    ) -> Result<String, String> {
+        self.record(format!("mp_database_access {site_address}"));
+        Err("not scripted".into())
+    }
+    async fn mp_register_client(
+        &self,
+        site_address: &str,
+        _node_id: &str,
+        _name: &str,
+        _hardware_id: &str,
+    ) -> Result<(u64, bool), String> {
+        self.record(format!("mp_register_client {site_address}"));
+        Err("not scripted".into())
+    }
+    async fn mp_client_status(
+        &self,
+        site_address: &str,
+        _node_id: &str,
+        _client: &str,
+        _messages: Vec<sms_types::mp::ClientMessage>,
+    ) -> Result<u32, String> {
+        self.record(format!("mp_client_status {site_address}"));
+        Err("not scripted".into())
+    }
+    async fn http_get(
+        &self,
+        host_port: &str,
+        path: &str,
+    ) -> Result<(u16, String, Vec<u8>), String> {
+        self.record(format!("http_get {host_port}{path}"));
+        self.mp_http
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or_else(|| Err("not scripted".into()))
+    }
 }
 
 /// A link stream that records every frame handed to it and never answers.
@@ -190,6 +287,7 @@ pub fn ct0(site: &str, parent: Option<&str>) -> SiteControl {
         addresses: vec![],
         version: SOFTWARE_VERSION.to_string(),
         next_unique_id: 1,
+        management_points: vec![],
     }
 }
 
@@ -394,6 +492,50 @@ impl Peers for LinkPeers {
         unreachable!("not used here")
     }
     async fn request_id_range(&self, _: &str, _: &SiteCode, _: &str) -> Result<(u64, u64), String> {
+        unreachable!("not used here")
+    }
+    async fn mp_describe(&self, _: &str) -> Result<sms_types::mp::MpTarget, String> {
+        unreachable!("not used here")
+    }
+    async fn mp_prepare(
+        &self,
+        _: &str,
+        _: sms_types::mp::MpPrepare,
+    ) -> Result<(String, Vec<String>), String> {
+        unreachable!("not used here")
+    }
+    async fn mp_setup(
+        &self,
+        _: &str,
+        _: sms_types::mp::MpSetup,
+    ) -> Result<sms_types::mp::MpSetupResult, String> {
+        unreachable!("not used here")
+    }
+    async fn mp_uninstall(&self, _: &str, _: &SiteCode) -> Result<sms_types::mp::MpTarget, String> {
+        unreachable!("not used here")
+    }
+    async fn mp_database_access(&self, _: &str, _: &str) -> Result<String, String> {
+        unreachable!("not used here")
+    }
+    async fn mp_register_client(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: &str,
+    ) -> Result<(u64, bool), String> {
+        unreachable!("not used here")
+    }
+    async fn mp_client_status(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: Vec<sms_types::mp::ClientMessage>,
+    ) -> Result<u32, String> {
+        unreachable!("not used here")
+    }
+    async fn http_get(&self, _: &str, _: &str) -> Result<(u16, String, Vec<u8>), String> {
         unreachable!("not used here")
     }
 }
