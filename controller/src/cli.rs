@@ -115,8 +115,8 @@ impl Cli {
             Command::CreateSecondary(a) => site::create::run(&node, &out, a).await,
             Command::SeverLink(a) => link::run(&node, &out, link::Verb::Sever, a.to).await,
             Command::RestoreLink(a) => link::run(&node, &out, link::Verb::Restore, a.to).await,
-            Command::BootstrapLog(a) => logs::run(&node, &out, "bootstrap", a.tail).await,
-            Command::Log(a) => logs::run(&node, &out, &a.name, a.tail).await,
+            Command::BootstrapLog(a) => logs::run(&node, &out, "bootstrap", a.read).await,
+            Command::Log(a) => logs::run(&node, &out, &a.name, a.read).await,
             Command::InjectFault(a) => {
                 fault::run(&node, &out, fault::Verb::Inject, a.name, a.phase).await
             }
@@ -515,11 +515,18 @@ mod tests {
         let Command::Log(a) = parse(&["log", "hman"]) else {
             panic!()
         };
-        assert_eq!((a.name.as_str(), a.tail), ("hman", 0));
+        assert_eq!(
+            (a.name.as_str(), a.read.tail, a.read.since, a.read.follow),
+            ("hman", 0, None, false)
+        );
+        let Command::Log(a) = parse(&["log", "sched", "-f", "--since", "10m"]) else {
+            panic!()
+        };
+        assert!(a.read.follow && a.read.since.is_some());
         let Command::BootstrapLog(a) = parse(&["bootstrap-log", "--tail", "15"]) else {
             panic!()
         };
-        assert_eq!(a.tail, 15);
+        assert_eq!(a.read.tail, 15);
         let Command::StatusMessages(a) = parse(&["status-messages"]) else {
             panic!()
         };

@@ -376,7 +376,9 @@ async fn read_token_file(f: &std::path::Path, data: &std::path::Path) -> anyhow:
 fn parse_log_size(s: &str) -> Result<u64, String> {
     let n = sms_server::logging::parse_size(s)?;
     if n < 1024 {
-        return Err(format!("{s} is below 1KiB: a log file must hold a few lines"));
+        return Err(format!(
+            "{s} is below 1KiB: a log file must hold a few lines"
+        ));
     }
     Ok(n)
 }
