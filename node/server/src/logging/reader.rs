@@ -322,17 +322,21 @@ impl Follower {
         let mut used = 0;
         loop {
             let Some(file) = self.file.as_mut() else {
-                match File::open(&self.path) {
-                    Ok(f) => {
-                        self.id = f.metadata().ok().and_then(|m| identity(&m));
-                        self.file = Some(f);
-                        self.pos = 0;
-                        self.rotated = false;
-                        continue;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-                    Err(e) => return Err(e),
-                }
+                let next = match self.rotated {
+                    // The file read was rotated away: its successor may
+                    // itself be rotated by now (rotations faster than the
+                    // polls), so go through them in order.
+                    true => successor(&self.path, self.id)?,
+                    false => open_if_there(&self.path)?,
+                };
+                let Some(f) = next else {
+                    return Ok(());
+                };
+                self.id = f.metadata().ok().and_then(|m| identity(&m));
+                self.file = Some(f);
+                self.pos = 0;
+                self.rotated = false;
+                continue;
             };
             if used >= budget {
                 return Ok(());
@@ -384,6 +388,58 @@ impl Follower {
             }
         }
     }
+}
+
+fn open_if_there(path: &Path) -> io::Result<Option<File>> {
+    match File::open(path) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens the file written after the one with identity `id`, which was
+/// rotated away: if that file is now `NAME.log.K`, its successor is
+/// `NAME.log.K-1` (`NAME.log` for K = 1). If it is gone (deleted beyond
+/// --log-keep), the oldest file there is. None if there is none yet.
+fn successor(path: &Path, id: Option<(u64, u64)>) -> io::Result<Option<File>> {
+    let id_at = |n: usize| -> io::Result<Option<Option<(u64, u64)>>> {
+        match std::fs::metadata(rotated(path, n)) {
+            Ok(m) => Ok(Some(identity(&m))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    };
+    for _ in 0..5 {
+        let (mut found, mut oldest) = (None, 0);
+        let mut n = 1;
+        while let Some(i) = id_at(n)? {
+            if i == id {
+                found = Some(n);
+                break;
+            }
+            oldest = n;
+            n += 1;
+        }
+        let next = match found {
+            Some(k) => k - 1,
+            None => oldest,
+        };
+        let Some(f) = open_if_there(&rotated(path, next))? else {
+            if next == 0 {
+                return Ok(None);
+            }
+            continue;
+        };
+        // Rotation renames the oldest first, so if the old file still has
+        // its name, the one opened had not moved either.
+        match found {
+            Some(k) if id_at(k)? != Some(id) => continue,
+            _ => return Ok(Some(f)),
+        }
+    }
+    // Rotating faster than this can look: carry on with the newest.
+    open_if_there(path)
 }
 
 /// Adds `bytes` to a line being assembled, keeping its first [`MAX_LINE`].
@@ -665,7 +721,7 @@ mod tests {
         w.write_all(b"before 2\n").unwrap();
         let (mut r, _) = LogReader::open(&p, 1, None, true, None).unwrap();
         let mut got = Vec::new();
-        let mut drain = |r: &mut LogReader, got: &mut Vec<String>| {
+        let drain = |r: &mut LogReader, got: &mut Vec<String>| {
             while let Some(c) = r.next_chunk().unwrap() {
                 got.extend(c);
             }
@@ -689,6 +745,30 @@ mod tests {
             drain(&mut r, &mut got);
         }
         assert!(rotated(&p, 3).exists(), "the test should rotate");
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_follower_goes_through_every_file_when_rotations_outpace_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("hman.log");
+        let mut w = RotatingFile::open(&p, 64, 1000).unwrap();
+        w.write_all(b"start\n").unwrap();
+        let (mut r, _) = LogReader::open(&p, 1, None, true, None).unwrap();
+        let mut got = Vec::new();
+        let mut want = vec!["start".to_string()];
+        for round in 0..5 {
+            // About twenty rotations before the follower looks again.
+            for i in 0..60 {
+                let l = format!("round {round} line {i:02}");
+                w.write_all(format!("{l}\n").as_bytes()).unwrap();
+                want.push(l);
+            }
+            while let Some(c) = r.next_chunk().unwrap() {
+                got.extend(c);
+            }
+        }
+        assert!(rotated(&p, 50).exists());
         assert_eq!(got, want);
     }
 }
