@@ -48,7 +48,8 @@ pub enum Command {
     RestoreLink(link::RestoreArgs),
     /// The node's bootstrap log (works on bare nodes).
     BootstrapLog(logs::BootstrapArgs),
-    /// Any component log of the node (sitectrl, hman, sched, sender, despool, ...).
+    /// Any component log of the node (sitectrl, hman, sched, sender, despool, ...), with its
+    /// rotated history: tailed from the end, filtered by time, or followed.
     Log(logs::LogArgs),
     /// Inject a fault on the node: ct2-job-failure, bootstrap-failure --phase N, renewal-crash,
     /// cert-exchange-failure.
