@@ -48,7 +48,8 @@ pub enum Command {
     RestoreLink(link::RestoreArgs),
     /// The node's bootstrap log (works on bare nodes).
     BootstrapLog(logs::BootstrapArgs),
-    /// Any component log of the node (sitectrl, hman, sched, sender, despool, ...).
+    /// Any component log of the node (sitectrl, hman, sched, sender, despool, ...), with its
+    /// rotated history: tailed from the end, filtered by time, or followed.
     Log(logs::LogArgs),
     /// Inject a fault on the node: ct2-job-failure, bootstrap-failure --phase N, renewal-crash,
     /// cert-exchange-failure.
@@ -119,8 +120,8 @@ impl Cli {
             Command::CreateSecondary(a) => site::create::run(&node, &out, a).await,
             Command::SeverLink(a) => link::run(&node, &out, link::Verb::Sever, a.to).await,
             Command::RestoreLink(a) => link::run(&node, &out, link::Verb::Restore, a.to).await,
-            Command::BootstrapLog(a) => logs::run(&node, &out, "bootstrap", a.tail).await,
-            Command::Log(a) => logs::run(&node, &out, &a.name, a.tail).await,
+            Command::BootstrapLog(a) => logs::run(&node, &out, "bootstrap", a.read).await,
+            Command::Log(a) => logs::run(&node, &out, &a.name, a.read).await,
             Command::InjectFault(a) => {
                 fault::run(&node, &out, fault::Verb::Inject, a.name, a.phase).await
             }
@@ -520,11 +521,18 @@ mod tests {
         let Command::Log(a) = parse(&["log", "hman"]) else {
             panic!()
         };
-        assert_eq!((a.name.as_str(), a.tail), ("hman", 0));
+        assert_eq!(
+            (a.name.as_str(), a.read.tail, a.read.since, a.read.follow),
+            ("hman", 0, None, false)
+        );
+        let Command::Log(a) = parse(&["log", "sched", "-f", "--since", "10m"]) else {
+            panic!()
+        };
+        assert!(a.read.follow && a.read.since.is_some());
         let Command::BootstrapLog(a) = parse(&["bootstrap-log", "--tail", "15"]) else {
             panic!()
         };
-        assert_eq!(a.tail, 15);
+        assert_eq!(a.read.tail, 15);
         let Command::StatusMessages(a) = parse(&["status-messages"]) else {
             panic!()
         };

@@ -7,6 +7,7 @@ use sms_controller::Cli;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    sms_controller::output::quiet_on_closed_stdout();
     let cli = Cli::parse();
     match cli.run().await {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,6 +9,45 @@ use serde_json::{json, Value};
 use sms_proto::v1 as pb;
 use uuid::Uuid;
 
+/// Stdout could not be written. A closed pipe (`controller status | head
+/// -1`) ends the process quietly with status 0: the reader took what it
+/// wanted, as with `head` or `grep -q`, and 0 (rather than the shell's 141
+/// for SIGPIPE) keeps `set -o pipefail` scripts working. Anything else is
+/// reported.
+pub fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("controller: cannot write the output: {e}");
+    std::process::exit(1)
+}
+
+/// Makes every `println!` behave as [`stdout_failed`] on a closed pipe:
+/// std ignores SIGPIPE and panics with "failed printing to stdout: Broken
+/// pipe"; this hook turns that one panic into the quiet exit and leaves
+/// every other panic to the default hook.
+pub fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let p = info.payload();
+        let msg = p
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| p.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if closed_stdout(msg) {
+            std::process::exit(0);
+        }
+        default(info)
+    }));
+}
+
+/// Whether a panic message is std's for a write to a closed stdout.
+fn closed_stdout(msg: &str) -> bool {
+    msg.starts_with("failed printing to stdout")
+        && (msg.contains("Broken pipe") || msg.contains("os error 32"))
+}
+
 /// Global output options.
 #[derive(Clone, Debug)]
 pub struct Out {
@@ -605,6 +644,19 @@ mod tests {
         assert_eq!(rules[1]["lowest"], "low");
         assert_eq!(v["domains"], json!([]));
         assert_eq!(keys(&v).len(), 9);
+    }
+
+    #[test]
+    fn only_a_closed_stdout_panic_is_taken_for_one() {
+        let e = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert!(!closed_stdout(&e.to_string()));
+        let e = std::io::Error::from_raw_os_error(32);
+        assert!(closed_stdout(&format!("failed printing to stdout: {e}")));
+        assert!(!closed_stdout(&format!("failed printing to stderr: {e}")));
+        assert!(!closed_stdout(
+            "failed printing to stdout: No space left on device (os error 28)"
+        ));
+        assert!(!closed_stdout("index out of bounds"));
     }
 
     #[test]

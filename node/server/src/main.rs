@@ -127,6 +127,18 @@ struct RunArgs {
         value_name = "DIR,..."
     )]
     mp_volumes: Vec<PathBuf>,
+    /// A component log (DIR/logs/NAME.log) is rotated to NAME.log.1 before
+    /// it grows past this size (e.g. 16MiB, 512KiB; at least 1KiB).
+    #[arg(long, env = "SMS_LOG_MAX_SIZE", value_name = "SIZE", default_value = "16MiB", value_parser = parse_log_size)]
+    log_max_size: u64,
+    /// Rotated files kept per component log (NAME.log.1 is the newest, the
+    /// oldest beyond this is deleted); 0 keeps no history.
+    #[arg(long, env = "SMS_LOG_KEEP", default_value_t = 5, value_parser = clap::value_parser!(u16).range(0..=1000))]
+    log_keep: u16,
+    /// Format of the component log files: text, or json (one object a line:
+    /// timestamp, level, fields, target). stderr stays text.
+    #[arg(long, env = "SMS_LOG_FORMAT", value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
     /// Plaintext and unauthenticated connections, for comparison
     /// benchmarks and tests on loopback. Never on a network you do not own.
     #[arg(long, env = "SMS_INSECURE", value_parser = clap::builder::FalseyValueParser::new())]
@@ -212,7 +224,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .data
         .ok_or_else(|| anyhow::anyhow!("--data DIR is required (or set SMS_DATA)"))?;
     std::fs::create_dir_all(&data)?;
-    let _logs = sms_server::logging::init(&data.join("logs"))?;
+    let log_files = sms_server::logging::LogFiles {
+        max_bytes: args.log_max_size,
+        keep: args.log_keep as usize,
+        json: args.log_format == "json",
+    };
+    let _logs = sms_server::logging::init(&data.join("logs"), &log_files)?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
@@ -368,6 +385,16 @@ async fn read_token_file(f: &std::path::Path, data: &std::path::Path) -> anyhow:
 }
 
 /// `--cert-lifetime`: a human duration between 30 s and 10 years.
+fn parse_log_size(s: &str) -> Result<u64, String> {
+    let n = sms_server::logging::parse_size(s)?;
+    if n < 1024 {
+        return Err(format!(
+            "{s} is below 1KiB: a log file must hold a few lines"
+        ));
+    }
+    Ok(n)
+}
+
 fn parse_lifetime(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s)
         .map_err(|e| format!("{s:?} is not a duration like 90d, 12h or 30s: {e}"))?;

@@ -40,6 +40,7 @@ async fn child_view(server: &str, parent_code: &str) -> Result<ChildView, String
         .read_log(pb::ReadLogRequest {
             name: "bootstrap".into(),
             tail: 15,
+            ..Default::default()
         })
         .await
         .map(|r| r.into_inner().lines)

@@ -24,10 +24,19 @@ use sms_trust::AdminRole;
 /// broadcast receiver and its buffer, so they are bounded.
 pub const MAX_WATCHERS: usize = 64;
 
+/// `StreamLog --follow` streams a node serves at once: each polls a file
+/// and holds a read buffer, so they are bounded like the watchers.
+pub const MAX_LOG_FOLLOWERS: usize = 16;
+
+/// How often a followed log is looked at for new lines.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
 pub struct AdminSvc {
     pub ctx: Arc<Ctx>,
     /// One permit per open `WatchStatusMessages` stream.
     pub watchers: Arc<tokio::sync::Semaphore>,
+    /// One permit per open `StreamLog` stream that follows its log.
+    pub log_followers: Arc<tokio::sync::Semaphore>,
     /// Where this node's component logs are (for `controller log`).
     pub log_dir: std::path::PathBuf,
 }
@@ -184,6 +193,20 @@ fn control_change(req: pb::ChangeSiteControlRequest) -> Result<ControlChange, St
 }
 
 type StoredStream = Pin<Box<dyn Stream<Item = Result<pb::StoredStatusMessages, Status>> + Send>>;
+type LogStream = Pin<Box<dyn Stream<Item = Result<pb::LogLines, Status>> + Send>>;
+
+/// The `since` of a log request as a time (None for 0).
+fn log_since(req: &pb::ReadLogRequest) -> Option<std::time::SystemTime> {
+    (req.since_unix_ms > 0)
+        .then(|| std::time::UNIX_EPOCH + std::time::Duration::from_millis(req.since_unix_ms))
+}
+
+fn log_status(e: crate::logging::ReadError) -> Status {
+    match e {
+        crate::logging::ReadError::Unknown(m) => Status::invalid_argument(m),
+        crate::logging::ReadError::Io(m) => Status::internal(m),
+    }
+}
 
 #[tonic::async_trait]
 impl pb::admin_server::Admin for AdminSvc {
@@ -634,9 +657,84 @@ impl pb::admin_server::Admin for AdminSvc {
     async fn read_log(&self, req: Request<pb::ReadLogRequest>) -> R<pb::LogLines> {
         let _caller = self.allow(&req, AdminRole::ReadOnly)?;
         let req = req.into_inner();
-        let lines = crate::logging::read(&self.log_dir, &req.name, req.tail as usize)
-            .map_err(Status::invalid_argument)?;
-        reply(pb::LogLines { lines })
+        if req.follow {
+            return Err(Status::invalid_argument(
+                "follow needs the StreamLog call; ReadLog returns one reply",
+            ));
+        }
+        let since = log_since(&req);
+        let dir = &self.log_dir;
+        // Bounded reads of local files: a short block, as the despooler's.
+        let (lines, truncated) = tokio::task::block_in_place(|| {
+            crate::logging::read(dir, &req.name, req.tail as u64, since)
+        })
+        .map_err(log_status)?;
+        reply(pb::LogLines { lines, truncated })
+    }
+
+    type StreamLogStream = LogStream;
+
+    async fn stream_log(&self, req: Request<pb::ReadLogRequest>) -> R<LogStream> {
+        let _caller = self.allow(&req, AdminRole::ReadOnly)?;
+        let req = req.into_inner();
+        let permit = if req.follow {
+            let p = self
+                .log_followers
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| {
+                    tracing::warn!("refused to follow a log: {MAX_LOG_FOLLOWERS} are followed");
+                    Status::resource_exhausted(format!(
+                        "this node already serves {MAX_LOG_FOLLOWERS} followed logs; close one \
+                     (or read without --follow) and try again"
+                    ))
+                })?;
+            Some(p)
+        } else {
+            None
+        };
+        let (reader, _) = tokio::task::block_in_place(|| {
+            crate::logging::open(
+                &self.log_dir,
+                &req.name,
+                req.tail as u64,
+                log_since(&req),
+                req.follow,
+                None,
+            )
+        })
+        .map_err(log_status)?;
+        let cancel = self.ctx.tasks.token();
+        let name = req.name;
+        // Ends with the log (or, following, when the client goes away or
+        // the node stops: shutdown never waits on a follower).
+        let stream = futures::stream::unfold(Some((reader, permit)), move |state| {
+            let (cancel, name) = (cancel.clone(), name.clone());
+            async move {
+                let (mut reader, permit) = state?;
+                loop {
+                    match tokio::task::block_in_place(|| reader.next_chunk()) {
+                        Ok(Some(lines)) => {
+                            let item = pb::LogLines {
+                                lines,
+                                truncated: false,
+                            };
+                            return Some((Ok(item), Some((reader, permit))));
+                        }
+                        Ok(None) if reader.following() => tokio::select! {
+                            _ = cancel.cancelled() => return None,
+                            _ = tokio::time::sleep(FOLLOW_POLL) => {}
+                        },
+                        Ok(None) => return None,
+                        Err(e) => {
+                            let e = Status::internal(format!("cannot read {name}.log: {e}"));
+                            return Some((Err(e), None));
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn list_probes(&self, req: Request<pb::ListProbesRequest>) -> R<pb::ProbeList> {

@@ -114,6 +114,7 @@ pub async fn serve(
                 ctx,
                 log_dir,
                 watchers: Arc::new(tokio::sync::Semaphore::new(admin::MAX_WATCHERS)),
+                log_followers: Arc::new(tokio::sync::Semaphore::new(admin::MAX_LOG_FOLLOWERS)),
             })
             .max_decoding_message_size(max)
             .max_encoding_message_size(64 * 1024 * 1024),
