@@ -11,6 +11,7 @@ mod failure_modes;
 mod grpc_surface;
 mod lifecycle;
 mod logon;
+mod metrics;
 mod status_load;
 mod transport;
 mod trust;

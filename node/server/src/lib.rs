@@ -6,7 +6,10 @@
 //! logging ([`logging`]). The components themselves are in `sms-site`; the
 //! store in `sms-store`; the domain vocabulary in `sms-types`.
 
+pub mod health;
+pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod node;
 pub mod peers;
 pub mod renewal;
@@ -16,3 +19,4 @@ pub mod security;
 pub use node::{Node, NodeConfig, ADDR_FILE};
 pub use peers::Connector;
 pub use security::{NodeTls, Security};
+pub use sms_site::stale::DEFAULT_STALE_AFTER_INTERVALS;

@@ -228,13 +228,42 @@ pub struct ScmState {
 }
 
 /// The Hierarchy Manager's state.
-#[derive(Default)]
 pub struct HmState {
     /// A CT2 arrived.
     wake: Notify,
+    /// Polling intervals of silence after which a site below is Stale
+    /// (see `stale`).
+    stale_after: std::sync::atomic::AtomicU32,
+    /// When this node started: silence is counted from here at the most.
+    started_unix_ms: u64,
+}
+
+impl Default for HmState {
+    fn default() -> Self {
+        HmState {
+            wake: Notify::new(),
+            stale_after: crate::stale::DEFAULT_STALE_AFTER_INTERVALS.into(),
+            started_unix_ms: now_ms(),
+        }
+    }
 }
 
 impl HmState {
+    /// Polling intervals of silence after which a site below is Stale.
+    pub fn stale_after_intervals(&self) -> u32 {
+        self.stale_after.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Sets it (the node's `--stale-after-intervals`; at least 1).
+    pub fn set_stale_after_intervals(&self, n: u32) {
+        self.stale_after
+            .store(n.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn started_unix_ms(&self) -> u64 {
+        self.started_unix_ms
+    }
+
     pub fn wake(&self) {
         self.wake.notify_one();
     }
@@ -294,6 +323,9 @@ pub struct StatusState {
     /// (`WatchStatusMessages`); nothing is sent while no one watches.
     feed: broadcast::Sender<Stored>,
     load: SingleFlight,
+    /// Messages stored at this site since start (its own and its
+    /// descendants'), by severity: informational, warning, error.
+    stored: [std::sync::atomic::AtomicU64; 3],
 }
 
 /// Batches a watcher may fall behind by before it misses some (a batch is
@@ -306,6 +338,7 @@ impl Default for StatusState {
             wake: Notify::new(),
             feed: broadcast::channel(WATCH_BACKLOG).0,
             load: SingleFlight::new(),
+            stored: Default::default(),
         }
     }
 }
@@ -318,6 +351,20 @@ impl StatusState {
 
     pub(crate) async fn woken(&self) {
         self.wake.notified().await
+    }
+
+    pub(crate) fn count_stored(&self, severity: Severity) {
+        self.stored[severity as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Messages stored at this site since start, by severity.
+    pub fn stored_by_severity(&self) -> [(Severity, u64); 3] {
+        use std::sync::atomic::Ordering::Relaxed;
+        [
+            (Severity::Informational, self.stored[0].load(Relaxed)),
+            (Severity::Warning, self.stored[1].load(Relaxed)),
+            (Severity::Error, self.stored[2].load(Relaxed)),
+        ]
     }
 
     pub(crate) fn feed(&self) -> &broadcast::Sender<Stored> {

@@ -15,7 +15,7 @@
 //!    [`despooler`]
 //! 4. [`status_manager`] (store and replicate), [`bootstrap`], [`logon`]
 //! 5. [`site_config`] (Site Configuration Manager: the watchdog cycle)
-//! 6. [`hierarchy`] (Hierarchy Manager)
+//! 6. [`hierarchy`] (Hierarchy Manager), [`stale`] (sites silent too long)
 //! 7. [`ops`] (the administrator's operations) and [`queries`] (read models)
 //! 8. [`wiring`]
 
@@ -35,6 +35,7 @@ pub mod sender;
 pub mod site_component;
 pub mod site_config;
 pub mod site_records;
+pub mod stale;
 pub mod status;
 pub mod status_manager;
 pub mod trust;

@@ -12,6 +12,7 @@ pub mod limits;
 pub mod link;
 mod model;
 pub mod records;
+pub mod stats;
 pub mod views;
 
 pub use model::*;

@@ -45,6 +45,8 @@ pub fn config(dir: &Path) -> NodeConfig {
         cert_lifetime: None,
         connection_limits: Default::default(),
         call_rate: Default::default(),
+        http_listen: None,
+        stale_after_intervals: sms_site::stale::DEFAULT_STALE_AFTER_INTERVALS,
     }
 }
 
