@@ -235,7 +235,7 @@ pub struct HmState {
     /// (see `stale`).
     stale_after: std::sync::atomic::AtomicU32,
     /// When this node started: silence is counted from here at the most.
-    started_unix_ms: u64,
+    started_unix_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Default for HmState {
@@ -243,7 +243,7 @@ impl Default for HmState {
         HmState {
             wake: Notify::new(),
             stale_after: crate::stale::DEFAULT_STALE_AFTER_INTERVALS.into(),
-            started_unix_ms: now_ms(),
+            started_unix_ms: now_ms().into(),
         }
     }
 }
@@ -262,6 +262,14 @@ impl HmState {
 
     pub(crate) fn started_unix_ms(&self) -> u64 {
         self.started_unix_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Tests: pretend the node started at `ms`.
+    #[cfg(test)]
+    pub(crate) fn set_started_unix_ms(&self, ms: u64) {
+        self.started_unix_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn wake(&self) {
