@@ -227,12 +227,15 @@ pub struct ScmState {
     force_ct2: std::sync::atomic::AtomicBool,
 }
 
+/// Polling intervals of silence after which a site below is Stale, by
+/// default (see `stale`).
+pub const DEFAULT_STALE_AFTER_INTERVALS: u32 = 3;
+
 /// The Hierarchy Manager's state.
 pub struct HmState {
     /// A CT2 arrived.
     wake: Notify,
-    /// Polling intervals of silence after which a site below is Stale
-    /// (see `stale`).
+    /// Polling intervals of silence after which a site below is Stale.
     stale_after: std::sync::atomic::AtomicU32,
     /// When this node started: silence is counted from here at the most.
     started_unix_ms: std::sync::atomic::AtomicU64,
@@ -242,7 +245,7 @@ impl Default for HmState {
     fn default() -> Self {
         HmState {
             wake: Notify::new(),
-            stale_after: crate::stale::DEFAULT_STALE_AFTER_INTERVALS.into(),
+            stale_after: DEFAULT_STALE_AFTER_INTERVALS.into(),
             started_unix_ms: now_ms().into(),
         }
     }

@@ -17,8 +17,7 @@ use sms_types::*;
 
 use crate::core::Ctx;
 
-/// Polling intervals of silence after which a site is Stale, by default.
-pub const DEFAULT_STALE_AFTER_INTERVALS: u32 = 3;
+pub use crate::core::DEFAULT_STALE_AFTER_INTERVALS;
 
 /// How often the check runs at the most (it runs sooner when a site is
 /// due sooner).
