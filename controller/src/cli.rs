@@ -257,6 +257,7 @@ mod tests {
                 "remove-domain",
                 "probe",
                 "package",
+                "mp",
                 "up",
                 "token",
                 "admin",

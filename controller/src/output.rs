@@ -269,14 +269,37 @@ pub fn site_json(s: &pb::SiteRecord) -> Value {
         "parent_site_code": s.parent_site_code,
         "kind": s.kind,
         "server": s.server,
-        "status": s.status,
+        "status": shown_status(s),
+        "stale": s.stale,
         "serial": s.serial,
         "status_changed_unix_ms": s.status_changed_unix_ms,
+        "last_report_unix_ms": (s.last_report_unix_ms > 0).then_some(s.last_report_unix_ms),
+        "last_report_age_ms": (s.last_report_unix_ms > 0).then_some(s.last_report_age_ms),
         "version": s.version,
         "link_state": s.link_state,
         "recent_errors": s.recent_errors,
         "recent_warnings": s.recent_warnings,
     })
+}
+
+/// A site's status as an operator reads it: `Stale` for an Active site
+/// that has been silent too long, its install status otherwise.
+pub fn shown_status(s: &pb::SiteRecord) -> String {
+    if s.stale {
+        "Stale".to_string()
+    } else {
+        s.status.clone()
+    }
+}
+
+/// When a site last reported, as an age (`-` if it has not since the node
+/// began keeping track).
+pub fn report_age(s: &pb::SiteRecord) -> String {
+    if s.last_report_unix_ms == 0 {
+        return "-".to_string();
+    }
+    let secs = std::time::Duration::from_secs(s.last_report_age_ms / 1000);
+    format!("{} ago", humantime::format_duration(secs))
 }
 
 /// The site list as a table.
@@ -289,6 +312,7 @@ pub fn sites_table(sites: &[pb::SiteRecord]) -> Table {
         "status",
         "serial",
         "since",
+        "last report",
         "link",
         "errors/warnings (1 h)",
     ]);
@@ -298,9 +322,10 @@ pub fn sites_table(sites: &[pb::SiteRecord]) -> Table {
             or_dash(&s.parent_site_code),
             shown(&s.kind),
             shown(&s.server),
-            shown(&s.status),
+            shown(&shown_status(s)),
             s.serial.to_string(),
             time(s.status_changed_unix_ms),
+            report_age(s),
             or_dash(&s.link_state),
             format!("{}/{}", s.recent_errors, s.recent_warnings),
         ]);
@@ -563,12 +588,34 @@ mod tests {
         let v = site_json(&s);
         assert_eq!(v["parent_site_code"], "");
         assert_eq!(v["status_changed_unix_ms"], 0);
-        assert_eq!(keys(&v).len(), 11);
+        assert_eq!(keys(&v).len(), 14);
+        assert_eq!(v["stale"], false);
+        assert!(v["last_report_unix_ms"].is_null(), "never reported: null");
         let t = sites_table(&[s]).to_string();
         assert!(t.contains("errors/warnings (1 h)"), "{t}");
         assert!(t.contains("2/5"), "{t}");
         assert!(t.contains(" - "), "empty parent and link print as -: {t}");
         assert!(t.contains("1970-01-01T00:00:00.000Z"), "{t}");
+    }
+
+    #[test]
+    fn a_stale_site_shows_stale_with_the_age_of_its_last_report() {
+        let s = pb::SiteRecord {
+            site_code: "S01".into(),
+            status: "Active".into(),
+            stale: true,
+            last_report_unix_ms: 1_000,
+            last_report_age_ms: 95_000,
+            ..Default::default()
+        };
+        let v = site_json(&s);
+        assert_eq!(v["status"], "Stale");
+        assert_eq!(v["stale"], true);
+        assert_eq!(v["last_report_unix_ms"], 1_000);
+        assert_eq!(v["last_report_age_ms"], 95_000);
+        let t = sites_table(&[s]).to_string();
+        assert!(t.contains("Stale"), "{t}");
+        assert!(t.contains("1m 35s ago"), "{t}");
     }
 
     #[test]
@@ -643,7 +690,8 @@ mod tests {
         assert_eq!(rules[0]["lowest"], "high");
         assert_eq!(rules[1]["lowest"], "low");
         assert_eq!(v["domains"], json!([]));
-        assert_eq!(keys(&v).len(), 9);
+        assert_eq!(keys(&v).len(), 10);
+        assert_eq!(v["management_points"], json!([]));
     }
 
     #[test]

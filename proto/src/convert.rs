@@ -448,6 +448,9 @@ pub fn site_to(r: &SiteRecord) -> pb::SiteRecord {
         recent_warnings: 0,
         link_state: String::new(),
         version: String::new(),
+        stale: false,
+        last_report_unix_ms: 0,
+        last_report_age_ms: 0,
         site_code: r.site_code.to_string(),
         parent_site_code: opt_str(&r.parent_site_code),
         kind: r.kind.as_str().to_string(),
@@ -681,6 +684,9 @@ pub fn site_row_to(r: &SiteRow) -> pb::SiteRecord {
         .map(|s| s.as_str().to_string())
         .unwrap_or_default();
     out.version = r.version.clone();
+    out.stale = r.stale;
+    out.last_report_unix_ms = r.last_report_unix_ms.unwrap_or(0);
+    out.last_report_age_ms = r.report_age_ms.unwrap_or(0);
     out
 }
 

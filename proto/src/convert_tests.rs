@@ -776,8 +776,13 @@ fn site_row_to_fills_the_health_fields() {
         recent_warnings: 8,
         link_state: Some(LinkState::Retrying),
         version: "0.1.0".into(),
+        last_report_unix_ms: Some(1234),
+        report_age_ms: Some(5),
+        stale: true,
     };
     let w = site_row_to(&row);
+    assert!(w.stale);
+    assert_eq!(w.last_report_unix_ms, 1234);
     assert_eq!(w.site_code, "S02");
     assert_eq!(w.parent_site_code, "S01");
     assert_eq!(w.kind, "secondary");
@@ -790,9 +795,13 @@ fn site_row_to_fills_the_health_fields() {
     // Not a direct neighbour: no link state; the bare record has no health.
     let w = site_row_to(&SiteRow {
         link_state: None,
+        last_report_unix_ms: None,
+        stale: false,
         ..row
     });
     assert_eq!(w.link_state, "");
+    assert!(!w.stale);
+    assert_eq!(w.last_report_unix_ms, 0, "never reported reads as 0");
     let bare = site_to(&SiteRecord {
         parent_site_code: None,
         ..record()

@@ -144,7 +144,9 @@ fn a_full_receiver_reports_not_serving_fails_no_job_and_recovers_by_itself() {
     wait_for("the address change", Duration::from_secs(30), || {
         parent.json(&["site-control"])["serial"] == 2
     });
-    let child = NodeProc::start(&disk.0.join("s01"), &[]);
+    let child = NodeProc::start(&disk.0.join("s01"), &["--http-listen", "127.0.0.1:0"]);
+    let ready = crate::metrics::http_url(&child);
+    let ready = move || crate::metrics::http_get(&ready, "/ready").expect("GET /ready");
     let v = parent.json(&[
         "create-secondary",
         "--site-code",
@@ -155,6 +157,7 @@ fn a_full_receiver_reports_not_serving_fails_no_job_and_recovers_by_itself() {
     ]);
     assert_eq!(v["status"], "Active");
     assert_eq!(health(&child.addr), Ok(1));
+    assert_eq!(ready(), (200, "ready\n".to_string()));
 
     let filler = disk.0.join("filler");
     let filled = fill(&filler);
@@ -202,6 +205,9 @@ fn a_full_receiver_reports_not_serving_fails_no_job_and_recovers_by_itself() {
             "a job failed because the receiver's disk is full"
         );
         assert_eq!(health(&child.addr), Ok(2), "NOT_SERVING while full");
+        let (code, body) = ready();
+        assert_eq!(code, 503, "/ready answers 503 while full: {body}");
+        assert!(body.contains("the store cannot write"), "{body}");
         std::thread::sleep(Duration::from_millis(250));
     }
     let (queued, _) = link_counts(&parent, "S01");
@@ -217,6 +223,9 @@ fn a_full_receiver_reports_not_serving_fails_no_job_and_recovers_by_itself() {
     });
     wait_for("the child SERVING again", Duration::from_secs(30), || {
         health(&child.addr) == Ok(1)
+    });
+    wait_for("the child ready again", Duration::from_secs(30), || {
+        ready().0 == 200
     });
     wait_for(
         "PRI's outbox to S01 to drain",

@@ -12,6 +12,7 @@ mod grpc_surface;
 mod lifecycle;
 mod logon;
 mod logs;
+mod metrics;
 mod mp;
 mod status_load;
 mod transport;

@@ -106,13 +106,28 @@ pub async fn run(out: &Out, a: Args) -> anyhow::Result<()> {
         .unwrap_or(json!({}));
     let port = |k: &str| ports.get(k).and_then(|v| v.as_u64()).unwrap_or(0) as u16;
 
+    // The central site serves /metrics and /ready on loopback (plain HTTP).
+    let http_listen = format!("127.0.0.1:{}", port("http"));
     let primary = spawn(
         &cluster,
         &format!("primary {}", a.primary),
         &a.dir.join(&a.primary),
         port("primary"),
-        &["--install-primary", &a.primary],
+        &[
+            "--install-primary",
+            &a.primary,
+            "--http-listen",
+            &http_listen,
+        ],
     )?;
+    let http_url = std::fs::read_to_string(a.dir.join(&a.primary).join("http.addr"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let http_port = http_url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(0);
     // Secure by default: the central site wrote its first administrator's
     // certificate; keep a copy where the controller looks by default, and
     // get the secondary's node a join token from the primary.
@@ -153,12 +168,15 @@ pub async fn run(out: &Out, a: Args) -> anyhow::Result<()> {
     std::fs::write(
         &ports_file,
         serde_json::to_vec_pretty(
-            &json!({"primary": primary.node.port(), "secondary": secondary.node.port()}),
+            &json!({"primary": primary.node.port(), "secondary": secondary.node.port(), "http": http_port}),
         )?,
     )?;
     if !out.json {
         println!("central primary {} on {}", a.primary, primary.node.addr());
         println!("bare node for {} on {}", a.secondary, secondary.node.addr());
+        if !http_url.is_empty() {
+            println!("metrics of {} at {http_url}/metrics", a.primary);
+        }
     }
     let result = build(out, &a, primary.node.addr(), secondary.node.addr()).await;
     if result.is_ok() && !a.once {

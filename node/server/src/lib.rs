@@ -6,7 +6,10 @@
 //! logging ([`logging`]). The components themselves are in `sms-site`; the
 //! store in `sms-store`; the domain vocabulary in `sms-types`.
 
+pub mod health;
+pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod mp_http;
 pub mod node;
 pub mod peers;
@@ -18,3 +21,4 @@ pub mod security;
 pub use node::{Node, NodeConfig, ADDR_FILE};
 pub use peers::Connector;
 pub use security::{NodeTls, Security};
+pub use sms_site::stale::DEFAULT_STALE_AFTER_INTERVALS;

@@ -139,6 +139,18 @@ struct RunArgs {
     /// timestamp, level, fields, target). stderr stays text.
     #[arg(long, env = "SMS_LOG_FORMAT", value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// Serve `/metrics` (Prometheus text format) and `/ready` over HTTP on
+    /// this address; port 0 lets the OS choose (the URL is printed and
+    /// written to DIR/http.addr). Plain HTTP on a loopback address (or with
+    /// --insecure), HTTPS with the node's certificate on any other. Off
+    /// when not given.
+    #[arg(long, value_name = "HOST:PORT", env = "SMS_HTTP_LISTEN")]
+    http_listen: Option<String>,
+    /// A site below this one that has not reported here (no CT2, no status
+    /// message) for this many of its polling intervals is shown Stale, with
+    /// status message 3120 (3121 when it reports again).
+    #[arg(long, env = "SMS_STALE_AFTER_INTERVALS", default_value_t = sms_server::DEFAULT_STALE_AFTER_INTERVALS, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    stale_after_intervals: u32,
     /// Plaintext and unauthenticated connections, for comparison
     /// benchmarks and tests on loopback. Never on a network you do not own.
     #[arg(long, env = "SMS_INSECURE", value_parser = clap::builder::FalseyValueParser::new())]
@@ -261,6 +273,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             burst: (args.max_calls_per_sec * 2) as f64,
         },
         mp_volumes: args.mp_volumes.clone(),
+        http_listen: args.http_listen,
+        stale_after_intervals: args.stale_after_intervals,
         package_retention: sms_types::PackageRetention {
             keep: Duration::from_secs(args.package_keep_days.saturating_mul(24 * 3600)),
             max_bytes: args.package_max_mib.saturating_mul(1024 * 1024),
@@ -279,6 +293,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         None => "bare node".to_string(),
     };
     println!("sms-node listening on {} as {who}", node.local_addr);
+    if let Some(url) = &node.http_url {
+        println!("sms-node serving {url}/metrics and {url}/ready");
+    }
     tracing::info!(addr = %node.local_addr, advertise = %node.ctx.advertise, "listening as {who}");
     let ctx = node.ctx.clone();
     let restarting = tokio::select! {

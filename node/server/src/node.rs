@@ -62,6 +62,11 @@ pub struct NodeConfig {
     /// The data volumes a management point may be installed on (empty: the
     /// data dir's own volume).
     pub mp_volumes: Vec<PathBuf>,
+    /// Serve `/metrics` and `/ready` (see [`crate::http`]) on this address
+    /// (port 0: any free port); None: no HTTP listener.
+    pub http_listen: Option<String>,
+    /// Polling intervals of silence after which a site below is Stale.
+    pub stale_after_intervals: u32,
 }
 
 /// The directory in a central site's data dir where its first
@@ -82,6 +87,9 @@ pub fn own_site_label(ctx: &Ctx) -> Option<String> {
 pub struct Node {
     pub ctx: Arc<Ctx>,
     pub local_addr: std::net::SocketAddr,
+    /// The HTTP listener's URL (`http://` or `https://` and the bound
+    /// address), if it runs.
+    pub http_url: Option<String>,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
     grace: Duration,
 }
@@ -247,6 +255,7 @@ impl Node {
         // Before any component runs: the first housekeeping applies it.
         *ctx.package_retention.lock().expect("retention lock") = cfg.package_retention;
         *ctx.cert_lifetime.lock().expect("lifetime lock") = cfg.cert_lifetime;
+        ctx.hm.set_stale_after_intervals(cfg.stale_after_intervals);
         sms_site::wiring::wire(&ctx);
         // The management point role: its listener, and where it may go.
         ctx.mp.set_host(Arc::new(crate::mp_http::MpHttp::new(&ctx)));
@@ -286,6 +295,10 @@ impl Node {
                 crate::renewal::run(ctx.clone(), tls.clone(), connector.clone()),
             );
         }
+        let http_url = match &cfg.http_listen {
+            Some(addr) => Some(start_http(&ctx, addr, &connector.security).await?),
+            None => None,
+        };
         let server = tasks.spawn(
             "grpc server",
             crate::rpc::serve(
@@ -297,10 +310,15 @@ impl Node {
                 cfg.call_rate,
             ),
         );
+        // The HTTP URL first: whoever waits for node.addr finds it too.
+        if let Some(url) = &http_url {
+            crate::http::write_addr_file(&cfg.data_dir, url)?;
+        }
         write_addr_file(&cfg.data_dir, &local_addr.to_string())?;
         Ok(Node {
             ctx,
             local_addr,
+            http_url,
             server,
             grace: cfg.shutdown_grace,
         })
@@ -321,6 +339,28 @@ impl Node {
         self.ctx.store.flush_now()?;
         Ok(())
     }
+}
+
+/// Binds the HTTP listener and serves the node's routes on it; returns its
+/// URL.
+async fn start_http(ctx: &Arc<Ctx>, addr: &str, security: &Security) -> anyhow::Result<String> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for HTTP (--http-listen): {e}"))?;
+    let bound = listener.local_addr()?;
+    let http = crate::http::HttpSecurity::for_address(bound, security);
+    let url = http.url(bound);
+    ctx.tasks.spawn(
+        "http server",
+        crate::http::serve(
+            ctx.clone(),
+            listener,
+            http,
+            crate::http::router(ctx.clone()),
+        ),
+    );
+    tracing::info!(%url, "serving /metrics and /ready");
+    Ok(url)
 }
 
 /// With a witness but no store log (the store directory deleted, or its log

@@ -114,6 +114,14 @@ impl NodeTls {
         Ok(())
     }
 
+    /// The server settings for the HTTP listener: the node's certificate,
+    /// speaking HTTP/2 or HTTP/1.1 (scrapers and browsers ask for either).
+    pub fn http_server_config(&self) -> Option<Arc<rustls::ServerConfig>> {
+        let mut cfg = (*self.current().server.clone()?).clone();
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Some(Arc::new(cfg))
+    }
+
     /// The client settings for reaching `expect` (made once per
     /// certificate, then shared).
     pub fn client(&self, expect: Expect) -> Result<Arc<rustls::ClientConfig>, String> {

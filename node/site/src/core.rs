@@ -231,14 +231,54 @@ pub struct ScmState {
     force_ct2: std::sync::atomic::AtomicBool,
 }
 
+/// Polling intervals of silence after which a site below is Stale, by
+/// default (see `stale`).
+pub const DEFAULT_STALE_AFTER_INTERVALS: u32 = 3;
+
 /// The Hierarchy Manager's state.
-#[derive(Default)]
 pub struct HmState {
     /// A CT2 arrived.
     wake: Notify,
+    /// Polling intervals of silence after which a site below is Stale.
+    stale_after: std::sync::atomic::AtomicU32,
+    /// When this node started: silence is counted from here at the most.
+    started_unix_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Default for HmState {
+    fn default() -> Self {
+        HmState {
+            wake: Notify::new(),
+            stale_after: DEFAULT_STALE_AFTER_INTERVALS.into(),
+            started_unix_ms: now_ms().into(),
+        }
+    }
 }
 
 impl HmState {
+    /// Polling intervals of silence after which a site below is Stale.
+    pub fn stale_after_intervals(&self) -> u32 {
+        self.stale_after.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Sets it (the node's `--stale-after-intervals`; at least 1).
+    pub fn set_stale_after_intervals(&self, n: u32) {
+        self.stale_after
+            .store(n.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn started_unix_ms(&self) -> u64 {
+        self.started_unix_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Tests: pretend the node started at `ms`.
+    #[cfg(test)]
+    pub(crate) fn set_started_unix_ms(&self, ms: u64) {
+        self.started_unix_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn wake(&self) {
         self.wake.notify_one();
     }
@@ -298,6 +338,9 @@ pub struct StatusState {
     /// (`WatchStatusMessages`); nothing is sent while no one watches.
     feed: broadcast::Sender<Stored>,
     load: SingleFlight,
+    /// Messages stored at this site since start (its own and its
+    /// descendants'), by severity: informational, warning, error.
+    stored: [std::sync::atomic::AtomicU64; 3],
 }
 
 /// Batches a watcher may fall behind by before it misses some (a batch is
@@ -310,6 +353,7 @@ impl Default for StatusState {
             wake: Notify::new(),
             feed: broadcast::channel(WATCH_BACKLOG).0,
             load: SingleFlight::new(),
+            stored: Default::default(),
         }
     }
 }
@@ -322,6 +366,20 @@ impl StatusState {
 
     pub(crate) async fn woken(&self) {
         self.wake.notified().await
+    }
+
+    pub(crate) fn count_stored(&self, severity: Severity) {
+        self.stored[severity as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Messages stored at this site since start, by severity.
+    pub fn stored_by_severity(&self) -> [(Severity, u64); 3] {
+        use std::sync::atomic::Ordering::Relaxed;
+        [
+            (Severity::Informational, self.stored[0].load(Relaxed)),
+            (Severity::Warning, self.stored[1].load(Relaxed)),
+            (Severity::Error, self.stored[2].load(Relaxed)),
+        ]
     }
 
     pub(crate) fn feed(&self) -> &broadcast::Sender<Stored> {

@@ -228,6 +228,12 @@ pub async fn despool(
         tokio::task::block_in_place(|| ctx.store.despool(&accepted))?
     };
     ctx.store.durable().await?;
+    let despooled = &ctx.links.despooled;
+    despooled.batch_frames.observe(order.len() as f64);
+    despooled.stored.fetch_add(
+        stored.iter().filter(|o| **o == Despooled::Stored).count() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     ctx.store.probes_durable(
         accepted
             .iter()

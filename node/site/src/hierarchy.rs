@@ -3,7 +3,6 @@
 //! (phase status messages, CT2s) into their site status.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use rand::Rng;
 use sha2::{Digest, Sha256};
@@ -700,6 +699,7 @@ fn forget_deleted(ctx: &Ctx, m: &StatusMessage) -> anyhow::Result<()> {
 
 /// Install phase reports from child sites move their status forward.
 pub async fn on_status(ctx: &Arc<Ctx>, msgs: &[StatusMessage]) -> anyhow::Result<()> {
+    crate::stale::reported_messages(ctx, msgs)?;
     for m in msgs {
         learn_from_report(ctx, m)?;
         forget_deleted(ctx, m)?;
@@ -750,10 +750,14 @@ pub async fn run(ctx: Arc<Ctx>) -> anyhow::Result<()> {
             }
             ctx.store.durable().await?;
         }
+        let next_check = {
+            let _records = ctx.sites.lock().await;
+            crate::stale::check(&ctx)?
+        };
         tokio::select! {
             _ = ctx.tasks.cancelled() => return Ok(()),
             _ = ctx.hm.woken() => {}
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = tokio::time::sleep(next_check) => {}
         }
     }
 }
@@ -818,6 +822,7 @@ async fn process(ctx: &Arc<Ctx>, key: u64, job: Job) -> anyhow::Result<()> {
         ctx.store.set_pending_ct1(&ct2.site_code, None)?;
     }
     ctx.store.accept_ct2(key, &rec, &ct2)?;
+    crate::stale::reported(ctx, &ct2.site_code)?;
     tracing::info!(site = %ct2.site_code, serial = ct2.serial, "processed CT2");
     if changed {
         ctx.links.wake(&rec.site_code);

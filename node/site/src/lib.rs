@@ -19,7 +19,7 @@
 //!    [`mp_install`] (the Site Component Manager's installs) and
 //!    [`mp_control`] (MP Control Manager's verification)
 //! 5. [`site_config`] (Site Configuration Manager: the watchdog cycle)
-//! 6. [`hierarchy`] (Hierarchy Manager)
+//! 6. [`hierarchy`] (Hierarchy Manager), [`stale`] (sites silent too long)
 //! 7. [`ops`] (the administrator's operations) and [`queries`] (read models)
 //! 8. [`wiring`]
 
@@ -44,6 +44,7 @@ pub mod sender;
 pub mod site_component;
 pub mod site_config;
 pub mod site_records;
+pub mod stale;
 pub mod status;
 pub mod status_manager;
 pub mod trust;

@@ -3,7 +3,7 @@
 //! the sender, the scheduler and the despooler all reach links through it.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -23,6 +23,19 @@ pub struct Link {
     pub sent: AtomicU64,
     /// File chunk bytes handed to the stream since start, resends included.
     pub chunk_bytes_sent: AtomicU64,
+    /// Frames (jobs, or chunks of a package) handed to the stream since
+    /// start, resends included.
+    pub frames_sent: AtomicU64,
+    /// Frames the receiver acknowledged (durable there) since start.
+    pub frames_acked: AtomicU64,
+    /// Bytes handed to the stream since start (payload sizes; chunks
+    /// exactly, other jobs approximately), resends included.
+    pub bytes_sent: AtomicU64,
+    /// Smoothed time from a frame going out to its acknowledgement, in
+    /// microseconds (0: nothing acknowledged yet).
+    pub round_trip_us: AtomicU64,
+    /// Times this link's sender failed and was started again.
+    pub sender_restarts: AtomicU64,
 }
 
 impl Link {
@@ -34,11 +47,29 @@ impl Link {
             refused: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             chunk_bytes_sent: AtomicU64::new(0),
+            frames_sent: AtomicU64::new(0),
+            frames_acked: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
+            round_trip_us: AtomicU64::new(0),
+            sender_restarts: AtomicU64::new(0),
         }
     }
 
     pub fn set_state(&self, s: LinkStatus, detail: impl Into<String>) {
         *self.state.lock().expect("link lock") = (s, detail.into());
+    }
+
+    /// Counts a frame of `bytes` handed to the stream.
+    pub(crate) fn sent_frame(&self, bytes: usize) {
+        self.frames_sent.fetch_add(1, Ordering::Relaxed);
+        self.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Counts an acknowledged frame, with the smoothed round trip after it.
+    pub(crate) fn acked_frame(&self, round_trip: std::time::Duration) {
+        self.frames_acked.fetch_add(1, Ordering::Relaxed);
+        self.round_trip_us
+            .store(round_trip.as_micros() as u64, Ordering::Relaxed);
     }
 
     pub fn state(&self) -> (LinkStatus, String) {
@@ -60,11 +91,31 @@ pub struct Links {
     /// Calls answered RESOURCE_EXHAUSTED because their connection made
     /// too many a second.
     pub calls_refused: AtomicU64,
+    /// Frames per despooled batch and how many were stored (for metrics).
+    pub despooled: DespoolStats,
     /// How far each neighbour's clock is ahead of ours (ms), as of its last
     /// link handshake here.
     skew: Mutex<HashMap<SiteCode, i64>>,
     /// When a refusal was last reported as a status message, by kind.
     reported: Mutex<HashMap<String, u64>>,
+}
+
+/// What the despooler took in: the size of every batch (its count and sum
+/// give batch and frame rates) and the frames stored (not duplicates or
+/// refusals).
+#[derive(Debug)]
+pub struct DespoolStats {
+    pub batch_frames: sms_types::stats::Histogram,
+    pub stored: AtomicU64,
+}
+
+impl Default for DespoolStats {
+    fn default() -> Self {
+        DespoolStats {
+            batch_frames: sms_types::stats::Histogram::new(sms_types::stats::BATCH_BOUNDS),
+            stored: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Links {

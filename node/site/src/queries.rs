@@ -156,9 +156,10 @@ pub fn sites(ctx: &Ctx) -> Result<Vec<SiteRow>, Refused> {
     if !sites.iter().any(|s| s.site_code == id.site_code) {
         sites.insert(0, own_row(ctx, &id));
     }
+    let now = now_ms();
     let counts = ctx
         .store
-        .recent_severity_counts(now_ms().saturating_sub(3_600_000))?;
+        .recent_severity_counts(now.saturating_sub(3_600_000))?;
     Ok(sites
         .into_iter()
         .map(|s| {
@@ -172,12 +173,17 @@ pub fn sites(ctx: &Ctx) -> Result<Vec<SiteRow>, Refused> {
                 Ok(Some(c)) => c.version,
                 _ => String::new(),
             };
+            let report = crate::stale::report_of(ctx, &s.site_code);
+            let last_report_unix_ms = report.as_ref().map(|r| r.last_report_unix_ms);
             SiteRow {
+                stale: report.is_some_and(|r| r.stale) && s.status == SiteStatus::Active,
                 record: s,
                 recent_errors,
                 recent_warnings,
                 link_state,
                 version,
+                last_report_unix_ms,
+                report_age_ms: last_report_unix_ms.map(|t| now.saturating_sub(t)),
             }
         })
         .collect())

@@ -107,6 +107,9 @@ pub fn ensure_link(ctx: &Arc<Ctx>, to: &SiteCode) -> Arc<Link> {
         move || crate::sender::run(c.clone(), l.clone()),
         move |s| {
             if let sms_runtime::WorkerState::Restarting(e) = s {
+                state
+                    .sender_restarts
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 state.set_state(
                     LinkStatus::Retrying,
                     format!("sender error, restarting: {e}"),

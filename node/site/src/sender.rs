@@ -625,6 +625,7 @@ impl Session {
                     conn.send(&f.job, Some((idx, data))).await?;
                     link.chunk_bytes_sent
                         .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+                    link.sent_frame(bytes);
                     f.next_chunk += 1;
                     if f.next_chunk >= f.chunk_count {
                         self.cursors[pi] = Some(key.seq);
@@ -687,6 +688,7 @@ impl Session {
                         }
                         Err(e) => return Err(e),
                     }
+                    link.sent_frame(approx_size(&job));
                     let deinstall = matches!(job.payload, Payload::Deinstall(_));
                     self.track(job.id, 0, key, 0, deinstall);
                     if !self.room() {
@@ -762,6 +764,7 @@ impl Session {
                 Some(l) => (l * 7 + sample) / 8,
                 None => sample,
             });
+            link.acked_frame(self.ack_latency.unwrap_or(sample));
             if let Some((key, job)) = self.file_acked.get_mut(&id) {
                 job.acked_chunks = job.acked_chunks.max(chunk + 1);
                 let count = match &job.payload {

@@ -65,8 +65,12 @@ pub fn watch(ctx: &Ctx) -> broadcast::Receiver<Stored> {
     ctx.status.feed().subscribe()
 }
 
-/// Hands stored messages to the watchers, if any (nothing is copied otherwise).
+/// Counts stored messages by severity and hands them to the watchers, if
+/// any (nothing is copied otherwise).
 pub(crate) fn publish(ctx: &Ctx, msgs: &[StatusMessage]) {
+    for m in msgs {
+        ctx.status.count_stored(m.severity);
+    }
     if msgs.is_empty() || ctx.status.feed().receiver_count() == 0 {
         return;
     }

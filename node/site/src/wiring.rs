@@ -75,9 +75,7 @@ where
             match state {
                 WorkerState::Running => ctx.components.set(name, "running"),
                 WorkerState::Stopped => ctx.components.set(name, "stopped"),
-                WorkerState::Restarting(e) => ctx
-                    .components
-                    .set(name, format!("restarting after error: {e}")),
+                WorkerState::Restarting(e) => ctx.components.restarting(name, &e),
             }
         },
     );

@@ -117,8 +117,11 @@ fn group_commit(cell: Weak<Cell>, rx: Receiver<FlushWaiter>) {
         if waiters.is_empty() {
             continue;
         }
+        let started = Instant::now();
         let res = flush_all(&inner, &cell.files);
         cell.flushes.fetch_add(1, Ordering::Relaxed);
+        cell.commit_seconds.observe(started.elapsed().as_secs_f64());
+        cell.commit_waiters.observe(waiters.len() as f64);
         drop(inner);
         if let Err(e) = &res {
             fail(&cell, e);

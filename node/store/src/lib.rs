@@ -212,6 +212,7 @@ pub(crate) fn open_inner(dir: &Path) -> Result<Inner> {
         child_control: t("hman.control")?,
         pending_ct1: t("hman.pending_ct1")?,
         deleted: t("hman.deleted")?,
+        reports: t("hman.reports")?,
         logon_servers: t("logon.servers")?,
         mp_records: t("mp.records")?,
         mp_access: t("mp.access")?,
@@ -281,6 +282,8 @@ pub(crate) struct Inner {
     pub(crate) child_control: Tree,
     pub(crate) pending_ct1: Tree,
     pub(crate) deleted: Tree,
+    /// When each site below last reported here, and whether it is stale.
+    pub(crate) reports: Tree,
     pub(crate) logon_servers: Tree,
     /// The site's management points and their install state, by server.
     pub(crate) mp_records: Tree,
@@ -325,6 +328,10 @@ pub(crate) struct Cell {
     /// Reopens so far: a commit asked for before a reopen cannot vouch for
     /// writes made on the database it replaced.
     pub(crate) reopens: AtomicU64,
+    /// How long each group commit took (seconds), and how many callers it
+    /// released: read by the node's metrics.
+    pub(crate) commit_seconds: sms_types::stats::Histogram,
+    pub(crate) commit_waiters: sms_types::stats::Histogram,
     /// Tests: the next write probe of the open database fails, as it does
     /// on a sled that poisoned itself.
     #[cfg(test)]
@@ -423,6 +430,8 @@ impl Store {
             probes_received,
             failure: Mutex::new(None),
             reopens: AtomicU64::new(0),
+            commit_seconds: sms_types::stats::Histogram::new(sms_types::stats::LATENCY_BOUNDS),
+            commit_waiters: sms_types::stats::Histogram::new(sms_types::stats::BATCH_BOUNDS),
             #[cfg(test)]
             test_poisoned: Default::default(),
         });
@@ -471,6 +480,16 @@ impl Store {
         rx.await
             .map_err(|_| StoreError::Flush("group commit stopped".into()))?
             .map_err(StoreError::Flush)
+    }
+
+    /// How long group commits took (seconds), for the node's metrics.
+    pub fn commit_latency(&self) -> sms_types::stats::HistogramSnapshot {
+        self.cell.commit_seconds.snapshot()
+    }
+
+    /// How many callers each group commit released.
+    pub fn commit_batch_sizes(&self) -> sms_types::stats::HistogramSnapshot {
+        self.cell.commit_waiters.snapshot()
     }
 
     /// Number of flushes performed (one per group commit batch).

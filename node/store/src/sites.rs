@@ -61,6 +61,17 @@ impl Store {
             .map_err(txn_err)
     }
 
+    /// When `code` last reported here and whether it is stale (None: no
+    /// report seen since this was first kept).
+    pub fn site_report(&self, code: &SiteCode) -> Result<Option<SiteReport>> {
+        Self::get(&self.inner()?.reports, code.as_bytes())
+    }
+
+    pub fn put_site_report(&self, code: &SiteCode, report: &SiteReport) -> Result<()> {
+        self.inner()?.reports.insert(code.as_bytes(), enc(report))?;
+        Ok(())
+    }
+
     /// The last CT2 a descendant (or this central site) reported.
     pub fn child_ct2(&self, code: &SiteCode) -> Result<Option<Ct2>> {
         Self::get(&self.inner()?.child_control, code.as_bytes())
@@ -173,10 +184,12 @@ impl Store {
             &self.inner()?.deleted,
             &self.inner()?.pending_ct1,
             &self.inner()?.links,
+            &self.inner()?.reports,
         );
         trees
-            .transaction(|(sites, cc, del, pend, links)| {
+            .transaction(|(sites, cc, del, pend, links, reports)| {
                 sites.remove(code.as_bytes())?;
+                reports.remove(code.as_bytes())?;
                 cc.remove(code.as_bytes())?;
                 pend.remove(code.as_bytes())?;
                 links.remove(code.as_bytes())?;

@@ -67,6 +67,10 @@ catalogue! {
         "Parent site %1 deleted this site: its install is removed and the node restarts as a bare node.";
     CT2_REFUSED = 3110, Error, "SMS_HIERARCHY_MANAGER",
         "A site control report (CT2) for site %1 was refused and set aside: %2.";
+    HM_SITE_STALE = 3120, Error, "SMS_HIERARCHY_MANAGER",
+        "Site %1 has not reported to this site for %2 (a CT2 or a status message), more than %3 of its polling intervals of %4: it is shown Stale. Check its server and the links to it.";
+    HM_SITE_REPORTS_AGAIN = 3121, Informational, "SMS_HIERARCHY_MANAGER",
+        "Site %1 reported again after %2 of silence; it is no longer Stale.";
     HM_UNKNOWN_CT2 = 3102, Warning, "SMS_HIERARCHY_MANAGER",
         "A site control report (CT2) arrived for site %1, which is not in this site's hierarchy; it was set aside.";
     BOOTSTRAP_PHASE1 = 3300, Informational, "SMS_BOOTSTRAP",

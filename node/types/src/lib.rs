@@ -13,6 +13,7 @@ pub mod link;
 mod model;
 pub mod mp;
 pub mod records;
+pub mod stats;
 pub mod views;
 
 pub use model::*;

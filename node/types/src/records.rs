@@ -140,3 +140,13 @@ pub enum TokenRefusal {
     BadProof,
     Other(String),
 }
+
+/// When a site below last reported to this ancestor (a CT2 or a status
+/// message arriving here, by this site's clock), and whether it has been
+/// declared stale (so the error and the clearing message are each reported
+/// once, across restarts too).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteReport {
+    pub last_report_unix_ms: u64,
+    pub stale: bool,
+}

@@ -31,6 +31,25 @@ pub struct SiteRow {
     pub link_state: Option<LinkState>,
     /// The software version its last CT2 reported.
     pub version: String,
+    /// When it last reported to this site (a CT2 or a status message), by
+    /// this site's clock; None: not since tracking began.
+    pub last_report_unix_ms: Option<u64>,
+    /// How long ago that was, when the row was made.
+    pub report_age_ms: Option<u64>,
+    /// Silent for longer than its polling intervals allow.
+    pub stale: bool,
+}
+
+impl SiteRow {
+    /// The status an operator sees: `Stale` for a silent site, else the
+    /// install status.
+    pub fn shown_status(&self) -> String {
+        if self.stale {
+            "Stale".to_string()
+        } else {
+            self.record.status.to_string()
+        }
+    }
 }
 
 /// What a node reports about itself (`controller status`).

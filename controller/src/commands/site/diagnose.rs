@@ -162,8 +162,11 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
     };
     let v = json!({
         "site_code": site.site_code,
-        "status": site.status,
+        "status": output::shown_status(&site),
+        "stale": site.stale,
         "since": time(site.status_changed_unix_ms),
+        "last_report_unix_ms": (site.last_report_unix_ms > 0).then_some(site.last_report_unix_ms),
+        "last_report_age_ms": (site.last_report_unix_ms > 0).then_some(site.last_report_age_ms),
         "server": site.server,
         "parent": {
             "site_code": me.site_code,
@@ -185,6 +188,19 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
             output::shown(&site.status),
             time(site.status_changed_unix_ms)
         );
+        if site.stale {
+            println!(
+                "  Stale: last report to {} {}",
+                me.site_code,
+                output::report_age(&site)
+            );
+        } else if site.last_report_unix_ms > 0 {
+            println!(
+                "  last report to {} {}",
+                me.site_code,
+                output::report_age(&site)
+            );
+        }
         match &link {
             Some(l) => println!("{}", link_line(&me.site_code, l)),
             None => println!(
@@ -457,6 +473,17 @@ fn diagnose(
             fix,
         );
     }
+    if site.stale {
+        fix.push(format!("controller --node {server} force-ct2"));
+        return (
+            format!(
+                "{code} is Stale: nothing from it has reached {p} for {}, though its server \
+                 answers and nothing is held back on its side; its next report clears it",
+                output::report_age(site).trim_end_matches(" ago"),
+            ),
+            fix,
+        );
+    }
     if crate::wire::site_status(site) == Some(SiteStatus::Active) {
         let when = last
             .last()
@@ -606,6 +633,26 @@ mod tests {
                 "controller --node h:1 upgrade-site --site S01 --wait",
             ]
         );
+    }
+
+    #[test]
+    fn a_stale_site_that_answers_is_named_stale_with_its_silence() {
+        let mut s = site("Active");
+        s.stale = true;
+        s.last_report_unix_ms = 5;
+        s.last_report_age_ms = 200_000;
+        let (cause, fix) = diagnose(
+            "h:1",
+            &parent(),
+            &s,
+            None,
+            &[],
+            &[],
+            &child("secondary", "done", ""),
+        );
+        assert!(cause.starts_with("S01 is Stale"), "{cause}");
+        assert!(cause.contains("for 3m 20s"), "{cause}");
+        assert_eq!(fix, ["controller --node h:2 force-ct2"]);
     }
 
     #[test]

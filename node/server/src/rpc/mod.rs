@@ -65,8 +65,8 @@ pub async fn serve(
         .set_serving::<pb::management_points_server::ManagementPointsServer<mp::MpSvc>>()
         .await;
     ctx.tasks.spawn_until_shutdown(
-        "health follows the store",
-        follow_store(ctx.clone(), health.clone()),
+        "health follows the store and components",
+        follow_health(ctx.clone(), health.clone()),
     );
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(sms_proto::FILE_DESCRIPTOR_SET)
@@ -148,14 +148,16 @@ pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 const HEALTH_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Reports NOT_SERVING (for the server as a whole and for the services that
-/// store what they take) while the store cannot write, and SERVING again
-/// once it can; the admin service stays serving so an operator can look.
-/// Each change is logged with its reason.
-async fn follow_store(ctx: Arc<Ctx>, health: tonic_health::server::HealthReporter) {
+/// store what they take) while the store cannot write or a component is
+/// restarting (see [`crate::health`]), and SERVING again once neither
+/// holds; the admin service stays serving so an operator can look. Each
+/// change is logged with its reason.
+async fn follow_health(ctx: Arc<Ctx>, health: tonic_health::server::HealthReporter) {
     use tonic_health::ServingStatus;
     let mut failing: Option<String> = None;
     loop {
-        let now = ctx.store.write_failure();
+        let why = crate::health::not_ready(&ctx);
+        let now = (!why.is_empty()).then(|| why.join("; "));
         if now.is_some() != failing.is_some() {
             let status = if now.is_some() {
                 ServingStatus::NotServing
@@ -163,10 +165,8 @@ async fn follow_store(ctx: Arc<Ctx>, health: tonic_health::server::HealthReporte
                 ServingStatus::Serving
             };
             match &now {
-                Some(why) => {
-                    tracing::error!("not serving: the store cannot write ({why})")
-                }
-                None => tracing::info!("serving again: the store writes again"),
+                Some(why) => tracing::error!("not serving: {why}"),
+                None => tracing::info!("serving again"),
             }
             health.set_service_status("", status).await;
             health

@@ -46,6 +46,8 @@ pub fn config(dir: &Path) -> NodeConfig {
         connection_limits: Default::default(),
         call_rate: Default::default(),
         mp_volumes: vec![],
+        http_listen: None,
+        stale_after_intervals: sms_site::stale::DEFAULT_STALE_AFTER_INTERVALS,
     }
 }
 

@@ -15,6 +15,7 @@ mod records;
 mod routing;
 mod sender;
 mod skew;
+mod stale;
 mod stall;
 mod status;
 mod storage_faults;
