@@ -222,6 +222,22 @@ fn management_points_install_on_a_site_server_and_a_site_system_and_serve_client
             (200, vec![]),
             "mplist at {at}"
         );
+        // The same port answers HTTPS with a certificate of the hierarchy.
+        let creds = sms_connect::load_admin(&admin).unwrap();
+        let tls_cfg = sms_connect::admin_tls(&creds).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let a = rt
+            .block_on(sms_connect::http::get_tls(
+                &at,
+                "/sms_mp/.sms_aut?mplist",
+                Duration::from_secs(10),
+                tls_cfg,
+            ))
+            .unwrap_or_else(|e| panic!("HTTPS mplist at {at}: {e}"));
+        assert_eq!((a.status, a.body.len()), (200, 0), "HTTPS mplist at {at}");
         let (code, hex) = http(&at, "/sms_mp/.sms_aut?mpcert");
         assert_eq!(code, 200);
         let der = (0..hex.len())

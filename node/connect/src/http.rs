@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
+use std::sync::Arc;
+
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 /// Largest answer read (a policy document or a certificate is far smaller).
 pub const MAX_BODY: usize = 4 << 20;
@@ -22,7 +22,18 @@ pub struct Answer {
 
 /// `GET http://{addr}{path}`.
 pub async fn get(addr: &str, path: &str, timeout: Duration) -> Result<Answer, String> {
-    request(addr, "GET", path, None, timeout).await
+    request(addr, "GET", path, None, timeout, None).await
+}
+
+/// `GET https://{addr}{path}`, the server verified by `tls` (a node of
+/// the hierarchy: see `sms_trust::tls::Expect`).
+pub async fn get_tls(
+    addr: &str,
+    path: &str,
+    timeout: Duration,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<Answer, String> {
+    request(addr, "GET", path, None, timeout, Some(tls)).await
 }
 
 /// `POST http://{addr}{path}` with a JSON body.
@@ -32,7 +43,7 @@ pub async fn post_json(
     body: Vec<u8>,
     timeout: Duration,
 ) -> Result<Answer, String> {
-    request(addr, "POST", path, Some(body), timeout).await
+    request(addr, "POST", path, Some(body), timeout, None).await
 }
 
 async fn request(
@@ -41,13 +52,13 @@ async fn request(
     path: &str,
     body: Option<Vec<u8>>,
     timeout: Duration,
+    tls: Option<Arc<rustls::ClientConfig>>,
 ) -> Result<Answer, String> {
     tokio::time::timeout(timeout, async {
-        let tcp = TcpStream::connect(addr)
+        let io = crate::dial(addr, tls, Duration::from_secs(10))
             .await
             .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-        let _ = tcp.set_nodelay(true);
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        let (mut send, conn) = hyper::client::conn::http1::handshake(io)
             .await
             .map_err(|e| format!("HTTP handshake with {addr}: {e}"))?;
         let mut req = hyper::Request::builder()

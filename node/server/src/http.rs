@@ -42,6 +42,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum HttpSecurity {
     Plaintext,
     Tls(Arc<NodeTls>),
+    /// Both on one port: a connection that opens with a TLS handshake gets
+    /// TLS, any other plain HTTP (a management point's clients use either).
+    Either(Arc<NodeTls>),
 }
 
 impl HttpSecurity {
@@ -57,7 +60,7 @@ impl HttpSecurity {
     pub fn url(&self, addr: SocketAddr) -> String {
         match self {
             HttpSecurity::Plaintext => format!("http://{addr}"),
-            HttpSecurity::Tls(_) => format!("https://{addr}"),
+            HttpSecurity::Tls(_) | HttpSecurity::Either(_) => format!("https://{addr}"),
         }
     }
 }
@@ -92,8 +95,20 @@ async fn ready(State(ctx): State<Arc<Ctx>>) -> impl IntoResponse {
 
 /// Serves `router` on `listener` until the node is cancelled.
 pub async fn serve(ctx: Arc<Ctx>, listener: TcpListener, security: HttpSecurity, router: Router) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let cancel = ctx.tasks.token();
+    serve_until(ctx, listener, security, router, cancel).await
+}
+
+/// Serves `router` on `listener` until `cancel` (a child of the node's
+/// token, so the node's shutdown stops it too).
+pub async fn serve_until(
+    ctx: Arc<Ctx>,
+    listener: TcpListener,
+    security: HttpSecurity,
+    router: Router,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let permit = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -121,39 +136,44 @@ pub async fn serve(ctx: Arc<Ctx>, listener: TcpListener, security: HttpSecurity,
                     tls: false,
                     chain_serials: Vec::new(),
                 };
-                match security {
-                    HttpSecurity::Plaintext => {
-                        connection(tcp, router.layer(Extension(peer)), cancel).await
-                    }
-                    HttpSecurity::Tls(tls) => {
-                        let Some(config) = tls.http_server_config() else {
-                            tracing::warn!("http: this node's certificate cannot serve TLS");
-                            return;
-                        };
-                        let acceptor = tokio_rustls::TlsAcceptor::from(config);
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                            Ok(Ok(stream)) => {
-                                let identity = stream
-                                    .get_ref()
-                                    .1
-                                    .peer_certificates()
-                                    .and_then(|c| c.first())
-                                    .and_then(|c| sms_trust::Identity::from_der(c).ok());
-                                let peer = PeerInfo {
-                                    identity,
-                                    tls: true,
-                                    ..peer
-                                };
-                                connection(stream, router.layer(Extension(peer)), cancel).await
-                            }
-                            Ok(Err(e)) => {
-                                tracing::info!(peer = %remote, "http: TLS handshake failed: {e}")
-                            }
-                            Err(_) => {
-                                tracing::info!(peer = %remote, "http: no TLS handshake in time")
-                            }
+                let tls = match security {
+                    HttpSecurity::Plaintext => None,
+                    HttpSecurity::Tls(tls) => Some(tls),
+                    HttpSecurity::Either(tls) => {
+                        // A TLS connection opens with a handshake record (0x16).
+                        let mut first = [0u8; 1];
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.peek(&mut first)).await {
+                            Ok(Ok(1)) if first[0] == 0x16 => Some(tls),
+                            Ok(Ok(_)) => None,
+                            _ => return,
                         }
                     }
+                };
+                let Some(tls) = tls else {
+                    return connection(tcp, router.layer(Extension(peer)), cancel).await;
+                };
+                let Some(config) = tls.http_server_config() else {
+                    tracing::warn!("http: this node's certificate cannot serve TLS");
+                    return;
+                };
+                let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        let identity = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .and_then(|c| sms_trust::Identity::from_der(c).ok());
+                        let peer = PeerInfo {
+                            identity,
+                            tls: true,
+                            ..peer
+                        };
+                        connection(stream, router.layer(Extension(peer)), cancel).await
+                    }
+                    Ok(Err(e)) => tracing::info!(peer = %remote, "http: TLS handshake failed: {e}"),
+                    Err(_) => tracing::info!(peer = %remote, "http: no TLS handshake in time"),
                 }
             });
     }

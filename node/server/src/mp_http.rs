@@ -29,8 +29,11 @@ use sms_types::mp::ClientMessage;
 const MAX_BODY: usize = 256 * 1024;
 
 /// The listener: at most one per node, started and stopped by the agent.
+/// With TLS on the node it answers HTTPS (the node's certificate chain,
+/// under the hierarchy's root) and plain HTTP on the same port.
 pub struct MpHttp {
     ctx: Weak<Ctx>,
+    tls: Option<Arc<crate::security::NodeTls>>,
     serving: Mutex<Option<Serving>>,
 }
 
@@ -41,9 +44,13 @@ struct Serving {
 }
 
 impl MpHttp {
-    pub fn new(ctx: &Arc<Ctx>) -> MpHttp {
+    pub fn new(ctx: &Arc<Ctx>, security: &crate::security::Security) -> MpHttp {
         MpHttp {
             ctx: Arc::downgrade(ctx),
+            tls: match security {
+                crate::security::Security::Tls(t) => Some(t.clone()),
+                _ => None,
+            },
             serving: Mutex::new(None),
         }
     }
@@ -67,14 +74,14 @@ impl MpHost for MpHttp {
         let stop = ctx.tasks.token().child_token();
         let app = router(ctx.clone());
         let until = stop.clone();
-        let done = ctx.tasks.spawn("management point http", async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(until.cancelled_owned())
-                .await;
-            if let Err(e) = served {
-                tracing::error!("the management point's listener failed: {e}");
-            }
-        });
+        let security = match &self.tls {
+            Some(t) => crate::http::HttpSecurity::Either(t.clone()),
+            None => crate::http::HttpSecurity::Plaintext,
+        };
+        let done = ctx.tasks.spawn(
+            "management point http",
+            crate::http::serve_until(ctx.clone(), listener, security, app, until),
+        );
         *self.serving.lock().expect("mp http lock") = Some(Serving {
             port: bound,
             stop,

@@ -258,7 +258,10 @@ impl Node {
         ctx.hm.set_stale_after_intervals(cfg.stale_after_intervals);
         sms_site::wiring::wire(&ctx);
         // The management point role: its listener, and where it may go.
-        ctx.mp.set_host(Arc::new(crate::mp_http::MpHttp::new(&ctx)));
+        ctx.mp.set_host(Arc::new(crate::mp_http::MpHttp::new(
+            &ctx,
+            &connector.security,
+        )));
         let volumes = if cfg.mp_volumes.is_empty() {
             vec![cfg.data_dir.clone()]
         } else {

@@ -68,19 +68,27 @@ pub fn mpcert(ctx: &Ctx) -> R<String> {
 pub fn policy(ctx: &Ctx, reference: &str) -> R<String> {
     let (id, version) = parse_policy_ref(reference).map_err(|e| AgentError::new(400, e))?;
     let i = installed(ctx)?;
-    match i.policies.iter().find(|p| p.id.eq_ignore_ascii_case(&id)) {
-        Some(p) if p.version == version => Ok(p.body.clone()),
-        Some(p) => Err(AgentError::new(
-            404,
-            format!(
-                "policy {} version {version} is not here; this management point holds version {}",
-                p.id, p.version
-            ),
-        )),
-        None => Err(AgentError::new(
+    let same: Vec<&Policy> = i
+        .policies
+        .iter()
+        .filter(|p| p.id.eq_ignore_ascii_case(&id))
+        .collect();
+    match same.iter().find(|p| p.version == version) {
+        Some(p) => Ok(p.body.clone()),
+        None if same.is_empty() => Err(AgentError::new(
             404,
             format!("no policy {} here", clip(&id)),
         )),
+        None => {
+            Err(AgentError::new(
+                404,
+                format!(
+                "policy {} version {version} is not here; this management point holds version {}",
+                same[0].id,
+                same.iter().map(|p| p.version.to_string()).collect::<Vec<_>>().join(", ")
+            ),
+            ))
+        }
     }
 }
 
@@ -90,9 +98,18 @@ pub type Assignment = (String, u64, String);
 /// A client's machine policy assignments, with the site code.
 pub fn machine_policy(ctx: &Ctx) -> R<(String, Vec<Assignment>)> {
     let i = installed(ctx)?;
-    let list = i
-        .policies
-        .iter()
+    // The latest version of each policy (older ones are kept for clients
+    // that asked just before a refresh).
+    let mut latest: Vec<&Policy> = vec![];
+    for p in &i.policies {
+        match latest.iter_mut().find(|l| l.id == p.id) {
+            Some(l) if l.version < p.version => *l = p,
+            Some(_) => {}
+            None => latest.push(p),
+        }
+    }
+    let list = latest
+        .into_iter()
         .map(|p| {
             (
                 p.id.clone(),

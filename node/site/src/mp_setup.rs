@@ -414,7 +414,7 @@ async fn run_setup(
     if let (Some(cur), Some(port)) = (&current, serving) {
         if req.port == 0 || req.port == port {
             let mut next = cur.clone();
-            next.policies = req.policies.clone();
+            next.policies = keep_recent(&cur.policies, &req.policies);
             next.site_certificate = req.site_certificate.clone();
             next.site_address = req.site_address.clone();
             ctx.store
@@ -549,6 +549,25 @@ async fn run_setup(
     Ok(port)
 }
 
+/// Versions of one policy a management point keeps: a client that read
+/// the assignments just before a refresh still gets the version it was
+/// told about.
+pub const POLICY_VERSIONS_KEPT: usize = 4;
+
+/// The new policies, plus the most recent older versions of each.
+fn keep_recent(old: &[Policy], new: &[Policy]) -> Vec<Policy> {
+    let mut out: Vec<Policy> = new.to_vec();
+    for n in new {
+        let mut older: Vec<&Policy> = old
+            .iter()
+            .filter(|o| o.id == n.id && o.version < n.version)
+            .collect();
+        older.sort_by_key(|o| std::cmp::Reverse(o.version));
+        out.extend(older.into_iter().take(POLICY_VERSIONS_KEPT - 1).cloned());
+    }
+    out
+}
+
 /// The volume's state now (statfs is cheap; no cache).
 fn volume_now(path: &Path) -> MpVolume {
     volume(path)
@@ -662,6 +681,22 @@ pub fn fault_cleared(ctx: &Ctx, name: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refresh_keeps_a_few_older_versions_of_each_policy() {
+        let p = |v| Policy {
+            id: "S01-MACHINE".into(),
+            version: v,
+            body: format!("v{v}"),
+        };
+        let mut held = vec![p(1)];
+        for v in 2..=6 {
+            held = keep_recent(&held, &[p(v)]);
+        }
+        let mut versions: Vec<u64> = held.iter().map(|x| x.version).collect();
+        versions.sort();
+        assert_eq!(versions, [3, 4, 5, 6]);
+    }
 
     #[test]
     fn file_names_are_plain() {

@@ -9,6 +9,7 @@ mod delete;
 mod delivery;
 mod keepalive;
 mod limits;
+mod mp;
 mod ops;
 mod poison;
 mod records;
