@@ -7,6 +7,7 @@
 use sms_store::{Store, StoredCredentials, TokenRecord, TokenRefusal};
 use sms_trust::names::check_label;
 use sms_trust::{token, AdminRole, Authority, Credentials, JoinToken, Name, Role};
+use sms_types::catalog;
 use sms_types::{Ct1, Ct2, SignedBody, SiteCode};
 
 use crate::core::Ctx;
@@ -160,7 +161,47 @@ pub fn create_token(
 /// Redeems a join token: checks it is known, unused and unexpired and that
 /// the caller holds its secret, then issues the certificate for `csr`.
 /// Returns the new chain. The token is used up in the same step.
-pub fn redeem(ctx: &Ctx, id: &[u8], csr: &[u8], proof: &[u8]) -> Result<Vec<Vec<u8>>, Refused> {
+/// A refused join is reported here as a warning status message (once a
+/// minute per token), so the operator at the issuing site sees why a node
+/// could not join; the joining node's own log says it too.
+pub fn redeem(
+    ctx: &Ctx,
+    id: &[u8],
+    csr: &[u8],
+    proof: &[u8],
+    from: &str,
+) -> Result<Vec<Vec<u8>>, Refused> {
+    let r = redeem_inner(ctx, id, csr, proof);
+    if let Err(Refused::Denied(why)) = &r {
+        let token = ctx
+            .store
+            .tokens()
+            .ok()
+            .and_then(|ts| ts.into_iter().find(|t| t.id.as_slice() == id));
+        let (what, label) = match &token {
+            Some(t) if t.role == "member" => ("member server", t.label.clone()),
+            Some(t) => ("site", t.label.clone()),
+            None => ("an unknown", "node".to_string()),
+        };
+        let key = format!("join-refused:{}", hex::encode(id));
+        if ctx.links.should_report(&key) {
+            let _ = crate::status::emit(
+                ctx,
+                &catalog::TRUST_JOIN_REFUSED,
+                &[
+                    from.to_string(),
+                    what.to_string(),
+                    label,
+                    hex::encode(id),
+                    why.clone(),
+                ],
+            );
+        }
+    }
+    r
+}
+
+fn redeem_inner(ctx: &Ctx, id: &[u8], csr: &[u8], proof: &[u8]) -> Result<Vec<Vec<u8>>, Refused> {
     let id: [u8; 16] = id
         .try_into()
         .map_err(|_| Refused::Invalid("a token id is 16 bytes".into()))?;

@@ -123,6 +123,8 @@ catalogue! {
         "A certificate was issued for %1 %2 (serial %3): %4.";
     TRUST_REFUSED = 4803, Warning, "SMS_PROVIDER",
         "Refused %1 from %2: %3.";
+    TRUST_JOIN_REFUSED = 4806, Warning, "SMS_PROVIDER",
+        "A node at %1 tried to join as %2 %3 with join token %4 and was refused: %5";
     TRUST_RENEWED = 4804, Informational, "SMS_PROVIDER",
         "This node's %1 certificate was renewed: serial %2, valid until unix time %3 (it replaces serial %4).";
     TRUST_RENEWAL_FAILED = 4805, Warning, "SMS_PROVIDER",

@@ -137,15 +137,36 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
     let mp_found = mp_findings(&addr, &site.site_code, &mps);
 
     // Findings, most specific first.
-    let (cause, mut fix): (String, Vec<String>) = diagnose(
-        &addr,
-        &me,
-        &site,
-        link.as_ref(),
-        &failed_down,
-        &last,
-        &child,
-    );
+    // A node that tried to join as this site with a refused token (reported
+    // at this node, the token's issuer).
+    let refusals: Vec<String> = c
+        .list_status_messages(pb::ListStatusMessagesRequest {
+            site: me.site_code.clone(),
+            id: 4806,
+            limit: 20,
+            after_uid: vec![],
+        })
+        .await
+        .map(|r| {
+            r.into_inner()
+                .messages
+                .into_iter()
+                .map(|m| m.text)
+                .collect()
+        })
+        .unwrap_or_default();
+    let (cause, mut fix): (String, Vec<String>) = match join_refusal(&addr, &site, &refusals) {
+        Some(found) => found,
+        None => diagnose(
+            &addr,
+            &me,
+            &site,
+            link.as_ref(),
+            &failed_down,
+            &last,
+            &child,
+        ),
+    };
     fix.dedup();
 
     let child_json = match &child {
@@ -276,6 +297,31 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
         }
     });
     Ok(())
+}
+
+/// A site that never became Active because the node meant for it was
+/// refused a join token (status message 4806 at the issuer): the cause and
+/// the fix, from the latest such message.
+pub fn join_refusal(
+    addr: &str,
+    site: &pb::SiteRecord,
+    texts: &[String],
+) -> Option<(String, Vec<String>)> {
+    if site.status == "Active" {
+        return None;
+    }
+    let code = &site.site_code;
+    let t = texts
+        .iter()
+        .rev()
+        .find(|t| t.contains(&format!(" as site {code} ")))?;
+    Some((
+        format!("the node meant for {code} could not join: {t}"),
+        vec![
+            format!("controller --node {addr} token create --site {code}"),
+            format!("start the node on {} with --join-token set to that token (an empty data dir), then it installs", site.server),
+        ],
+    ))
 }
 
 /// What is wrong with a site's management points, each with the fix
@@ -752,7 +798,33 @@ pub fn trust_cause(texts: &[String]) -> Option<(String, String)> {
 
 #[cfg(test)]
 mod trust_tests {
-    use super::{mp_findings, pb, trust_cause};
+    use super::{join_refusal, mp_findings, pb, trust_cause};
+
+    #[test]
+    fn a_refused_join_is_the_cause_of_a_pending_site() {
+        let site = pb::SiteRecord {
+            site_code: "S01".into(),
+            status: "Pending".into(),
+            server: "10.0.0.7:8500".into(),
+            ..Default::default()
+        };
+        let texts = vec![
+            "A node at 10.0.0.7:4000 tried to join as site S02 with join token ab and was refused: expired".to_string(),
+            "A node at 10.0.0.7:4000 tried to join as site S01 with join token cd and was refused: this join token was already used".to_string(),
+        ];
+        let (cause, fix) = join_refusal("pri:1", &site, &texts).unwrap();
+        assert!(cause.contains("already used"), "{cause}");
+        assert!(fix[0].contains("token create --site S01"), "{fix:?}");
+        let active = pb::SiteRecord {
+            status: "Active".into(),
+            ..site.clone()
+        };
+        assert!(join_refusal("pri:1", &active, &texts).is_none());
+        assert!(
+            join_refusal("pri:1", &site, &texts[..1]).is_none(),
+            "another site's refusal"
+        );
+    }
 
     fn mp(state: &str, detail: &str, verification: &str) -> pb::ManagementPoint {
         pb::ManagementPoint {

@@ -107,13 +107,19 @@ impl pb::bootstrap_server::Bootstrap for BootstrapSvc {
         &self,
         req: Request<pb::EnrollRequest>,
     ) -> Result<Response<pb::EnrollReply>, Status> {
+        let from = req
+            .extensions()
+            .get::<crate::security::PeerInfo>()
+            .and_then(|p| p.remote)
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "an unknown address".into());
         let req = req.into_inner();
         if req.csr.len() > 16 * 1024 || req.proof.len() > 64 {
             return Err(Status::invalid_argument(
                 "the signing request or proof is too large",
             ));
         }
-        let chain = sms_site::trust::redeem(&self.ctx, &req.token_id, &req.csr, &req.proof)
+        let chain = sms_site::trust::redeem(&self.ctx, &req.token_id, &req.csr, &req.proof, &from)
             .map_err(status)?;
         self.issued(chain, format!("join token {}", hex::encode(&req.token_id)))
             .await

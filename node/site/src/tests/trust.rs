@@ -26,14 +26,24 @@ fn a_token_buys_one_certificate_for_its_site() {
     let n = root_node();
     let t = trust::create_token(&n.ctx, "S01", Role::Secondary, 600).unwrap();
     let (csr, proof) = csr_and_proof(&t);
-    let chain = trust::redeem(&n.ctx, &t.id, &csr, &proof).unwrap();
+    let chain = trust::redeem(&n.ctx, &t.id, &csr, &proof, "10.9.9.9:1").unwrap();
     let id = sms_trust::Identity::from_der(&chain[0]).unwrap();
     assert_eq!(id.site(), Some(code("S01")));
     assert_eq!(id.name.ancestors, vec![code("PRI")]);
-    let again = trust::redeem(&n.ctx, &t.id, &csr, &proof).unwrap_err();
+    let again = trust::redeem(&n.ctx, &t.id, &csr, &proof, "10.9.9.9:1").unwrap_err();
     assert!(
         matches!(&again, Refused::Denied(m) if m.contains("already used")),
         "{again:?}"
+    );
+    // The issuing site reports the refused join, naming the site and why.
+    let msgs = n.ctx.store.status_messages(None, Some(4806), 10).unwrap();
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    assert!(
+        msgs[0].text.contains("10.9.9.9:1")
+            && msgs[0].text.contains("site S01")
+            && msgs[0].text.contains("already used"),
+        "{}",
+        msgs[0].text
     );
 }
 
@@ -42,7 +52,7 @@ fn a_primary_token_buys_a_constrained_authority() {
     let n = root_node();
     let t = trust::create_token(&n.ctx, "P01", Role::Primary, 600).unwrap();
     let (csr, proof) = csr_and_proof(&t);
-    let chain = trust::redeem(&n.ctx, &t.id, &csr, &proof).unwrap();
+    let chain = trust::redeem(&n.ctx, &t.id, &csr, &proof, "10.9.9.9:1").unwrap();
     let id = sms_trust::Identity::from_der(&chain[0]).unwrap();
     assert_eq!(id.role, Role::Ca);
     assert_eq!(id.name.label, "P01");
@@ -64,7 +74,7 @@ fn an_expired_or_forged_token_is_refused_and_stays_unused() {
     rec.expires_unix = 1;
     n.ctx.store.insert_token(&rec).unwrap();
     let (csr, proof) = csr_and_proof(&t);
-    let e = trust::redeem(&n.ctx, &t.id, &csr, &proof).unwrap_err();
+    let e = trust::redeem(&n.ctx, &t.id, &csr, &proof, "10.9.9.9:1").unwrap_err();
     assert!(
         matches!(&e, Refused::Denied(m) if m.contains("expired")),
         "{e:?}"
@@ -75,13 +85,13 @@ fn an_expired_or_forged_token_is_refused_and_stays_unused() {
     let mut forged = t2.clone();
     forged.secret = [1; 32];
     let (csr, proof) = csr_and_proof(&forged);
-    let e = trust::redeem(&n.ctx, &t2.id, &csr, &proof).unwrap_err();
+    let e = trust::redeem(&n.ctx, &t2.id, &csr, &proof, "10.9.9.9:1").unwrap_err();
     assert!(
         matches!(&e, Refused::Denied(m) if m.contains("proof")),
         "{e:?}"
     );
     // An unknown id.
-    let e = trust::redeem(&n.ctx, &[9; 16], &csr, &proof).unwrap_err();
+    let e = trust::redeem(&n.ctx, &[9; 16], &csr, &proof, "10.9.9.9:1").unwrap_err();
     assert!(
         matches!(&e, Refused::Denied(m) if m.contains("not issued here")),
         "{e:?}"
@@ -127,7 +137,7 @@ fn deleting_a_site_revokes_what_its_token_bought() {
     let n = root_node();
     let t = trust::create_token(&n.ctx, "S01", Role::Secondary, 600).unwrap();
     let (csr, proof) = csr_and_proof(&t);
-    let chain = trust::redeem(&n.ctx, &t.id, &csr, &proof).unwrap();
+    let chain = trust::redeem(&n.ctx, &t.id, &csr, &proof, "10.9.9.9:1").unwrap();
     let serial = sms_trust::Identity::from_der(&chain[0]).unwrap().serial;
     assert_eq!(
         trust::any_revoked(&n.ctx, std::slice::from_ref(&serial)).unwrap(),
