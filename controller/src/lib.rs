@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod client;
 pub mod commands;
+pub mod k8s;
 pub mod output;
 pub mod wire;
 

@@ -9,6 +9,7 @@ mod create_secondary;
 mod disk_full;
 mod failure_modes;
 mod grpc_surface;
+mod k8s_tokens;
 mod lifecycle;
 mod logon;
 mod logs;

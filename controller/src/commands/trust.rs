@@ -35,6 +35,35 @@ pub enum TokenCmd {
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
+    /// In a Kubernetes pod beside the primary: give each bare-node pod a join
+    /// token in the Secret its StatefulSet mounts (`<statefulset>-join-tokens`,
+    /// key `POD.token`), making one at this primary only for a pod whose key
+    /// is missing; then again every --every (or once with --once).
+    K8sSync {
+        /// `POD=SITE` for a secondary site's pod, `POD` for a member server
+        /// named after its pod (repeatable).
+        #[arg(long = "pod", required = true, value_name = "POD[=SITE]")]
+        pods: Vec<String>,
+        /// The namespace of the Secrets [default: the pod's own].
+        #[arg(long)]
+        namespace: Option<String>,
+        /// The API server [default: in-cluster, from KUBERNETES_SERVICE_HOST];
+        /// `http://` only on loopback (tests).
+        #[arg(long, value_name = "URL")]
+        api: Option<String>,
+        /// The service account directory (token, ca.crt, namespace).
+        #[arg(long, value_name = "DIR", default_value = crate::k8s::SERVICE_ACCOUNT)]
+        service_account: PathBuf,
+        /// How long each token works (60s to 7d).
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+        /// Time between passes.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        every: std::time::Duration,
+        /// One pass, then exit (non-zero if any pod could not be given its token).
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -65,13 +94,54 @@ pub enum AdminCmd {
 }
 
 pub async fn token(node: &Option<String>, out: &Out, cmd: TokenCmd) -> anyhow::Result<()> {
-    let TokenCmd::Create {
-        site,
-        member,
-        role,
-        ttl,
-        out_dir,
-    } = cmd;
+    let (site, member, role, ttl, out_dir) = match cmd {
+        TokenCmd::Create {
+            site,
+            member,
+            role,
+            ttl,
+            out_dir,
+        } => (site, member, role, ttl, out_dir),
+        TokenCmd::K8sSync {
+            pods,
+            namespace,
+            api,
+            service_account,
+            ttl,
+            every,
+            once,
+        } => {
+            let pods = pods
+                .iter()
+                .map(|p| crate::k8s::PodToken::parse(p))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let api = match &api {
+                Some(url) if url.starts_with("https://") => {
+                    crate::k8s::Api::new(url, Some(&service_account))?
+                }
+                Some(url) => crate::k8s::Api::new(url, None)?,
+                None => crate::k8s::Api::in_cluster(&service_account)?,
+            };
+            let ns = namespace
+                .or_else(|| crate::k8s::Api::own_namespace(&service_account))
+                .ok_or_else(|| {
+                    anyhow::anyhow!("give --namespace (no service account namespace file)")
+                })?;
+            loop {
+                let pass = k8s_pass(node, out, &api, &ns, &pods, ttl).await;
+                match (pass, once) {
+                    (Ok(()), true) => return Ok(()),
+                    (Err(e), true) => return Err(e),
+                    (Err(e), false) => eprintln!(
+                        "controller: token k8s-sync: {e:#} (again in {})",
+                        humantime::format_duration(every)
+                    ),
+                    (Ok(()), false) => {}
+                }
+                tokio::time::sleep(every).await;
+            }
+        }
+    };
     let wanted: Vec<(String, String)> = site
         .into_iter()
         .map(|s| (s, role.clone()))
@@ -252,6 +322,37 @@ pub async fn certs(node: &Option<String>, out: &Out) -> anyhow::Result<()> {
 
 /// `token create --out-dir`: one file per label, made only once.
 /// One join token for `label` in `role`, made at the connected node.
+/// One pass of `token k8s-sync`: a token for each pod whose key is missing.
+async fn k8s_pass(
+    node: &Option<String>,
+    out: &Out,
+    api: &crate::k8s::Api,
+    ns: &str,
+    pods: &[crate::k8s::PodToken],
+    ttl: std::time::Duration,
+) -> anyhow::Result<()> {
+    let mut c = None;
+    for p in pods {
+        let (secret, key) = (p.secret(), p.key());
+        let held = api.secret(ns, &secret).await?;
+        if held.as_ref().is_some_and(|d| d.contains_key(&key)) {
+            continue;
+        }
+        if c.is_none() {
+            c = Some(connect(node).await?.1);
+        }
+        let (label, role) = p.label_role();
+        let t = create_token(c.as_mut().expect("connected above"), &label, &role, ttl).await?;
+        api.put_secret_key(ns, &secret, &key, t.token.as_bytes())
+            .await?;
+        out.print(
+            &json!({"pod": p.pod, "secret": secret, "key": key, "label": label, "role": role, "token_id": t.token_id, "expires_unix": t.expires_unix}),
+            || println!("gave {} a join token for {role} {label} (secret {ns}/{secret}, key {key})", p.pod),
+        );
+    }
+    Ok(())
+}
+
 async fn create_token(
     c: &mut pb::admin_client::AdminClient<tonic::transport::Channel>,
     label: &str,
