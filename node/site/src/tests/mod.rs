@@ -12,6 +12,7 @@ mod limits;
 mod ops;
 mod poison;
 mod records;
+mod relay;
 mod routing;
 mod sender;
 mod skew;
