@@ -253,7 +253,7 @@ pub async fn certs(node: &Option<String>, out: &Out) -> anyhow::Result<()> {
 /// `token create --out-dir`: one file per label, made only once.
 /// One join token for `label` in `role`, made at the connected node.
 async fn create_token(
-    c: &mut pb::admin_client::AdminClient<tonic::transport::Channel>,
+    c: &mut crate::client::Admin,
     label: &str,
     role: &str,
     ttl: std::time::Duration,
