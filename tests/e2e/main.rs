@@ -14,6 +14,7 @@ mod logon;
 mod logs;
 mod metrics;
 mod mp;
+mod route;
 mod status_load;
 mod transport;
 mod trust;
