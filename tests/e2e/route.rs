@@ -5,8 +5,9 @@
 //! a severed link named as the reason there is no route; relay headers from
 //! anyone but a neighbouring site server refused.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -219,6 +220,9 @@ fn any_site_is_reached_by_its_code_through_the_hierarchy() {
         let v = json(&p, &admin, site, &args);
         assert_eq!(v["child"]["reachable"], true, "{v}");
         assert_eq!(v["child"]["site_code"], "S11", "{v}");
+        // Through the relay, not by dialling S11's server.
+        let via = v["child"]["reached_with"].as_str().unwrap();
+        assert_eq!(via, format!("--node {p} --site S11"), "{v}");
         assert!(
             v["cause"].as_str().unwrap().starts_with("S11 is Active"),
             "{v}"
@@ -250,6 +254,48 @@ fn any_site_is_reached_by_its_code_through_the_hierarchy() {
         );
     }
     assert!(!audit.iter().any(|t| t.contains("rita")), "{audit:#?}");
+
+    // A stream through two hops: S11's audit trail followed live from PRI
+    // shows a force-ct2 made after the watch opened.
+    let mut follow = Command::new(CONTROLLER)
+        .args(["--node", &p, "--tls-dir"])
+        .arg(&admin)
+        .args(["--site", "S11", "status-messages", "--follow", "--json"])
+        .args(["--id", "4800", "--limit", "1"])
+        .env_remove("SMS_SITE")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run controller");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = follow.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // The listing printed first says the watch is open.
+    let first = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the follow printed nothing");
+    assert!(first.contains("4800"), "{first}");
+    ok(
+        ctl(&p, &otto, Some("S11"), &["force-ct2"]),
+        "force-ct2 at S11",
+    );
+    let t0 = Instant::now();
+    loop {
+        let left = Duration::from_secs(30).saturating_sub(t0.elapsed());
+        let line = rx
+            .recv_timeout(left)
+            .expect("the followed stream never showed the force-ct2");
+        if line.contains("via PRI > P01 ran force-ct2 on site S11") {
+            break;
+        }
+    }
+    follow.kill().unwrap();
+    follow.wait().unwrap();
 
     // A severed link on the way: a clear error naming it.
     ok(
@@ -298,4 +344,24 @@ fn any_site_is_reached_by_its_code_through_the_hierarchy() {
     }
     let s = forged_status(&p, &rita, &[("sms-site", "s 11")]);
     assert_eq!(s.code(), tonic::Code::InvalidArgument, "{s:?}");
+}
+
+/// Plaintext nodes (`--insecure`) relay the same way, with nobody to name;
+/// the controller refuses a malformed code and commands it cannot relay.
+#[test]
+fn on_insecure_nodes_calls_are_relayed_without_identities() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pri, p01, _s01) = crate::support::three_tiers(dir.path());
+    let st = pri.json(&["--site", "S01", "status"]);
+    assert_eq!(st["site_code"], "S01", "{st}");
+    assert_eq!(st["parent_site_code"], "P01", "{st}");
+    pri.json(&["--site", "S01", "force-ct2"]);
+    let d = pri.json(&["--site", "P01", "diagnose", "--site", "S01"]);
+    assert_eq!(d["child"]["site_code"], "S01", "{d}");
+    let via = d["child"]["reached_with"].as_str().unwrap();
+    assert_eq!(via, format!("--node {} --site S01", pri.addr), "{d}");
+    let err = p01.fails(&["--site", "S-1", "status"]);
+    assert!(err.contains("--site \"S-1\" is not a site code"), "{err}");
+    let err = pri.fails(&["--site", "S01", "up"]);
+    assert!(err.contains("--site cannot be used with `up`"), "{err}");
 }

@@ -199,6 +199,7 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
             "link_to_parent": link_json(v.status.links.iter().find(|l| l.to == site.parent_site_code)),
             "failed_jobs_to_parent": v.failed_up.iter().map(job_json).collect::<Vec<_>>(),
             "bootstrap_log": v.bootstrap_log,
+            "reached_with": v.reach,
         }),
         Err(e) => json!({"reachable": false, "error": e}),
     };
