@@ -26,6 +26,13 @@ pub struct Cli {
     /// Talk plaintext to nodes started with --insecure.
     #[arg(long, global = true, env = "SMS_INSECURE", value_parser = clap::builder::FalseyValueParser::new())]
     pub insecure: bool,
+    /// Address the command to site CODE: the node (--node) relays it hop by
+    /// hop between neighbouring site servers, up or down the hierarchy, to
+    /// that site's server, which answers it and checks your role. Goes
+    /// before the command (`controller --site S11 status`): after it,
+    /// `--site` is the command's own argument. Falls back to $SMS_SITE.
+    #[arg(long = "site", env = "SMS_SITE", value_name = "CODE")]
+    pub site: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -106,12 +113,36 @@ pub enum Command {
     Certs,
 }
 
+impl Command {
+    /// The commands a site server cannot relay (`--site`): what they do
+    /// happens here, or at a server they name themselves.
+    fn local_only(&self) -> Option<&'static str> {
+        match self {
+            Command::Up(_) => Some("up"),
+            Command::Mp(mp::Cmd::Check(_)) => Some("mp check"),
+            Command::Mp(mp::Cmd::GetPolicy(_)) => Some("mp get-policy"),
+            Command::Mp(mp::Cmd::Register(_)) => Some("mp register"),
+            Command::Mp(mp::Cmd::PostStatus(_)) => Some("mp post-status"),
+            _ => None,
+        }
+    }
+}
+
 impl Cli {
     /// Runs the chosen command.
     pub async fn run(self) -> anyhow::Result<()> {
         let out = Out { json: self.json };
         let node = self.node;
         crate::client::init_security(self.tls_dir, self.insecure);
+        if self.site.as_deref().is_some_and(|s| !s.is_empty()) {
+            if let Some(what) = self.command.local_only() {
+                anyhow::bail!(
+                    "--site cannot be used with `{what}`: it does not talk to a site server's \
+                     administration service (drop --site, or unset SMS_SITE)"
+                );
+            }
+        }
+        crate::client::set_site(self.site)?;
         match self.command {
             Command::Status(a) => status::node::run(&node, &out, a).await,
             Command::Sites(a) => site::list::run(&node, &out, a).await,
@@ -277,6 +308,32 @@ mod tests {
             assert!(cli.json);
             assert!(matches!(cli.command, Command::Status(_)));
         }
+    }
+
+    #[test]
+    fn the_site_to_reach_goes_before_the_command_and_a_command_keeps_its_own_site() {
+        let cli = Cli::try_parse_from(["controller", "--site", "S11", "diagnose", "--site", "S12"])
+            .unwrap();
+        assert_eq!(cli.site.as_deref(), Some("S11"));
+        let Command::Diagnose(a) = cli.command else {
+            panic!()
+        };
+        assert_eq!(a.site, "S12");
+        let cli = Cli::try_parse_from(["controller", "--site", "S11", "status"]).unwrap();
+        assert_eq!(cli.site.as_deref(), Some("S11"));
+        // After a command without a --site of its own, it is not taken.
+        assert_eq!(
+            refuse(&["status", "--site", "S11"]).kind(),
+            ErrorKind::UnknownArgument
+        );
+        assert_eq!(
+            Cli::try_parse_from(["controller", "--site", "S11", "up"])
+                .unwrap()
+                .command
+                .local_only(),
+            Some("up")
+        );
+        assert_eq!(parse(&["sites"]).local_only(), None);
     }
 
     #[test]

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use sms_proto::v1::admin_client::AdminClient;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
 
 /// Resolves the node address: `--node`, else `$SMS_NODE`.
@@ -101,14 +104,69 @@ pub async fn channel(addr: &str) -> Result<Channel> {
         .map_err(|e| anyhow!("cannot reach node {addr}: {}", chain(&e)))
 }
 
-/// An Admin client for `addr`.
-pub async fn admin(addr: &str) -> Result<AdminClient<Channel>> {
-    Ok(AdminClient::new(channel(addr).await?).max_decoding_message_size(64 * 1024 * 1024))
+/// The header that addresses a call to a site by its code: the node the
+/// controller talks to relays it hop by hop to that site's server.
+pub const SITE_HEADER: &str = "sms-site";
+
+/// The site every Admin call of this run is addressed to (`--site`).
+static SITE: RwLock<Option<String>> = RwLock::new(None);
+
+/// Addresses every Admin call of this run to site `code` (`None`: the
+/// node's own site). A code that cannot be one is refused here.
+pub fn set_site(code: Option<String>) -> Result<()> {
+    let code = code.filter(|c| !c.is_empty());
+    if let Some(c) = &code {
+        c.parse::<sms_types::SiteCode>()
+            .map_err(|e| anyhow!("--site {c:?} is not a site code: {e}"))?;
+    }
+    *SITE.write().unwrap_or_else(|p| p.into_inner()) = code;
+    Ok(())
+}
+
+/// The site `--site` named, if any.
+pub fn site() -> Option<String> {
+    SITE.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// Adds the `sms-site` header to every call, when a site is named.
+#[derive(Clone)]
+pub struct SiteHeader(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for SiteHeader {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert(SITE_HEADER, v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// The Admin client every command uses.
+pub type Admin = AdminClient<InterceptedService<Channel, SiteHeader>>;
+
+/// An Admin client for `addr`, its calls addressed to the `--site` site.
+pub async fn admin(addr: &str) -> Result<Admin> {
+    admin_for(addr, site().as_deref()).await
+}
+
+/// An Admin client for `addr` whose calls go to site `site` (relayed by
+/// the node at `addr`), or to that node itself (`None`).
+pub async fn admin_for(addr: &str, site: Option<&str>) -> Result<Admin> {
+    let header = site
+        .map(|s| {
+            s.parse::<MetadataValue<Ascii>>()
+                .map_err(|_| anyhow!("{s:?} is not a site code"))
+        })
+        .transpose()?;
+    Ok(
+        AdminClient::with_interceptor(channel(addr).await?, SiteHeader(header))
+            .max_decoding_message_size(64 * 1024 * 1024),
+    )
 }
 
 /// The node's address and an Admin client for it: how nearly every command
 /// starts. A missing address is reported before any connection is tried.
-pub async fn connect(node: &Option<String>) -> Result<(String, AdminClient<Channel>)> {
+pub async fn connect(node: &Option<String>) -> Result<(String, Admin)> {
     let addr = node_addr(node)?;
     let client = admin(&addr).await?;
     Ok((addr, client))

@@ -15,6 +15,7 @@ mod logon;
 mod logs;
 mod metrics;
 mod mp;
+mod route;
 mod status_load;
 mod transport;
 mod trust;

@@ -354,7 +354,7 @@ async fn k8s_pass(
 }
 
 async fn create_token(
-    c: &mut pb::admin_client::AdminClient<tonic::transport::Channel>,
+    c: &mut crate::client::Admin,
     label: &str,
     role: &str,
     ttl: std::time::Duration,

@@ -20,7 +20,8 @@
 //!    [`mp_control`] (MP Control Manager's verification)
 //! 5. [`site_config`] (Site Configuration Manager: the watchdog cycle)
 //! 6. [`hierarchy`] (Hierarchy Manager), [`stale`] (sites silent too long)
-//! 7. [`ops`] (the administrator's operations) and [`queries`] (read models)
+//! 7. [`ops`] (the administrator's operations), [`queries`] (read models)
+//!    and [`relay`] (reaching a site by its code, hop by hop)
 //! 8. [`wiring`]
 
 pub mod bootstrap;
@@ -38,6 +39,7 @@ pub mod mp_setup;
 pub mod ops;
 pub mod ports;
 pub mod queries;
+pub mod relay;
 pub mod retention;
 pub mod scheduler;
 pub mod sender;

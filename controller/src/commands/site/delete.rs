@@ -7,9 +7,6 @@
 
 use std::time::{Duration, Instant};
 
-use sms_proto::v1::admin_client::AdminClient;
-use tonic::transport::Channel;
-
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The site to remove (a direct child of this node's site).
@@ -25,7 +22,7 @@ pub struct Args {
 
 /// `--wait`: polls the parent's site list until `code` has left it.
 pub(super) async fn wait_gone(
-    c: &mut AdminClient<Channel>,
+    c: &mut crate::client::Admin,
     addr: &str,
     code: &str,
     timeout: Duration,

@@ -9,7 +9,7 @@ use sms_proto::v1 as pb;
 use sms_types::link::{LinkState, NodeRole};
 use sms_types::SiteStatus;
 
-use crate::client::{admin, connect, Reply};
+use crate::client::{admin_for, connect, Reply};
 use crate::output::{self, time, Out};
 
 #[derive(clap::Args, Debug)]
@@ -24,13 +24,49 @@ struct ChildView {
     status: pb::NodeStatus,
     bootstrap_log: Vec<String>,
     failed_up: Vec<pb::FailedJob>,
+    /// The controller arguments that reached it, for the fixes:
+    /// `--node PARENT --site CODE` through the relay, or `--node SERVER`.
+    reach: String,
 }
 
-async fn child_view(server: &str, parent_code: &str) -> Result<ChildView, String> {
-    let mut c = tokio::time::timeout(Duration::from_secs(5), admin(server))
+/// How long the child's view may take to gather.
+const CHILD_WAIT: Duration = Duration::from_secs(10);
+
+/// The child's own view: through the relay from the node diagnosing it
+/// (the parent reaches its child's server where the controller may not,
+/// as in Compose), else by dialling its server (a node that cannot answer
+/// as its site yet: its certificate exchange failed).
+async fn child_view(addr: &str, site: &pb::SiteRecord) -> Result<ChildView, String> {
+    let code = &site.site_code;
+    let relayed = gather(addr, Some(code), &site.parent_site_code).await;
+    let relay_err = match relayed {
+        Ok(mut v) => {
+            v.reach = format!("--node {addr} --site {code}");
+            return Ok(v);
+        }
+        Err(e) => e,
+    };
+    match gather(&site.server, None, &site.parent_site_code).await {
+        Ok(mut v) => {
+            v.reach = format!("--node {}", site.server);
+            Ok(v)
+        }
+        Err(e) => Err(format!("{relay_err}; dialled directly: {e}")),
+    }
+}
+
+async fn gather(addr: &str, site: Option<&str>, parent_code: &str) -> Result<ChildView, String> {
+    tokio::time::timeout(CHILD_WAIT, gather_now(addr, site, parent_code))
         .await
-        .map_err(|_| format!("{server} did not answer within 5 s"))?
-        .map_err(|e| format!("{e:#}"))?;
+        .map_err(|_| format!("no answer within {CHILD_WAIT:?}"))?
+}
+
+async fn gather_now(
+    addr: &str,
+    site: Option<&str>,
+    parent_code: &str,
+) -> Result<ChildView, String> {
+    let mut c = admin_for(addr, site).await.map_err(|e| format!("{e:#}"))?;
     let status = c
         .get_status(pb::GetStatusRequest {})
         .await
@@ -59,6 +95,7 @@ async fn child_view(server: &str, parent_code: &str) -> Result<ChildView, String
         status,
         bootstrap_log,
         failed_up,
+        reach: String::new(),
     })
 }
 
@@ -119,7 +156,12 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
         .await
         .map(|r| r.into_inner().messages)
         .unwrap_or_default();
-    let child = child_view(&site.server, &site.parent_site_code).await;
+    let child = child_view(&addr, &site).await;
+    // The fixes at this node name it as it was reached (--site included).
+    let addr = match crate::client::site() {
+        Some(s) => format!("{addr} --site {s}"),
+        None => addr,
+    };
     // The site's management points, as this node's copy of its control shows them.
     let own = site.site_code == me.site_code;
     let mps = c
@@ -178,6 +220,7 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
             "link_to_parent": link_json(v.status.links.iter().find(|l| l.to == site.parent_site_code)),
             "failed_jobs_to_parent": v.failed_up.iter().map(job_json).collect::<Vec<_>>(),
             "bootstrap_log": v.bootstrap_log,
+            "reached_with": v.reach,
         }),
         Err(e) => json!({"reachable": false, "error": e}),
     };
@@ -414,6 +457,13 @@ fn diagnose(
         fix.push(
             how.replace("{code}", code)
                 .replace("{addr}", addr)
+                .replace(
+                    "{reach}",
+                    &child
+                        .as_ref()
+                        .map(|cv| cv.reach.clone())
+                        .unwrap_or_else(|_| format!("--node {server}")),
+                )
                 .replace("{server}", server),
         );
         return (
@@ -444,12 +494,11 @@ fn diagnose(
         }
         Ok(cv) => cv,
     };
+    let reach = &cv.reach;
     let st = &cv.status;
     if st.bootstrap_state == "failed" {
         if st.bootstrap_detail.contains("injected fault") {
-            fix.push(format!(
-                "controller --node {server} clear-fault bootstrap-failure"
-            ));
+            fix.push(format!("controller {reach} clear-fault bootstrap-failure"));
         }
         fix.push(format!(
             "controller --node {addr} upgrade-site --site {code} --wait"
@@ -477,7 +526,7 @@ fn diagnose(
     let up = st.links.iter().find(|l| l.to == site.parent_site_code);
     if let Some(l) = up.filter(|l| crate::wire::link_state(l) == Some(LinkState::Severed)) {
         fix.push(format!(
-            "controller --node {server} restore-link --to {}",
+            "controller {reach} restore-link --to {}",
             site.parent_site_code
         ));
         return (
@@ -490,16 +539,14 @@ fn diagnose(
     }
     if let Some(j) = cv.failed_up.iter().find(|j| j.kind == "ct2") {
         if j.reason.contains("injected fault") {
-            fix.push(format!(
-                "controller --node {server} clear-fault ct2-job-failure"
-            ));
+            fix.push(format!("controller {reach} clear-fault ct2-job-failure"));
         }
-        fix.push(format!("controller --node {server} force-ct2"));
+        fix.push(format!("controller {reach} force-ct2"));
         return (format!("the job carrying {code}'s site control report (CT2) failed after {} attempts: {}; the phase 4 report got through, so {p} shows {}", j.attempts, j.reason, site.status), fix);
     }
     if let Some(j) = cv.failed_up.first() {
         fix.push(format!(
-            "controller --node {server} retry-jobs --to {}",
+            "controller {reach} retry-jobs --to {}",
             site.parent_site_code
         ));
         return (
@@ -520,7 +567,7 @@ fn diagnose(
         );
     }
     if site.stale {
-        fix.push(format!("controller --node {server} force-ct2"));
+        fix.push(format!("controller {reach} force-ct2"));
         return (
             format!(
                 "{code} is Stale: nothing from it has reached {p} for {}, though its server \
@@ -594,6 +641,7 @@ mod tests {
             },
             bootstrap_log: vec![],
             failed_up: vec![],
+            reach: "--node h:2".into(),
         })
     }
 
@@ -755,7 +803,7 @@ pub fn trust_cause(texts: &[String]) -> Option<(String, String)> {
              exchange failed: the fault cert-exchange-failure is in force there), so its links \
              are refused and its reports never arrive"
                 .into(),
-            "controller --node {server} clear-fault cert-exchange-failure (its sender retries \
+            "controller {reach} clear-fault cert-exchange-failure (its sender retries \
              and the site reports within a retry interval)"
                 .into(),
         ));

@@ -6,8 +6,6 @@ use std::time::Duration;
 
 use serde_json::json;
 use sms_proto::v1 as pb;
-use sms_proto::v1::admin_client::AdminClient;
-use tonic::transport::Channel;
 
 use crate::client::{connect, Reply};
 use crate::output::Out;
@@ -20,7 +18,7 @@ pub mod upgrade;
 
 /// The Hierarchy Manager's site list; `what` names the command in an error.
 pub(crate) async fn list_sites(
-    c: &mut AdminClient<Channel>,
+    c: &mut crate::client::Admin,
     what: &str,
 ) -> anyhow::Result<Vec<pb::SiteRecord>> {
     Ok(c.list_sites(pb::ListSitesRequest {})

@@ -2,9 +2,6 @@
 
 use std::time::Duration;
 
-use sms_proto::v1::admin_client::AdminClient;
-use tonic::transport::Channel;
-
 use super::create::wait_active;
 
 #[derive(clap::Args, Debug)]
@@ -22,7 +19,7 @@ pub struct Args {
 
 /// `--wait`: follows the new install until the site is Active again.
 pub(super) async fn wait(
-    c: &mut AdminClient<Channel>,
+    c: &mut crate::client::Admin,
     addr: &str,
     code: &str,
     timeout: Duration,

@@ -6,6 +6,7 @@ use sms_trust::{AdminRole, Identity, Role};
 use sms_types::SiteCode;
 use tonic::{Request, Status};
 
+use super::relay::Relayed;
 use crate::security::PeerInfo;
 
 /// The caller of one request.
@@ -18,10 +19,23 @@ pub enum Caller {
     Anonymous,
     /// A verified certificate.
     Known(Identity),
+    /// An administrator whose call neighbouring site servers relayed here
+    /// (`controller --site`), through `via` (first relay first). Checked
+    /// as a direct caller with that certificate would be.
+    Relayed { id: Identity, via: Vec<SiteCode> },
 }
 
 impl Caller {
     pub fn of<T>(req: &Request<T>) -> Caller {
+        if let Some(r) = req.extensions().get::<Relayed>() {
+            return match &r.caller {
+                Some(c) => Caller::Relayed {
+                    id: c.identity(),
+                    via: r.via.clone(),
+                },
+                None => Caller::Insecure,
+            };
+        }
         match req.extensions().get::<PeerInfo>() {
             Some(PeerInfo { tls: false, .. }) | None => Caller::Insecure,
             Some(PeerInfo {
@@ -37,6 +51,12 @@ impl Caller {
             Caller::Insecure => "an unauthenticated caller (--insecure)".into(),
             Caller::Anonymous => "a caller without a certificate".into(),
             Caller::Known(id) => format!("{} ({})", id.name.label, id.role),
+            Caller::Relayed { id, via } => format!(
+                "{} ({}) via {}",
+                id.name.label,
+                id.role,
+                sms_site::relay::path_text(via)
+            ),
         }
     }
 }
@@ -56,7 +76,7 @@ pub fn admin<T>(req: &Request<T>, need: AdminRole, here: &[SiteCode]) -> Result<
     match &caller {
         Caller::Insecure => Ok(caller),
         Caller::Anonymous => Err(no_cert()),
-        Caller::Known(id) => {
+        Caller::Known(id) | Caller::Relayed { id, .. } => {
             let Some(role) = id.admin_role() else {
                 return Err(Status::permission_denied(format!(
                     "{} is a {} certificate, not an administrator's",
@@ -100,6 +120,10 @@ pub fn site<T>(req: &Request<T>) -> Result<Option<SiteCode>, Status> {
                 id.name.label, id.role
             ))),
         },
+        Caller::Relayed { id, .. } => Err(Status::permission_denied(format!(
+            "{} ({}) called through the relay; only a site server itself may make this call",
+            id.name.label, id.role
+        ))),
     }
 }
 
@@ -126,7 +150,7 @@ pub fn member<T>(req: &Request<T>) -> Result<Caller, Status> {
 /// ID ranges.
 pub fn node<T>(req: &Request<T>) -> Result<Caller, Status> {
     let caller = member(req)?;
-    if let Caller::Known(id) = &caller {
+    if let Caller::Known(id) | Caller::Relayed { id, .. } = &caller {
         if !(id.role.is_site() || id.role == Role::Member) {
             return Err(Status::permission_denied(format!(
                 "{} is a {} certificate; only a site or member server may make this call",
@@ -138,12 +162,20 @@ pub fn node<T>(req: &Request<T>) -> Result<Caller, Status> {
 }
 
 /// Refuses a caller whose certificate (or an issuer of it) this node
-/// revoked: a deleted site, a revoked administrator.
+/// revoked: a deleted site, a revoked administrator (a relayed one too,
+/// and the site servers that relayed the call).
 pub fn not_revoked<T>(req: &Request<T>, ctx: &sms_site::Ctx) -> Result<(), Status> {
     let Some(info) = req.extensions().get::<PeerInfo>() else {
         return Ok(());
     };
-    match sms_site::trust::any_revoked(ctx, &info.chain_serials) {
+    let mut serials = info.chain_serials.clone();
+    if let Some(Relayed {
+        caller: Some(c), ..
+    }) = req.extensions().get::<Relayed>()
+    {
+        serials.extend(c.serials.iter().cloned());
+    }
+    match sms_site::trust::any_revoked(ctx, &serials) {
         Ok(None) => Ok(()),
         Ok(Some(serial)) => Err(Status::permission_denied(format!(
             "certificate {serial} was revoked here (its site was deleted, or an administrator \

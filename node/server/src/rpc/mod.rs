@@ -11,6 +11,7 @@ mod errors;
 mod logon;
 mod mp;
 pub mod rate;
+pub mod relay;
 mod transfer;
 
 use std::sync::{Arc, Mutex};
@@ -109,16 +110,20 @@ pub async fn serve(
             })
             .max_decoding_message_size(max),
         )
-        .add_service(
+        // Behind its relay: a call for another site (`controller --site`)
+        // goes on to the next hop instead.
+        .add_service(relay::Relay::new(
             pb::admin_server::AdminServer::new(admin::AdminSvc {
-                ctx,
+                ctx: ctx.clone(),
                 log_dir,
                 watchers: Arc::new(tokio::sync::Semaphore::new(admin::MAX_WATCHERS)),
                 log_followers: Arc::new(tokio::sync::Semaphore::new(admin::MAX_LOG_FOLLOWERS)),
             })
             .max_decoding_message_size(max)
             .max_encoding_message_size(64 * 1024 * 1024),
-        )
+            ctx,
+            liveness.clone(),
+        ))
         // `Server::tcp_nodelay` does not reach sockets from our own listener:
         // the acceptor sets it, or replies wait on the peer's delayed ACK
         // (~40 ms); it also runs the TLS handshakes.

@@ -13,6 +13,7 @@ mod mp;
 mod ops;
 mod poison;
 mod records;
+mod relay;
 mod routing;
 mod sender;
 mod skew;
