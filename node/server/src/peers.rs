@@ -634,6 +634,23 @@ mod tests {
                     sms_types::mp::ManagementPoint::new(server, 65_535, i == 0)
                 })
                 .collect(),
+            status_rules: (0..sms_types::status_rules::MAX_STATUS_RULES)
+                .map(|i| {
+                    use sms_types::status_rules::*;
+                    StatusRule {
+                        name: format!("r{i:0>31}"),
+                        ids: Some((0, u32::MAX)),
+                        severity: Some(SeverityMatch::AtLeast(Severity::Error)),
+                        component: Some("c".repeat(MAX_RULE_COMPONENT)),
+                        site_code: Some(code("S01")),
+                        replicate: Some(Replicate::At(Priority::Low)),
+                        keep_days: Some(MAX_KEEP_DAYS),
+                        webhook: Some(format!("http://{}", "w".repeat(MAX_WEBHOOK_URL - 7))),
+                        program: vec![format!("/{}", "p".repeat(MAX_PROGRAM_ARG - 1)); MAX_PROGRAM_ARGS],
+                        stop: true,
+                    }
+                })
+                .collect(),
         };
         assert_eq!(check_site_control(&control), Ok(()));
         let job = Job::new(

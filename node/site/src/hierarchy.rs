@@ -80,6 +80,7 @@ fn build_package(
                     .unwrap_or(1),
             ),
         management_points: vec![],
+        status_rules: vec![],
     };
     let content = install_content(code);
     Ok(BootstrapPackage {

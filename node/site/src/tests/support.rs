@@ -288,6 +288,7 @@ pub fn ct0(site: &str, parent: Option<&str>) -> SiteControl {
         version: SOFTWARE_VERSION.to_string(),
         next_unique_id: 1,
         management_points: vec![],
+        status_rules: vec![],
     }
 }
 
