@@ -585,6 +585,17 @@ impl Peers for Connector {
     ) -> Result<(u16, String, Vec<u8>), String> {
         crate::peers_mp::http_get(self, host_port, path).await
     }
+
+    async fn http_post_json(
+        &self,
+        host_port: &str,
+        path: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<(u16, String, Vec<u8>), String> {
+        let a = sms_connect::http::post_json(host_port, path, body, timeout).await?;
+        Ok((a.status, a.reason, a.body))
+    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ impl Store {
     }
 
     /// [`Store::store_status`] with the arrival time given (tests).
+    #[cfg(test)]
     pub(crate) fn store_status_at(
         &self,
         msgs: &[StatusMessage],
