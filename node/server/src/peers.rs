@@ -657,7 +657,10 @@ mod tests {
                         replicate: Some(Replicate::At(Priority::Low)),
                         keep_days: Some(MAX_KEEP_DAYS),
                         webhook: Some(format!("http://{}", "w".repeat(MAX_WEBHOOK_URL - 7))),
-                        program: vec![format!("/{}", "p".repeat(MAX_PROGRAM_ARG - 1)); MAX_PROGRAM_ARGS],
+                        program: vec![
+                            format!("/{}", "p".repeat(MAX_PROGRAM_ARG - 1));
+                            MAX_PROGRAM_ARGS
+                        ],
                         stop: true,
                     }
                 })

@@ -61,7 +61,10 @@ fn control(v: &Value) -> anyhow::Result<pb::SiteControl> {
         version: s("version"),
         next_unique_id: n("next_unique_id"),
         management_points: vec![],
-        status_rules: vec![],
+        status_rules: list("status_rules")
+            .iter()
+            .map(crate::commands::status_rules::rule_from_json)
+            .collect(),
         domains: list("domains")
             .iter()
             .map(|d| pb::Domain {
