@@ -15,5 +15,6 @@ mod logs;
 mod metrics;
 mod mp;
 mod status_load;
+mod status_rules;
 mod transport;
 mod trust;
