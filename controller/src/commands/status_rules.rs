@@ -15,7 +15,7 @@ pub enum Cmd {
     /// Add a rule: what it matches (nothing given: every message) and what
     /// it does. Matching rules apply in order until one with --stop; the
     /// first to set --replicate or --keep-days decides it.
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// Remove a rule by name or position.
     Remove(RemoveArgs),
 }
@@ -307,7 +307,7 @@ mod tests {
             .into_iter()
             .chain(args.iter().copied());
         match crate::cli::Cli::try_parse_from(argv).map(|c| c.command) {
-            Ok(crate::cli::Command::StatusRules(Cmd::Add(a))) => a,
+            Ok(crate::cli::Command::StatusRules(Cmd::Add(a))) => *a,
             other => panic!("{args:?}: {other:?}"),
         }
     }
