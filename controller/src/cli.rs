@@ -101,6 +101,10 @@ pub enum Command {
     /// act as a client (get-policy, register, post-status).
     #[command(subcommand)]
     Mp(mp::Cmd),
+    /// Status filter rules of a site: list, add (matchers and actions as
+    /// flags) and remove; they travel in site control.
+    #[command(subcommand)]
+    StatusRules(status_rules::Cmd),
     /// Launch a local demo hierarchy (central primary + one secondary) on loopback.
     Up(up::Args),
     /// Join tokens: make one for a new site or member server (at its parent primary).
@@ -183,6 +187,7 @@ impl Cli {
             Command::Probe(c) => probe::run(&node, &out, c).await,
             Command::Package(c) => package::run(&node, &out, c).await,
             Command::Mp(c) => mp::run(&node, &out, c).await,
+            Command::StatusRules(c) => status_rules::run(&node, &out, c).await,
             Command::Up(a) => up::run(&out, a).await,
             Command::Token(c) => trust::token(&node, &out, c).await,
             Command::Admin(c) => trust::admin(&node, &out, c).await,
@@ -289,6 +294,7 @@ mod tests {
                 "probe",
                 "package",
                 "mp",
+                "status-rules",
                 "up",
                 "token",
                 "admin",

@@ -427,6 +427,7 @@ pub fn control_json(c: &pb::SiteControl) -> Value {
         "version": c.version,
         "next_unique_id": c.next_unique_id,
         "management_points": c.management_points.iter().map(mp_json).collect::<Vec<_>>(),
+        "status_rules": c.status_rules.iter().enumerate().map(|(i, r)| crate::commands::status_rules::rule_json(i + 1, r)).collect::<Vec<_>>(),
         "domains": c.domains.iter().map(|d| json!({
             "name": d.name,
             "browse": d.browse,
@@ -690,8 +691,9 @@ mod tests {
         assert_eq!(rules[0]["lowest"], "high");
         assert_eq!(rules[1]["lowest"], "low");
         assert_eq!(v["domains"], json!([]));
-        assert_eq!(keys(&v).len(), 10);
+        assert_eq!(keys(&v).len(), 11);
         assert_eq!(v["management_points"], json!([]));
+        assert_eq!(v["status_rules"], json!([]));
     }
 
     #[test]

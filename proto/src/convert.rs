@@ -154,6 +154,11 @@ pub fn control_to(c: &SiteControl) -> pb::SiteControl {
             .iter()
             .map(crate::convert_mp::management_point_to)
             .collect(),
+        status_rules: c
+            .status_rules
+            .iter()
+            .map(crate::convert_rules::rule_to)
+            .collect(),
     }
 }
 
@@ -187,6 +192,11 @@ pub fn control_from(c: &pb::SiteControl) -> R<SiteControl> {
             .management_points
             .iter()
             .map(crate::convert_mp::management_point_from)
+            .collect::<R<_>>()?,
+        status_rules: c
+            .status_rules
+            .iter()
+            .map(crate::convert_rules::rule_from)
             .collect::<R<_>>()?,
     })
 }

@@ -80,6 +80,18 @@ fn control() -> SiteControl {
             8080,
             true,
         )],
+        status_rules: vec![sms_types::status_rules::StatusRule {
+            name: "drop-5000".into(),
+            ids: Some((5000, 5000)),
+            severity: None,
+            component: None,
+            site_code: None,
+            replicate: Some(sms_types::status_rules::Replicate::Never),
+            keep_days: None,
+            webhook: None,
+            program: vec![],
+            stop: true,
+        }],
     }
 }
 

@@ -9,6 +9,8 @@
 pub mod convert;
 /// wire <-> domain conversions of the management point service.
 pub mod convert_mp;
+/// wire <-> domain conversions of status filter rules.
+pub mod convert_rules;
 
 /// Version 1 of the contract.
 #[allow(clippy::all, missing_docs)]

@@ -17,5 +17,6 @@ mod metrics;
 mod mp;
 mod route;
 mod status_load;
+mod status_rules;
 mod transport;
 mod trust;

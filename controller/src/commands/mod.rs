@@ -15,6 +15,7 @@ pub mod probe;
 pub mod site;
 pub mod site_control;
 pub mod status;
+pub mod status_rules;
 pub mod trust;
 pub mod up;
 

@@ -317,6 +317,22 @@ impl Collector for NodeMetrics {
             Counter,
             &by_sev,
         )?;
+        let calls = ctx.status.actions.counts();
+        let by_result: Vec<(Labels, f64)> = [
+            ("done", calls.done),
+            ("failed", calls.failed),
+            ("dropped", calls.dropped),
+        ]
+        .iter()
+        .map(|(r, n)| (vec![("result", r.to_string())], *n as f64))
+        .collect();
+        family(
+            enc,
+            "sms_status_rule_calls",
+            "Webhook and program calls made by status filter rules, by result (dropped: the queue was full).",
+            Counter,
+            &by_result,
+        )?;
 
         // Components.
         let comps = ctx.components.list();

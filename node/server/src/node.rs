@@ -466,6 +466,7 @@ fn install_primary(
         version: SOFTWARE_VERSION.to_string(),
         next_unique_id: 1,
         management_points: vec![],
+        status_rules: vec![],
     };
     store.install_site(&id, &ct0)?;
     store.put_site(&SiteRecord {

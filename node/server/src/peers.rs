@@ -585,6 +585,17 @@ impl Peers for Connector {
     ) -> Result<(u16, String, Vec<u8>), String> {
         crate::peers_mp::http_get(self, host_port, path).await
     }
+
+    async fn http_post_json(
+        &self,
+        host_port: &str,
+        path: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<(u16, String, Vec<u8>), String> {
+        let a = sms_connect::http::post_json(host_port, path, body, timeout).await?;
+        Ok((a.status, a.reason, a.body))
+    }
 }
 
 #[cfg(test)]
@@ -632,6 +643,26 @@ mod tests {
                 .map(|i| {
                     let server = format!("{}:{}", "m".repeat(MAX_SERVER_NAME - 6), 10_000 + i);
                     sms_types::mp::ManagementPoint::new(server, 65_535, i == 0)
+                })
+                .collect(),
+            status_rules: (0..sms_types::status_rules::MAX_STATUS_RULES)
+                .map(|i| {
+                    use sms_types::status_rules::*;
+                    StatusRule {
+                        name: format!("r{i:0>31}"),
+                        ids: Some((0, u32::MAX)),
+                        severity: Some(SeverityMatch::AtLeast(Severity::Error)),
+                        component: Some("c".repeat(MAX_RULE_COMPONENT)),
+                        site_code: Some(code("S01")),
+                        replicate: Some(Replicate::At(Priority::Low)),
+                        keep_days: Some(MAX_KEEP_DAYS),
+                        webhook: Some(format!("http://{}", "w".repeat(MAX_WEBHOOK_URL - 7))),
+                        program: vec![
+                            format!("/{}", "p".repeat(MAX_PROGRAM_ARG - 1));
+                            MAX_PROGRAM_ARGS
+                        ],
+                        stop: true,
+                    }
                 })
                 .collect(),
         };

@@ -80,6 +80,10 @@ pub struct Ctx {
 impl Ctx {
     pub fn new(cfg: CoreConfig) -> anyhow::Result<Ctx> {
         let ct0 = cfg.store.ct0()?;
+        let status = StatusState::default();
+        if let Some(c) = &ct0 {
+            status.set_rules(&c.status_rules);
+        }
         Ok(Ctx {
             identity: RwLock::new(cfg.identity),
             config: watch::channel(ct0).0,
@@ -97,7 +101,7 @@ impl Ctx {
             hm: HmState::default(),
             logon: LogonLocks::default(),
             bootstrap: BootstrapRun::default(),
-            status: StatusState::default(),
+            status,
             upcalls: OnceLock::new(),
             package_retention: Default::default(),
             cert_lifetime: Default::default(),
@@ -135,8 +139,10 @@ impl Ctx {
         self.config.subscribe()
     }
 
-    /// Publishes a newly applied CT0 to every component.
+    /// Publishes a newly applied CT0 to every component, its status filter
+    /// rules compiled once here rather than for every message.
     pub fn publish_config(&self, ct0: SiteControl) {
+        self.status.set_rules(&ct0.status_rules);
         self.config.send_replace(Some(ct0));
     }
 
@@ -341,6 +347,10 @@ pub struct StatusState {
     /// Messages stored at this site since start (its own and its
     /// descendants'), by severity: informational, warning, error.
     stored: [std::sync::atomic::AtomicU64; 3],
+    /// The site's status filter rules, compiled.
+    rules: RwLock<Arc<crate::status_rules::Compiled>>,
+    /// Webhook and program calls the rules asked for, to the runner.
+    pub actions: crate::status_rules::ActionQueue,
 }
 
 /// Batches a watcher may fall behind by before it misses some (a batch is
@@ -354,6 +364,8 @@ impl Default for StatusState {
             feed: broadcast::channel(WATCH_BACKLOG).0,
             load: SingleFlight::new(),
             stored: Default::default(),
+            rules: Default::default(),
+            actions: Default::default(),
         }
     }
 }
@@ -366,6 +378,16 @@ impl StatusState {
 
     pub(crate) async fn woken(&self) {
         self.wake.notified().await
+    }
+
+    /// The status filter rules in force.
+    pub fn rules(&self) -> Arc<crate::status_rules::Compiled> {
+        self.rules.read().expect("status rules lock").clone()
+    }
+
+    fn set_rules(&self, rules: &[sms_types::status_rules::StatusRule]) {
+        *self.rules.write().expect("status rules lock") =
+            Arc::new(crate::status_rules::Compiled::new(rules));
     }
 
     pub(crate) fn count_stored(&self, severity: Severity) {

@@ -80,6 +80,7 @@ fn build_package(
                     .unwrap_or(1),
             ),
         management_points: vec![],
+        status_rules: vec![],
     };
     let content = install_content(code);
     Ok(BootstrapPackage {
@@ -863,6 +864,10 @@ pub struct ControlChange {
     pub add_management_point: Option<(String, u16, bool)>,
     /// Take the management point role from a server.
     pub remove_management_point: Option<String>,
+    /// Add a status filter rule: at this 1-based position (None: last).
+    pub add_status_rule: Option<(sms_types::status_rules::StatusRule, Option<usize>)>,
+    /// Remove a status filter rule: by name, or by 1-based position.
+    pub remove_status_rule: Option<String>,
 }
 
 impl ControlChange {
@@ -1025,6 +1030,58 @@ impl ControlChange {
                     first.is_default = true;
                 }
             }
+            changed = true;
+        }
+        if let Some((rule, position)) = &self.add_status_rule {
+            sms_types::status_rules::check_rule(rule)?;
+            let rules = &mut ctl.status_rules;
+            if rules
+                .iter()
+                .any(|r| r.name.eq_ignore_ascii_case(&rule.name))
+            {
+                return Err(format!(
+                    "site {} already has a status rule named {}",
+                    ctl.site_code, rule.name
+                ));
+            }
+            let at = match position {
+                None => rules.len(),
+                Some(p) if (1..=rules.len() + 1).contains(p) => p - 1,
+                Some(p) => {
+                    return Err(format!(
+                        "position {p} is outside 1..={} (site {} has {} status rules)",
+                        rules.len() + 1,
+                        ctl.site_code,
+                        rules.len()
+                    ))
+                }
+            };
+            rules.insert(at, rule.clone());
+            changed = true;
+        }
+        if let Some(which) = &self.remove_status_rule {
+            let which = which.trim();
+            let rules = &mut ctl.status_rules;
+            let at = match which.parse::<usize>() {
+                Ok(p) if (1..=rules.len()).contains(&p) => p - 1,
+                Ok(p) => {
+                    return Err(format!(
+                        "site {} has no status rule at position {p} (it has {})",
+                        ctl.site_code,
+                        rules.len()
+                    ))
+                }
+                Err(_) => rules
+                    .iter()
+                    .position(|r| r.name.eq_ignore_ascii_case(which))
+                    .ok_or_else(|| {
+                        format!(
+                            "site {} has no status rule named {which} (controller status-rules list --site {0})",
+                            ctl.site_code
+                        )
+                    })?,
+            };
+            rules.remove(at);
             changed = true;
         }
         if !changed {

@@ -9,8 +9,10 @@
 //! 1. [`core`] (shared core), [`ports`] (remote nodes, upcalls),
 //!    [`site_component`] (the component record), [`site_records`] (the
 //!    Hierarchy Manager's records under one lock), [`links`] (link registry),
-//!    [`retention`] (how long received packages are kept)
-//! 2. [`status`]: reporting a status message
+//!    [`retention`] (how long received packages are kept),
+//!    [`status_rules`] (status filter rules, compiled)
+//! 2. [`status_actions`] (the rules' webhooks and programs), then
+//!    [`status`]: reporting a status message
 //! 3. transport: [`sender`], [`scheduler`] (routing, queueing, links),
 //!    [`despooler`]
 //! 4. [`status_manager`] (store and replicate), [`bootstrap`], [`logon`],
@@ -48,7 +50,9 @@ pub mod site_config;
 pub mod site_records;
 pub mod stale;
 pub mod status;
+pub mod status_actions;
 pub mod status_manager;
+pub mod status_rules;
 pub mod trust;
 pub mod wiring;
 pub mod witness;

@@ -87,6 +87,15 @@ pub trait Peers: Send + Sync + 'static {
     /// status code, reason phrase and body, or why no answer came.
     async fn http_get(&self, host_port: &str, path: &str)
         -> Result<(u16, String, Vec<u8>), String>;
+    /// One plain HTTP POST of a JSON body (a status filter rule's webhook),
+    /// bounded by `timeout`: status code, reason phrase and body.
+    async fn http_post_json(
+        &self,
+        host_port: &str,
+        path: &str,
+        body: Vec<u8>,
+        timeout: std::time::Duration,
+    ) -> Result<HttpAnswer, String>;
 }
 
 /// The management point's HTTP listener on this node (the edge serves it;

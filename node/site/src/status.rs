@@ -37,7 +37,7 @@ pub fn emit(ctx: &Ctx, def: &MessageDef, args: &[String]) -> anyhow::Result<()> 
     let m = build(ctx, id.site_code, def, args);
     tracing::info!(id = m.id, severity = m.severity.as_str(), "{}", m.text);
     let msgs = [m];
-    ctx.store.store_status(&msgs, id.parent.is_some())?;
+    store(ctx, &msgs, id.parent.is_some())?;
     publish(ctx, &msgs);
     ctx.status.wake();
     Ok(())
@@ -54,9 +54,20 @@ pub fn emit_many(ctx: &Ctx, def: &MessageDef, args: &[Vec<String>]) -> anyhow::R
         .iter()
         .map(|a| build(ctx, id.site_code.clone(), def, a))
         .collect();
-    ctx.store.store_status(&msgs, id.parent.is_some())?;
+    store(ctx, &msgs, id.parent.is_some())?;
     publish(ctx, &msgs);
     ctx.status.wake();
+    Ok(())
+}
+
+/// Stores messages at this site under its status filter rules (queued for
+/// the parent when `replicate`, unless a rule says otherwise), then hands
+/// the calls the rules ask for to the runner (`status_actions`).
+pub(crate) fn store(ctx: &Ctx, msgs: &[StatusMessage], replicate: bool) -> anyhow::Result<()> {
+    let (dispositions, calls) = ctx.status.rules().decide(msgs);
+    ctx.store
+        .store_status_ruled(msgs, replicate, &dispositions)?;
+    ctx.status.actions.push(calls);
     Ok(())
 }
 

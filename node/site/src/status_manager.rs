@@ -14,8 +14,10 @@ use sms_types::*;
 /// Messages per replication job.
 const BATCH: usize = 500;
 
-/// How long status messages (and delivered job ids) are kept: SMS's default.
-pub const RETENTION_MS: u64 = 7 * 24 * 3_600_000;
+/// How long status messages (and delivered job ids) are kept: SMS's
+/// default (a status filter rule may keep matching messages longer or
+/// shorter).
+pub const RETENTION_MS: u64 = sms_types::status_rules::DEFAULT_RETENTION_MS;
 
 /// What a load test did.
 #[derive(Debug, Clone)]
@@ -113,7 +115,9 @@ pub async fn emit_now(
         m.uid = uid;
     }
     tracing::info!(id = m.id, severity = m.severity.as_str(), "{}", m.text);
-    ctx.store.store_status(std::slice::from_ref(&m), false)?;
+    // The rules' keep period and calls apply; the replication is this
+    // job's (phase reports always go up, ahead of the CT2).
+    crate::status::store(ctx, std::slice::from_ref(&m), false)?;
     crate::status::publish(ctx, std::slice::from_ref(&m));
     match id.parent {
         Some(p) => {
@@ -158,7 +162,7 @@ pub async fn run(ctx: Arc<Ctx>) -> anyhow::Result<()> {
                 tracing::info!(
                     msgs,
                     ids,
-                    "housekeeping: dropped status messages and delivered job ids older than 7 days"
+                    "housekeeping: dropped status messages past their retention and delivered job ids older than 7 days"
                 );
             }
             if let Err(e) = crate::retention::apply(&ctx) {
@@ -234,15 +238,37 @@ fn store_group(
     keys: &mut Vec<u64>,
     replicate: bool,
 ) -> anyhow::Result<()> {
-    ctx.store.despool_status(keys, group, replicate)?;
+    let (dispositions, calls) = ctx.status.rules().decide(group);
+    ctx.store
+        .despool_status(keys, group, replicate, &dispositions)?;
+    ctx.status.actions.push(calls);
     crate::status::publish(ctx, group);
     group.clear();
     keys.clear();
     Ok(())
 }
 
+/// The priority the Status Manager gives a batch no rule chose one for.
+fn default_priority(msgs: &[StatusMessage]) -> Priority {
+    let urgent = msgs
+        .iter()
+        .any(|m| m.severity == Severity::Error || catalog::bootstrap_phase(m.id).is_some());
+    // Clients' messages (from management points) go up at low
+    // priority, unless the batch carries the site's own messages too.
+    let clients_only = msgs
+        .iter()
+        .all(|m| sms_types::mp::CLIENT_MESSAGE_IDS.contains(&m.id));
+    if clients_only {
+        Priority::Low
+    } else if urgent {
+        Priority::High
+    } else {
+        Priority::Medium
+    }
+}
+
 /// Sends everything queued for the parent; true if anything went.
-async fn replicate(ctx: &Arc<Ctx>) -> anyhow::Result<bool> {
+pub(crate) async fn replicate(ctx: &Arc<Ctx>) -> anyhow::Result<bool> {
     let Some(id) = ctx.identity() else {
         return Ok(false);
     };
@@ -251,32 +277,37 @@ async fn replicate(ctx: &Arc<Ctx>) -> anyhow::Result<bool> {
     };
     let mut sent = false;
     loop {
-        let msgs = ctx.store.status_outq(BATCH)?;
-        if msgs.is_empty() {
+        let queued = ctx.store.status_outq_prio(BATCH)?;
+        if queued.is_empty() {
             break;
         }
-        let urgent = msgs
-            .iter()
-            .any(|m| m.severity == Severity::Error || catalog::bootstrap_phase(m.id).is_some());
-        // Clients' messages (from management points) go up at low
-        // priority, unless the batch carries the site's own messages too.
-        let clients_only = msgs
-            .iter()
-            .all(|m| sms_types::mp::CLIENT_MESSAGE_IDS.contains(&m.id));
-        let prio = if clients_only {
-            Priority::Low
-        } else if urgent {
-            Priority::High
-        } else {
-            Priority::Medium
-        };
-        let job = Job::new(
-            id.site_code.clone(),
-            parent.site_code.clone(),
-            prio,
-            Payload::Status(msgs.clone()),
-        );
-        ctx.store.replicate_status(&parent.site_code, &job, &msgs)?;
+        // One job per priority: the Status Manager's choice for most, the
+        // one a status filter rule chose for the others.
+        let mut chosen: [Vec<StatusMessage>; 3] = Default::default();
+        let mut msgs = Vec::with_capacity(queued.len());
+        for (m, prio) in queued {
+            match prio {
+                Some(p) => chosen[p as usize].push(m),
+                None => msgs.push(m),
+            }
+        }
+        let mut jobs: Vec<(Priority, Vec<StatusMessage>)> = Priority::ALL
+            .into_iter()
+            .zip(chosen)
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+        if !msgs.is_empty() {
+            jobs.push((default_priority(&msgs), msgs));
+        }
+        for (prio, msgs) in jobs {
+            let job = Job::new(
+                id.site_code.clone(),
+                parent.site_code.clone(),
+                prio,
+                Payload::Status(msgs.clone()),
+            );
+            ctx.store.replicate_status(&parent.site_code, &job, &msgs)?;
+        }
         sent = true;
     }
     if sent {

@@ -42,6 +42,7 @@ pub fn install_transport(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
 pub fn install_components(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
     let kind = ctx.identity().map(|i| i.kind);
     supervise(ctx, STATUS_MANAGER, crate::status_manager::run);
+    crate::status_actions::start(ctx);
     supervise(ctx, SITE_CONFIG_MANAGER, crate::site_config::run);
     if kind == Some(SiteKind::Primary) {
         supervise(ctx, HIERARCHY_MANAGER, crate::hierarchy::run);

@@ -401,8 +401,9 @@ pub(crate) const META_IDS_FROZEN: &[u8] = b"ids_frozen";
 /// fields, so every stored site control, CT1 and CT2 changed shape); 3:
 /// signed CT1s and CT2s; 4: package chunks are files beside sled; 5: one
 /// file per package (a package's chunk size is part of its description); 6:
-/// site control lists management points.
-const STORE_FORMAT: u32 = 6;
+/// site control lists management points; 7: site control carries status
+/// filter rules.
+const STORE_FORMAT: u32 = 7;
 /// Written and flushed to prove a reopened store can write again.
 pub(crate) const META_WRITE_PROBE: &[u8] = b"write_probe";
 

@@ -2,19 +2,43 @@
 
 #[allow(unused_imports)]
 use crate::prelude::*;
+use sms_types::status_rules::{Disposition, Replicate, DAY_MS, DEFAULT_RETENTION_MS};
 
 impl Store {
     /// Stores messages at this site and, when `replicate`, queues them for
     /// the parent; keyed by uid, so a repeat is harmless.
     pub fn store_status(&self, msgs: &[StatusMessage], replicate: bool) -> Result<()> {
-        self.store_status_at(msgs, replicate, now_ms())
+        self.store_status_ruled(msgs, replicate, &[])
+    }
+
+    /// [`Store::store_status`] with what the site's status filter rules
+    /// decided for each message (`dispositions` empty: the defaults for
+    /// all, else one per message).
+    pub fn store_status_ruled(
+        &self,
+        msgs: &[StatusMessage],
+        replicate: bool,
+        dispositions: &[Disposition],
+    ) -> Result<()> {
+        self.store_ruled_at(msgs, replicate, dispositions, now_ms())
     }
 
     /// [`Store::store_status`] with the arrival time given (tests).
+    #[cfg(test)]
     pub(crate) fn store_status_at(
         &self,
         msgs: &[StatusMessage],
         replicate: bool,
+        arrival_ms: u64,
+    ) -> Result<()> {
+        self.store_ruled_at(msgs, replicate, &[], arrival_ms)
+    }
+
+    pub(crate) fn store_ruled_at(
+        &self,
+        msgs: &[StatusMessage],
+        replicate: bool,
+        dispositions: &[Disposition],
         arrival_ms: u64,
     ) -> Result<()> {
         (
@@ -23,14 +47,15 @@ impl Store {
             &self.inner()?.status_arrival,
         )
             .transaction(|(st, oq, ar)| {
-                for m in msgs {
+                for (i, m) in msgs.iter().enumerate() {
                     let fresh = st.insert(m.uid.as_bytes(), enc(m))?.is_none();
                     if fresh {
-                        ar.insert(&arrival_key(arrival_ms, &m.uid), &[] as &[u8])?;
-                    }
-                    if replicate && fresh {
-                        // The queue holds uids only: the message is in `status`.
-                        oq.insert(m.uid.as_bytes(), &[] as &[u8])?;
+                        let (clock, queue) = placement(dispositions.get(i), replicate, arrival_ms);
+                        ar.insert(&arrival_key(clock, &m.uid), &[] as &[u8])?;
+                        if let Some(v) = queue {
+                            // The queue holds uids only: the message is in `status`.
+                            oq.insert(m.uid.as_bytes(), v)?;
+                        }
                     }
                 }
                 Ok(())
@@ -58,7 +83,9 @@ impl Store {
     }
 
     /// Drops status messages that arrived here before `before_ms` (by this
-    /// site's clock), oldest arrival first. Returns how many.
+    /// site's clock), oldest arrival first; a message a rule keeps longer or
+    /// shorter than the default counts as arriving later or earlier by the
+    /// difference. Returns how many.
     pub fn prune_status(&self, before_ms: u64) -> Result<usize> {
         let end = arrival_key(before_ms, &Uuid::nil());
         let mut n = 0;
@@ -75,12 +102,14 @@ impl Store {
     }
 
     /// Takes received status batches out of the inbox and stores their
-    /// messages, atomically.
+    /// messages, atomically (`dispositions` as in
+    /// [`Store::store_status_ruled`]).
     pub fn despool_status(
         &self,
         inbox_keys: &[u64],
         msgs: &[StatusMessage],
         replicate: bool,
+        dispositions: &[Disposition],
     ) -> Result<()> {
         (
             &self.inner()?.status,
@@ -90,14 +119,14 @@ impl Store {
         )
             .transaction(|(st, oq, inbox, ar)| {
                 let now = now_ms();
-                for m in msgs {
+                for (i, m) in msgs.iter().enumerate() {
                     let fresh = st.insert(m.uid.as_bytes(), enc(m))?.is_none();
                     if fresh {
-                        ar.insert(&arrival_key(now, &m.uid), &[] as &[u8])?;
-                    }
-                    if replicate && fresh {
-                        // The queue holds uids only: the message is in `status`.
-                        oq.insert(m.uid.as_bytes(), &[] as &[u8])?;
+                        let (clock, queue) = placement(dispositions.get(i), replicate, now);
+                        ar.insert(&arrival_key(clock, &m.uid), &[] as &[u8])?;
+                        if let Some(v) = queue {
+                            oq.insert(m.uid.as_bytes(), v)?;
+                        }
                     }
                 }
                 for k in inbox_keys {
@@ -115,14 +144,27 @@ impl Store {
     }
 
     pub fn status_outq(&self, limit: usize) -> Result<Vec<StatusMessage>> {
+        Ok(self
+            .status_outq_prio(limit)?
+            .into_iter()
+            .map(|(m, _)| m)
+            .collect())
+    }
+
+    /// [`Store::status_outq`] with each message's priority when a status
+    /// filter rule chose one (None: the Status Manager chooses).
+    pub fn status_outq_prio(&self, limit: usize) -> Result<Vec<(StatusMessage, Option<Priority>)>> {
         let mut out = Vec::with_capacity(limit.min(1024));
-        for k in self.inner()?.status_outq.iter().keys() {
+        for kv in self.inner()?.status_outq.iter() {
             if out.len() == limit {
                 break;
             }
-            let k = k?;
+            let (k, v) = kv?;
+            let prio = v
+                .first()
+                .and_then(|p| Priority::ALL.get(*p as usize).copied());
             match self.inner()?.status.get(&k)? {
-                Some(v) => out.push(dec(&v)?),
+                Some(m) => out.push((dec(&m)?, prio)),
                 // Pruned by retention before it could be sent: nothing to send.
                 None => {
                     self.inner()?.status_outq.remove(&k)?;
@@ -228,6 +270,30 @@ impl Store {
 /// named), with this id (if one is given).
 fn selected(m: &StatusMessage, site: Option<&SiteCode>, id: Option<u32>) -> bool {
     site.is_none_or(|s| &m.site_code == s) && id.is_none_or(|i| m.id == i)
+}
+
+/// Where a fresh message goes: the time its retention is counted from
+/// (its arrival, moved by the difference between a rule's keep period and
+/// the default, so one hourly prune serves every period) and its entry in
+/// the parent's queue (None: not replicated; empty: the Status Manager
+/// picks the priority; one byte: the priority a rule chose).
+fn placement(
+    d: Option<&Disposition>,
+    replicate: bool,
+    arrival_ms: u64,
+) -> (u64, Option<&'static [u8]>) {
+    const PRIORITY: [&[u8]; 3] = [&[0], &[1], &[2]];
+    let d = d.copied().unwrap_or_default();
+    let clock = match d.keep_days {
+        Some(days) => (arrival_ms + days as u64 * DAY_MS).saturating_sub(DEFAULT_RETENTION_MS),
+        None => arrival_ms,
+    };
+    let queue = match (replicate, d.replicate) {
+        (false, _) | (true, Some(Replicate::Never)) => None,
+        (true, None) => Some(&[] as &[u8]),
+        (true, Some(Replicate::At(p))) => Some(PRIORITY[p as usize]),
+    };
+    (clock, queue)
 }
 
 /// Key of the arrival index: arrival time (big-endian, so keys sort by it),

@@ -178,6 +178,7 @@ fn control(site: &str, serial: u64) -> SiteControl {
         version: SOFTWARE_VERSION.into(),
         next_unique_id: 1,
         management_points: vec![],
+        status_rules: vec![],
     }
 }
 
@@ -1209,6 +1210,61 @@ async fn pruned_messages_leave_the_replication_queue() {
     );
 }
 
+/// A status filter rule's decision is stored with the message: no queue
+/// entry for one kept here, its priority for one sent at a chosen one, and
+/// a keep period that moves when retention drops it.
+#[tokio::test]
+async fn rule_dispositions_choose_the_queue_entry_and_the_retention() {
+    use sms_types::status_rules::{Disposition, Replicate, DAY_MS, DEFAULT_RETENTION_MS};
+    let (_d, store) = open();
+    let msgs = [info(1_000), info(2_000), info(3_000), info(4_000)];
+    let disp = [
+        Disposition::default(),
+        Disposition {
+            replicate: Some(Replicate::Never),
+            keep_days: None,
+        },
+        Disposition {
+            replicate: Some(Replicate::At(Priority::Low)),
+            keep_days: Some(30),
+        },
+        Disposition {
+            replicate: None,
+            keep_days: Some(1),
+        },
+    ];
+    let arrival = 100 * DAY_MS;
+    store.store_ruled_at(&msgs, true, &disp, arrival).unwrap();
+    let queued = store.status_outq_prio(10).unwrap();
+    assert_eq!(
+        queued,
+        vec![
+            (msgs[0].clone(), None),
+            (msgs[2].clone(), Some(Priority::Low)),
+            (msgs[3].clone(), None),
+        ]
+    );
+    // Two days on: only the message kept one day is gone.
+    assert_eq!(
+        store
+            .prune_status(arrival + 2 * DAY_MS - DEFAULT_RETENTION_MS)
+            .unwrap(),
+        1
+    );
+    // A week on: the defaults go; the one kept 30 days stays.
+    assert_eq!(store.prune_status(arrival + DAY_MS).unwrap(), 2);
+    assert_eq!(
+        store.status_messages(None, None, 10).unwrap(),
+        vec![msgs[2].clone()]
+    );
+    assert_eq!(
+        store
+            .prune_status(arrival + 30 * DAY_MS + 1 - DEFAULT_RETENTION_MS)
+            .unwrap(),
+        1
+    );
+}
+
 #[tokio::test]
 async fn despool_status_takes_the_batch_out_of_the_inbox() {
     let (_d, store) = open();
@@ -1225,11 +1281,11 @@ async fn despool_status_takes_the_batch_out_of_the_inbox() {
             &job_to("PRI", Priority::Low, Payload::Status(vec![])),
         )
         .unwrap();
-    store.despool_status(&[k1, k2], &msgs, true).unwrap();
+    store.despool_status(&[k1, k2], &msgs, true, &[]).unwrap();
     assert_eq!(store.inbox_len(Inbox::Status), 0);
     assert_eq!(store.status_outq(10).unwrap(), msgs);
     // The same messages again (a resent batch) are not queued twice.
-    store.despool_status(&[], &msgs, true).unwrap();
+    store.despool_status(&[], &msgs, true, &[]).unwrap();
     assert_eq!(store.status_outq(10).unwrap().len(), 2);
 }
 

@@ -14,6 +14,7 @@ mod model;
 pub mod mp;
 pub mod records;
 pub mod stats;
+pub mod status_rules;
 pub mod views;
 
 pub use model::*;

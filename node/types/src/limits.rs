@@ -82,6 +82,7 @@ pub fn check_site_control(c: &SiteControl) -> Result<(), String> {
         check_address(a).map_err(|e| format!("the address of site {}: {e}", a.site_code))?;
     }
     check_management_points(&c.management_points)?;
+    crate::status_rules::check_rules(&c.status_rules)?;
     Ok(())
 }
 
@@ -254,6 +255,7 @@ mod tests {
             version: "0.1.0".into(),
             next_unique_id: 1,
             management_points: vec![],
+            status_rules: vec![],
         }
     }
 

@@ -305,6 +305,8 @@ pub struct SiteControl {
     pub next_unique_id: u64,
     /// Servers holding the management point role (seed 001).
     pub management_points: Vec<crate::mp::ManagementPoint>,
+    /// Status filter rules, in order ([`crate::status_rules`]).
+    pub status_rules: Vec<crate::status_rules::StatusRule>,
 }
 
 /// A proposed change to a site's control image.

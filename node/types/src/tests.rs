@@ -71,6 +71,7 @@ fn control() -> SiteControl {
         version: "1.2.3".into(),
         next_unique_id: 1_000,
         management_points: vec![],
+        status_rules: vec![],
     }
 }
 

@@ -61,6 +61,10 @@ fn control(v: &Value) -> anyhow::Result<pb::SiteControl> {
         version: s("version"),
         next_unique_id: n("next_unique_id"),
         management_points: vec![],
+        status_rules: list("status_rules")
+            .iter()
+            .map(crate::commands::status_rules::rule_from_json)
+            .collect(),
         domains: list("domains")
             .iter()
             .map(|d| pb::Domain {
@@ -155,6 +159,7 @@ mod tests {
             version: "0.1.0".into(),
             next_unique_id: 42,
             management_points: vec![],
+            status_rules: vec![],
             domains: vec![pb::Domain {
                 name: "NORTH".into(),
                 browse: vec!["10.0.0.1".into(), "dc.north".into()],

@@ -189,6 +189,17 @@ fn control_change(req: pb::ChangeSiteControlRequest) -> Result<ControlChange, St
             .transpose()?,
         remove_management_point: (!req.remove_management_point.is_empty())
             .then_some(req.remove_management_point),
+        add_status_rule: req
+            .add_status_rule
+            .as_ref()
+            .map(|r| {
+                let rule = sms_proto::convert_rules::rule_from(r)?;
+                let at =
+                    (req.status_rule_position != 0).then_some(req.status_rule_position as usize);
+                Ok::<_, Status>((rule, at))
+            })
+            .transpose()?,
+        remove_status_rule: (!req.remove_status_rule.is_empty()).then_some(req.remove_status_rule),
     })
 }
 

@@ -58,6 +58,8 @@ fn change() -> ControlChange {
         remove_domain: None,
         add_management_point: None,
         remove_management_point: None,
+        add_status_rule: None,
+        remove_status_rule: None,
     }
 }
 

@@ -20,6 +20,7 @@ mod skew;
 mod stale;
 mod stall;
 mod status;
+mod status_rules;
 mod storage_faults;
 mod trust;
 mod validate;

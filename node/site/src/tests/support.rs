@@ -30,6 +30,9 @@ pub struct FakePeers {
     pub mp_target: Mutex<Option<Result<sms_types::mp::MpTarget, String>>>,
     pub mp_setup_answer: Mutex<Option<sms_types::mp::MpSetupResult>>,
     pub mp_http: Mutex<Option<Result<crate::ports::HttpAnswer, String>>>,
+    /// Answers to HTTP POSTs (webhooks), in order, and the bodies posted.
+    pub post_answers: Mutex<Vec<Result<crate::ports::HttpAnswer, String>>>,
+    pub posted: Mutex<Vec<Vec<u8>>>,
 }
 
 impl FakePeers {
@@ -214,6 +217,22 @@ impl Peers for FakePeers {
             .clone()
             .unwrap_or_else(|| Err("not scripted".into()))
     }
+    async fn http_post_json(
+        &self,
+        host_port: &str,
+        path: &str,
+        body: Vec<u8>,
+        _: std::time::Duration,
+    ) -> Result<crate::ports::HttpAnswer, String> {
+        self.record(format!("http_post {host_port}{path}"));
+        self.posted.lock().unwrap().push(body);
+        let mut answers = self.post_answers.lock().unwrap();
+        if answers.is_empty() {
+            Err("not scripted".into())
+        } else {
+            answers.remove(0)
+        }
+    }
 }
 
 /// A link stream that records every frame handed to it and never answers.
@@ -288,6 +307,7 @@ pub fn ct0(site: &str, parent: Option<&str>) -> SiteControl {
         version: SOFTWARE_VERSION.to_string(),
         next_unique_id: 1,
         management_points: vec![],
+        status_rules: vec![],
     }
 }
 
@@ -536,6 +556,15 @@ impl Peers for LinkPeers {
         unreachable!("not used here")
     }
     async fn http_get(&self, _: &str, _: &str) -> Result<(u16, String, Vec<u8>), String> {
+        unreachable!("not used here")
+    }
+    async fn http_post_json(
+        &self,
+        _: &str,
+        _: &str,
+        _: Vec<u8>,
+        _: std::time::Duration,
+    ) -> Result<crate::ports::HttpAnswer, String> {
         unreachable!("not used here")
     }
 }
