@@ -74,7 +74,8 @@ async function act(action, args) {
     notice(action + " refused: " + (body.error || r.statusText), true);
     throw new Error(body.error);
   }
-  notice(action + " done: " + JSON.stringify(body), false);
+  notice(action + " done" + (body.state ? ": link to " + body.to + " " + body.state : "") +
+    (body.serial ? ": serial " + body.serial : "") + (body.status ? ": " + body.site_code + " " + body.status : ""), false);
   return body;
 }
 
@@ -146,8 +147,10 @@ function siteCard(s, edge) {
     el("a", { class: "code", href: "#/site/" + s.code }, s.code), " ",
     el("span", { class: "status-" + s.status }, s.status || s.kind), " ",
     el("span", { class: "meta" }, s.kind + (s.version ? " · v" + s.version : "") + " · " + s.server),
-    el("div", { class: "meta" }, "last report: " + time(s.last_report_unix_ms) + " ",
-      el("span", { class: "age", "data-ms": s.last_report_unix_ms || "" }, age(s.last_report_unix_ms))),
+    s.code === (lastTree && lastTree.site)
+      ? el("div", { class: "meta" }, "this console's site")
+      : el("div", { class: "meta" }, "last report: " + time(s.last_report_unix_ms) + " ",
+        el("span", { class: "age", "data-ms": s.last_report_unix_ms || "" }, age(s.last_report_unix_ms))),
     edge ? edgeView(edge) : null);
 }
 
