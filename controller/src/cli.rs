@@ -115,6 +115,9 @@ pub enum Command {
     Admin(trust::AdminCmd),
     /// The node's certificates with their expiry, and the join tokens it issued.
     Certs,
+    /// A single-use sign-in link to the node's web console (needs sms-node
+    /// --http-listen): the session acts with this certificate's role.
+    ConsoleUrl(console::Args),
 }
 
 impl Command {
@@ -192,6 +195,7 @@ impl Cli {
             Command::Token(c) => trust::token(&node, &out, c).await,
             Command::Admin(c) => trust::admin(&node, &out, c).await,
             Command::Certs => trust::certs(&node, &out).await,
+            Command::ConsoleUrl(a) => console::run(&node, &out, a).await,
         }
     }
 }
@@ -299,6 +303,7 @@ mod tests {
                 "token",
                 "admin",
                 "certs",
+                "console-url",
             ]
         );
     }

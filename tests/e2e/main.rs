@@ -4,6 +4,7 @@
 
 mod support;
 
+mod console;
 mod crash_recovery;
 mod create_secondary;
 mod disk_full;

@@ -3,6 +3,7 @@
 //! same thing to the same noun share one implementation with the verb as a
 //! parameter; how things look is in [`crate::output`].
 
+pub mod console;
 pub mod domain;
 pub mod fault;
 pub mod ids;

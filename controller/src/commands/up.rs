@@ -176,6 +176,11 @@ pub async fn run(out: &Out, a: Args) -> anyhow::Result<()> {
         println!("bare node for {} on {}", a.secondary, secondary.node.addr());
         if !http_url.is_empty() {
             println!("metrics of {} at {http_url}/metrics", a.primary);
+            println!(
+                "web console of {} at {http_url}/console/ (reading is open on loopback; \
+                 for actions sign in with the link `controller console-url` prints)",
+                a.primary
+            );
         }
     }
     let result = build(out, &a, primary.node.addr(), secondary.node.addr()).await;
@@ -198,6 +203,9 @@ pub async fn run(out: &Out, a: Args) -> anyhow::Result<()> {
                 a.secondary
             );
             println!("      controller --node {} status", secondary.node.addr());
+            if !http_url.is_empty() {
+                println!("      controller console-url   # sign in to the web console");
+            }
             println!(
                 "Press Ctrl-C to stop both nodes (data stays in {}).",
                 a.dir.display()

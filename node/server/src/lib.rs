@@ -6,6 +6,8 @@
 //! logging ([`logging`]). The components themselves are in `sms-site`; the
 //! store in `sms-store`; the domain vocabulary in `sms-types`.
 
+pub mod audit;
+pub mod console;
 pub mod health;
 pub mod http;
 pub mod logging;

@@ -139,11 +139,13 @@ struct RunArgs {
     /// timestamp, level, fields, target). stderr stays text.
     #[arg(long, env = "SMS_LOG_FORMAT", value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
-    /// Serve `/metrics` (Prometheus text format) and `/ready` over HTTP on
-    /// this address; port 0 lets the OS choose (the URL is printed and
-    /// written to DIR/http.addr). Plain HTTP on a loopback address (or with
-    /// --insecure), HTTPS with the node's certificate on any other. Off
-    /// when not given.
+    /// Serve `/metrics` (Prometheus text format), `/ready` and the web
+    /// console (`/console/`) over HTTP on this address; port 0 lets the OS
+    /// choose (the URL is printed and written to DIR/http.addr). Plain HTTP
+    /// on a loopback address (or with --insecure), HTTPS with the node's
+    /// certificate on any other; off loopback the console shows nothing
+    /// without a sign-in link (`controller console-url`). Off when not
+    /// given.
     #[arg(long, value_name = "HOST:PORT", env = "SMS_HTTP_LISTEN")]
     http_listen: Option<String>,
     /// A site below this one that has not reported here (no CT2, no status
@@ -295,6 +297,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     println!("sms-node listening on {} as {who}", node.local_addr);
     if let Some(url) = &node.http_url {
         println!("sms-node serving {url}/metrics and {url}/ready");
+        println!("sms-node web console at {url}/console/");
     }
     tracing::info!(addr = %node.local_addr, advertise = %node.ctx.advertise, "listening as {who}");
     let ctx = node.ctx.clone();

@@ -298,8 +298,11 @@ impl Node {
                 crate::renewal::run(ctx.clone(), tls.clone(), connector.clone()),
             );
         }
+        // Shared by the HTTP listener (the web console) and the admin
+        // service (which issues its sign-in links).
+        let console = Arc::new(crate::console::Console::default());
         let http_url = match &cfg.http_listen {
-            Some(addr) => Some(start_http(&ctx, addr, &connector.security).await?),
+            Some(addr) => Some(start_http(&ctx, addr, &connector.security, &console).await?),
             None => None,
         };
         let server = tasks.spawn(
@@ -311,6 +314,7 @@ impl Node {
                 connector,
                 cfg.connection_limits,
                 cfg.call_rate,
+                console,
             ),
         );
         // The HTTP URL first: whoever waits for node.addr finds it too.
@@ -346,23 +350,31 @@ impl Node {
 
 /// Binds the HTTP listener and serves the node's routes on it; returns its
 /// URL.
-async fn start_http(ctx: &Arc<Ctx>, addr: &str, security: &Security) -> anyhow::Result<String> {
+async fn start_http(
+    ctx: &Arc<Ctx>,
+    addr: &str,
+    security: &Security,
+    console: &Arc<crate::console::Console>,
+) -> anyhow::Result<String> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for HTTP (--http-listen): {e}"))?;
     let bound = listener.local_addr()?;
     let http = crate::http::HttpSecurity::for_address(bound, security);
     let url = http.url(bound);
+    console.set_url(&url);
+    let tls = matches!(http, crate::http::HttpSecurity::Tls(_));
+    let routes = crate::http::router(ctx.clone()).merge(crate::console::router(
+        ctx.clone(),
+        console.clone(),
+        bound,
+        tls,
+    ));
     ctx.tasks.spawn(
         "http server",
-        crate::http::serve(
-            ctx.clone(),
-            listener,
-            http,
-            crate::http::router(ctx.clone()),
-        ),
+        crate::http::serve(ctx.clone(), listener, http, routes),
     );
-    tracing::info!(%url, "serving /metrics and /ready");
+    tracing::info!(%url, "serving /metrics, /ready and the web console (/console/)");
     Ok(url)
 }
 

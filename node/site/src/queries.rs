@@ -246,6 +246,84 @@ pub fn status_messages(
     })
 }
 
+/// What the web console's status message viewer asks for: every field
+/// that is set must match (component case-insensitively, text as a
+/// case-insensitive part of the message text, times inclusive).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatusQuery {
+    pub site: Option<SiteCode>,
+    pub id: Option<u32>,
+    pub severity: Option<Severity>,
+    pub component: Option<String>,
+    pub text: Option<String>,
+    pub since_ms: Option<u64>,
+    pub until_ms: Option<u64>,
+}
+
+impl StatusQuery {
+    pub fn matches(&self, m: &StatusMessage) -> bool {
+        self.site.as_ref().is_none_or(|s| &m.site_code == s)
+            && self.id.is_none_or(|i| m.id == i)
+            && self.severity.is_none_or(|s| m.severity == s)
+            && self
+                .component
+                .as_ref()
+                .is_none_or(|c| m.component.eq_ignore_ascii_case(c))
+            && self
+                .text
+                .as_ref()
+                .is_none_or(|t| m.text.to_lowercase().contains(&t.to_lowercase()))
+            && self.since_ms.is_none_or(|t| m.time_unix_ms >= t)
+            && self.until_ms.is_none_or(|t| m.time_unix_ms <= t)
+    }
+}
+
+/// The newest messages (site and id filtered by the store) a status query
+/// looks through: a query for rare messages in a large store sees only
+/// this many of the newest.
+pub const STATUS_QUERY_SCAN: usize = 20_000;
+
+/// Status messages matching `q`, newest last, at most `limit` (0: 1000),
+/// among the newest [`STATUS_QUERY_SCAN`] of the site and id asked for.
+pub fn status_query(
+    ctx: &Ctx,
+    q: &StatusQuery,
+    limit: usize,
+) -> Result<Vec<StatusMessage>, Refused> {
+    let limit = if limit == 0 { 1000 } else { limit };
+    let mut found: Vec<StatusMessage> = ctx
+        .store
+        .status_messages(q.site.as_ref(), q.id, STATUS_QUERY_SCAN)?
+        .into_iter()
+        .filter(|m| q.matches(m))
+        .collect();
+    let cut = found.len().saturating_sub(limit);
+    found.drain(..cut);
+    Ok(found)
+}
+
+/// The serials of this site's control history, oldest first.
+pub fn site_control_serials(ctx: &Ctx) -> Result<Vec<u64>, Refused> {
+    installed(ctx)?;
+    Ok(ctx.store.ct0_serials()?)
+}
+
+/// A site's components with their state: this node's own, or a
+/// descendant's as its last CT2 reported them.
+pub fn site_components(ctx: &Ctx, site: &SiteCode) -> Result<Vec<ComponentState>, Refused> {
+    let id = installed(ctx)?;
+    if site == &id.site_code {
+        return Ok(node_view(ctx).components);
+    }
+    let ct2 = ctx.store.child_ct2(site)?.ok_or_else(|| {
+        Refused::NotFound(format!(
+            "site {} holds no site control report (CT2) from site {site}",
+            id.site_code
+        ))
+    })?;
+    Ok(ct2.components)
+}
+
 /// Jobs for `to` whose retries are exhausted.
 pub fn failed_jobs(ctx: &Ctx, to: &SiteCode) -> Result<Vec<FailedJob>, Refused> {
     Ok(ctx.store.failed_jobs(to)?)

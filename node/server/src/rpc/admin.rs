@@ -39,6 +39,8 @@ pub struct AdminSvc {
     pub log_followers: Arc<tokio::sync::Semaphore>,
     /// Where this node's component logs are (for `controller log`).
     pub log_dir: std::path::PathBuf,
+    /// The web console, whose sign-in links `CreateConsoleSession` issues.
+    pub console: Arc<crate::console::Console>,
 }
 
 type R<T> = Result<Response<T>, Status>;
@@ -101,21 +103,7 @@ impl AdminSvc {
     /// A state-changing call that passed its checks: recorded in the
     /// audit trail (a status message, replicated up like any other).
     fn audit(&self, caller: &Caller, action: &str, detail: String) {
-        let site = self
-            .ctx
-            .identity()
-            .map(|id| id.site_code.to_string())
-            .unwrap_or_else(|| "(bare node)".into());
-        tracing::info!(caller = %caller.subject(), action, %detail, "audit");
-        if self.ctx.identity().is_some() {
-            if let Err(e) = sms_site::status::emit(
-                &self.ctx,
-                &sms_types::catalog::AUDIT_ADMIN_ACTION,
-                &[caller.subject(), action.to_string(), site, detail],
-            ) {
-                tracing::warn!("cannot record the audit message: {e:#}");
-            }
-        }
+        crate::audit::record(&self.ctx, &caller.subject(), action, detail);
     }
 }
 
@@ -279,6 +267,56 @@ impl pb::admin_server::Admin for AdminSvc {
                 }
             });
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn create_console_session(
+        &self,
+        req: Request<pb::ConsoleSessionRequest>,
+    ) -> R<pb::ConsoleSessionReply> {
+        let caller = self.allow(&req, AdminRole::ReadOnly)?;
+        let Some(console_url) = self.console.url().map(str::to_string) else {
+            return Err(Status::failed_precondition(
+                "this node serves no web console: start sms-node with --http-listen HOST:PORT",
+            ));
+        };
+        let role = match &caller {
+            Caller::Known(id) => id.admin_role().unwrap_or(AdminRole::ReadOnly),
+            // Nobody is authenticated on an --insecure node: as its gRPC calls.
+            _ => AdminRole::Full,
+        };
+        let chain_serials = req
+            .extensions()
+            .get::<crate::security::PeerInfo>()
+            .map(|p| p.chain_serials.clone())
+            .unwrap_or_default();
+        let grant = crate::console::session::Grant {
+            subject: caller.subject(),
+            role,
+            chain_serials,
+        };
+        let ttl = std::time::Duration::from_secs(req.get_ref().ttl_secs);
+        let ticket = self
+            .console
+            .sessions
+            .issue(grant, ttl)
+            .map_err(|e| match e {
+                crate::console::session::SessionError::TooLong => {
+                    Status::invalid_argument(e.to_string())
+                }
+                other => Status::resource_exhausted(other.to_string()),
+            })?;
+        self.audit(
+            &caller,
+            "console-session",
+            format!("role {role}, until unix time {}", ticket.expires_unix),
+        );
+        reply(pb::ConsoleSessionReply {
+            url: format!("{}login?ticket={}", console_url, ticket.token),
+            console_url,
+            expires_unix: ticket.expires_unix,
+            subject: caller.subject(),
+            role: role.to_string(),
+        })
     }
 
     async fn generate_status_load(

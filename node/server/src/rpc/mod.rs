@@ -34,6 +34,7 @@ pub async fn serve(
     liveness: peers::Connector,
     limits: crate::security::Limits,
     rate: rate::RateLimit,
+    console: Arc<crate::console::Console>,
 ) -> anyhow::Result<()> {
     let refused = ctx.clone();
     let throttled = ctx.clone();
@@ -116,6 +117,7 @@ pub async fn serve(
             pb::admin_server::AdminServer::new(admin::AdminSvc {
                 ctx: ctx.clone(),
                 log_dir,
+                console,
                 watchers: Arc::new(tokio::sync::Semaphore::new(admin::MAX_WATCHERS)),
                 log_followers: Arc::new(tokio::sync::Semaphore::new(admin::MAX_LOG_FOLLOWERS)),
             })

@@ -1,0 +1,419 @@
+//! What the console's JSON endpoints answer: the site's read models
+//! (`sms_site::queries`) shaped for the page. Nothing here decides
+//! anything the domain does not already know; secrets the records hold
+//! (link secrets) are never copied out.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use serde_json::{json, Value};
+use sms_site::error::Refused;
+use sms_site::{queries, Ctx};
+use sms_types::link::LinkState;
+use sms_types::views::{LinkView, SiteRow};
+use sms_types::*;
+
+/// Per-link rates between two looks at the link counters.
+#[derive(Default)]
+pub struct Rates {
+    last: HashMap<SiteCode, (u64, u64, Instant)>,
+    per_sec: HashMap<SiteCode, (f64, f64)>,
+}
+
+impl Rates {
+    /// Looks at every link's byte and acknowledgement counters; the rates
+    /// are from the previous look to this one.
+    pub fn sample(&mut self, ctx: &Ctx) {
+        let now = Instant::now();
+        for l in ctx.links.links() {
+            let bytes = l.bytes_sent.load(Ordering::Relaxed);
+            let acked = l.frames_acked.load(Ordering::Relaxed);
+            if let Some((b0, a0, t0)) = self.last.get(&l.to) {
+                let secs = now.duration_since(*t0).as_secs_f64();
+                if secs > 0.0 {
+                    self.per_sec.insert(
+                        l.to.clone(),
+                        (
+                            bytes.saturating_sub(*b0) as f64 / secs,
+                            acked.saturating_sub(*a0) as f64 / secs,
+                        ),
+                    );
+                }
+            }
+            self.last.insert(l.to.clone(), (bytes, acked, now));
+        }
+    }
+
+    /// (bytes/s, jobs acknowledged/s) over `to`, once sampled twice.
+    pub fn of(&self, to: &SiteCode) -> Option<(f64, f64)> {
+        self.per_sec.get(to).copied()
+    }
+}
+
+/// A site of the list, as the tree and the site page show it.
+pub fn site_row_json(r: &SiteRow) -> Value {
+    let s = &r.record;
+    json!({
+        "code": s.site_code.as_str(),
+        "parent": s.parent_site_code.as_ref().map(|p| p.as_str()),
+        "kind": s.kind.as_str(),
+        "server": s.server,
+        "status": r.shown_status(),
+        "install_status": s.status.to_string(),
+        "stale": r.stale,
+        "status_changed_unix_ms": s.status_changed_unix_ms,
+        "serial": s.serial,
+        "version": r.version,
+        "last_report_unix_ms": r.last_report_unix_ms,
+        "recent_errors": r.recent_errors,
+        "recent_warnings": r.recent_warnings,
+    })
+}
+
+/// One link as this node sees it, with its rates when known.
+pub fn link_json(l: &LinkView, ctx: &Ctx, rates: Option<&Rates>) -> Value {
+    let link = ctx.links.link(&l.to);
+    let counter = |f: fn(&sms_site::links::Link) -> u64| link.as_ref().map(|k| f(k)).unwrap_or(0);
+    let rate = rates.and_then(|r| r.of(&l.to));
+    json!({
+        "to": l.to.as_str(),
+        "state": l.state.as_str(),
+        "detail": l.detail,
+        "server": l.server,
+        "queued_jobs": l.queued_jobs,
+        "failed_jobs": l.failed_jobs,
+        "sent_jobs": counter(|k| k.sent.load(Ordering::Relaxed)),
+        "bytes_sent": counter(|k| k.bytes_sent.load(Ordering::Relaxed)),
+        "round_trip_ms": counter(|k| k.round_trip_us.load(Ordering::Relaxed)) as f64 / 1000.0,
+        "bytes_per_sec": rate.map(|r| r.0.round()),
+        "acked_per_sec": rate.map(|r| (r.1 * 10.0).round() / 10.0),
+        "clock_skew_ms": l.clock_skew_ms,
+    })
+}
+
+pub fn message_json(m: &StatusMessage) -> Value {
+    json!({
+        "uid": m.uid.to_string(),
+        "id": m.id,
+        "severity": m.severity.as_str(),
+        "site": m.site_code.as_str(),
+        "component": m.component,
+        "machine": m.machine,
+        "time_unix_ms": m.time_unix_ms,
+        "text": m.text,
+    })
+}
+
+pub fn failed_job_json(f: &FailedJob) -> Value {
+    json!({
+        "job_id": f.job.id.to_string(),
+        "kind": f.job.payload.kind(),
+        "source": f.job.source.as_str(),
+        "dest": f.job.dest.as_str(),
+        "attempts": f.job.attempts,
+        "reason": f.reason,
+        "failed_unix_ms": f.failed_unix_ms,
+    })
+}
+
+/// A site control image: domains with their logon servers, addresses,
+/// management points.
+pub fn control_json(c: &SiteControl) -> Value {
+    json!({
+        "site_code": c.site_code.as_str(),
+        "site_name": c.site_name,
+        "serial": c.serial,
+        "parent_site_code": c.parent_site_code.as_ref().map(|p| p.as_str()),
+        "polling_interval_ms": c.polling_interval_ms,
+        "version": c.version,
+        "next_unique_id": c.next_unique_id,
+        "domains": c.domains.iter().map(|d| json!({
+            "name": d.name,
+            "browse": d.browse,
+            "logon_servers": d.logon_servers.iter().map(|l| json!({
+                "server": l.server, "state": l.state.as_str(),
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "addresses": c.addresses.iter().map(|a| json!({
+            "site_code": a.site_code.as_str(),
+            "server": a.server,
+            "retry_count": a.retry_count,
+            "retry_delay_ms": a.retry_delay_ms,
+            "concurrent_sendings": a.concurrent_sendings,
+            "rate_limit_bytes_per_sec": a.rate_limit_bytes_per_sec,
+            "keepalive_secs": a.keepalive_secs,
+            "schedule": a.schedule.iter().map(|r| json!({
+                "start_hour": r.start_hour, "end_hour": r.end_hour, "lowest": r.lowest.as_str(),
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "management_points": c.management_points.iter().map(|m| json!({
+            "server": m.server,
+            "port": m.port,
+            "is_default": m.is_default,
+            "state": m.state.as_str(),
+            "detail": m.detail,
+            "verified_unix_ms": m.verified_unix_ms,
+            "verification": m.verification,
+            "bound_port": m.bound_port,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Flattens a JSON document into path -> value, keying list items by
+/// their name, site code or server so a reordered list is no change.
+fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                let dot = if prefix.is_empty() { "" } else { "." };
+                flatten(&format!("{prefix}{dot}{k}"), x, out);
+            }
+        }
+        Value::Array(a) => {
+            if a.is_empty() {
+                out.insert(prefix.to_string(), "[]".into());
+            }
+            for (i, x) in a.iter().enumerate() {
+                let key = ["name", "site_code", "server"]
+                    .iter()
+                    .find_map(|k| x.get(k).and_then(|v| v.as_str()))
+                    .map(str::to_string)
+                    .unwrap_or_else(|| i.to_string());
+                flatten(&format!("{prefix}[{key}]"), x, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+/// What changed from `x` to `y`: one `{field, from, to}` per changed leaf,
+/// in field order; a side that lacks the field has `null` (the same
+/// comparison `controller site-control --diff` prints).
+pub fn changes(x: &Value, y: &Value) -> Vec<Value> {
+    let (mut fx, mut fy) = (BTreeMap::new(), BTreeMap::new());
+    flatten("", x, &mut fx);
+    flatten("", y, &mut fy);
+    let keys: BTreeSet<&String> = fx.keys().chain(fy.keys()).collect();
+    keys.into_iter()
+        .filter(|k| fx.get(*k) != fy.get(*k))
+        .map(|k| json!({"field": k, "from": fx.get(k), "to": fy.get(k)}))
+        .collect()
+}
+
+/// The hierarchy as this node knows it: sites (a primary's site list; a
+/// secondary knows itself and its parent) and every parent-child edge,
+/// with this node's view of the link where the edge is one of its own.
+pub fn tree(ctx: &Ctx, rates: &Rates) -> Result<Value, Refused> {
+    let Some(me) = ctx.identity() else {
+        return Ok(json!({"site": null, "sites": [], "edges": [],
+            "note": "a bare node: no site is installed here yet"}));
+    };
+    let sites: Vec<Value> = if me.kind == SiteKind::Secondary {
+        let p = me.parent.as_ref().expect("a secondary has a parent");
+        vec![
+            json!({"code": p.site_code.as_str(), "parent": null, "kind": "parent",
+                   "server": p.address, "status": "", "stale": false, "version": "",
+                   "last_report_unix_ms": null}),
+            json!({"code": me.site_code.as_str(), "parent": p.site_code.as_str(),
+                   "kind": me.kind.as_str(), "server": ctx.advertise, "status": "Active",
+                   "stale": false, "version": me.version, "last_report_unix_ms": null,
+                   "serial": ctx.config().map(|c| c.serial).unwrap_or(0)}),
+        ]
+    } else {
+        queries::sites(ctx)?.iter().map(site_row_json).collect()
+    };
+    let mut edges = Vec::new();
+    for s in &sites {
+        let (Some(child), Some(parent)) = (s["code"].as_str(), s["parent"].as_str()) else {
+            continue;
+        };
+        let other = if parent == me.site_code.as_str() {
+            Some(child)
+        } else if child == me.site_code.as_str() {
+            Some(parent)
+        } else {
+            None
+        };
+        let link = other
+            .and_then(|o| o.parse::<SiteCode>().ok())
+            .filter(|o| ctx.links.link(o).is_some())
+            .map(|o| link_json(&queries::link_view(ctx, &o), ctx, Some(rates)));
+        edges.push(json!({
+            "parent": parent,
+            "child": child,
+            "seen_from": me.site_code.as_str(),
+            "link": link,
+            "note": if link.is_none() {
+                format!("the link is kept at {parent} and {child}; open {parent}'s console")
+            } else {
+                String::new()
+            },
+        }));
+    }
+    Ok(json!({
+        "site": me.site_code.as_str(),
+        "kind": me.kind.as_str(),
+        "sites": sites,
+        "edges": edges,
+    }))
+}
+
+/// What this node can tell about one site, in plain words: the causes it
+/// sees from here, each with the command that fixes it. The full
+/// diagnosis, which also asks the site's own server, is
+/// `controller diagnose --site CODE`.
+pub fn findings(
+    me: &SiteCode,
+    code: &SiteCode,
+    row: Option<&SiteRow>,
+    link: Option<&LinkView>,
+    failed: &[FailedJob],
+    last: &[StatusMessage],
+) -> Vec<Value> {
+    let mut out = Vec::new();
+    if let Some(l) = link.filter(|l| l.state == LinkState::Severed) {
+        out.push(json!({
+            "cause": format!("the link from {me} to {code} was cut by an administrator ({}); work for {code} waits at {me} until it is restored", l.detail),
+            "fix": format!("controller restore-link --to {code}"),
+            "action": "restore-link",
+        }));
+    }
+    if let Some(j) = failed.first() {
+        out.push(json!({
+            "cause": format!("a {} job from {me} to {code} failed after {} attempts: {}", j.job.payload.kind(), j.job.attempts, j.reason),
+            "fix": format!("controller retry-jobs --to {code}"),
+            "action": "retry-jobs",
+        }));
+    }
+    if let Some(r) = row.filter(|r| r.stale) {
+        out.push(json!({
+            "cause": format!("{code} has not reported to {me} for {} s (a CT2 or a status message is due every polling interval)",
+                r.report_age_ms.unwrap_or(0) / 1000),
+            "fix": format!("check that sms-node runs at {} and that its link to its parent is up: controller diagnose --site {code}", r.record.server),
+        }));
+    }
+    if let Some(r) = row.filter(|r| r.record.status != SiteStatus::Active) {
+        if last.is_empty() {
+            out.push(json!({
+                "cause": format!("{code} is {} and no status message from it has reached {me}", r.record.status),
+                "fix": format!("controller diagnose --site {code} (asks {code}'s own server about its bootstrap)"),
+            }));
+        }
+    }
+    if out.is_empty() {
+        out.push(json!({"cause": format!("nothing wrong is seen from {me}"), "fix": ""}));
+    }
+    out
+}
+
+/// A site's page: its record, site control (with the serials there are),
+/// components, links with their failed jobs, and the diagnosis from here.
+pub fn site_page(ctx: &Ctx, code: &SiteCode) -> Result<Value, Refused> {
+    let me = queries::installed(ctx)?;
+    let own = code == &me.site_code;
+    let rows = if me.kind == SiteKind::Secondary {
+        vec![]
+    } else {
+        queries::sites(ctx)?
+    };
+    let row = rows.iter().find(|r| &r.record.site_code == code);
+    let direct = ctx.links.link(code).is_some();
+    if !own && row.is_none() && !direct {
+        return Err(Refused::NotFound(format!(
+            "site {code} is not in the site list of {}",
+            me.site_code
+        )));
+    }
+    let control = queries::site_control(ctx, (!own).then(|| code.clone()), 0);
+    let serials = if own {
+        queries::site_control_serials(ctx)?
+    } else {
+        control.as_ref().map(|c| vec![c.serial]).unwrap_or_default()
+    };
+    let components = queries::site_components(ctx, code);
+    // The links this page shows: all of this node's for its own site,
+    // else this node's link to that site.
+    let links: Vec<LinkView> = if own {
+        queries::node_view(ctx).links
+    } else if direct {
+        vec![queries::link_view(ctx, code)]
+    } else {
+        vec![]
+    };
+    let mut failed_all = Vec::new();
+    let mut links_json = Vec::new();
+    for l in &links {
+        let failed = queries::failed_jobs(ctx, &l.to)?;
+        let mut j = link_json(l, ctx, None);
+        j["failed"] = failed.iter().map(failed_job_json).collect();
+        links_json.push(j);
+        if !own {
+            failed_all = failed;
+        }
+    }
+    let last = queries::status_messages(ctx, Some(code), None, 5, None)?;
+    let link_here = (!own && direct).then(|| &links[0]);
+    let findings = if own {
+        vec![]
+    } else {
+        findings(&me.site_code, code, row, link_here, &failed_all, &last)
+    };
+    let err = |e: &Refused| e.to_string();
+    Ok(json!({
+        "code": code.as_str(),
+        "seen_from": me.site_code.as_str(),
+        "own": own,
+        "row": row.map(site_row_json),
+        "control": control.as_ref().map(control_json).map_err(err).unwrap_or_else(|e| json!({"error": e})),
+        "serials": serials,
+        "components": match &components {
+            Ok(c) => c.iter().map(|c| json!({"name": c.name, "state": c.state})).collect(),
+            Err(e) => json!({"error": e.to_string()}),
+        },
+        "links": links_json,
+        "diagnose": {
+            "link": link_here.map(|l| link_json(l, ctx, None)),
+            "last_messages": last.iter().map(message_json).collect::<Vec<_>>(),
+            "findings": findings,
+            "full": format!("controller diagnose --site {code}"),
+        },
+    }))
+}
+
+/// What changed in a site's control between serials `a` and `b` (this
+/// site's history; a descendant's only has its last CT2's serial).
+pub fn diff(ctx: &Ctx, code: &SiteCode, a: u64, b: u64) -> Result<Value, Refused> {
+    let me = queries::installed(ctx)?;
+    let site = (code != &me.site_code).then(|| code.clone());
+    let x = control_json(&queries::site_control(ctx, site.clone(), a)?);
+    let y = control_json(&queries::site_control(ctx, site, b)?);
+    Ok(json!({"site": code.as_str(), "from_serial": a, "to_serial": b, "changes": changes(&x, &y)}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reordered_list_is_no_change_but_an_edited_item_is() {
+        let x = json!({"serial": 1, "domains": [{"name": "A", "browse": ["a"]}, {"name": "B", "browse": []}]});
+        let y = json!({"serial": 1, "domains": [{"name": "B", "browse": []}, {"name": "A", "browse": ["a"]}]});
+        assert!(changes(&x, &y).is_empty());
+        let z = json!({"serial": 2, "domains": [{"name": "A", "browse": ["b"]}, {"name": "B", "browse": []}]});
+        assert_eq!(
+            changes(&x, &z),
+            [
+                json!({"field": "domains[A].browse[0]", "from": "\"a\"", "to": "\"b\""}),
+                json!({"field": "serial", "from": "1", "to": "2"}),
+            ]
+        );
+        let w = json!({"serial": 1, "domains": []});
+        assert_eq!(
+            changes(&w, &x)[0],
+            json!({"field": "domains", "from": "[]", "to": null})
+        );
+    }
+}
