@@ -485,7 +485,10 @@ fn summary(name: &str, v: &Value) -> Vec<(String, String, String, &'static str)>
         }
         "8" => {
             let ours = f(&["ours", "requests_per_sec_median"]);
+            // Medians of the runs' percentiles (a neighbour's burst on the
+            // shared cores moves one run); the pooled p99 is shown beside.
             let (p50, p99) = (f(&["ours", "paced_p50_ms"]), f(&["ours", "paced_p99_ms"]));
+            let pooled = f(&["ours", "paced_p99_ms_all_runs_pooled"]);
             let errors = f(&["ours", "errors"]);
             let target_p99 = format!("< {} ms", mp_poll::TARGET_P99_MS);
             let mut rows = vec![];
@@ -498,8 +501,8 @@ fn summary(name: &str, v: &Value) -> Vec<(String, String, String, &'static str)>
                 ));
                 rows.push(row("nginx", format!("SKIPPED: {skipped}"), "", None));
                 rows.push(row(
-                    "ours p50 / p99, paced at half our own rate",
-                    format!("{p50:.1} / {p99:.1} ms"),
+                    "ours p50 / p99, paced at half our own rate (median of runs; pooled)",
+                    format!("{p50:.1} / {p99:.1} ms ({pooled:.1} ms)"),
                     &target_p99,
                     Some(p99 < mp_poll::TARGET_P99_MS && errors == 0.0),
                 ));
@@ -508,6 +511,7 @@ fn summary(name: &str, v: &Value) -> Vec<(String, String, String, &'static str)>
             let ng = f(&["nginx", "requests_per_sec_median"]);
             let ratio = f(&["ours_over_nginx"]);
             let (n50, n99) = (f(&["nginx", "paced_p50_ms"]), f(&["nginx", "paced_p99_ms"]));
+            let n_pooled = f(&["nginx", "paced_p99_ms_all_runs_pooled"]);
             rows.push(row(
                 &format!(
                     "ours / nginx, {} clients saturating: requests/s, median",
@@ -518,14 +522,14 @@ fn summary(name: &str, v: &Value) -> Vec<(String, String, String, &'static str)>
                 Some(ratio >= mp_poll::TARGET_RATIO),
             ));
             rows.push(row(
-                "ours p50 / p99, paced at half nginx's rate (all runs)",
-                format!("{p50:.1} / {p99:.1} ms; {errors:.0} errors"),
+                "ours p50 / p99, paced at half nginx's rate (median of runs; all runs pooled)",
+                format!("{p50:.1} / {p99:.1} ms ({pooled:.1} ms); {errors:.0} errors"),
                 &target_p99,
                 Some(p99 < mp_poll::TARGET_P99_MS && errors == 0.0),
             ));
             rows.push(row(
                 "nginx p50 / p99, same pacing",
-                format!("{n50:.1} / {n99:.1} ms"),
+                format!("{n50:.1} / {n99:.1} ms ({n_pooled:.1} ms)"),
                 "",
                 None,
             ));

@@ -23,7 +23,8 @@
 //!   so that all of them together offer half of nginx's saturated rate of
 //!   the same run: the rate the target requires us to sustain. Latency runs
 //!   from the scheduled send to the last body byte, so a server that falls
-//!   behind pays for the wait (no coordinated omission). This gives p50/p99.
+//!   behind pays for the wait (no coordinated omission). This gives p50/p99
+//!   (the median of the runs' figures; the p99 of all runs pooled is beside).
 //!
 //! The load generator is this process, on the same cores as the server; its
 //! CPU and the server's are reported for each load.
@@ -57,6 +58,9 @@ const MAX_REQUESTS: u64 = 2_000_000;
 const PACED_SHARE: f64 = 0.5;
 /// How long the management point may take to become active.
 const INSTALL_LIMIT: Duration = Duration::from_secs(120);
+/// The site's polling interval: the Site Component Manager's pass that
+/// brings the management point's policy up to date once it is active.
+const POLLING_INTERVAL: Duration = Duration::from_secs(1);
 /// How long nginx may take to answer its first request.
 const START_LIMIT: Duration = Duration::from_secs(20);
 /// No single GET may take longer (counted as an error).
@@ -327,12 +331,16 @@ async fn load(target: &Target, mix: &Mix, offered: Option<f64>, hz: f64) -> anyh
 }
 
 /// PRI with a management point of its own, active; its HTTP address.
+/// Installed with the policy of a site without active management points,
+/// it gets the one that lists itself on the next pass (the version moves):
+/// that is the one the clients poll, so `settled_mix` waits for it.
 async fn management_point(ctx: &Ctx) -> anyhow::Result<(Node, SocketAddr)> {
     let node = ctx.start("mp", &["--install-primary", "PRI"])?;
     let server = node.addr().to_string();
     let mut a = node.admin().await?;
     a.change_site_control(pb::ChangeSiteControlRequest {
         site: "PRI".into(),
+        polling_interval_ms: Some(POLLING_INTERVAL.as_millis() as u64),
         add_management_point: Some(pb::ManagementPoint {
             server: server.clone(),
             port: 0,
@@ -369,6 +377,26 @@ async fn management_point(ctx: &Ctx) -> anyhow::Result<(Node, SocketAddr)> {
     }
 }
 
+/// The mix once the management point's policy lists the management point
+/// itself (and so no longer changes while the site control stays as it is).
+async fn settled_mix(addr: SocketAddr) -> anyhow::Result<Mix> {
+    let t0 = Instant::now();
+    let me = format!(":{}", addr.port());
+    loop {
+        let mix = fetch_mix(addr).await?;
+        if std::str::from_utf8(&mix.gets[1].1).is_ok_and(|p| p.contains(&me)) {
+            return Ok(mix);
+        }
+        if t0.elapsed() > INSTALL_LIMIT {
+            bail!(
+                "the management point's policy did not list it within {INSTALL_LIMIT:?}: {}",
+                String::from_utf8_lossy(&mix.gets[1].1)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The mix, from the management point itself: its assignments, and the one
 /// policy they name.
 async fn fetch_mix(addr: SocketAddr) -> anyhow::Result<Mix> {
@@ -394,7 +422,13 @@ async fn first_get(c: &mut Conn, path: &str) -> anyhow::Result<Bytes> {
     let req = hyper::Request::get(path)
         .header(hyper::header::HOST, c.addr.to_string())
         .body(Empty::<Bytes>::new())?;
-    let res = c.tx.send_request(req).await?;
+    c.tx.ready()
+        .await
+        .with_context(|| format!("GET {path}: the connection to {} closed", c.addr))?;
+    let res =
+        c.tx.send_request(req)
+            .await
+            .with_context(|| format!("GET {path} from {}", c.addr))?;
     ensure!(res.status() == 200, "GET {path}: status {}", res.status());
     Ok(res.into_body().collect().await?.to_bytes())
 }
@@ -478,8 +512,8 @@ impl Nginx {
             .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string())
             .unwrap_or_default();
         let out = std::fs::File::create(dir.join("stderr.log"))?;
-        let master = Command::new(bin)
-            .arg("-p")
+        let mut cmd = Command::new(bin);
+        cmd.arg("-p")
             .arg(dir)
             .arg("-c")
             .arg(&conf_path)
@@ -488,7 +522,19 @@ impl Nginx {
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
-            .process_group(0)
+            .process_group(0);
+        // SAFETY: prctl is async-signal-safe. Should the harness die without
+        // dropping this (a signal), the master still stops (SIGTERM: a fast
+        // shutdown that takes its workers down).
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let master = cmd
             .spawn()
             .with_context(|| format!("spawn {}", bin.display()))?;
         let mut n = Nginx {
@@ -582,9 +628,10 @@ fn med_of(loads: &[Load], f: impl Fn(&Load) -> f64) -> f64 {
 /// then paced), the order of the two servers alternating between rounds.
 pub async fn side_by_side(ctx: &Ctx, runs: usize) -> anyhow::Result<Value> {
     let hz = clock_ticks_per_sec()?;
+    let load_before = loadavg();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (node, mp_addr) = management_point(ctx).await?;
-    let mix = fetch_mix(mp_addr).await?;
+    let mix = settled_mix(mp_addr).await?;
     let ours = Target {
         name: "ours",
         addr: mp_addr,
@@ -657,14 +704,18 @@ pub async fn side_by_side(ctx: &Ctx, runs: usize) -> anyhow::Result<Value> {
         "paced_share_of_nginx_rate": PACED_SHARE,
         "ours": {
             "requests_per_sec_median": ours_rate.round(),
-            "paced_p50_ms": pct(&ours_lat, 0.5) / 1000.0,
-            "paced_p99_ms": pct(&ours_lat, 0.99) / 1000.0,
+            "paced_p50_ms": med_of(&ours_paced, |l| pct(&l.lat_us, 0.5)) / 1000.0,
+            "paced_p99_ms": med_of(&ours_paced, |l| pct(&l.lat_us, 0.99)) / 1000.0,
+            "paced_p99_ms_all_runs_pooled": pct(&ours_lat, 0.99) / 1000.0,
             "errors": ours_errors,
             "saturated": ours_sat.iter().map(Load::to_json).collect::<Vec<_>>(),
             "paced": ours_paced.iter().map(Load::to_json).collect::<Vec<_>>(),
         },
         "target_ratio": TARGET_RATIO,
         "target_p99_ms": TARGET_P99_MS,
+        // The cores are shared with whatever else runs on the machine.
+        "loadavg_before": load_before,
+        "loadavg_after": loadavg(),
     });
     match &nginx {
         Some(n) => {
@@ -674,15 +725,16 @@ pub async fn side_by_side(ctx: &Ctx, runs: usize) -> anyhow::Result<Value> {
                 "version": n.version,
                 "workers": cpus,
                 "requests_per_sec_median": ng_rate.round(),
-                "paced_p50_ms": pct(&ng_lat, 0.5) / 1000.0,
-                "paced_p99_ms": pct(&ng_lat, 0.99) / 1000.0,
+                "paced_p50_ms": med_of(&ng_paced, |l| pct(&l.lat_us, 0.5)) / 1000.0,
+                "paced_p99_ms": med_of(&ng_paced, |l| pct(&l.lat_us, 0.99)) / 1000.0,
+                "paced_p99_ms_all_runs_pooled": pct(&ng_lat, 0.99) / 1000.0,
                 "errors": ng_sat.iter().chain(&ng_paced).map(|l| l.errors).sum::<u64>(),
                 "saturated": ng_sat.iter().map(Load::to_json).collect::<Vec<_>>(),
                 "paced": ng_paced.iter().map(Load::to_json).collect::<Vec<_>>(),
             });
             v["ours_over_nginx"] = json!(ours_rate / ng_rate);
             eprintln!(
-                "mp: ours / nginx = {ours_rate:.0} / {ng_rate:.0} requests/s = {:.2}; paced p99 {:.1} / {:.1} ms",
+                "mp: ours / nginx = {ours_rate:.0} / {ng_rate:.0} requests/s = {:.2}; paced p99 (all runs pooled) {:.1} / {:.1} ms",
                 ours_rate / ng_rate,
                 pct(&ours_lat, 0.99) / 1000.0,
                 pct(&ng_lat, 0.99) / 1000.0
@@ -697,6 +749,13 @@ pub async fn side_by_side(ctx: &Ctx, runs: usize) -> anyhow::Result<Value> {
     drop(nginx);
     drop(node);
     Ok(v)
+}
+
+/// /proc/loadavg's 1, 5 and 15 minute figures, as written there.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 fn report(run: usize, runs: usize, name: &str, kind: &str, l: &Load) {
