@@ -514,10 +514,10 @@ fn summary(name: &str, v: &Value) -> Vec<(String, String, String, &'static str)>
             let n_pooled = f(&["nginx", "paced_p99_ms_all_runs_pooled"]);
             rows.push(row(
                 &format!(
-                    "ours / nginx, {} clients saturating: requests/s, median",
+                    "ours / nginx, {} clients saturating: requests/s (medians; ratio: median of the runs')",
                     mp_poll::CLIENTS
                 ),
-                format!("{ours:.0} / {ng:.0} = {ratio:.2}x"),
+                format!("{ours:.0} / {ng:.0}; {ratio:.2}x"),
                 &format!(">= {}x", mp_poll::TARGET_RATIO),
                 Some(ratio >= mp_poll::TARGET_RATIO),
             ));
