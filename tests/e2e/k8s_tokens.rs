@@ -230,3 +230,100 @@ fn bare_node_pods_get_their_tokens_from_a_sync_beside_the_primary() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+/// The manifests agree with the command: every `--pod` the token-sync
+/// container passes parses, and the Role lets it get and patch exactly the
+/// Secrets those pods' StatefulSets mount.
+#[test]
+fn the_kubernetes_manifests_give_token_sync_what_it_needs() {
+    use yaml_rust2::YamlLoader;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/k8s");
+    let docs = |f: &str| {
+        YamlLoader::load_from_str(&std::fs::read_to_string(root.join(f)).unwrap()).unwrap()
+    };
+    let primary = docs("primary.yaml");
+    let sts = primary
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("StatefulSet"))
+        .unwrap();
+    let spec = &sts["spec"]["template"]["spec"];
+    assert_eq!(spec["serviceAccountName"].as_str(), Some("sms-token-sync"));
+    assert_eq!(spec["automountServiceAccountToken"].as_bool(), Some(false));
+    let sync = spec["containers"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"].as_str() == Some("token-sync"))
+        .unwrap();
+    let args: Vec<&str> = sync["args"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let pods: Vec<sms_controller::k8s::PodToken> = args
+        .iter()
+        .filter_map(|a| a.strip_prefix("--pod="))
+        .map(|p| sms_controller::k8s::PodToken::parse(p).unwrap())
+        .collect();
+    assert!(pods.len() >= 2, "{args:?}");
+    let secrets: std::collections::BTreeSet<String> = pods.iter().map(|p| p.secret()).collect();
+    // Only this container mounts the API token.
+    let mounts = |c: &yaml_rust2::Yaml| -> Vec<String> {
+        c["volumeMounts"]
+            .as_vec()
+            .map(|v| {
+                v.iter()
+                    .map(|m| m["name"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for c in spec["containers"].as_vec().unwrap() {
+        let has = mounts(c).iter().any(|m| m == "api-token");
+        assert_eq!(
+            has,
+            c["name"].as_str() == Some("token-sync"),
+            "{:?}",
+            c["name"]
+        );
+    }
+    let rbac = docs("token-sync.yaml");
+    let role = rbac
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("Role"))
+        .unwrap();
+    let named: std::collections::BTreeSet<String> = role["rules"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["verbs"]
+                .as_vec()
+                .unwrap()
+                .iter()
+                .any(|v| v.as_str() == Some("patch"))
+        })
+        .flat_map(|r| {
+            r["resourceNames"]
+                .as_vec()
+                .unwrap()
+                .iter()
+                .map(|n| n.as_str().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(
+        named, secrets,
+        "the Role names the Secrets token-sync writes"
+    );
+    // The StatefulSets mount those Secrets.
+    for (file, secret) in [
+        ("secondary.yaml", "secondary-join-tokens"),
+        ("domain-smsdom.yaml", "smsdom-member-join-tokens"),
+    ] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        assert!(text.contains(secret), "{file} does not mount {secret}");
+    }
+    let kustomization = std::fs::read_to_string(root.join("kustomization.yaml")).unwrap();
+    assert!(kustomization.contains("token-sync.yaml"));
+}

@@ -184,11 +184,25 @@ fn management_points_install_on_a_site_server_and_a_site_system_and_serve_client
         tls,
         &["mp", "add", "--site", "S01", "--server", &m, "--port", "0"],
     );
-    wait("both management points active", 90, || {
-        [&s, &m]
-            .iter()
-            .all(|srv| state(&s, tls, None, srv) == "active")
-    });
+    // Generous: on a loaded 2-core machine each install step may wait for
+    // the disk; a timeout shows what the site saw.
+    let active = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait("both management points active", 180, || {
+            [&s, &m]
+                .iter()
+                .all(|srv| state(&s, tls, None, srv) == "active")
+        })
+    }));
+    if let Err(e) = active {
+        eprintln!("mp list at S01: {:?}", mps(&s, tls, None));
+        let sitecomp = log(&d.join("s01"), "sitecomp");
+        let tail: Vec<&str> = sitecomp.lines().rev().take(40).collect();
+        eprintln!(
+            "sitecomp.log (last lines, newest first):\n{}",
+            tail.join("\n")
+        );
+        std::panic::resume_unwind(e);
+    }
     let list = mps(&s, tls, None);
     assert_eq!(
         list.iter().filter(|x| x["default"] == true).count(),

@@ -332,6 +332,7 @@ async fn k8s_pass(
     ttl: std::time::Duration,
 ) -> anyhow::Result<()> {
     let mut c = None;
+    let mut joined: Option<Vec<String>> = None;
     for p in pods {
         let (secret, key) = (p.secret(), p.key());
         let held = api.secret(ns, &secret).await?;
@@ -341,7 +342,26 @@ async fn k8s_pass(
         if c.is_none() {
             c = Some(connect(node).await?.1);
         }
+        let client = c.as_mut().expect("connected above");
+        // A pod whose label already used a token here has joined: its key
+        // was removed on purpose (the Secret deleted once all joined).
+        if joined.is_none() {
+            let r = client
+                .list_certificates(pb::ListCertificatesRequest {})
+                .await
+                .reply("token k8s-sync")?;
+            joined = Some(
+                r.tokens
+                    .into_iter()
+                    .filter(|t| t.used_unix != 0)
+                    .map(|t| t.label)
+                    .collect(),
+            );
+        }
         let (label, role) = p.label_role();
+        if joined.as_ref().is_some_and(|j| j.contains(&label)) {
+            continue;
+        }
         let t = create_token(c.as_mut().expect("connected above"), &label, &role, ttl).await?;
         api.put_secret_key(ns, &secret, &key, t.token.as_bytes())
             .await?;
