@@ -229,6 +229,25 @@ fn site_certificate(ctx: &Ctx) -> Vec<u8> {
         .unwrap_or_default()
 }
 
+/// An install step that failed for a cause no check names: recorded and
+/// reported (1016) with the retry interval.
+fn install_failed(
+    ctx: &Ctx,
+    r: &mut MpRecord,
+    server: &str,
+    why: String,
+    every: &str,
+) -> anyhow::Result<()> {
+    fail(ctx, r, why.clone())?;
+    report(
+        ctx,
+        r,
+        &catalog::MP_INSTALL_FAILED,
+        &[server.to_string(), why, every.to_string()],
+    );
+    Ok(())
+}
+
 fn fail(ctx: &Ctx, r: &mut MpRecord, why: String) -> anyhow::Result<()> {
     r.state = MpState::Failed;
     r.detail = why;
@@ -286,14 +305,7 @@ async fn install(
         None
     };
     if let Some(why) = refusal {
-        fail(ctx, r, why.clone())?;
-        report(
-            ctx,
-            r,
-            &catalog::MP_INSTALL_FAILED,
-            &[server.clone(), why, every.clone()],
-        );
-        return Ok(());
+        return install_failed(ctx, r, &server, why, &every);
     }
     tracing::info!("Enumerating the server's allowed data volumes for the supported one with the most free space.");
     for v in &target.volumes {
@@ -357,14 +369,7 @@ async fn install(
         }
         Err(e) => {
             let why = format!("copying the component's files failed: {e}");
-            fail(ctx, r, why.clone())?;
-            report(
-                ctx,
-                r,
-                &catalog::MP_INSTALL_FAILED,
-                &[server.clone(), why, every.clone()],
-            );
-            return Ok(());
+            return install_failed(ctx, r, &server, why, &every);
         }
     };
     tracing::info!(
@@ -411,14 +416,7 @@ async fn install(
         Ok(res) => res,
         Err(e) => {
             let why = format!("setup did not answer: {e}");
-            fail(ctx, r, why.clone())?;
-            report(
-                ctx,
-                r,
-                &catalog::MP_INSTALL_FAILED,
-                &[server.clone(), why, every.clone()],
-            );
-            return Ok(());
+            return install_failed(ctx, r, &server, why, &every);
         }
     };
     r.node_id = target.node_id.clone();
