@@ -72,6 +72,7 @@ pub fn target_to(t: &MpTarget) -> pb::MpTarget {
             Some(Ok(s)) | Some(Err(s)) => s.clone(),
             None => String::new(),
         },
+        cert_label: t.cert_label.clone(),
     }
 }
 
@@ -100,6 +101,7 @@ pub fn target_from(t: pb::MpTarget) -> R<MpTarget> {
         later_version: (!t.later_version_path.is_empty())
             .then_some((t.later_version_path, t.later_version)),
         host: t.host,
+        cert_label: t.cert_label,
         database: match (t.database_checked, t.database_ok) {
             (false, _) => None,
             (true, true) => Some(Ok(t.database)),

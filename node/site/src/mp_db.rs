@@ -13,8 +13,11 @@ use sms_types::*;
 use crate::core::Ctx;
 use crate::error::Refused;
 
-/// Refuses a node the site database does not accept.
-pub fn check_access(ctx: &Ctx, node_id: &str) -> Result<SiteCode, Refused> {
+/// Refuses a node the site database does not accept: one not in its access
+/// group, or a caller whose certificate (`caller`, its label; None without
+/// TLS) is not the one the management point was granted with, so another
+/// node of the hierarchy cannot act as a management point by naming its id.
+pub fn check_access(ctx: &Ctx, node_id: &str, caller: Option<&str>) -> Result<SiteCode, Refused> {
     let id = ctx.identity().ok_or_else(|| {
         Refused::Precondition("this node is not a site server: it has no site database".into())
     })?;
@@ -24,13 +27,22 @@ pub fn check_access(ctx: &Ctx, node_id: &str) -> Result<SiteCode, Refused> {
             id.site_code
         )));
     }
-    if !ctx.store.has_mp_access(node_id)? {
+    let Some(granted) = ctx.store.mp_access_label(node_id)? else {
         return Err(Refused::Precondition(format!(
             "node {} is not in the access group of the site database of site {}: the Site Component Manager adds a \
              management point while it installs it (remove and add the management point again)",
             clip(node_id),
             id.site_code
         )));
+    };
+    if let Some(caller) = caller {
+        if !granted.is_empty() && caller != granted {
+            return Err(Refused::Denied(format!(
+                "the caller's certificate is for {}, not for {granted}, the management point granted as node {}",
+                clip(caller),
+                clip(node_id)
+            )));
+        }
     }
     Ok(id.site_code)
 }
@@ -40,10 +52,11 @@ pub fn check_access(ctx: &Ctx, node_id: &str) -> Result<SiteCode, Refused> {
 pub async fn register_client(
     ctx: &Arc<Ctx>,
     node_id: &str,
+    caller: Option<&str>,
     name: &str,
     hardware_id: &str,
 ) -> Result<(SiteCode, u64, bool), Refused> {
-    let site = check_access(ctx, node_id)?;
+    let site = check_access(ctx, node_id, caller)?;
     if ctx.store.ids_frozen()? {
         return Err(Refused::Precondition(format!(
             "site {site} is being deleted; it registers no clients"
@@ -68,10 +81,11 @@ pub async fn register_client(
 pub async fn client_status(
     ctx: &Arc<Ctx>,
     node_id: &str,
+    caller: Option<&str>,
     client: &str,
     messages: &[ClientMessage],
 ) -> Result<u32, Refused> {
-    let site = check_access(ctx, node_id)?;
+    let site = check_access(ctx, node_id, caller)?;
     let parent = ctx.identity().and_then(|i| i.parent).is_some();
     let mut msgs = Vec::with_capacity(messages.len());
     for m in messages {

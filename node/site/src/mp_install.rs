@@ -393,7 +393,8 @@ async fn install(
             ],
         );
     } else {
-        ctx.store.grant_mp_access(&target.node_id)?;
+        ctx.store
+            .grant_mp_access(&target.node_id, &target.cert_label)?;
         ctx.store.durable().await?;
         tracing::info!(
             "Server {server} (node {}) is in the site database's access group.",

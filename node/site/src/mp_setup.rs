@@ -150,6 +150,12 @@ pub fn describe(ctx: &Ctx) -> MpTarget {
         later_version: later_version(ctx, MP_VERSION),
         host: listen_host(ctx),
         database: None,
+        cert_label: crate::trust::node_credentials(&ctx.store)
+            .ok()
+            .flatten()
+            .and_then(|c| c.identity().ok())
+            .map(|i| i.name.label)
+            .unwrap_or_default(),
     }
 }
 

@@ -36,10 +36,23 @@ impl Store {
         Ok(())
     }
 
-    /// Adds a node to the site database's access group.
-    pub fn grant_mp_access(&self, node_id: &str) -> Result<()> {
-        self.inner()?.mp_access.insert(node_id.as_bytes(), &[1u8])?;
+    /// Adds a node to the site database's access group, with the label of
+    /// the certificate it must call with ("" on a plaintext hierarchy).
+    pub fn grant_mp_access(&self, node_id: &str, cert_label: &str) -> Result<()> {
+        self.inner()?
+            .mp_access
+            .insert(node_id.as_bytes(), cert_label.as_bytes())?;
         Ok(())
+    }
+
+    /// The certificate label a node in the access group calls with (None:
+    /// not in the group).
+    pub fn mp_access_label(&self, node_id: &str) -> Result<Option<String>> {
+        Ok(self
+            .inner()?
+            .mp_access
+            .get(node_id.as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     pub fn revoke_mp_access(&self, node_id: &str) -> Result<()> {

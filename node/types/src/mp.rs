@@ -183,6 +183,9 @@ pub struct MpTarget {
     /// With a management point installed: whether its site database
     /// accepts it now, and what the site said.
     pub database: Option<Result<String, String>>,
+    /// The label of the node's own certificate (empty without TLS): the site
+    /// database accepts this management point's calls only with it.
+    pub cert_label: String,
 }
 
 /// A file of the component, copied by the Site Component Manager.

@@ -27,6 +27,15 @@ fn from_site<T>(req: &Request<T>, site: &str) -> Result<(), Status> {
 
 type R<T> = Result<Response<T>, Status>;
 
+/// The label of the caller's certificate (None on a plaintext node): the
+/// site database checks it against the management point it granted.
+fn caller_label(caller: &auth::Caller) -> Option<String> {
+    match caller {
+        auth::Caller::Known(id) => Some(id.name.label.clone()),
+        _ => None,
+    }
+}
+
 impl MpSvc {
     /// Runs a change to completion even if the caller goes away.
     async fn detached<T, F>(&self, name: &'static str, fut: F) -> Result<T, Status>
@@ -90,8 +99,9 @@ impl pb::management_points_server::ManagementPoints for MpSvc {
     }
 
     async fn database_access(&self, req: Request<pb::MpDatabaseRequest>) -> R<pb::MpDatabaseReply> {
-        auth::node(&req)?;
-        let site = mp_db::check_access(&self.ctx, &req.get_ref().node_id).map_err(status)?;
+        let caller = caller_label(&auth::node(&req)?);
+        let site = mp_db::check_access(&self.ctx, &req.get_ref().node_id, caller.as_deref())
+            .map_err(status)?;
         Ok(Response::new(pb::MpDatabaseReply {
             site_code: site.to_string(),
         }))
@@ -101,11 +111,12 @@ impl pb::management_points_server::ManagementPoints for MpSvc {
         &self,
         req: Request<pb::RegisterClientRequest>,
     ) -> R<pb::RegisterClientReply> {
-        auth::node(&req)?;
+        let caller = caller_label(&auth::node(&req)?);
         let (ctx, r) = (self.ctx.clone(), req.into_inner());
         let (site, sms_id, new) = self
             .detached("client registration", async move {
-                mp_db::register_client(&ctx, &r.node_id, &r.name, &r.hardware_id).await
+                mp_db::register_client(&ctx, &r.node_id, caller.as_deref(), &r.name, &r.hardware_id)
+                    .await
             })
             .await?
             .map_err(status)?;
@@ -120,7 +131,7 @@ impl pb::management_points_server::ManagementPoints for MpSvc {
         &self,
         req: Request<pb::ClientStatusRequest>,
     ) -> R<pb::ClientStatusReply> {
-        auth::node(&req)?;
+        let caller = caller_label(&auth::node(&req)?);
         let (ctx, r) = (self.ctx.clone(), req.into_inner());
         if r.messages.len() > sms_site::mp_agent::MAX_CLIENT_MESSAGES {
             return Err(WireError(format!(
@@ -133,7 +144,8 @@ impl pb::management_points_server::ManagementPoints for MpSvc {
         let messages = convert_mp::client_messages_from(r.messages);
         let stored = self
             .detached("client status", async move {
-                mp_db::client_status(&ctx, &r.node_id, &r.client, &messages).await
+                mp_db::client_status(&ctx, &r.node_id, caller.as_deref(), &r.client, &messages)
+                    .await
             })
             .await?
             .map_err(status)?;

@@ -7,6 +7,7 @@ use sms_types::mp::*;
 use sms_types::*;
 
 use super::support::*;
+use crate::error::Refused;
 use crate::mp_install;
 
 const SERVER: &str = "10.0.0.5:8500";
@@ -26,6 +27,7 @@ fn target(volumes: Vec<MpVolume>) -> MpTarget {
         later_version: None,
         host: "10.0.0.5".into(),
         database: None,
+        cert_label: "mp5".into(),
     }
 }
 
@@ -86,8 +88,9 @@ async fn an_install_goes_to_the_supported_volume_with_most_space_and_reports_101
     let r = record(&node);
     assert_eq!(r.state, MpState::Active, "{r:?}");
     assert_eq!(r.bound_port, 8080);
-    assert!(
-        node.ctx.store.has_mp_access("node-5").unwrap(),
+    assert_eq!(
+        node.ctx.store.mp_access_label("node-5").unwrap().as_deref(),
+        Some("mp5"),
         "granted access"
     );
     let calls = node.peers.calls();
@@ -193,16 +196,23 @@ async fn no_usable_volume_and_an_unreachable_server_fail_before_any_copy() {
 async fn the_site_database_registers_each_client_once_and_refuses_strangers() {
     let node = central("PRI");
     let ctx = &node.ctx;
-    let refused = crate::mp_db::register_client(ctx, "stranger", "pc", "hw").await;
+    let refused = crate::mp_db::register_client(ctx, "stranger", None, "pc", "hw").await;
     assert!(refused.is_err(), "not in the access group");
-    ctx.store.grant_mp_access("mp-1").unwrap();
-    let (_, a, new_a) = crate::mp_db::register_client(ctx, "mp-1", "pc1", "hw1")
+    ctx.store.grant_mp_access("mp-1", "mp1").unwrap();
+    // Another node of the hierarchy naming mp-1's id is refused.
+    let forged = crate::mp_db::register_client(ctx, "mp-1", Some("m9"), "pc", "hw").await;
+    assert!(
+        matches!(&forged, Err(Refused::Denied(m)) if m.contains("m9")),
+        "{forged:?}"
+    );
+    let mp1 = Some("mp1");
+    let (_, a, new_a) = crate::mp_db::register_client(ctx, "mp-1", mp1, "pc1", "hw1")
         .await
         .unwrap();
-    let (_, b, _) = crate::mp_db::register_client(ctx, "mp-1", "pc2", "hw2")
+    let (_, b, _) = crate::mp_db::register_client(ctx, "mp-1", mp1, "pc2", "hw2")
         .await
         .unwrap();
-    let (_, again, new_again) = crate::mp_db::register_client(ctx, "mp-1", "pc1", "hw1")
+    let (_, again, new_again) = crate::mp_db::register_client(ctx, "mp-1", mp1, "pc1", "hw1")
         .await
         .unwrap();
     assert!(new_a && !new_again);
@@ -212,7 +222,7 @@ async fn the_site_database_registers_each_client_once_and_refuses_strangers() {
     let range = ctx.store.allocate_range(10, 1).unwrap();
     assert!(range.0 > a.max(b));
     ctx.store.set_fault(&Fault::MpDbAccessRefused).unwrap();
-    assert!(crate::mp_db::check_access(ctx, "mp-1").is_err());
+    assert!(crate::mp_db::check_access(ctx, "mp-1", mp1).is_err());
     ctx.store.clear_fault("mp-db-access-refused").unwrap();
     // Client status: stored as this site's, from the client's machine.
     let msg = ClientMessage {
@@ -222,7 +232,7 @@ async fn the_site_database_registers_each_client_once_and_refuses_strangers() {
         text: "policy applied late".into(),
     };
     assert_eq!(
-        crate::mp_db::client_status(ctx, "mp-1", "PC1", std::slice::from_ref(&msg))
+        crate::mp_db::client_status(ctx, "mp-1", mp1, "PC1", std::slice::from_ref(&msg))
             .await
             .unwrap(),
         1
@@ -232,7 +242,7 @@ async fn the_site_database_registers_each_client_once_and_refuses_strangers() {
     assert_eq!(stored[0].severity, Severity::Warning);
     let bad = ClientMessage { id: 4, ..msg };
     assert!(
-        crate::mp_db::client_status(ctx, "mp-1", "PC1", &[bad])
+        crate::mp_db::client_status(ctx, "mp-1", mp1, "PC1", &[bad])
             .await
             .is_err(),
         "ids below 10000 are the site's own"
