@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use sms_proto::v1 as pb;
 use sms_types::mp::{MP_MIN_FREE_BYTES, MP_VERSION};
 
-use crate::client::{admin, channel, node_addr, Reply};
+use crate::client::{channel, Reply};
 use crate::output::{mp_json, or_dash, shown, table, time, Out};
 
 #[derive(clap::Subcommand, Debug)]
@@ -170,15 +170,7 @@ pub async fn run(node: &Option<String>, out: &Out, cmd: Cmd) -> anyhow::Result<(
 }
 
 async fn list(node: &Option<String>, out: &Out, a: ListArgs) -> anyhow::Result<()> {
-    let addr = node_addr(node)?;
-    let c = admin(&addr)
-        .await?
-        .get_site_control(pb::GetSiteControlRequest {
-            site: a.site.unwrap_or_default(),
-            ..Default::default()
-        })
-        .await
-        .reply("mp list")?;
+    let c = super::site_control::fetch(node, a.site, "mp list").await?;
     let v = json!({
         "site_code": c.site_code,
         "management_points": c.management_points.iter().map(mp_json).collect::<Vec<_>>(),

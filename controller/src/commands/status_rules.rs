@@ -5,7 +5,6 @@
 use serde_json::{json, Value};
 use sms_proto::v1 as pb;
 
-use crate::client::{admin, node_addr, Reply};
 use crate::output::{or_dash, shown, table, Out};
 
 #[derive(clap::Subcommand, Debug)]
@@ -261,15 +260,7 @@ fn actions(r: &pb::StatusRule) -> String {
 }
 
 async fn list(node: &Option<String>, out: &Out, a: ListArgs) -> anyhow::Result<()> {
-    let addr = node_addr(node)?;
-    let c = admin(&addr)
-        .await?
-        .get_site_control(pb::GetSiteControlRequest {
-            site: a.site.unwrap_or_default(),
-            ..Default::default()
-        })
-        .await
-        .reply("status-rules list")?;
+    let c = super::site_control::fetch(node, a.site, "status-rules list").await?;
     let v = json!({
         "site_code": c.site_code,
         "serial": c.serial,

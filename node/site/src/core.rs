@@ -421,6 +421,11 @@ pub struct MpRuntime {
     host: OnceLock<Arc<dyn crate::ports::MpHost>>,
     volumes: RwLock<Vec<PathBuf>>,
     pub(crate) lock: tokio::sync::Mutex<()>,
+    /// The installed management point as the agent serves it, kept beside
+    /// its stored record so no client request reads the store.
+    installed: RwLock<Option<Arc<sms_types::mp::MpInstall>>>,
+    /// The agent stopped on demand (fault `mp-agent-stopped`).
+    agent_stopped: std::sync::atomic::AtomicBool,
 }
 
 impl MpRuntime {
@@ -440,5 +445,24 @@ impl MpRuntime {
 
     pub fn volumes(&self) -> Vec<PathBuf> {
         self.volumes.read().expect("mp volumes lock").clone()
+    }
+
+    /// The install the agent serves (set after each stored change).
+    pub(crate) fn installed(&self) -> Option<Arc<sms_types::mp::MpInstall>> {
+        self.installed.read().expect("mp install lock").clone()
+    }
+
+    pub(crate) fn set_installed(&self, i: Option<sms_types::mp::MpInstall>) {
+        *self.installed.write().expect("mp install lock") = i.map(Arc::new);
+    }
+
+    pub(crate) fn agent_stopped(&self) -> bool {
+        self.agent_stopped
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_agent_stopped(&self, stopped: bool) {
+        self.agent_stopped
+            .store(stopped, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -29,11 +29,10 @@ type R<T> = Result<T, AgentError>;
 
 /// The install, if the agent is up; 503 when it is stopped, 404 when there
 /// is no management point here.
-fn installed(ctx: &Ctx) -> R<MpInstall> {
+fn installed(ctx: &Ctx) -> R<std::sync::Arc<MpInstall>> {
     let install = ctx
-        .store
-        .mp_install()
-        .map_err(|e| AgentError::new(500, format!("the management point's store fails: {e}")))?
+        .mp
+        .installed()
         .ok_or_else(|| AgentError::new(404, "no management point is installed on this server"))?;
     if crate::mp_setup::agent_stopped(ctx) {
         return Err(AgentError::new(
@@ -118,7 +117,7 @@ pub fn machine_policy(ctx: &Ctx) -> R<(String, Vec<Assignment>)> {
             )
         })
         .collect();
-    Ok((i.site_code, list))
+    Ok((i.site_code.clone(), list))
 }
 
 /// A name or id a client gives: 1 to 255 characters, no control characters.
@@ -157,7 +156,7 @@ pub async fn register(ctx: &Arc<Ctx>, name: &str, hardware_id: &str) -> R<(Strin
     if new {
         tracing::info!(client = %clip(name), sms_id = id, "client registered with site {}", i.site_code);
     }
-    Ok((i.site_code, id, new))
+    Ok((i.site_code.clone(), id, new))
 }
 
 /// Most status messages in one post.

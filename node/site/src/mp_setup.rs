@@ -176,10 +176,7 @@ pub async fn describe_checked(ctx: &Arc<Ctx>) -> MpTarget {
 
 /// Whether the agent is stopped on demand (fault `mp-agent-stopped`).
 pub fn agent_stopped(ctx: &Ctx) -> bool {
-    ctx.store
-        .faults()
-        .map(|f| f.contains(&Fault::MpAgentStopped))
-        .unwrap_or(false)
+    ctx.mp.agent_stopped()
 }
 
 fn refuse_other_site(ctx: &Ctx, site: &str) -> Result<(), String> {
@@ -430,6 +427,7 @@ async fn run_setup(
                 .durable()
                 .await
                 .map_err(|e| other(e.to_string()))?;
+            ctx.mp.set_installed(Some(next));
             log(format!(
                 "The management point of site {} is installed and serving on port {port}; its policies are now version {}.",
                 req.site_code,
@@ -463,7 +461,7 @@ async fn run_setup(
             req.install_dir
         )));
     }
-    let v = volume_now(&volume);
+    let v = self::volume(&volume);
     if !v.supported {
         return Err((
             MpCheck::Filesystem,
@@ -540,6 +538,7 @@ async fn run_setup(
         host_handle.stop().await;
         return Err(other(format!("cannot record the install: {e}")));
     }
+    ctx.mp.set_installed(Some(install));
     log(format!(
         "Default policies initialised: {}.",
         req.policies
@@ -574,11 +573,6 @@ fn keep_recent(old: &[Policy], new: &[Policy]) -> Vec<Policy> {
     out
 }
 
-/// The volume's state now (statfs is cheap; no cache).
-fn volume_now(path: &Path) -> MpVolume {
-    volume(path)
-}
-
 /// Removes the management point of `site` from this node: the agent stops,
 /// the port is freed, the install directory goes.
 pub async fn uninstall(ctx: &Arc<Ctx>, site: &str) -> Result<(), String> {
@@ -598,6 +592,7 @@ pub async fn uninstall(ctx: &Arc<Ctx>, site: &str) -> Result<(), String> {
     }
     ctx.store.set_mp_install(None).map_err(|e| e.to_string())?;
     ctx.store.durable().await.map_err(|e| e.to_string())?;
+    ctx.mp.set_installed(None);
     let dir = PathBuf::from(&cur.install_dir);
     if ctx
         .mp
@@ -613,11 +608,16 @@ pub async fn uninstall(ctx: &Arc<Ctx>, site: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// At start: an installed management point's agent starts again.
+/// At start: an installed management point's agent starts again (with
+/// the fault that stopped it, if one is injected).
 pub async fn start_installed(ctx: &Arc<Ctx>) {
+    let faults = ctx.store.faults().unwrap_or_default();
+    ctx.mp
+        .set_agent_stopped(faults.contains(&Fault::MpAgentStopped));
     let Ok(Some(install)) = ctx.store.mp_install() else {
         return;
     };
+    ctx.mp.set_installed(Some(install.clone()));
     let Some(h) = ctx.mp.host() else { return };
     let host = listen_host(ctx);
     match h.start(&host, install.port).await {
@@ -633,8 +633,12 @@ pub async fn start_installed(ctx: &Arc<Ctx>) {
     }
 }
 
-/// Applies a fault that leaves something real on this server.
+/// Applies a fault that leaves something real on this server, or stops
+/// the agent.
 pub fn fault_injected(ctx: &Ctx, fault: &Fault) -> std::io::Result<()> {
+    if *fault == Fault::MpAgentStopped {
+        ctx.mp.set_agent_stopped(true);
+    }
     if *fault == Fault::MpLaterVersion {
         let Some(v) = ctx.mp.volumes().into_iter().next() else {
             return Ok(());
@@ -662,6 +666,9 @@ pub fn fault_injected(ctx: &Ctx, fault: &Fault) -> std::io::Result<()> {
 /// Undoes [`fault_injected`]: the version file goes (or is this install's
 /// own version again).
 pub fn fault_cleared(ctx: &Ctx, name: &str) -> std::io::Result<()> {
+    if name == Fault::MpAgentStopped.name() {
+        ctx.mp.set_agent_stopped(false);
+    }
     if name == Fault::MpLaterVersion.name() {
         let Some(v) = ctx.mp.volumes().into_iter().next() else {
             return Ok(());

@@ -8,6 +8,7 @@
 
 pub mod catalog;
 pub mod fault;
+pub mod json_diff;
 pub mod limits;
 pub mod link;
 mod model;

@@ -38,3 +38,21 @@ pub async fn send_change(
     );
     Ok(())
 }
+
+/// A site's control as `node` shows it: its own CT0, or at an ancestor its
+/// copy of `site`'s (what `mp list` and `status-rules list` read).
+pub async fn fetch(
+    node: &Option<String>,
+    site: Option<String>,
+    what: &str,
+) -> anyhow::Result<pb::SiteControl> {
+    let addr = crate::client::node_addr(node)?;
+    crate::client::admin(&addr)
+        .await?
+        .get_site_control(pb::GetSiteControlRequest {
+            site: site.unwrap_or_default(),
+            ..Default::default()
+        })
+        .await
+        .reply(what)
+}

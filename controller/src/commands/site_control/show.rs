@@ -20,61 +20,6 @@ pub struct Args {
     pub diff: Option<Vec<u64>>,
 }
 
-/// Flattens a JSON document into path -> value, keying list items by their
-/// name or site code so a reordered list does not look changed.
-fn flatten(
-    prefix: &str,
-    v: &serde_json::Value,
-    out: &mut std::collections::BTreeMap<String, String>,
-) {
-    match v {
-        serde_json::Value::Object(m) => {
-            for (k, x) in m {
-                flatten(
-                    &format!("{prefix}{}{k}", if prefix.is_empty() { "" } else { "." }),
-                    x,
-                    out,
-                );
-            }
-        }
-        serde_json::Value::Array(a) => {
-            if a.is_empty() {
-                out.insert(prefix.to_string(), "[]".into());
-            }
-            for (i, x) in a.iter().enumerate() {
-                let key = x
-                    .get("name")
-                    .or_else(|| x.get("site_code"))
-                    .or_else(|| x.get("server"))
-                    .and_then(|k| k.as_str())
-                    .map(str::to_string)
-                    .unwrap_or_else(|| i.to_string());
-                flatten(&format!("{prefix}[{key}]"), x, out);
-            }
-        }
-        other => {
-            out.insert(prefix.to_string(), other.to_string());
-        }
-    }
-}
-
-/// What changed from site control `x` to `y`, one `{field, from, to}` per
-/// changed leaf in field order; a field missing on one side is `null`.
-pub fn changes(x: &serde_json::Value, y: &serde_json::Value) -> Vec<serde_json::Value> {
-    let (mut fx, mut fy) = (Default::default(), Default::default());
-    flatten("", x, &mut fx);
-    flatten("", y, &mut fy);
-    let keys: std::collections::BTreeSet<&String> = fx.keys().chain(fy.keys()).collect();
-    let mut changes = Vec::new();
-    for k in keys {
-        let (va, vb) = (fx.get(k), fy.get(k));
-        if va != vb {
-            changes.push(json!({"field": k, "from": va, "to": vb}));
-        }
-    }
-    changes
-}
-
 /// A change as `diff` prints it: `field: from -> to`.
 fn change_line(ch: &serde_json::Value) -> String {
     let show = |v: &serde_json::Value| {
@@ -101,7 +46,7 @@ async fn diff(addr: &str, out: &Out, site: Option<String>, a: u64, b: u64) -> an
         let ctl = c.get_site_control(req).await.reply("site-control")?;
         controls.push(control_json(&ctl));
     }
-    let changes = changes(&controls[0], &controls[1]);
+    let changes = sms_types::json_diff::changes(&controls[0], &controls[1]);
     out.print(
         &json!({"from_serial": a, "to_serial": b, "changes": changes}),
         || {
@@ -201,25 +146,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_reordered_list_is_no_change_but_an_edited_item_is() {
-        let x = json!({"serial": 1, "domains": [{"name": "A", "browse": ["a"]}, {"name": "B", "browse": []}]});
-        let y = json!({"serial": 1, "domains": [{"name": "B", "browse": []}, {"name": "A", "browse": ["a"]}]});
-        assert_eq!(changes(&x, &y), Vec::<serde_json::Value>::new());
-        let z = json!({"serial": 2, "domains": [{"name": "A", "browse": ["b"]}, {"name": "B", "browse": []}]});
-        assert_eq!(
-            changes(&x, &z),
-            [
-                json!({"field": "domains[A].browse[0]", "from": "\"a\"", "to": "\"b\""}),
-                json!({"field": "serial", "from": "1", "to": "2"}),
-            ]
-        );
-    }
-
-    #[test]
     fn an_added_item_shows_as_absent_before() {
         let x = json!({"addresses": []});
         let y = json!({"addresses": [{"site_code": "PRI", "retry_count": 3}]});
-        let ch = changes(&x, &y);
+        let ch = sms_types::json_diff::changes(&x, &y);
         assert_eq!(
             ch.iter().map(change_line).collect::<Vec<_>>(),
             [
