@@ -77,7 +77,8 @@ pub async fn register_client(
 }
 
 /// Stores clients' status messages as messages of this site (machine: the
-/// client), in one write; they replicate like any other, at low priority.
+/// client), in one write; they replicate like any other, at low priority,
+/// and the site's status filter rules apply to them.
 pub async fn client_status(
     ctx: &Arc<Ctx>,
     node_id: &str,
@@ -102,8 +103,8 @@ pub async fn client_status(
             text: m.text.clone(),
         });
     }
-    ctx.store.store_status(&msgs, parent)?;
-    crate::status::publish(ctx, &msgs);
+    // Under the site's status filter rules, as every message stored here.
+    crate::status::store(ctx, &msgs, parent)?;
     ctx.store.durable().await?;
     ctx.status.wake();
     Ok(msgs.len() as u32)

@@ -12,6 +12,7 @@ use sms_types::catalog::{self, MessageDef};
 use sms_types::*;
 
 use crate::core::{Ctx, Stored};
+use crate::status_rules::Call;
 
 pub(crate) fn build(ctx: &Ctx, site: SiteCode, def: &MessageDef, args: &[String]) -> StatusMessage {
     StatusMessage {
@@ -36,9 +37,7 @@ pub fn emit(ctx: &Ctx, def: &MessageDef, args: &[String]) -> anyhow::Result<()> 
     };
     let m = build(ctx, id.site_code, def, args);
     tracing::info!(id = m.id, severity = m.severity.as_str(), "{}", m.text);
-    let msgs = [m];
-    store(ctx, &msgs, id.parent.is_some())?;
-    publish(ctx, &msgs);
+    store(ctx, &[m], id.parent.is_some())?;
     ctx.status.wake();
     Ok(())
 }
@@ -55,20 +54,43 @@ pub fn emit_many(ctx: &Ctx, def: &MessageDef, args: &[Vec<String>]) -> anyhow::R
         .map(|a| build(ctx, id.site_code.clone(), def, a))
         .collect();
     store(ctx, &msgs, id.parent.is_some())?;
-    publish(ctx, &msgs);
     ctx.status.wake();
     Ok(())
 }
 
 /// Stores messages at this site under its status filter rules (queued for
-/// the parent when `replicate`, unless a rule says otherwise), then hands
-/// the calls the rules ask for to the runner (`status_actions`).
+/// the parent when `replicate`, unless a rule says otherwise), then acts on
+/// those that were new here (see [`after_store`]).
 pub(crate) fn store(ctx: &Ctx, msgs: &[StatusMessage], replicate: bool) -> anyhow::Result<()> {
     let (dispositions, calls) = ctx.status.rules().decide(msgs);
-    ctx.store
+    let new = ctx
+        .store
         .store_status_ruled(msgs, replicate, &dispositions)?;
-    ctx.status.actions.push(calls);
+    after_store(ctx, msgs, &new, calls);
     Ok(())
+}
+
+/// What follows storing a batch: the rules' calls go to the runner
+/// (`status_actions`) and the messages to the counters and watchers, for
+/// the messages that were new here only (`new`, one flag per message, from
+/// the store). A batch resent after a lost acknowledgement, or a phase
+/// report repeated after a crash, thus calls no webhook or program twice
+/// and is not counted twice.
+pub(crate) fn after_store(ctx: &Ctx, msgs: &[StatusMessage], new: &[bool], mut calls: Vec<Call>) {
+    if new.iter().all(|&n| n) {
+        ctx.status.actions.push(calls);
+        publish(ctx, msgs);
+        return;
+    }
+    calls.retain(|c| new.get(c.msg).copied().unwrap_or(false));
+    ctx.status.actions.push(calls);
+    let fresh: Vec<StatusMessage> = msgs
+        .iter()
+        .zip(new)
+        .filter(|(_, &n)| n)
+        .map(|(m, _)| m.clone())
+        .collect();
+    publish(ctx, &fresh);
 }
 
 /// Every batch of messages stored at this site from now on.
@@ -78,7 +100,7 @@ pub fn watch(ctx: &Ctx) -> broadcast::Receiver<Stored> {
 
 /// Counts stored messages by severity and hands them to the watchers, if
 /// any (nothing is copied otherwise).
-pub(crate) fn publish(ctx: &Ctx, msgs: &[StatusMessage]) {
+fn publish(ctx: &Ctx, msgs: &[StatusMessage]) {
     for m in msgs {
         ctx.status.count_stored(m.severity);
     }

@@ -118,7 +118,6 @@ pub async fn emit_now(
     // The rules' keep period and calls apply; the replication is this
     // job's (phase reports always go up, ahead of the CT2).
     crate::status::store(ctx, std::slice::from_ref(&m), false)?;
-    crate::status::publish(ctx, std::slice::from_ref(&m));
     match id.parent {
         Some(p) => {
             let job = Job::new(
@@ -239,10 +238,10 @@ fn store_group(
     replicate: bool,
 ) -> anyhow::Result<()> {
     let (dispositions, calls) = ctx.status.rules().decide(group);
-    ctx.store
+    let new = ctx
+        .store
         .despool_status(keys, group, replicate, &dispositions)?;
-    ctx.status.actions.push(calls);
-    crate::status::publish(ctx, group);
+    crate::status::after_store(ctx, group, &new, calls);
     group.clear();
     keys.clear();
     Ok(())

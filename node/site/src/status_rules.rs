@@ -49,6 +49,9 @@ pub enum Action {
 /// One call to make for one message.
 #[derive(Clone, Debug)]
 pub struct Call {
+    /// The message's place in the batch decided on: a call is made only
+    /// if the store says that message was new here.
+    pub msg: usize,
     pub rule: Arc<str>,
     pub action: Action,
     /// The message as JSON (see [`message_json`]).
@@ -127,13 +130,15 @@ impl Compiled {
         let mut calls = Vec::new();
         let dispositions = msgs
             .iter()
-            .map(|m| {
+            .enumerate()
+            .map(|(i, m)| {
                 let mut body: Option<Arc<Vec<u8>>> = None;
                 self.evaluate(m, |rule, action| {
                     let body = body
                         .get_or_insert_with(|| Arc::new(message_json(m)))
                         .clone();
                     calls.push(Call {
+                        msg: i,
                         rule: rule.into(),
                         action,
                         body,

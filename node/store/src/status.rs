@@ -8,18 +8,20 @@ impl Store {
     /// Stores messages at this site and, when `replicate`, queues them for
     /// the parent; keyed by uid, so a repeat is harmless.
     pub fn store_status(&self, msgs: &[StatusMessage], replicate: bool) -> Result<()> {
-        self.store_status_ruled(msgs, replicate, &[])
+        self.store_status_ruled(msgs, replicate, &[]).map(drop)
     }
 
     /// [`Store::store_status`] with what the site's status filter rules
     /// decided for each message (`dispositions` empty: the defaults for
-    /// all, else one per message).
+    /// all, else one per message). Returns, per message, whether it was new
+    /// here: a repeat (a batch resent after a lost acknowledgement) changes
+    /// nothing, and the caller must not act on it again.
     pub fn store_status_ruled(
         &self,
         msgs: &[StatusMessage],
         replicate: bool,
         dispositions: &[Disposition],
-    ) -> Result<()> {
+    ) -> Result<Vec<bool>> {
         self.store_ruled_at(msgs, replicate, dispositions, now_ms())
     }
 
@@ -32,6 +34,7 @@ impl Store {
         arrival_ms: u64,
     ) -> Result<()> {
         self.store_ruled_at(msgs, replicate, &[], arrival_ms)
+            .map(drop)
     }
 
     pub(crate) fn store_ruled_at(
@@ -40,15 +43,18 @@ impl Store {
         replicate: bool,
         dispositions: &[Disposition],
         arrival_ms: u64,
-    ) -> Result<()> {
+    ) -> Result<Vec<bool>> {
         (
             &self.inner()?.status,
             &self.inner()?.status_outq,
             &self.inner()?.status_arrival,
         )
             .transaction(|(st, oq, ar)| {
+                // Built inside: sled may run the closure more than once.
+                let mut new = Vec::with_capacity(msgs.len());
                 for (i, m) in msgs.iter().enumerate() {
                     let fresh = st.insert(m.uid.as_bytes(), enc(m))?.is_none();
+                    new.push(fresh);
                     if fresh {
                         let (clock, queue) = placement(dispositions.get(i), replicate, arrival_ms);
                         ar.insert(&arrival_key(clock, &m.uid), &[] as &[u8])?;
@@ -58,7 +64,7 @@ impl Store {
                         }
                     }
                 }
-                Ok(())
+                Ok(new)
             })
             .map_err(txn_err)
     }
@@ -102,7 +108,7 @@ impl Store {
     }
 
     /// Takes received status batches out of the inbox and stores their
-    /// messages, atomically (`dispositions` as in
+    /// messages, atomically (`dispositions` and the answer as in
     /// [`Store::store_status_ruled`]).
     pub fn despool_status(
         &self,
@@ -110,7 +116,7 @@ impl Store {
         msgs: &[StatusMessage],
         replicate: bool,
         dispositions: &[Disposition],
-    ) -> Result<()> {
+    ) -> Result<Vec<bool>> {
         (
             &self.inner()?.status,
             &self.inner()?.status_outq,
@@ -119,8 +125,10 @@ impl Store {
         )
             .transaction(|(st, oq, inbox, ar)| {
                 let now = now_ms();
+                let mut new = Vec::with_capacity(msgs.len());
                 for (i, m) in msgs.iter().enumerate() {
                     let fresh = st.insert(m.uid.as_bytes(), enc(m))?.is_none();
+                    new.push(fresh);
                     if fresh {
                         let (clock, queue) = placement(dispositions.get(i), replicate, now);
                         ar.insert(&arrival_key(clock, &m.uid), &[] as &[u8])?;
@@ -132,7 +140,7 @@ impl Store {
                 for k in inbox_keys {
                     inbox.remove(&k.to_be_bytes())?;
                 }
-                Ok(())
+                Ok(new)
             })
             .map_err(txn_err)
     }

@@ -1281,12 +1281,16 @@ async fn despool_status_takes_the_batch_out_of_the_inbox() {
             &job_to("PRI", Priority::Low, Payload::Status(vec![])),
         )
         .unwrap();
-    store.despool_status(&[k1, k2], &msgs, true, &[]).unwrap();
+    let new = store.despool_status(&[k1, k2], &msgs, true, &[]).unwrap();
+    assert_eq!(new, [true, true]);
     assert_eq!(store.inbox_len(Inbox::Status), 0);
     assert_eq!(store.status_outq(10).unwrap(), msgs);
-    // The same messages again (a resent batch) are not queued twice.
-    store.despool_status(&[], &msgs, true, &[]).unwrap();
-    assert_eq!(store.status_outq(10).unwrap().len(), 2);
+    // The same messages again (a resent batch) are not queued twice, and
+    // the answer says neither is new.
+    let again = vec![msgs[1].clone(), info(3_000), msgs[0].clone()];
+    let new = store.despool_status(&[], &again, true, &[]).unwrap();
+    assert_eq!(new, [false, true, false]);
+    assert_eq!(store.status_outq(10).unwrap().len(), 3);
 }
 
 // ---- sites -------------------------------------------------------------------------

@@ -240,6 +240,51 @@ async fn a_parent_applies_its_rules_to_what_its_children_report() {
 }
 
 #[tokio::test]
+async fn a_batch_resent_after_a_lost_acknowledgement_calls_once() {
+    let node = primary_below("S01", "PRI");
+    let ctx = &node.ctx;
+    set_rules(
+        &node,
+        vec![StatusRule {
+            webhook: Some("http://127.0.0.1:9/hook".into()),
+            ..rule("hook")
+        }],
+    );
+    let mut rx = ctx.status.actions.take_receiver().unwrap();
+    let (a, b) = (
+        message(5000, Severity::Error, "C", "S02"),
+        message(5001, Severity::Error, "C", "S02"),
+    );
+    let stored_errors = || ctx.status.stored_by_severity()[2].1;
+    let before = stored_errors();
+    let batch =
+        |msgs: Vec<StatusMessage>| job("S02", "S01", Priority::Medium, Payload::Status(msgs));
+    // The child's sender never saw the first acknowledgement: the same
+    // batch comes again, then a later one that repeats `b` beside a new one.
+    let c = message(5002, Severity::Error, "C", "S02");
+    for j in [
+        batch(vec![a.clone(), b.clone()]),
+        batch(vec![a.clone(), b.clone()]),
+        batch(vec![b.clone(), c.clone()]),
+    ] {
+        ctx.store.put_inbox(sms_store::Inbox::Status, &j).unwrap();
+        crate::status_manager::despool_inbox(ctx).await.unwrap();
+    }
+    let mut called = Vec::new();
+    while let Ok(call) = rx.try_recv() {
+        let v: serde_json::Value = serde_json::from_slice(&call.body).unwrap();
+        called.push(v["id"].as_u64().unwrap());
+    }
+    assert_eq!(
+        called,
+        [5000, 5001, 5002],
+        "one call per message, none for a repeat"
+    );
+    assert_eq!(stored_errors() - before, 3, "a repeat is not counted again");
+    assert_eq!(ctx.store.status_outq(10).unwrap(), vec![a, b, c]);
+}
+
+#[tokio::test]
 async fn a_rule_keeps_matching_messages_longer_or_shorter() {
     let node = central("PRI");
     let ctx = &node.ctx;
@@ -399,6 +444,7 @@ async fn a_program_gets_the_message_on_stdin_and_its_failure_is_counted() {
 fn a_full_queue_drops_calls_and_counts_them() {
     let q = crate::status_rules::ActionQueue::default();
     let call = crate::status_rules::Call {
+        msg: 0,
         rule: "r".into(),
         action: Action::Program(vec!["/bin/true".to_string()].into()),
         body: std::sync::Arc::new(vec![]),
