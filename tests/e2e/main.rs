@@ -5,6 +5,7 @@
 mod support;
 
 mod console;
+mod console_tls;
 mod crash_recovery;
 mod create_secondary;
 mod disk_full;

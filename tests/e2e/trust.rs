@@ -17,7 +17,7 @@ fn cluster() -> Cluster {
     Cluster::new(SMS_NODE).env("RUST_LOG", "warn")
 }
 
-fn start(data: &Path, args: &[&str]) -> Node {
+pub(crate) fn start(data: &Path, args: &[&str]) -> Node {
     cluster()
         .start(data, args)
         .unwrap_or_else(|e| panic!("{e}"))
@@ -25,7 +25,7 @@ fn start(data: &Path, args: &[&str]) -> Node {
 
 /// Runs `controller --node NODE --tls-dir TLS args...` (TLS: the
 /// certificate directory; `None` for --insecure).
-fn ctl(node: &str, tls: Option<&Path>, args: &[&str]) -> Output {
+pub(crate) fn ctl(node: &str, tls: Option<&Path>, args: &[&str]) -> Output {
     let mut c = Command::new(CONTROLLER);
     c.arg("--node")
         .arg(node)
@@ -38,7 +38,7 @@ fn ctl(node: &str, tls: Option<&Path>, args: &[&str]) -> Output {
     c.args(args).output().expect("run controller")
 }
 
-fn ok(out: Output, what: &str) -> String {
+pub(crate) fn ok(out: Output, what: &str) -> String {
     assert!(
         out.status.success(),
         "{what} failed: {}",
@@ -47,12 +47,12 @@ fn ok(out: Output, what: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn refused(out: Output, what: &str) -> String {
+pub(crate) fn refused(out: Output, what: &str) -> String {
     assert!(!out.status.success(), "{what} should have been refused");
     String::from_utf8(out.stderr).unwrap()
 }
 
-fn json(node: &str, tls: &Path, args: &[&str]) -> Value {
+pub(crate) fn json(node: &str, tls: &Path, args: &[&str]) -> Value {
     let out = ok(
         ctl(node, Some(tls), &[args, &["--json"]].concat()),
         &args.join(" "),
@@ -60,7 +60,7 @@ fn json(node: &str, tls: &Path, args: &[&str]) -> Value {
     serde_json::from_str(&out).unwrap()
 }
 
-fn wait_active(node: &str, tls: &Path, code: &str) {
+pub(crate) fn wait_active(node: &str, tls: &Path, code: &str) {
     let t0 = Instant::now();
     loop {
         let v = json(node, tls, &["sites"]);
@@ -262,7 +262,7 @@ fn pri_lasting(d: &Path, lifetime: &str) -> (Node, std::path::PathBuf) {
 }
 
 /// A join token made at `node` for `args` (`--site C [--role R]`).
-fn token_at(node: &str, admin: &Path, args: &[&str]) -> String {
+pub(crate) fn token_at(node: &str, admin: &Path, args: &[&str]) -> String {
     ok(
         ctl(node, Some(admin), &[&["token", "create"], args].concat()),
         "token create",
@@ -272,7 +272,7 @@ fn token_at(node: &str, admin: &Path, args: &[&str]) -> String {
 }
 
 /// `create-secondary` of `code` on `server`, run at `parent`.
-fn create_secondary(parent: &str, admin: &Path, code: &str, server: &str) {
+pub(crate) fn create_secondary(parent: &str, admin: &Path, code: &str, server: &str) {
     ok(
         ctl(
             parent,
