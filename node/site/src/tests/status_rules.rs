@@ -45,6 +45,19 @@ fn args(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
 }
 
+/// One rule, "hook", that posts every message to `url`; the calls it asks
+/// for, as the runner would get them.
+fn one_webhook(node: &Node, url: &str) -> tokio::sync::mpsc::Receiver<crate::status_rules::Call> {
+    set_rules(
+        node,
+        vec![StatusRule {
+            webhook: Some(url.into()),
+            ..rule("hook")
+        }],
+    );
+    node.ctx.status.actions.take_receiver().unwrap()
+}
+
 /// Installs `rules` as the site's control, as a new CT0 would.
 fn set_rules(node: &Node, rules: Vec<StatusRule>) {
     let mut c = node.ctx.config().expect("a site control");
@@ -243,14 +256,7 @@ async fn a_parent_applies_its_rules_to_what_its_children_report() {
 async fn a_batch_resent_after_a_lost_acknowledgement_calls_once() {
     let node = primary_below("S01", "PRI");
     let ctx = &node.ctx;
-    set_rules(
-        &node,
-        vec![StatusRule {
-            webhook: Some("http://127.0.0.1:9/hook".into()),
-            ..rule("hook")
-        }],
-    );
-    let mut rx = ctx.status.actions.take_receiver().unwrap();
+    let mut rx = one_webhook(&node, "http://127.0.0.1:9/hook");
     let (a, b) = (
         message(5000, Severity::Error, "C", "S02"),
         message(5001, Severity::Error, "C", "S02"),
@@ -330,14 +336,7 @@ async fn a_rule_keeps_matching_messages_longer_or_shorter() {
 async fn a_webhook_gets_the_message_as_json_and_is_retried_a_bounded_number_of_times() {
     let node = central("PRI");
     let ctx = &node.ctx;
-    set_rules(
-        &node,
-        vec![StatusRule {
-            webhook: Some("http://127.0.0.1:9/hook".into()),
-            ..rule("hook")
-        }],
-    );
-    let mut rx = ctx.status.actions.take_receiver().unwrap();
+    let mut rx = one_webhook(&node, "http://127.0.0.1:9/hook");
     crate::status::emit(ctx, &catalog::LINK_SEVERED, &args(&["S01"])).unwrap();
     crate::status::emit(ctx, &catalog::LINK_RESTORED, &args(&["S01"])).unwrap();
 
@@ -376,14 +375,7 @@ async fn a_webhook_gets_the_message_as_json_and_is_retried_a_bounded_number_of_t
 async fn a_refusing_webhook_is_not_tried_again() {
     let node = central("PRI");
     let ctx = &node.ctx;
-    set_rules(
-        &node,
-        vec![StatusRule {
-            webhook: Some("http://127.0.0.1:9/".into()),
-            ..rule("hook")
-        }],
-    );
-    let mut rx = ctx.status.actions.take_receiver().unwrap();
+    let mut rx = one_webhook(&node, "http://127.0.0.1:9/");
     crate::status::emit(ctx, &catalog::LINK_SEVERED, &args(&["S01"])).unwrap();
     *node.peers.post_answers.lock().unwrap() = vec![Ok((400, "Bad Request".into(), vec![]))];
     crate::status_actions::run(ctx, rx.try_recv().unwrap()).await;
