@@ -11,7 +11,7 @@ use crate::output::Out;
 /// Administer an SMS site hierarchy: inspect nodes, create secondary sites,
 /// sever and restore links, inject faults. Talks gRPC to one node.
 #[derive(Parser, Debug)]
-#[command(name = "controller", version)]
+#[command(name = "controller", version = sms_build_info::LONG_VERSION)]
 pub struct Cli {
     /// Node to talk to (HOST:PORT); falls back to $SMS_NODE.
     #[arg(long, global = true, env = "SMS_NODE")]

@@ -12,7 +12,11 @@ use sms_types::SiteCode;
 /// store in --data; an empty data dir makes a bare node that waits for a
 /// parent to install a site on it.
 #[derive(Parser, Debug)]
-#[command(name = "sms-node", version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "sms-node",
+    version = sms_build_info::LONG_VERSION,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
