@@ -6,6 +6,7 @@ use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 use tonic_reflection::pb::v1::ServerReflectionRequest;
+use tonic_reflection::pb::v1alpha as alpha;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn health_and_reflection_answer_on_bare_and_installed_nodes() {
@@ -30,7 +31,7 @@ async fn health_and_reflection_answer_on_bare_and_installed_nodes() {
                 .into_inner();
             assert_eq!(r.status, 1, "{svc} not SERVING on {}", node.addr);
         }
-        let mut r = ServerReflectionClient::new(channel);
+        let mut r = ServerReflectionClient::new(channel.clone());
         let req = ServerReflectionRequest {
             host: String::new(),
             message_request: Some(MessageRequest::ListServices(String::new())),
@@ -45,6 +46,26 @@ async fn health_and_reflection_answer_on_bare_and_installed_nodes() {
             panic!("unexpected reflection answer");
         };
         let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        // The same list through v1alpha, which older tools speak.
+        let mut old = alpha::server_reflection_client::ServerReflectionClient::new(channel);
+        let req = alpha::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(
+                alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+            ),
+        };
+        let mut stream = old
+            .server_reflection_info(futures::stream::iter(vec![req]))
+            .await
+            .expect("v1alpha reflection is served")
+            .into_inner();
+        let resp = stream.message().await.unwrap().unwrap();
+        let Some(alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+            resp.message_response
+        else {
+            panic!("unexpected v1alpha reflection answer");
+        };
+        let alpha_names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
         for svc in [
             "sms.v1.Admin",
             "sms.v1.Transfer",
@@ -54,6 +75,10 @@ async fn health_and_reflection_answer_on_bare_and_installed_nodes() {
             assert!(
                 names.iter().any(|n| n == svc),
                 "{svc} not listed: {names:?}"
+            );
+            assert!(
+                alpha_names.iter().any(|n| n == svc),
+                "{svc} not listed by v1alpha: {alpha_names:?}"
             );
         }
     }

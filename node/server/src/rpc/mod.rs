@@ -70,10 +70,15 @@ pub async fn serve(
         "health follows the store and components",
         follow_health(ctx.clone(), health.clone()),
     );
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(sms_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Reflection in both versions: Python grpcio's reflection client and
+    // older grpcurl speak only v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(sms_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let reflection = reflection().build_v1()?;
     let max = peers::MAX_FRAME_BYTES;
     let cancel = ctx.tasks.token();
     Server::builder()
@@ -91,6 +96,7 @@ pub async fn serve(
         .initial_connection_window_size(peers::CONNECTION_WINDOW)
         .add_service(health_svc)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(
             pb::transfer_server::TransferServer::new(transfer::TransferSvc { ctx: ctx.clone() })
                 .max_decoding_message_size(max)
