@@ -198,24 +198,71 @@ pub async fn run(out: &Out, a: Args) -> anyhow::Result<()> {
                     a.dir.join("admin").display()
                 );
             }
+            let me = invoked_as(std::env::args_os().next());
             println!(
-                "      controller sites; controller status-messages --site {}",
+                "      {me} sites; {me} status-messages --site {}",
                 a.secondary
             );
-            println!("      controller --node {} status", secondary.node.addr());
+            println!("      {me} --node {} status", secondary.node.addr());
             if !http_url.is_empty() {
-                println!("      controller console-url   # sign in to the web console");
+                println!("      {me} console-url   # sign in to the web console");
             }
             println!(
-                "Press Ctrl-C to stop both nodes (data stays in {}).",
+                "Press Ctrl-C (or send SIGTERM) to stop both nodes (data stays in {}).",
                 a.dir.display()
             );
         }
-        let _ = tokio::signal::ctrl_c().await;
+        let signal = stop_signal().await;
+        if !out.json {
+            eprintln!("{signal}: stopping both nodes");
+        }
     }
     stop(secondary);
     stop(primary);
     result
+}
+
+/// How to run this controller again from the same directory, for the
+/// hints: the path it was started by when that has a directory in it
+/// (`./target/release/controller`, as the README's first command runs it,
+/// is not on PATH), else `controller` (it was found on PATH).
+fn invoked_as(argv0: Option<std::ffi::OsString>) -> String {
+    let Some(a) = argv0.map(|a| a.to_string_lossy().into_owned()) else {
+        return "controller".into();
+    };
+    if !a.contains('/') {
+        return "controller".into();
+    }
+    if a.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c)) {
+        a
+    } else {
+        // Quoted for a POSIX shell, so a path with spaces still pastes.
+        format!("'{}'", a.replace('\'', r"'\''"))
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM (a service manager, `kill`, `timeout`):
+/// either stops the nodes the same way. Returns which one came.
+async fn stop_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "Ctrl-C",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "Ctrl-C"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
 }
 
 async fn build(out: &Out, a: &Args, primary: &str, secondary: &str) -> anyhow::Result<()> {
@@ -314,4 +361,20 @@ async fn join_token(primary: &str, code: &str) -> anyhow::Result<String> {
         .map_err(|e| status_err("token create", e))?
         .into_inner();
     Ok(r.token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::invoked_as;
+
+    #[test]
+    fn the_hint_runs_the_controller_as_it_was_started() {
+        assert_eq!(
+            invoked_as(Some("./target/release/controller".into())),
+            "./target/release/controller"
+        );
+        assert_eq!(invoked_as(Some("controller".into())), "controller");
+        assert_eq!(invoked_as(None), "controller");
+        assert_eq!(invoked_as(Some("/opt/my tools/controller".into())), "'/opt/my tools/controller'");
+    }
 }
