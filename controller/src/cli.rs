@@ -606,7 +606,10 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!((a.polling_interval, a.polling_interval_ms), (Some(5000), None));
+        assert_eq!(
+            (a.polling_interval, a.polling_interval_ms),
+            (Some(5000), None)
+        );
         let e = refuse(&[
             "set-site-control",
             "--polling-interval",
@@ -632,13 +635,30 @@ mod tests {
         assert_eq!((a.retry_delay, a.retry_delay_ms), (Some(120_000), None));
         assert_eq!(a.rate_limit_bytes_per_sec, Some(512 * 1024));
         assert_eq!(
-            refuse(&["set-address", "--to", "P", "--retry-delay", "1s", "--retry-delay-ms", "1"])
-                .kind(),
+            refuse(&[
+                "set-address",
+                "--to",
+                "P",
+                "--retry-delay",
+                "1s",
+                "--retry-delay-ms",
+                "1"
+            ])
+            .kind(),
             ErrorKind::ArgumentConflict
         );
         let Command::Package(package::Cmd::Send {
             size, chunk_bytes, ..
-        }) = parse(&["package", "send", "--to", "S01", "--size", "10MiB", "--chunk-bytes", "64KiB"])
+        }) = parse(&[
+            "package",
+            "send",
+            "--to",
+            "S01",
+            "--size",
+            "10MiB",
+            "--chunk-bytes",
+            "64KiB",
+        ])
         else {
             panic!()
         };
@@ -653,7 +673,13 @@ mod tests {
         };
         assert_eq!(bytes, 4096);
         let Command::CreateSecondary(a) = parse(&[
-            "create-secondary", "--site-code", "S01", "--server", "h:1", "--timeout", "5m",
+            "create-secondary",
+            "--site-code",
+            "S01",
+            "--server",
+            "h:1",
+            "--timeout",
+            "5m",
         ]) else {
             panic!()
         };

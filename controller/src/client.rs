@@ -41,21 +41,27 @@ pub fn check_host_port(s: &str) -> std::result::Result<(), String> {
         };
         match after.strip_prefix(':') {
             Some(port) => (host, port),
-            None => return Err(format!("has no port: give [{host}]:PORT, e.g. [{host}]:8500")),
+            None => {
+                return Err(format!(
+                    "has no port: give [{host}]:PORT, e.g. [{host}]:8500"
+                ))
+            }
         }
     } else {
         match s.rsplit_once(':') {
             None => return Err(format!("has no port: give HOST:PORT, e.g. {s}:8500")),
             Some((host, _)) if host.contains(':') => {
                 return Err(format!(
-                    "looks like a bare IPv6 address: put it in brackets with a port, e.g. [{s}]:8500"
-                ))
+                "looks like a bare IPv6 address: put it in brackets with a port, e.g. [{s}]:8500"
+            ))
             }
             Some(hp) => hp,
         }
     };
     if host.is_empty() {
-        return Err(format!("has no host: give HOST:PORT, e.g. 127.0.0.1:{port}"));
+        return Err(format!(
+            "has no host: give HOST:PORT, e.g. 127.0.0.1:{port}"
+        ));
     }
     match port.parse::<u16>() {
         Ok(p) if p > 0 => Ok(()),
@@ -304,7 +310,12 @@ mod tests {
 
     #[test]
     fn a_node_address_without_a_port_or_with_a_scheme_is_refused_with_the_fix() {
-        for ok in ["127.0.0.1:8500", "node-a.example:1", "[::1]:8500", "localhost:65535"] {
+        for ok in [
+            "127.0.0.1:8500",
+            "node-a.example:1",
+            "[::1]:8500",
+            "localhost:65535",
+        ] {
             assert_eq!(node_addr(&Some(ok.into())).unwrap(), ok);
         }
         let e = |s: &str| node_addr(&Some(s.into())).unwrap_err().to_string();

@@ -611,7 +611,10 @@ mod tests {
         assert!(t.contains("errors/warnings (1 h)"), "{t}");
         assert!(t.contains("2/5"), "{t}");
         assert!(t.contains(" - "), "empty parent and link print as -: {t}");
-        assert!(!t.contains("1970-01-01"), "an unknown time is not shown as 1970: {t}");
+        assert!(
+            !t.contains("1970-01-01"),
+            "an unknown time is not shown as 1970: {t}"
+        );
     }
 
     #[test]
@@ -743,7 +746,10 @@ mod tests {
         };
         let table = sites_table(std::slice::from_ref(&s)).to_string();
         assert!(table.contains("(2 min ago)"), "{table}");
-        assert_eq!(site_json(&s)["status_changed_unix_ms"], s.status_changed_unix_ms);
+        assert_eq!(
+            site_json(&s)["status_changed_unix_ms"],
+            s.status_changed_unix_ms
+        );
     }
 
     #[test]

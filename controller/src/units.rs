@@ -13,9 +13,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "{s:?} has no unit: write {t}ms, {t}s or {t}m (or use the flag ending in -ms)"
         ));
     }
-    humantime::parse_duration(t).map_err(|e| {
-        format!("{s:?} is not a duration ({e}): write e.g. 500ms, 5s, 2m or 1h 30m")
-    })
+    humantime::parse_duration(t)
+        .map_err(|e| format!("{s:?} is not a duration ({e}): write e.g. 500ms, 5s, 2m or 1h 30m"))
 }
 
 /// A duration that must fit in whole milliseconds as a u64 (what the
@@ -23,7 +22,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
     let d = parse_duration(s)?;
     if d.subsec_nanos() % 1_000_000 != 0 {
-        return Err(format!("{s:?} is finer than a millisecond: round it to whole ms"));
+        return Err(format!(
+            "{s:?} is finer than a millisecond: round it to whole ms"
+        ));
     }
     u64::try_from(d.as_millis()).map_err(|_| format!("{s:?} is too long"))
 }
@@ -37,7 +38,9 @@ pub fn parse_secs(s: &str) -> Result<u64, String> {
     }
     let d = parse_duration(t)?;
     if d.subsec_nanos() != 0 {
-        return Err(format!("{s:?} is not whole seconds: round it (e.g. 2s, 5m)"));
+        return Err(format!(
+            "{s:?} is not whole seconds: round it (e.g. 2s, 5m)"
+        ));
     }
     Ok(d.as_secs())
 }
@@ -58,7 +61,9 @@ pub fn parse_watch_interval(s: &str) -> Result<Duration, String> {
         Err(_) => parse_duration(t)?,
     };
     if d < Duration::from_millis(100) {
-        return Err(format!("{s:?} is too short: watch at most every 100ms (e.g. --watch 2)"));
+        return Err(format!(
+            "{s:?} is too short: watch at most every 100ms (e.g. --watch 2)"
+        ));
     }
     Ok(d)
 }
@@ -86,7 +91,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .unwrap_or(t.len());
     let (num, unit) = (&t[..split], t[split..].trim());
     if num.is_empty() {
-        return Err(format!("{s:?} is not a size: write e.g. 4096, 64KiB, 10MiB or 1GiB"));
+        return Err(format!(
+            "{s:?} is not a size: write e.g. 4096, 64KiB, 10MiB or 1GiB"
+        ));
     }
     let unit_lower = unit.to_ascii_lowercase();
     let mult = if unit.is_empty() {
@@ -104,7 +111,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     };
     let (whole, frac) = num.split_once('.').unwrap_or((num, ""));
     if frac.contains('.') || (whole.is_empty() && frac.is_empty()) || frac.len() > 9 {
-        return Err(format!("{s:?} is not a size: write e.g. 4096, 64KiB, 10MiB or 1.5GiB"));
+        return Err(format!(
+            "{s:?} is not a size: write e.g. 4096, 64KiB, 10MiB or 1.5GiB"
+        ));
     }
     let too_big = || format!("{s:?} is too large");
     let digits: u128 = format!("{whole}{frac}").parse().map_err(|_| too_big())?;
@@ -175,13 +184,22 @@ mod tests {
     #[test]
     fn a_bad_size_says_what_to_write() {
         let e = parse_size("10M").unwrap_err();
-        assert!(e.contains("unknown unit \"M\"") && e.contains("KiB = 1024"), "{e}");
+        assert!(
+            e.contains("unknown unit \"M\"") && e.contains("KiB = 1024"),
+            "{e}"
+        );
         assert!(parse_size("MiB").unwrap_err().contains("is not a size"));
         assert!(parse_size("").unwrap_err().contains("is not a size"));
-        assert!(parse_size("1.2.3KiB").unwrap_err().contains("is not a size"));
-        assert!(parse_size("0.3B").unwrap_err().contains("whole number of bytes"));
+        assert!(parse_size("1.2.3KiB")
+            .unwrap_err()
+            .contains("is not a size"));
+        assert!(parse_size("0.3B")
+            .unwrap_err()
+            .contains("whole number of bytes"));
         assert!(parse_size("-1").unwrap_err().contains("is not a size"));
-        assert!(parse_size("99999999999TiB").unwrap_err().contains("too large"));
+        assert!(parse_size("99999999999TiB")
+            .unwrap_err()
+            .contains("too large"));
         assert!(parse_size("99999999999999999999999999999999999999999").is_err());
     }
 
@@ -192,8 +210,12 @@ mod tests {
         assert_eq!(parse_duration_ms("1m 30s"), Ok(90_000));
         let e = parse_duration_ms("500").unwrap_err();
         assert!(e.contains("has no unit") && e.contains("500ms"), "{e}");
-        assert!(parse_duration_ms("5 parsecs").unwrap_err().contains("not a duration"));
-        assert!(parse_duration_ms("1500us").unwrap_err().contains("millisecond"));
+        assert!(parse_duration_ms("5 parsecs")
+            .unwrap_err()
+            .contains("not a duration"));
+        assert!(parse_duration_ms("1500us")
+            .unwrap_err()
+            .contains("millisecond"));
     }
 
     #[test]
@@ -209,9 +231,14 @@ mod tests {
     #[test]
     fn the_watch_interval_is_seconds_or_a_duration_and_not_too_short() {
         assert_eq!(parse_watch_interval("2"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_watch_interval("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(
+            parse_watch_interval("500ms"),
+            Ok(Duration::from_millis(500))
+        );
         assert!(parse_watch_interval("0").unwrap_err().contains("too short"));
-        assert!(parse_watch_interval("10ms").unwrap_err().contains("too short"));
+        assert!(parse_watch_interval("10ms")
+            .unwrap_err()
+            .contains("too short"));
         assert!(parse_watch_interval("soon").is_err());
     }
 

@@ -82,7 +82,10 @@ where
                     if clear {
                         print!("\x1b[2J\x1b[H");
                     }
-                    println!("Every {}: controller {title}    {stamp}\n\nfailed: {why}\n", humantime::format_duration(every));
+                    println!(
+                        "Every {}: controller {title}    {stamp}\n\nfailed: {why}\n",
+                        humantime::format_duration(every)
+                    );
                 }
             }
         }

@@ -102,11 +102,21 @@ mod tests {
     #[test]
     fn the_bash_script_completes_the_commands() {
         let s = String::from_utf8(completion_script(clap_complete::Shell::Bash)).unwrap();
-        for word in ["sites", "status-messages", "create-secondary", "--node", "completions"] {
+        for word in [
+            "sites",
+            "status-messages",
+            "create-secondary",
+            "--node",
+            "completions",
+        ] {
             assert!(s.contains(word), "{word} missing from the bash completions");
         }
         let z = String::from_utf8(completion_script(clap_complete::Shell::Zsh)).unwrap();
-        assert!(z.starts_with("#compdef controller"), "{}", &z[..40.min(z.len())]);
+        assert!(
+            z.starts_with("#compdef controller"),
+            "{}",
+            &z[..40.min(z.len())]
+        );
     }
 
     #[test]
@@ -120,12 +130,22 @@ mod tests {
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
-        for want in ["controller.1", "controller-sites.1", "controller-mp-check.1"] {
+        for want in [
+            "controller.1",
+            "controller-sites.1",
+            "controller-mp-check.1",
+        ] {
             assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
         }
         let sites = std::fs::read_to_string(dir.join("controller-sites.1")).unwrap();
-        assert!(sites.starts_with(".ie") && sites.contains(".TH controller-sites 1"), "{sites}");
-        assert!(sites.contains(sms_build_info::GIT_COMMIT), "the page names its build");
+        assert!(
+            sites.starts_with(".ie") && sites.contains(".TH controller-sites 1"),
+            "{sites}"
+        );
+        assert!(
+            sites.contains(sms_build_info::GIT_COMMIT),
+            "the page names its build"
+        );
         assert!(sites.contains("\\-\\-watch"), "{sites}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -171,6 +171,7 @@ pub async fn run(out: &Out, a: Args) -> anyhow::Result<()> {
             &json!({"primary": primary.node.port(), "secondary": secondary.node.port(), "http": http_port}),
         )?,
     )?;
+    let me = invoked_as(std::env::args_os().next());
     if !out.json {
         println!("central primary {} on {}", a.primary, primary.node.addr());
         println!("bare node for {} on {}", a.secondary, secondary.node.addr());
@@ -178,12 +179,16 @@ pub async fn run(out: &Out, a: Args) -> anyhow::Result<()> {
             println!("metrics of {} at {http_url}/metrics", a.primary);
             println!(
                 "web console of {} at {http_url}/console/ (reading is open on loopback; \
-                 for actions sign in with the link `controller console-url` prints)",
+                 for actions sign in with the link `{me} console-url` prints)",
                 a.primary
             );
         }
     }
-    let result = build(out, &a, primary.node.addr(), secondary.node.addr()).await;
+    // A signal while the hierarchy is built stops the nodes too.
+    let result = tokio::select! {
+        r = build(out, &a, primary.node.addr(), secondary.node.addr()) => r,
+        s = stop_signal() => Err(anyhow!("{s} while the hierarchy was being built: stopped both nodes")),
+    };
     if result.is_ok() && !a.once {
         if !out.json {
             if insecure {
@@ -198,7 +203,6 @@ pub async fn run(out: &Out, a: Args) -> anyhow::Result<()> {
                     a.dir.join("admin").display()
                 );
             }
-            let me = invoked_as(std::env::args_os().next());
             println!(
                 "      {me} sites; {me} status-messages --site {}",
                 a.secondary
@@ -233,7 +237,9 @@ fn invoked_as(argv0: Option<std::ffi::OsString>) -> String {
     if !a.contains('/') {
         return "controller".into();
     }
-    if a.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c)) {
+    if a.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c))
+    {
         a
     } else {
         // Quoted for a POSIX shell, so a path with spaces still pastes.
@@ -375,6 +381,9 @@ mod tests {
         );
         assert_eq!(invoked_as(Some("controller".into())), "controller");
         assert_eq!(invoked_as(None), "controller");
-        assert_eq!(invoked_as(Some("/opt/my tools/controller".into())), "'/opt/my tools/controller'");
+        assert_eq!(
+            invoked_as(Some("/opt/my tools/controller".into())),
+            "'/opt/my tools/controller'"
+        );
     }
 }

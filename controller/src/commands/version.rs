@@ -29,7 +29,10 @@ async fn node_status(node: &Option<String>) -> anyhow::Result<(String, pb::NodeS
     };
     match tokio::time::timeout(NODE_TIMEOUT, ask).await {
         Ok(r) => r,
-        Err(_) => anyhow::bail!("the node did not answer within {} s", NODE_TIMEOUT.as_secs()),
+        Err(_) => anyhow::bail!(
+            "the node did not answer within {} s",
+            NODE_TIMEOUT.as_secs()
+        ),
     }
 }
 

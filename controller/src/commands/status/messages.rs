@@ -109,7 +109,12 @@ mod tests {
             ..Default::default()
         };
         // Stored in arrival order: the far site's older message came last.
-        let mut msgs = vec![m(20, "near b"), m(30, "near c"), m(10, "far a"), m(20, "near b2")];
+        let mut msgs = vec![
+            m(20, "near b"),
+            m(30, "near c"),
+            m(10, "far a"),
+            m(20, "near b2"),
+        ];
         in_time_order(&mut msgs);
         let texts: Vec<&str> = msgs.iter().map(|m| m.text.as_str()).collect();
         assert_eq!(texts, ["far a", "near b", "near b2", "near c"]);

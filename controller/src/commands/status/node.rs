@@ -62,10 +62,19 @@ fn status_text(s: &pb::NodeStatus) -> String {
     let mut o = String::new();
     let role = crate::wire::role(s);
     if role == Some(NodeRole::Bare) {
-        let member = if s.domain.is_empty() { String::new() } else { format!(", member server of domain {}", s.domain) };
-        let _ = writeln!(o, "{} is a bare node (node id {}){member}", s.address, s.node_id);
+        let member = if s.domain.is_empty() {
+            String::new()
+        } else {
+            format!(", member server of domain {}", s.domain)
+        };
+        let _ = writeln!(
+            o,
+            "{} is a bare node (node id {}){member}",
+            s.address, s.node_id
+        );
     } else if role == Some(NodeRole::LogonServer) {
-        let _ = writeln!(o, 
+        let _ =
+            writeln!(o,
             "{} is a logon server of site {} in domain {}: current ID range {} to {}, {} IDs left",
             s.address,
             s.logon_site,
@@ -80,13 +89,15 @@ fn status_text(s: &pb::NodeStatus) -> String {
         } else {
             s.parent_site_code.clone()
         };
-        let _ = writeln!(o, 
+        let _ = writeln!(
+            o,
             "{} is site {} \"{}\" ({}), parent {}, site control serial {}",
             s.address, s.site_code, s.site_name, s.kind, parent, s.serial
         );
     }
     if s.connections_refused > 0 || s.calls_refused > 0 {
-        let _ = writeln!(o, 
+        let _ = writeln!(
+            o,
             "refused {} connections over its connection limits and {} calls over a \
              connection's rate (see its node.log)",
             s.connections_refused, s.calls_refused
