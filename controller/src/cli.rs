@@ -45,7 +45,8 @@ pub enum Command {
     Sites(site::list::Args),
     /// A site's control image (CT0), or an ancestor's copy of a descendant's.
     SiteControl(site_control::show::Args),
-    /// Status messages stored at the node's site.
+    /// Status messages stored at the node's site, oldest first by the time
+    /// they were reported; --follow then prints new ones as they arrive.
     StatusMessages(status::messages::Args),
     /// Create a secondary site on a bare node (run against the parent primary).
     CreateSecondary(site::create::Args),
@@ -118,6 +119,14 @@ pub enum Command {
     /// A single-use sign-in link to the node's web console (needs sms-node
     /// --http-listen): the session acts with this certificate's role.
     ConsoleUrl(console::Args),
+    /// The controller's version and git commit, and the node's version when
+    /// one is reachable (--node or SMS_NODE); exits 0 either way.
+    Version(version::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(docs::CompletionsArgs),
+    /// Print the controller(1) man page, or write one page per command into
+    /// a directory (--out DIR).
+    Man(docs::ManArgs),
 }
 
 impl Command {
@@ -196,6 +205,9 @@ impl Cli {
             Command::Admin(c) => trust::admin(&node, &out, c).await,
             Command::Certs => trust::certs(&node, &out).await,
             Command::ConsoleUrl(a) => console::run(&node, &out, a).await,
+            Command::Version(a) => version::run(&node, &out, a).await,
+            Command::Completions(a) => docs::completions(a),
+            Command::Man(a) => docs::man(a),
         }
     }
 }
@@ -304,6 +316,9 @@ mod tests {
                 "admin",
                 "certs",
                 "console-url",
+                "version",
+                "completions",
+                "man",
             ]
         );
     }
@@ -583,6 +598,135 @@ mod tests {
             refuse(&["set-address", "--to", "PRI", "--keepalive-secs", "soon"]).kind(),
             ErrorKind::ValueValidation
         );
+    }
+
+    #[test]
+    fn human_durations_and_sizes_sit_beside_the_ms_and_byte_flags() {
+        let Command::SetSiteControl(a) = parse(&["set-site-control", "--polling-interval", "5s"])
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (a.polling_interval, a.polling_interval_ms),
+            (Some(5000), None)
+        );
+        let e = refuse(&[
+            "set-site-control",
+            "--polling-interval",
+            "5s",
+            "--polling-interval-ms",
+            "5000",
+        ]);
+        assert_eq!(e.kind(), ErrorKind::ArgumentConflict);
+        let e = refuse(&["set-site-control", "--polling-interval", "5"]);
+        assert_eq!(e.kind(), ErrorKind::ValueValidation);
+        assert!(e.to_string().contains("has no unit"), "{e}");
+        let Command::SetAddress(a) = parse(&[
+            "set-address",
+            "--to",
+            "PRI",
+            "--retry-delay",
+            "2m",
+            "--rate-limit-bytes-per-sec",
+            "512KiB",
+        ]) else {
+            panic!()
+        };
+        assert_eq!((a.retry_delay, a.retry_delay_ms), (Some(120_000), None));
+        assert_eq!(a.rate_limit_bytes_per_sec, Some(512 * 1024));
+        assert_eq!(
+            refuse(&[
+                "set-address",
+                "--to",
+                "P",
+                "--retry-delay",
+                "1s",
+                "--retry-delay-ms",
+                "1"
+            ])
+            .kind(),
+            ErrorKind::ArgumentConflict
+        );
+        let Command::Package(package::Cmd::Send {
+            size, chunk_bytes, ..
+        }) = parse(&[
+            "package",
+            "send",
+            "--to",
+            "S01",
+            "--size",
+            "10MiB",
+            "--chunk-bytes",
+            "64KiB",
+        ])
+        else {
+            panic!()
+        };
+        assert_eq!((size, chunk_bytes), (Some(10 << 20), Some(65_536)));
+        let e = refuse(&["package", "send", "--to", "S01", "--size", "10M"]);
+        assert_eq!(e.kind(), ErrorKind::ValueValidation);
+        assert!(e.to_string().contains("unknown unit \"M\""), "{e}");
+        let Command::Probe(probe::Cmd::Send { bytes, .. }) =
+            parse(&["probe", "send", "--to", "S01", "--bytes", "4KiB"])
+        else {
+            panic!()
+        };
+        assert_eq!(bytes, 4096);
+        let Command::CreateSecondary(a) = parse(&[
+            "create-secondary",
+            "--site-code",
+            "S01",
+            "--server",
+            "h:1",
+            "--timeout",
+            "5m",
+        ]) else {
+            panic!()
+        };
+        assert_eq!(a.timeout, 300);
+    }
+
+    #[test]
+    fn sites_and_status_watch_every_two_seconds_unless_told() {
+        let Command::Sites(a) = parse(&["sites", "--watch"]) else {
+            panic!()
+        };
+        assert_eq!(a.watch.watch, Some(std::time::Duration::from_secs(2)));
+        assert_eq!(a.watch.count, None);
+        let Command::Status(a) = parse(&["status", "--watch", "5", "--count", "3"]) else {
+            panic!()
+        };
+        assert_eq!(a.watch.watch, Some(std::time::Duration::from_secs(5)));
+        assert_eq!(a.watch.count, Some(3));
+        let Command::Sites(a) = parse(&["sites"]) else {
+            panic!()
+        };
+        assert_eq!(a.watch.watch, None);
+        assert_eq!(
+            refuse(&["sites", "--count", "3"]).kind(),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            refuse(&["status", "--watch", "0"]).kind(),
+            ErrorKind::ValueValidation
+        );
+    }
+
+    #[test]
+    fn version_completions_and_man_parse() {
+        assert!(matches!(parse(&["version"]), Command::Version(_)));
+        let Command::Completions(a) = parse(&["completions", "fish"]) else {
+            panic!()
+        };
+        assert_eq!(a.shell, clap_complete::Shell::Fish);
+        assert_eq!(
+            refuse(&["completions", "tcsh"]).kind(),
+            ErrorKind::InvalidValue
+        );
+        let Command::Man(a) = parse(&["man", "--out", "/tmp/m"]) else {
+            panic!()
+        };
+        assert_eq!(a.out.as_deref(), Some(std::path::Path::new("/tmp/m")));
     }
 
     #[test]

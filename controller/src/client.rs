@@ -11,12 +11,62 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
 
-/// Resolves the node address: `--node`, else `$SMS_NODE`.
+/// Resolves the node address: `--node`, else `$SMS_NODE`. An address that
+/// cannot be one (no port, a URL) is refused here, before any connection,
+/// so the operator reads what to type instead of a transport error.
 pub fn node_addr(node: &Option<String>) -> Result<String> {
     match node {
-        Some(n) if !n.is_empty() => Ok(n.clone()),
+        Some(n) if !n.is_empty() => {
+            check_host_port(n).map_err(|why| anyhow!("--node/SMS_NODE {n:?} {why}"))?;
+            Ok(n.clone())
+        }
         _ => Err(anyhow!(
             "no node given: pass --node HOST:PORT or set SMS_NODE"
+        )),
+    }
+}
+
+/// Whether `s` is `HOST:PORT` (`[V6]:PORT` for an IPv6 address); the
+/// error says what is wrong and what to type instead.
+pub fn check_host_port(s: &str) -> std::result::Result<(), String> {
+    if let Some((scheme, rest)) = s.split_once("://") {
+        let rest = rest.trim_end_matches('/');
+        return Err(format!(
+            "is a URL: give HOST:PORT without the {scheme}:// prefix (--node {rest})"
+        ));
+    }
+    let (host, port) = if let Some(v6) = s.strip_prefix('[') {
+        let Some((host, after)) = v6.split_once(']') else {
+            return Err("has no closing ]: give [IPV6]:PORT, e.g. [::1]:8500".into());
+        };
+        match after.strip_prefix(':') {
+            Some(port) => (host, port),
+            None => {
+                return Err(format!(
+                    "has no port: give [{host}]:PORT, e.g. [{host}]:8500"
+                ))
+            }
+        }
+    } else {
+        match s.rsplit_once(':') {
+            None => return Err(format!("has no port: give HOST:PORT, e.g. {s}:8500")),
+            Some((host, _)) if host.contains(':') => {
+                return Err(format!(
+                "looks like a bare IPv6 address: put it in brackets with a port, e.g. [{s}]:8500"
+            ))
+            }
+            Some(hp) => hp,
+        }
+    };
+    if host.is_empty() {
+        return Err(format!(
+            "has no host: give HOST:PORT, e.g. 127.0.0.1:{port}"
+        ));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(format!(
+            "has port {port:?}, which is not a number from 1 to 65535: give HOST:PORT, e.g. {host}:8500"
         )),
     }
 }
@@ -173,14 +223,40 @@ pub async fn connect(node: &Option<String>) -> Result<(String, Admin)> {
 }
 
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
+    let mut texts = vec![e.to_string()];
     let mut cur = e.source();
     while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        texts.push(c.to_string());
         cur = c.source();
     }
-    s
+    join_causes(texts)
+}
+
+/// An error and its causes on one line, each said once: transport errors
+/// often repeat their source in their own text ("transport error: refused
+/// (os error 111): refused (os error 111)", "tcp connect error: tcp connect
+/// error"), so a cause already said anywhere on the line so far is left
+/// out, as is a part that repeats the one just before it, and an empty one.
+pub fn join_causes(texts: impl IntoIterator<Item = String>) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for t in texts {
+        let t = t.trim();
+        if t.is_empty() || parts.join(": ").contains(t) {
+            continue;
+        }
+        for part in t.split(": ").map(str::trim) {
+            if !part.is_empty() && parts.last().map(String::as_str) != Some(part) {
+                parts.push(part.to_string());
+            }
+        }
+    }
+    parts.join(": ")
+}
+
+/// How the controller reports a failed command: the anyhow chain joined
+/// by [`join_causes`].
+pub fn error_text(e: &anyhow::Error) -> String {
+    join_causes(e.chain().map(|c| c.to_string()))
 }
 
 /// Unwraps a gRPC reply, naming the command (`what`) if the call failed,
@@ -230,6 +306,64 @@ mod tests {
             let e = node_addr(&missing).unwrap_err().to_string();
             assert_eq!(e, "no node given: pass --node HOST:PORT or set SMS_NODE");
         }
+    }
+
+    #[test]
+    fn a_node_address_without_a_port_or_with_a_scheme_is_refused_with_the_fix() {
+        for ok in [
+            "127.0.0.1:8500",
+            "node-a.example:1",
+            "[::1]:8500",
+            "localhost:65535",
+        ] {
+            assert_eq!(node_addr(&Some(ok.into())).unwrap(), ok);
+        }
+        let e = |s: &str| node_addr(&Some(s.into())).unwrap_err().to_string();
+        assert_eq!(
+            e("127.0.0.1"),
+            "--node/SMS_NODE \"127.0.0.1\" has no port: give HOST:PORT, e.g. 127.0.0.1:8500"
+        );
+        assert_eq!(
+            e("http://127.0.0.1:8500"),
+            "--node/SMS_NODE \"http://127.0.0.1:8500\" is a URL: give HOST:PORT without the \
+             http:// prefix (--node 127.0.0.1:8500)"
+        );
+        assert!(e("https://h:1/").ends_with("without the https:// prefix (--node h:1)"));
+        assert!(e("::1").contains("in brackets with a port, e.g. [::1]:8500"));
+        assert!(e("[::1]").contains("has no port: give [::1]:PORT"));
+        assert!(e(":8500").contains("has no host"));
+        for bad in ["h:0", "h:99999", "h:port", "h:"] {
+            assert!(e(bad).contains("not a number from 1 to 65535"), "{bad}");
+        }
+        for s in ["127.0.0.1", "http://h:1", "h:0", "::1"] {
+            assert!(!e(s).contains('\n'), "one line: {s}");
+        }
+    }
+
+    #[test]
+    fn a_cause_is_said_once_however_often_the_chain_repeats_it() {
+        let refused = "Connection refused (os error 111)";
+        assert_eq!(
+            join_causes([
+                "cannot reach node h:1".to_string(),
+                format!("transport error: {refused}"),
+                refused.to_string(),
+                refused.to_string(),
+            ]),
+            format!("cannot reach node h:1: transport error: {refused}")
+        );
+        assert_eq!(join_causes(["a".into(), "".into(), "b".into()]), "a: b");
+        assert_eq!(join_causes(Vec::<String>::new()), "");
+        // The same through anyhow's chain, as `controller` prints a failure.
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, refused);
+        let e = anyhow::Error::new(io)
+            .context(format!("tcp connect error: {refused}"))
+            .context("tcp connect error");
+        assert_eq!(error_text(&e), format!("tcp connect error: {refused}"));
+        assert_eq!(
+            join_causes(["x: x: y".to_string(), "y".to_string()]),
+            "x: y"
+        );
     }
 
     #[test]

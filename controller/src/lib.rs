@@ -8,6 +8,8 @@ pub mod client;
 pub mod commands;
 pub mod k8s;
 pub mod output;
+pub mod units;
+pub mod watch;
 pub mod wire;
 
 pub use cli::Cli;

@@ -12,7 +12,7 @@ async fn main() -> ExitCode {
     match cli.run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("controller: {e:#}");
+            eprintln!("controller: {}", sms_controller::client::error_text(&e));
             ExitCode::FAILURE
         }
     }

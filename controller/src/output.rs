@@ -80,6 +80,21 @@ pub fn time(ms: u64) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
+/// A time for a table: [`time`] with how long ago (or ahead) it is, as
+/// `2026-11-30T05:00:01.000Z (3 min ago)`; `-` for 0 (never or unknown).
+/// JSON keeps [`time`] and the milliseconds: an age is stale once printed.
+pub fn time_ago(ms: u64) -> String {
+    time_ago_at(ms, crate::units::now_ms())
+}
+
+/// [`time_ago`] as seen at `now_ms`.
+pub fn time_ago_at(ms: u64, now_ms: u64) -> String {
+    if ms == 0 {
+        return "-".to_string();
+    }
+    format!("{} ({})", time(ms), crate::units::relative(ms, now_ms))
+}
+
 /// A job or package id as its UUID text; empty if the node sent bytes that
 /// are not a UUID (an empty cell is more honest than a made-up id).
 pub fn uuid(b: &[u8]) -> String {
@@ -324,7 +339,7 @@ pub fn sites_table(sites: &[pb::SiteRecord]) -> Table {
             shown(&s.server),
             shown(&shown_status(s)),
             s.serial.to_string(),
-            time(s.status_changed_unix_ms),
+            time_ago(s.status_changed_unix_ms),
             report_age(s),
             or_dash(&s.link_state),
             format!("{}/{}", s.recent_errors, s.recent_warnings),
@@ -366,7 +381,7 @@ pub fn messages_table(msgs: &[pb::StatusMessage]) -> Table {
     let mut t = table(&["time (UTC)", "site", "id", "severity", "component", "text"]);
     for m in msgs {
         t.add_row(vec![
-            time(m.time_unix_ms),
+            time_ago(m.time_unix_ms),
             shown(&m.site_code),
             m.id.to_string(),
             severity(m.severity).to_string(),
@@ -394,7 +409,7 @@ pub fn failed_jobs_table(jobs: &[pb::FailedJob]) -> Table {
             shown(&j.kind),
             shown(&j.dest_site),
             j.attempts.to_string(),
-            time(j.failed_unix_ms),
+            time_ago(j.failed_unix_ms),
             shown(&j.reason),
         ]);
     }
@@ -596,7 +611,10 @@ mod tests {
         assert!(t.contains("errors/warnings (1 h)"), "{t}");
         assert!(t.contains("2/5"), "{t}");
         assert!(t.contains(" - "), "empty parent and link print as -: {t}");
-        assert!(t.contains("1970-01-01T00:00:00.000Z"), "{t}");
+        assert!(
+            !t.contains("1970-01-01"),
+            "an unknown time is not shown as 1970: {t}"
+        );
     }
 
     #[test]
@@ -707,6 +725,31 @@ mod tests {
             "failed printing to stdout: No space left on device (os error 28)"
         ));
         assert!(!closed_stdout("index out of bounds"));
+    }
+
+    #[test]
+    fn table_times_carry_their_age_and_json_keeps_the_time_alone() {
+        let t = 1_795_219_200_000;
+        assert_eq!(
+            time_ago_at(t, t + 180_000),
+            "2026-11-21T00:00:00.000Z (3 min ago)"
+        );
+        assert_eq!(
+            time_ago_at(t, t - 89 * 86_400_000),
+            "2026-11-21T00:00:00.000Z (in 89 days)"
+        );
+        assert_eq!(time_ago_at(0, t), "-");
+        let s = pb::SiteRecord {
+            site_code: "S01".into(),
+            status_changed_unix_ms: crate::units::now_ms() - 120_000,
+            ..Default::default()
+        };
+        let table = sites_table(std::slice::from_ref(&s)).to_string();
+        assert!(table.contains("(2 min ago)"), "{table}");
+        assert_eq!(
+            site_json(&s)["status_changed_unix_ms"],
+            s.status_changed_unix_ms
+        );
     }
 
     #[test]

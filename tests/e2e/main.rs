@@ -4,6 +4,7 @@
 
 mod support;
 
+mod cli;
 mod console;
 mod console_tls;
 mod crash_recovery;

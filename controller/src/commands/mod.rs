@@ -4,6 +4,7 @@
 //! parameter; how things look is in [`crate::output`].
 
 pub mod console;
+pub mod docs;
 pub mod domain;
 pub mod fault;
 pub mod ids;
@@ -19,6 +20,7 @@ pub mod status;
 pub mod status_rules;
 pub mod trust;
 pub mod up;
+pub mod version;
 
 /// `up` follows the install through this, its path from before the
 /// commands were grouped by noun.

@@ -11,7 +11,7 @@ use sms_proto::v1 as pb;
 use sms_types::mp::{MP_MIN_FREE_BYTES, MP_VERSION};
 
 use crate::client::{channel, Reply};
-use crate::output::{mp_json, or_dash, shown, table, time, Out};
+use crate::output::{mp_json, or_dash, shown, table, Out};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Cmd {
@@ -186,7 +186,7 @@ async fn list(node: &Option<String>, out: &Out, a: ListArgs) -> anyhow::Result<(
             let verified = if m.verified_unix_ms == 0 {
                 "-".to_string()
             } else {
-                format!("{} {}", time(m.verified_unix_ms), shown(&m.verification))
+                format!("{} {}", crate::output::time_ago(m.verified_unix_ms), shown(&m.verification))
             };
             t.add_row(vec![
                 shown(&m.server),

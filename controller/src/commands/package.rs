@@ -17,13 +17,14 @@ pub enum Cmd {
         /// directory (at most 1 GiB; nothing else on its host is read).
         #[arg(long, conflicts_with = "size")]
         path: Option<String>,
-        /// Generate this many random bytes instead (at most 1 GiB).
-        #[arg(long)]
+        /// Generate this many random bytes instead (at most 1 GiB): a number
+        /// of bytes or a size such as `10MiB`.
+        #[arg(long, value_name = "SIZE", value_parser = crate::units::parse_size)]
         size: Option<u64>,
         #[arg(long, default_value = "package")]
         name: String,
-        /// Chunk size in bytes (default 1 MiB).
-        #[arg(long)]
+        /// Chunk size (default 1 MiB): bytes, or a size such as `256KiB`.
+        #[arg(long, value_name = "SIZE", value_parser = crate::units::parse_size_u32)]
         chunk_bytes: Option<u32>,
     },
     /// Packages received (or being received) at this node.
@@ -41,7 +42,7 @@ pub async fn run(node: &Option<String>, out: &Out, cmd: Cmd) -> anyhow::Result<(
             chunk_bytes,
         } => {
             if path.is_none() && size.is_none() {
-                anyhow::bail!("give --path FILE or --size BYTES");
+                anyhow::bail!("give --path FILE or --size SIZE (e.g. --size 10MiB)");
             }
             let r = c
                 .send_package(pb::SendPackageRequest {

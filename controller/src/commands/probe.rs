@@ -15,8 +15,9 @@ pub enum Cmd {
         to: String,
         #[arg(long, default_value_t = 1)]
         count: u32,
-        /// Payload size of each probe.
-        #[arg(long, default_value_t = 1024)]
+        /// Payload size of each probe: bytes, or a size such as `4KiB`.
+        #[arg(long, default_value_t = 1024, value_name = "SIZE",
+              value_parser = crate::units::parse_size_u32)]
         bytes: u32,
         /// high, medium or low.
         #[arg(long, default_value = "medium")]

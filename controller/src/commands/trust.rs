@@ -239,14 +239,16 @@ fn write(path: &std::path::Path, text: &str, mode: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A time in seconds for a table, with its age (`... (in 89 days)`).
 fn when(unix: i64) -> String {
     if unix <= 0 {
         return "-".into();
     }
-    humantime::format_rfc3339_seconds(
+    let t = humantime::format_rfc3339_seconds(
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix as u64),
-    )
-    .to_string()
+    );
+    let age = crate::units::relative(unix as u64 * 1000, crate::units::now_ms());
+    format!("{t} ({age})")
 }
 
 pub async fn certs(node: &Option<String>, out: &Out) -> anyhow::Result<()> {

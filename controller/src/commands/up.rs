@@ -171,6 +171,7 @@ pub async fn run(out: &Out, a: Args) -> anyhow::Result<()> {
             &json!({"primary": primary.node.port(), "secondary": secondary.node.port(), "http": http_port}),
         )?,
     )?;
+    let me = invoked_as(std::env::args_os().next());
     if !out.json {
         println!("central primary {} on {}", a.primary, primary.node.addr());
         println!("bare node for {} on {}", a.secondary, secondary.node.addr());
@@ -178,12 +179,16 @@ pub async fn run(out: &Out, a: Args) -> anyhow::Result<()> {
             println!("metrics of {} at {http_url}/metrics", a.primary);
             println!(
                 "web console of {} at {http_url}/console/ (reading is open on loopback; \
-                 for actions sign in with the link `controller console-url` prints)",
+                 for actions sign in with the link `{me} console-url` prints)",
                 a.primary
             );
         }
     }
-    let result = build(out, &a, primary.node.addr(), secondary.node.addr()).await;
+    // A signal while the hierarchy is built stops the nodes too.
+    let result = tokio::select! {
+        r = build(out, &a, primary.node.addr(), secondary.node.addr()) => r,
+        s = stop_signal() => Err(anyhow!("{s} while the hierarchy was being built: stopped both nodes")),
+    };
     if result.is_ok() && !a.once {
         if !out.json {
             if insecure {
@@ -199,23 +204,71 @@ pub async fn run(out: &Out, a: Args) -> anyhow::Result<()> {
                 );
             }
             println!(
-                "      controller sites; controller status-messages --site {}",
+                "      {me} sites; {me} status-messages --site {}",
                 a.secondary
             );
-            println!("      controller --node {} status", secondary.node.addr());
+            println!("      {me} --node {} status", secondary.node.addr());
             if !http_url.is_empty() {
-                println!("      controller console-url   # sign in to the web console");
+                println!("      {me} console-url   # sign in to the web console");
             }
             println!(
-                "Press Ctrl-C to stop both nodes (data stays in {}).",
+                "Press Ctrl-C (or send SIGTERM) to stop both nodes (data stays in {}).",
                 a.dir.display()
             );
         }
-        let _ = tokio::signal::ctrl_c().await;
+        let signal = stop_signal().await;
+        if !out.json {
+            eprintln!("{signal}: stopping both nodes");
+        }
     }
     stop(secondary);
     stop(primary);
     result
+}
+
+/// How to run this controller again from the same directory, for the
+/// hints: the path it was started by when that has a directory in it
+/// (`./target/release/controller`, as the README's first command runs it,
+/// is not on PATH), else `controller` (it was found on PATH).
+fn invoked_as(argv0: Option<std::ffi::OsString>) -> String {
+    let Some(a) = argv0.map(|a| a.to_string_lossy().into_owned()) else {
+        return "controller".into();
+    };
+    if !a.contains('/') {
+        return "controller".into();
+    }
+    if a.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c))
+    {
+        a
+    } else {
+        // Quoted for a POSIX shell, so a path with spaces still pastes.
+        format!("'{}'", a.replace('\'', r"'\''"))
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM (a service manager, `kill`, `timeout`):
+/// either stops the nodes the same way. Returns which one came.
+async fn stop_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "Ctrl-C",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "Ctrl-C"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
 }
 
 async fn build(out: &Out, a: &Args, primary: &str, secondary: &str) -> anyhow::Result<()> {
@@ -314,4 +367,23 @@ async fn join_token(primary: &str, code: &str) -> anyhow::Result<String> {
         .map_err(|e| status_err("token create", e))?
         .into_inner();
     Ok(r.token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::invoked_as;
+
+    #[test]
+    fn the_hint_runs_the_controller_as_it_was_started() {
+        assert_eq!(
+            invoked_as(Some("./target/release/controller".into())),
+            "./target/release/controller"
+        );
+        assert_eq!(invoked_as(Some("controller".into())), "controller");
+        assert_eq!(invoked_as(None), "controller");
+        assert_eq!(
+            invoked_as(Some("/opt/my tools/controller".into())),
+            "'/opt/my tools/controller'"
+        );
+    }
 }

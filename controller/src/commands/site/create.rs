@@ -33,8 +33,10 @@ pub struct Args {
     /// Follow the install live until the site is Active.
     #[arg(long)]
     pub wait: bool,
-    /// Seconds --wait gives the install before failing.
-    #[arg(long, default_value_t = 120)]
+    /// Seconds --wait gives the install before failing (`90`, or a
+    /// duration such as `5m`).
+    #[arg(long, default_value_t = 120, value_name = "SECS",
+          value_parser = crate::units::parse_secs)]
     pub timeout: u64,
 }
 

@@ -1,17 +1,27 @@
-//! `controller sites`: the Hierarchy Manager's site list (at a primary).
+//! `controller sites`: the Hierarchy Manager's site list (at a primary),
+//! once or redrawn with `--watch`.
 
 use serde_json::json;
 
 use crate::client::connect;
 use crate::output::{site_json, sites_table, Out};
+use crate::watch::{self, WatchArgs};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    #[command(flatten)]
+    pub watch: WatchArgs,
+}
 
-pub async fn run(node: &Option<String>, out: &Out, _: Args) -> anyhow::Result<()> {
-    let (_, mut c) = connect(node).await?;
-    let sites = super::list_sites(&mut c, "sites").await?;
-    let v = json!({ "sites": sites.iter().map(site_json).collect::<Vec<_>>() });
-    out.print(&v, || println!("{}", sites_table(&sites)));
-    Ok(())
+pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()> {
+    let (_, c) = connect(node).await?;
+    watch::run(out, &a.watch, "sites", || {
+        let mut c = c.clone();
+        async move {
+            let sites = super::list_sites(&mut c, "sites").await?;
+            let v = json!({ "sites": sites.iter().map(site_json).collect::<Vec<_>>() });
+            Ok((v, sites_table(&sites).to_string()))
+        }
+    })
+    .await
 }

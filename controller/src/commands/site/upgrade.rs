@@ -12,8 +12,9 @@ pub struct Args {
     /// Follow the install until the site is Active again.
     #[arg(long)]
     pub wait: bool,
-    /// Seconds --wait allows.
-    #[arg(long, default_value_t = 120)]
+    /// Seconds --wait allows (`90`, or a duration such as `5m`).
+    #[arg(long, default_value_t = 120, value_name = "SECS",
+          value_parser = crate::units::parse_secs)]
     pub timeout: u64,
 }
 

@@ -34,7 +34,7 @@ pub async fn run(node: &Option<String>, out: &Out, _: Args) -> anyhow::Result<()
         ]);
         for b in &entries {
             t.add_row(vec![
-                time(b.rejected_unix_ms),
+                output::time_ago(b.rejected_unix_ms),
                 b.site_code.clone(),
                 b.base_serial.to_string(),
                 output::shown(&b.origin),

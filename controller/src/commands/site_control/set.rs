@@ -10,9 +10,12 @@ pub struct Args {
     /// change travels down as a CT1.
     #[arg(long)]
     pub site: Option<String>,
-    /// Watchdog polling interval of the Site Configuration Manager.
-    #[arg(long)]
+    /// Watchdog polling interval of the Site Configuration Manager, in ms.
+    #[arg(long, conflicts_with = "polling_interval")]
     pub polling_interval_ms: Option<u64>,
+    /// The same as a duration: `500ms`, `5s`, `1m`.
+    #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration_ms)]
+    pub polling_interval: Option<u64>,
     #[arg(long)]
     pub site_name: Option<String>,
 }
@@ -20,12 +23,16 @@ pub struct Args {
 /// The change request; refused when there is nothing to change, before
 /// any node is contacted.
 pub fn request(a: Args) -> anyhow::Result<pb::ChangeSiteControlRequest> {
-    if a.polling_interval_ms.is_none() && a.site_name.is_none() {
-        anyhow::bail!("nothing to change: give --polling-interval-ms and/or --site-name");
+    let polling_interval_ms = a.polling_interval_ms.or(a.polling_interval);
+    if polling_interval_ms.is_none() && a.site_name.is_none() {
+        anyhow::bail!(
+            "nothing to change: give --polling-interval (or --polling-interval-ms) and/or \
+             --site-name"
+        );
     }
     Ok(pb::ChangeSiteControlRequest {
         site: a.site.unwrap_or_default(),
-        polling_interval_ms: a.polling_interval_ms,
+        polling_interval_ms,
         site_name: a.site_name,
         ..Default::default()
     })
@@ -43,6 +50,7 @@ mod tests {
         Args {
             site: None,
             polling_interval_ms: polling,
+            polling_interval: None,
             site_name: name.map(String::from),
         }
     }
@@ -52,7 +60,8 @@ mod tests {
         let e = request(args(None, None)).unwrap_err().to_string();
         assert_eq!(
             e,
-            "nothing to change: give --polling-interval-ms and/or --site-name"
+            "nothing to change: give --polling-interval (or --polling-interval-ms) and/or \
+             --site-name"
         );
     }
 

@@ -15,14 +15,18 @@ pub struct Args {
     /// Attempts per job before it is marked failed.
     #[arg(long)]
     pub retry_count: Option<u32>,
-    /// Upper bound of the backoff between attempts.
-    #[arg(long)]
+    /// Upper bound of the backoff between attempts, in ms.
+    #[arg(long, conflicts_with = "retry_delay")]
     pub retry_delay_ms: Option<u64>,
+    /// The same as a duration: `500ms`, `30s`, `2m`.
+    #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration_ms)]
+    pub retry_delay: Option<u64>,
     /// Frames in flight on the link.
     #[arg(long)]
     pub concurrent_sendings: Option<u32>,
-    /// Bytes per second the sender may use on this link (0: unlimited).
-    #[arg(long)]
+    /// Bytes per second the sender may use on this link (0: unlimited); a
+    /// size such as `512KiB` or `2MB` works too.
+    #[arg(long, value_name = "SIZE", value_parser = crate::units::parse_size)]
     pub rate_limit_bytes_per_sec: Option<u64>,
     /// Which priorities may pass when, in UTC hours: `START-END:LOWEST`
     /// rules, comma separated (e.g. `8-18:high,18-22:medium`: only high
@@ -90,7 +94,7 @@ pub fn request(a: Args) -> anyhow::Result<pb::ChangeSiteControlRequest> {
         address: Some(pb::AddressChange {
             to: a.to,
             retry_count: a.retry_count,
-            retry_delay_ms: a.retry_delay_ms,
+            retry_delay_ms: a.retry_delay_ms.or(a.retry_delay),
             concurrent_sendings: a.concurrent_sendings,
             rate_limit_bytes_per_sec: a.rate_limit_bytes_per_sec,
             replace_schedule: a.schedule.is_some(),
@@ -167,6 +171,7 @@ mod tests {
             to: "PRI".into(),
             retry_count: Some(3),
             retry_delay_ms: None,
+            retry_delay: None,
             concurrent_sendings: None,
             rate_limit_bytes_per_sec: Some(0),
             schedule: schedule.map(String::from),
@@ -194,6 +199,7 @@ mod tests {
             to: "PRI".into(),
             retry_count: None,
             retry_delay_ms: None,
+            retry_delay: None,
             concurrent_sendings: None,
             rate_limit_bytes_per_sec: None,
             schedule: None,

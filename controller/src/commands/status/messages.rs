@@ -15,12 +15,19 @@ pub struct Args {
     /// Only messages with this id.
     #[arg(long)]
     pub id: Option<u32>,
-    /// The newest N messages at most.
+    /// The newest N messages at most (newest by when they were stored here).
     #[arg(long, default_value_t = 1000)]
     pub limit: u32,
     /// Keep printing new messages as they arrive (Ctrl-C stops).
     #[arg(long)]
     pub follow: bool,
+}
+
+/// Sorts messages oldest first by the time they were reported (a message
+/// from a far site may be stored here after newer ones from near sites);
+/// equal times keep the order they were stored in.
+pub fn in_time_order(msgs: &mut [pb::StatusMessage]) {
+    msgs.sort_by_key(|m| m.time_unix_ms);
 }
 
 pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()> {
@@ -47,11 +54,12 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
     } else {
         None
     };
-    let msgs = c
+    let mut msgs = c
         .list_status_messages(req(vec![], a.limit))
         .await
         .reply("status-messages")?
         .messages;
+    in_time_order(&mut msgs);
     if let Some(watch) = watch.as_mut() {
         // One line per message (one JSON document per line with --json).
         let print = |m: &pb::StatusMessage| {
@@ -87,4 +95,28 @@ pub async fn run(node: &Option<String>, out: &Out, a: Args) -> anyhow::Result<()
     let v = json!({ "messages": msgs.iter().map(message_json).collect::<Vec<_>>() });
     out.print(&v, || println!("{}", messages_table(&msgs)));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_list_oldest_first_by_reported_time() {
+        let m = |t: u64, text: &str| pb::StatusMessage {
+            time_unix_ms: t,
+            text: text.into(),
+            ..Default::default()
+        };
+        // Stored in arrival order: the far site's older message came last.
+        let mut msgs = vec![
+            m(20, "near b"),
+            m(30, "near c"),
+            m(10, "far a"),
+            m(20, "near b2"),
+        ];
+        in_time_order(&mut msgs);
+        let texts: Vec<&str> = msgs.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["far a", "near b", "near b2", "near c"]);
+    }
 }
