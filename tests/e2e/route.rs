@@ -199,6 +199,39 @@ fn any_site_is_reached_by_its_code_through_the_hierarchy() {
             .any(|x| x["site_code"] == "S11" && x["parent_site_code"] == "P01"),
         "{sites}"
     );
+    // PRI keeps no link to its grandchild S11: its `sites` asks P01, by its
+    // code, for P01's link to S11, and says where the state was seen.
+    let row = |v: &Value, code: &str| -> Value {
+        v["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["site_code"] == code)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {code} in {v}"))
+    };
+    let v = json(&p, &admin, None, &["sites"]);
+    let far = row(&v, "S11");
+    assert_eq!(far["link_seen_at"], "P01", "{far}");
+    let state = far["link_state"].as_str().unwrap();
+    assert!(!state.is_empty() && state != "severed", "{far}");
+    assert!(
+        row(&v, "P01")["link_seen_at"].is_null(),
+        "PRI's own link: {v}"
+    );
+    ok(
+        ctl(&m, &admin, None, &["sever-link", "--to", "S11"]),
+        "sever at P01",
+    );
+    let v = json(&p, &admin, None, &["sites"]);
+    assert_eq!(row(&v, "S11")["link_state"], "severed", "{v}");
+    let table = ok(ctl(&p, &admin, None, &["sites"]), "sites table");
+    assert!(table.contains("severed (at P01)"), "{table}");
+    ok(
+        ctl(&m, &admin, None, &["restore-link", "--to", "S11"]),
+        "restore at P01",
+    );
+
     let msgs = json(
         &p,
         &admin,
