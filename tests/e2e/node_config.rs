@@ -244,3 +244,241 @@ fn systemd_hears_ready_then_watchdog_pings_then_stopping() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The systemd example file is read by the same loader as --config.
+#[test]
+fn the_systemd_example_config_is_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/systemd");
+    let file = root.join("sms-node.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let run = sms_server::cli::check_file(&file, &text).unwrap();
+    assert_eq!(run.listen, "0.0.0.0:8500");
+    assert!(run.advertise.is_some());
+    let unit = std::fs::read_to_string(root.join("sms-node@.service")).unwrap();
+    for line in [
+        "Type=notify",
+        "NotifyAccess=main",
+        "WatchdogSec=30s",
+        "--config /etc/sms/%i.toml",
+    ] {
+        assert!(unit.contains(line), "sms-node@.service lacks {line}");
+    }
+}
+
+/// Every manifest under deploy/k8s agrees with what it configures: each
+/// ConfigMap's TOML is a valid sms-node configuration whose keys no
+/// container or image variable shadows; each StatefulSet mounts its
+/// ConfigMap and passes --config, keeps its volumes, and has a disruption
+/// budget selecting its pods; the NetworkPolicy selects every node pod and
+/// admits exactly the ports the containers expose.
+#[test]
+fn the_kubernetes_manifests_configure_what_they_claim() {
+    use yaml_rust2::{Yaml, YamlLoader};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let mut docs: Vec<(String, Yaml)> = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(root.join("k8s"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    for f in &files {
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        for d in YamlLoader::load_from_str(&std::fs::read_to_string(f).unwrap()).unwrap() {
+            if !d.is_null() {
+                docs.push((name.clone(), d));
+            }
+        }
+    }
+    let kind = |k: &'static str| {
+        docs.iter()
+            .filter(move |(_, d)| d["kind"].as_str() == Some(k))
+            .collect::<Vec<_>>()
+    };
+    let labels = |y: &Yaml| -> Vec<(String, String)> {
+        y.as_hash()
+            .map(|h| {
+                h.iter()
+                    .map(|(k, v)| (k.as_str().unwrap().into(), v.as_str().unwrap().into()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let selects = |selector: &Yaml, pod_labels: &[(String, String)]| {
+        let want = labels(&selector["matchLabels"]);
+        !want.is_empty() && want.iter().all(|l| pod_labels.contains(l))
+    };
+    // What the image sets (deploy/docker/Dockerfile's ENV).
+    let dockerfile = std::fs::read_to_string(root.join("docker/Dockerfile")).unwrap();
+    let image_env: Vec<String> = dockerfile
+        .split(|c: char| c.is_whitespace())
+        .filter_map(|w| w.split_once('='))
+        .filter(|(k, _)| k.starts_with("SMS_"))
+        .map(|(k, _)| k.to_string())
+        .collect();
+    assert!(image_env.contains(&"SMS_DATA".to_string()), "{image_env:?}");
+
+    // Every ConfigMap's TOML, through the loader --config uses.
+    let mut configs = std::collections::BTreeMap::new();
+    for (file, cm) in kind("ConfigMap") {
+        let name = cm["metadata"]["name"].as_str().unwrap().to_string();
+        let text = cm["data"]["node.toml"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{file}: ConfigMap {name} has no node.toml"));
+        let path = PathBuf::from(format!("{file}:{name}/node.toml"));
+        sms_server::cli::check_file(&path, text).unwrap_or_else(|e| panic!("{e}"));
+        let keys: Vec<String> = text
+            .parse::<toml::Table>()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        configs.insert(name, keys);
+    }
+    let cmd = <sms_server::cli::Cli as clap::CommandFactory>::command();
+    let env_of = |key: &str| {
+        cmd.get_arguments()
+            .find(|a| a.get_long() == Some(key))
+            .and_then(|a| a.get_env())
+            .map(|e| e.to_string_lossy().to_string())
+    };
+
+    let statefulsets = kind("StatefulSet");
+    assert!(
+        statefulsets.len() >= 4,
+        "pri, secondary, smsdom-member, p01"
+    );
+    let pdbs = kind("PodDisruptionBudget");
+    let policies = kind("NetworkPolicy");
+    assert_eq!(policies.len(), 1);
+    let policy = &policies[0].1["spec"];
+    let mut exposed = std::collections::BTreeSet::new();
+    for (file, sts) in &statefulsets {
+        let name = sts["metadata"]["name"].as_str().unwrap();
+        let spec = &sts["spec"];
+        let retention = &spec["persistentVolumeClaimRetentionPolicy"];
+        assert_eq!(
+            retention["whenDeleted"].as_str(),
+            Some("Retain"),
+            "{file}: {name}"
+        );
+        assert_eq!(
+            retention["whenScaled"].as_str(),
+            Some("Retain"),
+            "{file}: {name}"
+        );
+        let pod_labels = labels(&spec["template"]["metadata"]["labels"]);
+        let budgets: Vec<_> = pdbs
+            .iter()
+            .filter(|(_, p)| selects(&p["spec"]["selector"], &pod_labels))
+            .collect();
+        assert_eq!(
+            budgets.len(),
+            1,
+            "{file}: {name} needs one PodDisruptionBudget"
+        );
+        assert_eq!(
+            budgets[0].1["spec"]["maxUnavailable"].as_i64(),
+            Some(1),
+            "{name}"
+        );
+        assert!(
+            selects(&policy["podSelector"], &pod_labels),
+            "the NetworkPolicy does not select {name}'s pods"
+        );
+        let pod = &spec["template"]["spec"];
+        let node = pod["containers"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"].as_str() == Some("sms-node"))
+            .unwrap();
+        // --config names the mounted ConfigMap's file.
+        let args: Vec<&str> = node["args"]
+            .as_vec()
+            .unwrap_or_else(|| panic!("{name}: no args"))
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(args, ["--config", "/etc/sms/node.toml"], "{name}");
+        let mount = node["volumeMounts"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .find(|m| m["mountPath"].as_str() == Some("/etc/sms"))
+            .unwrap_or_else(|| panic!("{name}: nothing mounted at /etc/sms"));
+        let volume = pod["volumes"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .unwrap();
+        let cm = volume["configMap"]["name"].as_str().unwrap();
+        let keys = configs
+            .get(cm)
+            .unwrap_or_else(|| panic!("{name} mounts ConfigMap {cm}, which no manifest has"));
+        // No key is shadowed by a variable of the container or the image
+        // (it would silently not apply).
+        let env: Vec<&str> = node["env"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        for key in keys {
+            if let Some(var) = env_of(key) {
+                assert!(
+                    !env.contains(&var.as_str()) && !image_env.contains(&var),
+                    "{cm}: key {key} is overridden by {var} in {name}'s environment"
+                );
+            }
+        }
+        for p in node["ports"].as_vec().unwrap() {
+            exposed.insert(p["name"].as_str().unwrap().to_string());
+        }
+        // The http port serves what the file's http-listen says.
+        if keys.iter().any(|k| k == "http-listen") {
+            assert!(exposed.contains("http"), "{name}");
+        }
+    }
+    // The policy admits the ports the containers expose, and no other.
+    let admitted: std::collections::BTreeSet<String> = policy["ingress"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["ports"].as_vec().unwrap().iter())
+        .map(|p| p["port"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(admitted, exposed);
+    // gRPC only from the hierarchy's own pods.
+    let grpc = policy["ingress"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|r| r["ports"][0]["port"].as_str() == Some("grpc"))
+        .unwrap();
+    assert_eq!(
+        labels(&grpc["from"][0]["podSelector"]["matchLabels"]),
+        [(
+            "app.kubernetes.io/part-of".to_string(),
+            "sms-hierarchy".to_string()
+        )]
+    );
+    // The child primary attaches below PRI, at the address PRI advertises.
+    let p01 = kind("ConfigMap")
+        .into_iter()
+        .find(|(_, c)| c["metadata"]["name"].as_str() == Some("p01-config"))
+        .unwrap();
+    let run = sms_server::cli::check_file(
+        Path::new("p01-config"),
+        p01.1["data"]["node.toml"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(run.parent.as_deref(), Some("pri-0.pri.sms.svc:8500"));
+    assert_eq!(
+        run.parent_site.map(|s| s.to_string()).as_deref(),
+        Some("PRI")
+    );
+    let kustomization = std::fs::read_to_string(root.join("k8s/kustomization.yaml")).unwrap();
+    assert!(kustomization.contains("- network-policy.yaml"));
+}
