@@ -18,6 +18,7 @@ mod logon;
 mod logs;
 mod metrics;
 mod mp;
+mod node_config;
 mod route;
 mod status_load;
 mod status_rules;

@@ -7,6 +7,7 @@
 //! store in `sms-store`; the domain vocabulary in `sms-types`.
 
 pub mod audit;
+pub mod cli;
 pub mod console;
 pub mod health;
 pub mod http;
@@ -19,6 +20,7 @@ mod peers_mp;
 pub mod renewal;
 pub mod rpc;
 pub mod security;
+pub mod service_manager;
 
 pub use node::{Node, NodeConfig, ADDR_FILE};
 pub use peers::Connector;
