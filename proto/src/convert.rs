@@ -685,6 +685,21 @@ pub fn link_view_to(l: &LinkView) -> pb::LinkState {
     }
 }
 
+/// A neighbour's link as its status reports it.
+pub fn link_view_from(l: &pb::LinkState) -> R<LinkView> {
+    Ok(LinkView {
+        to: code(&l.to, "link.to")?,
+        state: link_state_from(l.state_kind, &l.state)?,
+        queued_jobs: l.queued_jobs,
+        failed_jobs: l.failed_jobs,
+        server: l.server.clone(),
+        detail: l.detail.clone(),
+        refused_frames: l.refused_frames,
+        chunk_bytes_sent: l.chunk_bytes_sent,
+        clock_skew_ms: l.clock_skew_ms,
+    })
+}
+
 pub fn site_row_to(r: &SiteRow) -> pb::SiteRecord {
     let mut out = site_to(&r.record);
     out.recent_errors = r.recent_errors;

@@ -263,3 +263,82 @@ fn a_secure_consoles_session_acts_with_its_certificates_role_only() {
     let after = otto.get("/console/api/session");
     assert_eq!(after["signed_in"], false, "the session ended: {after}");
 }
+
+/// The edge from `parent` to `child` in a console tree.
+fn edge(tree: &Value, parent: &str, child: &str) -> Value {
+    tree["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["parent"] == parent && e["child"] == child)
+        .cloned()
+        .unwrap_or_else(|| panic!("no edge {parent} -> {child} in {tree}"))
+}
+
+#[test]
+fn the_tree_shows_a_grandchilds_link_as_its_parent_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pri = start(
+        &d.join("pri"),
+        &["--install-primary", "PRI", "--http-listen", "127.0.0.1:0"],
+    );
+    let admin = d.join("pri").join("admin");
+    let p = pri.addr();
+    let t = token_at(p, &admin, &["--site", "P01", "--role", "primary"]);
+    let p01 = start(
+        &d.join("p01"),
+        &[
+            "--install-primary",
+            "P01",
+            "--parent-site",
+            "PRI",
+            "--parent",
+            p,
+            "--join-token",
+            &t,
+        ],
+    );
+    let m = p01.addr();
+    wait_active(p, &admin, "P01");
+    let t = token_at(m, &admin, &["--site", "S11"]);
+    let s11 = start(&d.join("s11"), &["--join-token", &t]);
+    create_secondary(m, &admin, "S11", s11.addr());
+    wait_active(m, &admin, "S11");
+
+    let http = std::fs::read_to_string(d.join("pri").join("http.addr")).unwrap();
+    let http = http.trim().strip_prefix("http://").unwrap().to_string();
+    let tree = || -> Value {
+        let (code, _, body) = request(&http, "GET", "/console/api/tree", &[], None);
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    // PRI's own edge is its own view; the edge below P01 is P01's.
+    let t = tree();
+    let own = edge(&t, "PRI", "P01");
+    assert_eq!(own["seen_from"], "PRI", "{own}");
+    assert!(own["link"]["far"].is_null(), "{own}");
+    let far = edge(&t, "P01", "S11");
+    assert_eq!(far["seen_from"], "P01", "{far}");
+    assert_eq!(far["link"]["far"], true, "{far}");
+    assert_eq!(far["link"]["to"], "S11", "{far}");
+    assert_ne!(far["link"]["state"], "severed", "{far}");
+
+    // Severed at P01: PRI's tree follows within a few polls.
+    ok(
+        ctl(m, Some(&admin), &["sever-link", "--to", "S11"]),
+        "sever at P01",
+    );
+    let t0 = std::time::Instant::now();
+    loop {
+        let far = edge(&tree(), "P01", "S11");
+        if far["link"]["state"] == "severed" {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "PRI's tree never showed the link severed at P01: {far}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

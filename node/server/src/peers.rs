@@ -387,6 +387,28 @@ async fn logon_uninstall(
         .map_err(|s| s.message().to_string())
 }
 
+/// A child site server's links, from its status: the caller must be its
+/// parent's site server (it checks the certificate), and expects that
+/// site's certificate.
+async fn site_links(
+    connector: &Connector,
+    server: &str,
+    site: &SiteCode,
+) -> Result<Vec<pb::LinkState>, String> {
+    let channel = connector
+        .connect_to(server, Expect::Site(site.clone()))
+        .await?;
+    let mut c = pb::admin_client::AdminClient::new(channel);
+    tokio::time::timeout(
+        connector.request_timeout,
+        c.get_status(pb::GetStatusRequest {}),
+    )
+    .await
+    .map_err(|_| format!("{server} did not answer"))?
+    .map(|r| r.into_inner().links)
+    .map_err(|s| s.message().to_string())
+}
+
 /// Pushes the site's current logon script to a logon server.
 async fn logon_refresh(
     connector: &Connector,
@@ -506,6 +528,18 @@ impl Peers for Connector {
 
     async fn logon_uninstall(&self, server: &str, site: &SiteCode) -> Result<LogonView, String> {
         convert::logon_view_from(logon_uninstall(self, server, site).await?).map_err(wire)
+    }
+
+    async fn site_links(
+        &self,
+        server: &str,
+        site: &SiteCode,
+    ) -> Result<Vec<sms_types::views::LinkView>, String> {
+        site_links(self, server, site)
+            .await?
+            .iter()
+            .map(|l| convert::link_view_from(l).map_err(wire))
+            .collect()
     }
 
     async fn logon_refresh(&self, server: &str, script: LogonScript) -> Result<LogonView, String> {

@@ -38,6 +38,13 @@ pub trait Peers: Send + Sync + 'static {
     /// Tells a child its parent is deleting it; returns its final next ID.
     async fn prepare_delete(&self, server: &str, site: &SiteCode) -> Result<u64, String>;
     async fn logon_describe(&self, server: &str) -> Result<LogonView, String>;
+    /// The links of child site `site`, whose server is at `server`, as its
+    /// status reports them (a primary shows its grandchildren's edges).
+    async fn site_links(
+        &self,
+        server: &str,
+        site: &SiteCode,
+    ) -> Result<Vec<sms_types::views::LinkView>, String>;
     async fn logon_install(
         &self,
         server: &str,

@@ -387,3 +387,31 @@ pub fn package_digest(ctx: &Ctx, id: &uuid::Uuid) -> Result<Vec<u8>, Refused> {
     }
     Ok(h.finalize().to_vec())
 }
+
+/// What one child primary said of its own links.
+pub type ChildLinks = (SiteCode, Result<Vec<LinkView>, String>);
+
+/// Asks each child primary of this site, at once and each within
+/// `within`, for its links: the edges one tier below this site's own,
+/// which it holds no link for. A secondary or a site without child
+/// primaries asks nobody.
+pub async fn child_primaries_links(ctx: &Ctx, within: std::time::Duration) -> Vec<ChildLinks> {
+    let Some(me) = ctx.identity() else {
+        return Vec::new();
+    };
+    let Ok(sites) = ctx.store.sites() else {
+        return Vec::new();
+    };
+    let asks = sites
+        .into_iter()
+        .filter(|s| {
+            s.kind == SiteKind::Primary && s.parent_site_code.as_ref() == Some(&me.site_code)
+        })
+        .map(|s| async move {
+            let links = tokio::time::timeout(within, ctx.peers.site_links(&s.server, &s.site_code))
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {} ms", within.as_millis())));
+            (s.site_code, links)
+        });
+    futures::future::join_all(asks).await
+}

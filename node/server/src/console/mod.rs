@@ -43,6 +43,9 @@ use session::{Grant, SessionError, SessionView, Sessions};
 
 /// How often the tree is looked at while someone watches it.
 const TREE_POLL: Duration = Duration::from_secs(1);
+/// How long a child primary may take to describe its links for the tree;
+/// a silent one is shown as such rather than holding the tree up.
+const FAR_LINKS_WITHIN: Duration = Duration::from_secs(2);
 /// Live streams (tree or status tail) one node serves at once.
 pub const MAX_STREAMS: usize = 32;
 /// The header an action must carry the session's CSRF token in.
@@ -259,9 +262,12 @@ impl St {
         })
     }
 
-    fn tree_now(&self) -> Result<Value, Refused> {
+    /// The tree now, with the edges one tier down as the child primaries
+    /// holding them report them (each asked within [`FAR_LINKS_WITHIN`]).
+    async fn tree_now(&self) -> Result<Value, Refused> {
+        let far = queries::child_primaries_links(&self.ctx, FAR_LINKS_WITHIN).await;
         let rates = self.rates.lock().unwrap_or_else(|p| p.into_inner());
-        views::tree(&self.ctx, &rates)
+        views::tree(&self.ctx, &rates, &far)
     }
 }
 
@@ -342,7 +348,7 @@ async fn logout(State(st): State<St>, headers: HeaderMap) -> Result<Response, Ap
 
 async fn tree_json(State(st): State<St>, headers: HeaderMap) -> ApiResult {
     st.may_read(&headers)?;
-    Ok(Json(st.tree_now()?))
+    Ok(Json(st.tree_now().await?))
 }
 
 /// Keeps the tree feed current while anyone watches it: the tree is made
@@ -354,7 +360,7 @@ async fn feed_tree(st: St) {
             rates.sample(&st.ctx);
         }
         if st.tree.receiver_count() > 0 {
-            let text = match st.tree_now() {
+            let text = match st.tree_now().await {
                 Ok(v) => v.to_string(),
                 Err(e) => json!({"error": e.to_string()}).to_string(),
             };
@@ -378,7 +384,7 @@ async fn tree_events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     st.may_read(&headers)?;
     let permit = st.stream_slot()?;
-    let first = st.tree_now()?.to_string();
+    let first = st.tree_now().await?.to_string();
     let rx = st.tree.subscribe();
     let cancel = st.ctx.tasks.token();
     let stream = futures::stream::unfold(

@@ -160,10 +160,32 @@ pub fn control_json(c: &SiteControl) -> Value {
     })
 }
 
+/// A link one tier down, as the child primary that holds it reported it
+/// (no counters or rates of this node's: `far` marks it, and the page
+/// offers no action on it from here).
+fn far_link_json(l: &LinkView) -> Value {
+    json!({
+        "to": l.to.as_str(),
+        "state": l.state.as_str(),
+        "detail": l.detail,
+        "server": l.server,
+        "queued_jobs": l.queued_jobs,
+        "failed_jobs": l.failed_jobs,
+        "sent_jobs": null,
+        "bytes_sent": null,
+        "round_trip_ms": null,
+        "bytes_per_sec": null,
+        "acked_per_sec": null,
+        "clock_skew_ms": l.clock_skew_ms,
+        "far": true,
+    })
+}
+
 /// The hierarchy as this node knows it: sites (a primary's site list; a
 /// secondary knows itself and its parent) and every parent-child edge,
-/// with this node's view of the link where the edge is one of its own.
-pub fn tree(ctx: &Ctx, rates: &Rates) -> Result<Value, Refused> {
+/// with this node's view of the link where the edge is one of its own,
+/// and the child primary's view (`far`) where the edge is one tier below.
+pub fn tree(ctx: &Ctx, rates: &Rates, far: &[queries::ChildLinks]) -> Result<Value, Refused> {
     let Some(me) = ctx.identity() else {
         return Ok(json!({"site": null, "sites": [], "edges": [],
             "note": "a bare node: no site is installed here yet"}));
@@ -198,16 +220,31 @@ pub fn tree(ctx: &Ctx, rates: &Rates) -> Result<Value, Refused> {
             .and_then(|o| o.parse::<SiteCode>().ok())
             .filter(|o| ctx.links.link(o).is_some())
             .map(|o| link_json(&queries::link_view(ctx, &o), ctx, Some(rates)));
+        if link.is_some() {
+            edges.push(json!({
+                "parent": parent, "child": child, "seen_from": me.site_code.as_str(),
+                "link": link, "note": "",
+            }));
+            continue;
+        }
+        // One tier down: what the child primary holding the link said.
+        let (link, note) = match far.iter().find(|(p, _)| p.as_str() == parent) {
+            Some((_, Ok(links))) => match links.iter().find(|l| l.to.as_str() == child) {
+                Some(l) => (Some(far_link_json(l)), String::new()),
+                None => (None, format!("{parent} reports no link to {child}")),
+            },
+            Some((_, Err(e))) => (None, format!("{parent} did not say how its link is: {e}")),
+            None => (
+                None,
+                format!("the link is kept at {parent} and {child}; open {parent}'s console"),
+            ),
+        };
         edges.push(json!({
             "parent": parent,
             "child": child,
-            "seen_from": me.site_code.as_str(),
+            "seen_from": if link.is_some() { parent } else { me.site_code.as_str() },
             "link": link,
-            "note": if link.is_none() {
-                format!("the link is kept at {parent} and {child}; open {parent}'s console")
-            } else {
-                String::new()
-            },
+            "note": note,
         }));
     }
     Ok(json!({

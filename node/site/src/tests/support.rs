@@ -100,6 +100,14 @@ impl Peers for FakePeers {
         self.record(format!("logon_describe {server}"));
         Err("not scripted".into())
     }
+    async fn site_links(
+        &self,
+        server: &str,
+        site: &SiteCode,
+    ) -> Result<Vec<sms_types::views::LinkView>, String> {
+        self.record(format!("site_links {site} {server}"));
+        Err("not scripted".into())
+    }
     async fn logon_install(
         &self,
         server: &str,
@@ -500,6 +508,13 @@ impl Peers for LinkPeers {
         unreachable!("not used here")
     }
     async fn logon_describe(&self, _: &str) -> Result<LogonView, String> {
+        unreachable!("not used here")
+    }
+    async fn site_links(
+        &self,
+        _: &str,
+        _: &SiteCode,
+    ) -> Result<Vec<sms_types::views::LinkView>, String> {
         unreachable!("not used here")
     }
     async fn logon_install(&self, _: &str, _: LogonInstallRequest) -> Result<LogonView, String> {

@@ -135,10 +135,13 @@ function edgeView(edge) {
     " · " + l.queued_jobs + " queued · " + l.failed_jobs + " failed · " + rate,
     l.detail ? el("span", { class: "muted" }, " (" + l.detail + ")") : null,
     " ",
-    l.state === "severed"
-      ? actionButton("restore link", "restore-link", { to: l.to }, "operator")
-      : actionButton("sever link", "sever-link", { to: l.to }, "operator", true),
-    l.failed_jobs > 0 ? actionButton("retry failed jobs", "retry-jobs", { to: l.to }, "operator") : null);
+    // A link one tier down is acted on at the site that holds it.
+    l.far
+      ? el("span", { class: "muted" }, "as " + edge.seen_from + " reports it; act on it in " + edge.seen_from + "'s console")
+      : (l.state === "severed"
+        ? actionButton("restore link", "restore-link", { to: l.to }, "operator")
+        : actionButton("sever link", "sever-link", { to: l.to }, "operator", true)),
+    !l.far && l.failed_jobs > 0 ? actionButton("retry failed jobs", "retry-jobs", { to: l.to }, "operator") : null);
 }
 
 function siteCard(s, edge) {
