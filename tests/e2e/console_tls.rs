@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sms_types::catalog;
 
-use crate::trust::{create_secondary, ctl, json, ok, start, token_at, wait_active};
+use crate::trust::{create_secondary, ctl, json, ok, p01_and_s11, start, token_at, wait_active};
 
 /// One HTTP/1.1 request on a fresh connection; the status, the response
 /// head's lines and the body.
@@ -285,26 +285,8 @@ fn the_tree_shows_a_grandchilds_link_as_its_parent_reports_it() {
     );
     let admin = d.join("pri").join("admin");
     let p = pri.addr();
-    let t = token_at(p, &admin, &["--site", "P01", "--role", "primary"]);
-    let p01 = start(
-        &d.join("p01"),
-        &[
-            "--install-primary",
-            "P01",
-            "--parent-site",
-            "PRI",
-            "--parent",
-            p,
-            "--join-token",
-            &t,
-        ],
-    );
+    let (p01, _s11) = p01_and_s11(d, p, &admin);
     let m = p01.addr();
-    wait_active(p, &admin, "P01");
-    let t = token_at(m, &admin, &["--site", "S11"]);
-    let s11 = start(&d.join("s11"), &["--join-token", &t]);
-    create_secondary(m, &admin, "S11", s11.addr());
-    wait_active(m, &admin, "S11");
 
     let http = std::fs::read_to_string(d.join("pri").join("http.addr")).unwrap();
     let http = http.trim().strip_prefix("http://").unwrap().to_string();

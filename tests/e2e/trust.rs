@@ -261,6 +261,32 @@ fn pri_lasting(d: &Path, lifetime: &str) -> (Node, std::path::PathBuf) {
     (pri, d.join("pri").join("admin"))
 }
 
+/// Below the central site PRI at `pri`: child primary P01 (its data in
+/// `d/p01`) and its secondary S11 (`d/s11`), both Active, joined with
+/// tokens made with the administrator certificate in `admin`.
+pub(crate) fn p01_and_s11(d: &Path, pri: &str, admin: &Path) -> (Node, Node) {
+    let token = token_at(pri, admin, &["--site", "P01", "--role", "primary"]);
+    let p01 = start(
+        &d.join("p01"),
+        &[
+            "--install-primary",
+            "P01",
+            "--parent-site",
+            "PRI",
+            "--parent",
+            pri,
+            "--join-token",
+            &token,
+        ],
+    );
+    wait_active(pri, admin, "P01");
+    let token = token_at(p01.addr(), admin, &["--site", "S11"]);
+    let s11 = start(&d.join("s11"), &["--join-token", &token]);
+    create_secondary(p01.addr(), admin, "S11", s11.addr());
+    wait_active(p01.addr(), admin, "S11");
+    (p01, s11)
+}
+
 /// A join token made at `node` for `args` (`--site C [--role R]`).
 pub(crate) fn token_at(node: &str, admin: &Path, args: &[&str]) -> String {
     ok(
@@ -454,27 +480,9 @@ fn a_child_primary_renews_its_authority_and_the_tier_below_keeps_working() {
     let d = dir.path();
     let (pri, admin) = pri_lasting(d, "40s");
     let p = pri.addr().to_string();
-    let token = token_at(&p, &admin, &["--site", "P01", "--role", "primary"]);
-    let p01 = start(
-        &d.join("p01"),
-        &[
-            "--install-primary",
-            "P01",
-            "--parent-site",
-            "PRI",
-            "--parent",
-            &p,
-            "--join-token",
-            &token,
-        ],
-    );
+    let (p01, s11) = p01_and_s11(d, &p, &admin);
     let m = p01.addr().to_string();
-    wait_active(&p, &admin, "P01");
-    let token = token_at(&m, &admin, &["--site", "S11"]);
-    let s11 = start(&d.join("s11"), &["--join-token", &token]);
     let s = s11.addr().to_string();
-    create_secondary(&m, &admin, "S11", &s);
-    wait_active(&m, &admin, "S11");
     let ca_was = serial_of(&m, &admin, "ca").expect("P01 holds an authority");
     let s11_was = serial_of(&s, &admin, "node").unwrap();
     let mut sent = 0u64;

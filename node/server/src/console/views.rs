@@ -76,6 +76,19 @@ pub fn link_json(l: &LinkView, ctx: &Ctx, rates: Option<&Rates>) -> Value {
     let link = ctx.links.link(&l.to);
     let counter = |f: fn(&sms_site::links::Link) -> u64| link.as_ref().map(|k| f(k)).unwrap_or(0);
     let rate = rates.and_then(|r| r.of(&l.to));
+    let mut v = link_fields(l);
+    v["sent_jobs"] = json!(counter(|k| k.sent.load(Ordering::Relaxed)));
+    v["bytes_sent"] = json!(counter(|k| k.bytes_sent.load(Ordering::Relaxed)));
+    v["round_trip_ms"] =
+        json!(counter(|k| k.round_trip_us.load(Ordering::Relaxed)) as f64 / 1000.0);
+    v["bytes_per_sec"] = json!(rate.map(|r| r.0.round()));
+    v["acked_per_sec"] = json!(rate.map(|r| (r.1 * 10.0).round() / 10.0));
+    v
+}
+
+/// What any view of a link has; the counters and rates only where this
+/// node holds the link.
+fn link_fields(l: &LinkView) -> Value {
     json!({
         "to": l.to.as_str(),
         "state": l.state.as_str(),
@@ -83,11 +96,11 @@ pub fn link_json(l: &LinkView, ctx: &Ctx, rates: Option<&Rates>) -> Value {
         "server": l.server,
         "queued_jobs": l.queued_jobs,
         "failed_jobs": l.failed_jobs,
-        "sent_jobs": counter(|k| k.sent.load(Ordering::Relaxed)),
-        "bytes_sent": counter(|k| k.bytes_sent.load(Ordering::Relaxed)),
-        "round_trip_ms": counter(|k| k.round_trip_us.load(Ordering::Relaxed)) as f64 / 1000.0,
-        "bytes_per_sec": rate.map(|r| r.0.round()),
-        "acked_per_sec": rate.map(|r| (r.1 * 10.0).round() / 10.0),
+        "sent_jobs": null,
+        "bytes_sent": null,
+        "round_trip_ms": null,
+        "bytes_per_sec": null,
+        "acked_per_sec": null,
         "clock_skew_ms": l.clock_skew_ms,
     })
 }
@@ -160,25 +173,13 @@ pub fn control_json(c: &SiteControl) -> Value {
     })
 }
 
-/// A link one tier down, as the child primary that holds it reported it
-/// (no counters or rates of this node's: `far` marks it, and the page
-/// offers no action on it from here).
+/// A link one tier down, as the child primary that holds it reported it:
+/// no counters or rates of this node's, and `far`, so the page offers no
+/// action on it from here.
 fn far_link_json(l: &LinkView) -> Value {
-    json!({
-        "to": l.to.as_str(),
-        "state": l.state.as_str(),
-        "detail": l.detail,
-        "server": l.server,
-        "queued_jobs": l.queued_jobs,
-        "failed_jobs": l.failed_jobs,
-        "sent_jobs": null,
-        "bytes_sent": null,
-        "round_trip_ms": null,
-        "bytes_per_sec": null,
-        "acked_per_sec": null,
-        "clock_skew_ms": l.clock_skew_ms,
-        "far": true,
-    })
+    let mut v = link_fields(l);
+    v["far"] = json!(true);
+    v
 }
 
 /// The hierarchy as this node knows it: sites (a primary's site list; a
