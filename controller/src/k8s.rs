@@ -303,13 +303,16 @@ fn refusal(code: u16, v: &Value, what: &str) -> anyhow::Error {
     }
 }
 
-/// One pod to give a token: `POD` (a member server named after it) or
-/// `POD=SITE` (a secondary site). The Secret is `<statefulset>-join-tokens`,
-/// key `POD.token`, as the manifests mount it.
+/// One pod to give a token: `POD` (a member server named after it),
+/// `POD=SITE` (a secondary site) or `POD=SITE:primary` (a child primary
+/// below this one). The Secret is `<statefulset>-join-tokens`, key
+/// `POD.token`, as the manifests mount it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodToken {
     pub pod: String,
     pub site: Option<String>,
+    /// `POD=SITE:primary`: the token makes a child primary.
+    pub primary: bool,
 }
 
 impl PodToken {
@@ -317,6 +320,14 @@ impl PodToken {
         let (pod, site) = match spec.split_once('=') {
             Some((p, s)) => (p, Some(s.to_string())),
             None => (spec, None),
+        };
+        let (site, primary) = match site.as_deref().map(|s| s.split_once(':')) {
+            Some(Some((s, "primary"))) => (Some(s.to_string()), true),
+            Some(Some((_, other))) => bail!(
+                "{spec}: {other:?} is not a site role here; write POD=SITE for a secondary \
+                 or POD=SITE:primary for a child primary"
+            ),
+            _ => (site, false),
         };
         let (sts, ordinal) = pod
             .rsplit_once('-')
@@ -338,6 +349,7 @@ impl PodToken {
         Ok(PodToken {
             pod: pod.to_string(),
             site,
+            primary,
         })
     }
 
@@ -357,6 +369,7 @@ impl PodToken {
     /// The token's label and role at the primary.
     pub fn label_role(&self) -> (String, String) {
         match &self.site {
+            Some(s) if self.primary => (s.clone(), "primary".into()),
             Some(s) => (s.clone(), "secondary".into()),
             None => (self.pod.clone(), "member".into()),
         }
@@ -378,6 +391,17 @@ mod tests {
         let m = PodToken::parse("smsdom-member-1").unwrap();
         assert_eq!(m.secret(), "smsdom-member-join-tokens");
         assert_eq!(m.label_role(), ("smsdom-member-1".into(), "member".into()));
+        let c = PodToken::parse("p01-0=P01:primary").unwrap();
+        assert_eq!(
+            (c.secret(), c.key()),
+            ("p01-join-tokens".into(), "p01-0.token".into())
+        );
+        assert_eq!(c.label_role(), ("P01".into(), "primary".into()));
+        let err = PodToken::parse("p01-0=P01:secondary")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("POD=SITE:primary"), "{err}");
+        assert!(PodToken::parse("p01-0=TOOLONG:primary").is_err());
         for bad in [
             "nodash",
             "Upper-0",

@@ -136,6 +136,7 @@ fn bare_node_pods_get_their_tokens_from_a_sync_beside_the_primary() {
                 "sms",
             ])
             .args(["--pod", "secondary-0=S01", "--pod", "smsdom-member-0"])
+            .args(["--pod", "p01-0=P01:primary"])
             .env_remove("SMS_INSECURE")
             .output()
             .unwrap()
@@ -164,6 +165,12 @@ fn bare_node_pods_get_their_tokens_from_a_sync_beside_the_primary() {
         )
         .unwrap()
     };
+    assert!(
+        text.contains("gave p01-0 a join token for primary P01"),
+        "{text}"
+    );
+    let p01 = sms_trust::JoinToken::decode(&token_of("p01-join-tokens", "p01-0.token")).unwrap();
+    assert_eq!((p01.label.as_str(), p01.role.as_str()), ("P01", "primary"));
     let s01_token = token_of("secondary-join-tokens", "secondary-0.token");
     let member_token = token_of("smsdom-member-join-tokens", "smsdom-member-0.token");
     assert_ne!(s01_token, member_token);

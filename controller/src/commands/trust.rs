@@ -40,9 +40,10 @@ pub enum TokenCmd {
     /// key `POD.token`), making one at this primary only for a pod whose key
     /// is missing; then again every --every (or once with --once).
     K8sSync {
-        /// `POD=SITE` for a secondary site's pod, `POD` for a member server
-        /// named after its pod (repeatable).
-        #[arg(long = "pod", required = true, value_name = "POD[=SITE]")]
+        /// `POD=SITE` for a secondary site's pod, `POD=SITE:primary` for a
+        /// child primary's, `POD` for a member server named after its pod
+        /// (repeatable).
+        #[arg(long = "pod", required = true, value_name = "POD[=SITE[:primary]]")]
         pods: Vec<String>,
         /// The namespace of the Secrets [default: the pod's own].
         #[arg(long)]
