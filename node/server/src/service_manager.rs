@@ -1,8 +1,14 @@
 //! Tells systemd (`Type=notify`) how the node is: READY=1 once it serves,
-//! WATCHDOG=1 at half the watchdog interval while it is healthy (the same
-//! answer as gRPC health and `/ready`, [`crate::health`]), RELOADING=1 when
-//! it restarts itself as a bare node and STOPPING=1 when it stops. Without
-//! `NOTIFY_SOCKET` (not under systemd) every call does nothing.
+//! WATCHDOG=1 at half the watchdog interval while its runtime runs,
+//! RELOADING=1 when it restarts itself as a bare node and STOPPING=1 when
+//! it stops. Without `NOTIFY_SOCKET` (not under systemd) every call does
+//! nothing.
+//!
+//! The watchdog answers "is the process alive and scheduling work", not
+//! "is it healthy": an unhealthy node (a full disk, a component restarting)
+//! mends itself without a restart (the store reopens once space is freed),
+//! and a restart by systemd every 30 s would only add churn. Its health
+//! goes into the status line `systemctl status` shows instead.
 
 use std::sync::Arc;
 
@@ -22,24 +28,26 @@ pub fn ready(ctx: &Arc<Ctx>, status: &str) {
         .spawn_until_shutdown("systemd watchdog", watchdog(ctx2, every));
 }
 
-/// Pings while healthy; an unhealthy node stops pinging, so systemd
-/// restarts it once the watchdog interval has passed without one.
+/// Pings as long as the runtime runs this task (a hung runtime stops the
+/// pings, and systemd restarts the node); the status line follows health.
 async fn watchdog(ctx: Arc<Ctx>, every: std::time::Duration) {
-    let mut silent = false;
+    let mut was_healthy = true;
     loop {
         let why = crate::health::not_ready(&ctx);
-        if why.is_empty() {
-            if silent {
-                tracing::info!("healthy again: systemd watchdog pings resume");
-                silent = false;
-            }
+        let healthy = why.is_empty();
+        if healthy != was_healthy {
+            let status = if healthy {
+                tracing::info!("healthy again");
+                "serving".to_string()
+            } else {
+                let why = why.join("; ");
+                tracing::error!("not healthy (the node mends this itself, no restart): {why}");
+                format!("not serving: {why}")
+            };
+            send(&[NotifyState::Watchdog, NotifyState::Status(&status)]);
+            was_healthy = healthy;
+        } else {
             send(&[NotifyState::Watchdog]);
-        } else if !silent {
-            tracing::error!(
-                "not healthy, no systemd watchdog ping (systemd restarts the node if this lasts): {}",
-                why.join("; ")
-            );
-            silent = true;
         }
         tokio::time::sleep(every).await;
     }
