@@ -46,6 +46,9 @@ const TREE_POLL: Duration = Duration::from_secs(1);
 /// How long a child primary may take to describe its links for the tree;
 /// a silent one is shown as such rather than holding the tree up.
 const FAR_LINKS_WITHIN: Duration = Duration::from_secs(2);
+/// How long the child primaries' answer is shown before they are asked
+/// again.
+const FAR_LINKS_FRESH: Duration = Duration::from_secs(3);
 /// Live streams (tree or status tail) one node serves at once.
 pub const MAX_STREAMS: usize = 32;
 /// The header an action must carry the session's CSRF token in.
@@ -88,8 +91,15 @@ struct St {
     cookie: String,
     tree: watch::Sender<Arc<String>>,
     rates: Arc<Mutex<views::Rates>>,
+    /// The child primaries' links and when they were asked: reused for
+    /// [`FAR_LINKS_FRESH`], so a watched tree does not open a connection
+    /// to each child primary every second.
+    far: Arc<tokio::sync::Mutex<Option<FarLinks>>>,
     streams: Arc<Semaphore>,
 }
+
+/// The child primaries' links, and when they were asked.
+type FarLinks = (std::time::Instant, Arc<Vec<queries::ChildLinks>>);
 
 /// The console's routes, for a listener bound at `bound`.
 pub fn router(ctx: Arc<Ctx>, console: Arc<Console>, bound: SocketAddr, tls: bool) -> Router {
@@ -102,6 +112,7 @@ pub fn router(ctx: Arc<Ctx>, console: Arc<Console>, bound: SocketAddr, tls: bool
         cookie: format!("sms_console_{}", bound.port()),
         tree,
         rates: Arc::new(Mutex::new(views::Rates::default())),
+        far: Arc::default(),
         streams: Arc::new(Semaphore::new(MAX_STREAMS)),
     };
     ctx.tasks
@@ -265,7 +276,19 @@ impl St {
     /// The tree now, with the edges one tier down as the child primaries
     /// holding them report them (each asked within [`FAR_LINKS_WITHIN`]).
     async fn tree_now(&self) -> Result<Value, Refused> {
-        let far = queries::child_primaries_links(&self.ctx, FAR_LINKS_WITHIN).await;
+        let far = {
+            // One asker at a time: concurrent requests share its answer.
+            let mut cached = self.far.lock().await;
+            match &*cached {
+                Some((at, far)) if at.elapsed() < FAR_LINKS_FRESH => far.clone(),
+                _ => {
+                    let far =
+                        Arc::new(queries::child_primaries_links(&self.ctx, FAR_LINKS_WITHIN).await);
+                    *cached = Some((std::time::Instant::now(), far.clone()));
+                    far
+                }
+            }
+        };
         let rates = self.rates.lock().unwrap_or_else(|p| p.into_inner());
         views::tree(&self.ctx, &rates, &far)
     }
