@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{NodeProc, CONTROLLER, SMS_NODE};
+use crate::support::{wait_for, NodeProc, CONTROLLER, SMS_NODE};
 
 /// The controller with no node from the environment and plaintext.
 fn ctl(args: &[&str]) -> Output {
@@ -192,11 +192,19 @@ fn watch_redraws_until_its_count_and_prints_a_json_line_per_refresh() {
 fn human_durations_and_sizes_work_and_a_bad_one_is_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let pri = NodeProc::start(&dir.path().join("pri"), &["--install-primary", "PRI"]);
+    // A change is a CT1, applied by the site's next watchdog cycle: wait
+    // for the site control to show it.
+    let applied = |ms: u64| {
+        wait_for(
+            &format!("a polling interval of {ms} ms in the site control"),
+            Duration::from_secs(30),
+            || pri.json(&["site-control"])["polling_interval_ms"] == ms,
+        )
+    };
     pri.json(&["set-site-control", "--polling-interval", "7s"]);
-    let c = pri.json(&["site-control"]);
-    assert_eq!(c["polling_interval_ms"], 7000, "{c}");
+    applied(7000);
     pri.json(&["set-site-control", "--polling-interval-ms", "6000"]);
-    assert_eq!(pri.json(&["site-control"])["polling_interval_ms"], 6000);
+    applied(6000);
 
     let o = pri.ctl(&["set-site-control", "--polling-interval", "7"]);
     assert_eq!(o.status.code(), Some(2));
