@@ -258,14 +258,13 @@ fn errors_name_the_mistake_once_and_on_one_line() {
             "is a URL: give HOST:PORT without the http:// prefix (--node 127.0.0.1:8500)",
         ),
     ] {
-        let started = Instant::now();
         let o = ctl(&["--node", node, "status"]);
         assert_eq!(o.status.code(), Some(1));
         let err = stderr(&o);
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.contains(says), "{node}: {err}");
-        // Refused before any connection: nothing listens on 8500 to wait for.
-        assert!(started.elapsed() < Duration::from_secs(2), "{node}: {err}");
+        // Refused before any connection was tried.
+        assert!(!err.contains("cannot reach"), "{node}: {err}");
     }
     // The same address from the environment is checked the same way.
     let o = Command::new(CONTROLLER)
