@@ -211,19 +211,10 @@ impl Api {
         value: &[u8],
     ) -> Result<()> {
         let encoded = base64::engine::general_purpose::STANDARD.encode(value);
-        let patch = json!({"data": {key: encoded}});
-        let (code, v) = self
-            .call(
-                "PATCH",
-                &Self::secret_path(ns, name),
-                Some("application/merge-patch+json"),
-                Some(patch),
-            )
-            .await?;
-        match code {
-            200 => return Ok(()),
-            404 => {}
-            c => return Err(refusal(c, &v, &format!("patching secret {ns}/{name}"))),
+        match self.patch_secret_key(ns, name, key, &encoded).await? {
+            (200, _) => return Ok(()),
+            (404, _) => {}
+            (c, v) => return Err(refusal(c, &v, &format!("patching secret {ns}/{name}"))),
         }
         let secret = json!({
             "apiVersion": "v1",
@@ -243,25 +234,30 @@ impl Api {
         match code {
             200 | 201 => Ok(()),
             // Made meanwhile by someone else: patch it after all.
-            409 => {
-                let patch =
-                    json!({"data": {key: base64::engine::general_purpose::STANDARD.encode(value)}});
-                let (code, v) = self
-                    .call(
-                        "PATCH",
-                        &Self::secret_path(ns, name),
-                        Some("application/merge-patch+json"),
-                        Some(patch),
-                    )
-                    .await?;
-                if code == 200 {
-                    Ok(())
-                } else {
-                    Err(refusal(code, &v, &format!("patching secret {ns}/{name}")))
-                }
-            }
+            409 => match self.patch_secret_key(ns, name, key, &encoded).await? {
+                (200, _) => Ok(()),
+                (c, v) => Err(refusal(c, &v, &format!("patching secret {ns}/{name}"))),
+            },
             c => Err(refusal(c, &v, &format!("creating secret {ns}/{name}"))),
         }
+    }
+
+    /// A merge patch setting one key (base64 already) of a Secret; the
+    /// API's status code and answer.
+    async fn patch_secret_key(
+        &self,
+        ns: &str,
+        name: &str,
+        key: &str,
+        encoded: &str,
+    ) -> Result<(u16, Value)> {
+        self.call(
+            "PATCH",
+            &Self::secret_path(ns, name),
+            Some("application/merge-patch+json"),
+            Some(json!({"data": {key: encoded}})),
+        )
+        .await
     }
 }
 

@@ -15,7 +15,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sms_types::catalog;
 
-use crate::trust::{create_secondary, ctl, json, ok, p01_and_s11, start, token_at, wait_active};
+use crate::trust::{
+    create_secondary, ctl, issue_admin, json, ok, p01_and_s11, start, token_at, wait_active,
+};
 
 /// One HTTP/1.1 request on a fresh connection; the status, the response
 /// head's lines and the body.
@@ -113,21 +115,10 @@ impl Session {
 
 /// Issues an administrator certificate at `node`; its serial.
 fn issue(node: &str, admin: &Path, name: &str, role: &str, out: &Path) -> String {
-    let v = json(
-        node,
-        admin,
-        &[
-            "admin",
-            "issue",
-            "--name",
-            name,
-            "--role",
-            role,
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
-    v["serial"].as_str().unwrap().to_string()
+    issue_admin(node, admin, name, role, out)["serial"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 fn link_state(node: &str, tls: &Path, to: &str) -> String {

@@ -11,17 +11,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sms_cluster::{Cluster, Node};
 use sms_proto::v1 as pb;
 
-use crate::support::{CONTROLLER, SMS_NODE};
-
-fn start(data: &Path, args: &[&str]) -> Node {
-    Cluster::new(SMS_NODE)
-        .env("RUST_LOG", "warn")
-        .start(data, args)
-        .unwrap_or_else(|e| panic!("{e}"))
-}
+use crate::support::CONTROLLER;
+use crate::trust::{issue_admin, ok, p01_and_s11, refused, start};
 
 /// `controller --node NODE --tls-dir TLS [--site SITE] args...`
 fn ctl(node: &str, tls: &Path, site: Option<&str>, args: &[&str]) -> Output {
@@ -39,20 +32,6 @@ fn ctl(node: &str, tls: &Path, site: Option<&str>, args: &[&str]) -> Output {
     c.args(args).output().expect("run controller")
 }
 
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn refused(out: Output, what: &str) -> String {
-    assert!(!out.status.success(), "{what} should have been refused");
-    String::from_utf8(out.stderr).unwrap()
-}
-
 fn json(node: &str, tls: &Path, site: Option<&str>, args: &[&str]) -> Value {
     let out = ok(
         ctl(node, tls, site, &[args, &["--json"]].concat()),
@@ -61,55 +40,11 @@ fn json(node: &str, tls: &Path, site: Option<&str>, args: &[&str]) -> Value {
     serde_json::from_str(&out).unwrap()
 }
 
-fn wait_active(node: &str, tls: &Path, code: &str) {
-    let t0 = Instant::now();
-    loop {
-        let v = json(node, tls, None, &["sites"]);
-        let active = v["sites"].as_array().is_some_and(|s| {
-            s.iter()
-                .any(|x| x["site_code"] == code && x["status"] == "Active")
-        });
-        if active {
-            return;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "{code} not Active: {v}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn token(node: &str, admin: &Path, args: &[&str]) -> String {
-    ok(
-        ctl(node, admin, None, &[&["token", "create"], args].concat()),
-        "token create",
-    )
-    .trim()
-    .to_string()
-}
-
-/// Issues an administrator certificate with `role` at `node`.
+/// Issues an administrator certificate with `role` at `node`, into
+/// `dir/name`; that directory.
 fn issue(node: &str, admin: &Path, dir: &Path, name: &str, role: &str) -> PathBuf {
     let out = dir.join(name);
-    ok(
-        ctl(
-            node,
-            admin,
-            None,
-            &[
-                "admin",
-                "issue",
-                "--name",
-                name,
-                "--role",
-                role,
-                "--out",
-                out.to_str().unwrap(),
-            ],
-        ),
-        "admin issue",
-    );
+    issue_admin(node, admin, name, role, &out);
     out
 }
 
@@ -154,35 +89,9 @@ fn any_site_is_reached_by_its_code_through_the_hierarchy() {
     let pri = start(&d.join("pri"), &["--install-primary", "PRI"]);
     let admin = d.join("pri").join("admin");
     let p = pri.addr().to_string();
-    let t = token(&p, &admin, &["--site", "P01", "--role", "primary"]);
-    let p01 = start(
-        &d.join("p01"),
-        &[
-            "--install-primary",
-            "P01",
-            "--parent-site",
-            "PRI",
-            "--parent",
-            &p,
-            "--join-token",
-            &t,
-        ],
-    );
+    let (p01, s11) = p01_and_s11(d, &p, &admin);
     let m = p01.addr().to_string();
-    wait_active(&p, &admin, "P01");
-    let t = token(&m, &admin, &["--site", "S11"]);
-    let s11 = start(&d.join("s11"), &["--join-token", &t]);
     let s = s11.addr().to_string();
-    ok(
-        ctl(
-            &m,
-            &admin,
-            None,
-            &["create-secondary", "--site-code", "S11", "--server", &s],
-        ),
-        "create-secondary",
-    );
-    wait_active(&m, &admin, "S11");
 
     // Reads, two hops down from PRI, and one hop up from S11.
     let st = json(&p, &admin, Some("S11"), &["status"]);

@@ -157,23 +157,7 @@ fn a_secure_hierarchy_joins_with_tokens_and_refuses_strangers() {
 
     // Roles: read-only reads, cannot delete; operator severs, cannot delete.
     let ro = d.join("ro");
-    ok(
-        ctl(
-            p,
-            Some(&admin),
-            &[
-                "admin",
-                "issue",
-                "--name",
-                "rita",
-                "--role",
-                "read-only",
-                "--out",
-                ro.to_str().unwrap(),
-            ],
-        ),
-        "admin issue",
-    );
+    issue_admin(p, &admin, "rita", "read-only", &ro);
     ok(ctl(p, Some(&ro), &["sites"]), "read-only sites");
     let err = refused(
         ctl(p, Some(&ro), &["delete-site", "--site", "S01"]),
@@ -181,23 +165,7 @@ fn a_secure_hierarchy_joins_with_tokens_and_refuses_strangers() {
     );
     assert!(err.contains("needs full"), "{err}");
     let op = d.join("op");
-    ok(
-        ctl(
-            p,
-            Some(&admin),
-            &[
-                "admin",
-                "issue",
-                "--name",
-                "otto",
-                "--role",
-                "operator",
-                "--out",
-                op.to_str().unwrap(),
-            ],
-        ),
-        "admin issue",
-    );
+    issue_admin(p, &admin, "otto", "operator", &op);
     ok(
         ctl(p, Some(&op), &["sever-link", "--to", "S01"]),
         "operator sever",
@@ -285,6 +253,25 @@ pub(crate) fn p01_and_s11(d: &Path, pri: &str, admin: &Path) -> (Node, Node) {
     create_secondary(p01.addr(), admin, "S11", s11.addr());
     wait_active(p01.addr(), admin, "S11");
     (p01, s11)
+}
+
+/// Issues an administrator certificate named `name` with `role` at
+/// `node` into directory `out`; what `admin issue --json` printed.
+pub(crate) fn issue_admin(node: &str, admin: &Path, name: &str, role: &str, out: &Path) -> Value {
+    json(
+        node,
+        admin,
+        &[
+            "admin",
+            "issue",
+            "--name",
+            name,
+            "--role",
+            role,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    )
 }
 
 /// A join token made at `node` for `args` (`--site C [--role R]`).

@@ -467,19 +467,7 @@ fn install_primary(
         version: SOFTWARE_VERSION.to_string(),
         ancestors,
     };
-    let ct0 = SiteControl {
-        site_code: code.clone(),
-        site_name,
-        serial: 1,
-        parent_site_code: parent_code.clone(),
-        polling_interval_ms: DEFAULT_POLLING_INTERVAL_MS,
-        domains: vec![],
-        addresses: vec![],
-        version: SOFTWARE_VERSION.to_string(),
-        next_unique_id: 1,
-        management_points: vec![],
-        status_rules: vec![],
-    };
+    let ct0 = SiteControl::first(code.clone(), site_name, parent_code.clone());
     store.install_site(&id, &ct0)?;
     store.put_site(&SiteRecord {
         site_code: code.clone(),

@@ -309,6 +309,30 @@ pub struct SiteControl {
     pub status_rules: Vec<crate::status_rules::StatusRule>,
 }
 
+impl SiteControl {
+    /// A newly installed site's first control image: serial 1, the default
+    /// polling interval, this software's version, nothing configured yet.
+    pub fn first(
+        site_code: SiteCode,
+        site_name: String,
+        parent_site_code: Option<SiteCode>,
+    ) -> SiteControl {
+        SiteControl {
+            site_code,
+            site_name,
+            serial: 1,
+            parent_site_code,
+            polling_interval_ms: DEFAULT_POLLING_INTERVAL_MS,
+            domains: vec![],
+            addresses: vec![],
+            version: SOFTWARE_VERSION.to_string(),
+            next_unique_id: 1,
+            management_points: vec![],
+            status_rules: vec![],
+        }
+    }
+}
+
 /// A proposed change to a site's control image.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ct1 {

@@ -38,19 +38,7 @@ fn central() -> Site {
         version: SOFTWARE_VERSION.to_string(),
         ancestors: vec![],
     };
-    let ct0 = SiteControl {
-        site_code: code,
-        site_name: id.site_name.clone(),
-        serial: 1,
-        parent_site_code: None,
-        polling_interval_ms: DEFAULT_POLLING_INTERVAL_MS,
-        domains: vec![],
-        addresses: vec![],
-        version: SOFTWARE_VERSION.to_string(),
-        next_unique_id: 1,
-        management_points: vec![],
-        status_rules: vec![],
-    };
+    let ct0 = SiteControl::first(code, id.site_name.clone(), None);
     store.install_site(&id, &ct0).expect("install");
     let node_id = store.node_id().expect("node id");
     let ctx = Arc::new(

@@ -304,19 +304,7 @@ pub fn bare() -> Node {
 
 /// A site control at serial 1 for `site` below `parent`.
 pub fn ct0(site: &str, parent: Option<&str>) -> SiteControl {
-    SiteControl {
-        site_code: code(site),
-        site_name: format!("{site} site"),
-        serial: 1,
-        parent_site_code: parent.map(code),
-        polling_interval_ms: DEFAULT_POLLING_INTERVAL_MS,
-        domains: vec![],
-        addresses: vec![],
-        version: SOFTWARE_VERSION.to_string(),
-        next_unique_id: 1,
-        management_points: vec![],
-        status_rules: vec![],
-    }
+    SiteControl::first(code(site), format!("{site} site"), parent.map(code))
 }
 
 fn install(node: &Node, id: Identity, control: SiteControl) {
