@@ -662,11 +662,7 @@ impl pb::admin_server::Admin for AdminSvc {
         // The parent's site server may read it too: its console shows the
         // edges below this site (a grandchild's, seen from there).
         let parent = self.ctx.identity().and_then(|i| i.parent);
-        let from_parent = matches!(
-            (auth::site(&req), &parent),
-            (Ok(Some(caller)), Some(p)) if caller == p.site_code
-        );
-        if from_parent {
+        if auth::is_site_server_of(&req, parent.as_ref().map(|p| &p.site_code)) {
             auth::not_revoked(&req, &self.ctx)?;
         } else {
             self.allow(&req, AdminRole::ReadOnly)?;

@@ -138,6 +138,14 @@ pub fn site_is<T>(req: &Request<T>, expected: &SiteCode, what: &str) -> Result<(
     }
 }
 
+/// Whether the caller is the site server of `parent`, this site's parent
+/// (its certificate says so; never on a plaintext node, where nobody is
+/// known). Such a caller may read this node's status: its console shows
+/// the edges one tier below it.
+pub fn is_site_server_of<T>(req: &Request<T>, parent: Option<&SiteCode>) -> bool {
+    matches!((site(req), parent), (Ok(Some(caller)), Some(p)) if &caller == p)
+}
+
 /// Any certificate of the hierarchy (site, member or administrator).
 pub fn member<T>(req: &Request<T>) -> Result<Caller, Status> {
     match Caller::of(req) {
